@@ -74,7 +74,7 @@ distclean: clean ## Also remove the virtualenv, node_modules and tool links (the
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-##@ Toolchain (files, so a set-up clone skips them)
+# Toolchain: file targets, so an already set-up clone skips them.
 .PHONY: prereqs redis
 prereqs:
 	@tools/setup/prereqs.sh

@@ -28,7 +28,10 @@ case "$name" in
     build() {
       say "Building conftest $version with go install (about a minute the first time)."
       local gobin; gobin=$(mktemp -d)
-      (cd "$root" && CGO_ENABLED=0 GOBIN="$gobin" GOFLAGS=-trimpath go install "github.com/open-policy-agent/conftest@$version")
+      # Without -X the binary reports "Conftest: dev"; the release build stamps the version the same way.
+      (cd "$root" && CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath \
+        -ldflags "-s -w -X github.com/open-policy-agent/conftest/internal/version.Version=${version#v}" \
+        "github.com/open-policy-agent/conftest@$version")
       mv "$gobin/conftest" "$1"; rmdir "$gobin"
     } ;;
   *) die "unknown tool '$name' (expected kyverno or conftest)" ;;
