@@ -1,0 +1,174 @@
+"""`overlays/<env>.yaml`: what differs per environment."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, model_validator
+
+from mlplatform.spec.common import Digest, DnsLabel, Hostname, Quantity, Resources, Strict
+from mlplatform.spec.platform import Model, Tuning
+
+
+class Cluster(Strict):
+    """The Argo CD destination."""
+
+    server: HttpUrl
+
+
+class Sync(Strict):
+    """Argo CD sync policy: automated (prune + self-heal) or manual."""
+
+    mode: Literal["automated", "manual"]
+
+
+class Features(Strict):
+    """Switches for optional objects."""
+
+    service_monitor: bool = False
+    topology_spread: bool = False
+
+
+class Quota(Strict):
+    """The namespace ResourceQuota."""
+
+    requests_cpu: Quantity
+    requests_memory: Quantity
+    limits_cpu: Quantity
+    limits_memory: Quantity
+    requests_ephemeral_storage: Quantity
+    limits_ephemeral_storage: Quantity
+    pods: int = Field(ge=1)
+    persistent_volume_claims: int = Field(ge=0)
+    requests_storage: Quantity
+    requests_gpu: int = Field(default=0, ge=0)
+
+
+class IngressRouting(Strict):
+    """networking.k8s.io/v1 Ingress with TLS from cert-manager."""
+
+    kind: Literal["Ingress"]
+    class_name: DnsLabel
+    tls_issuer: DnsLabel
+
+
+class GatewayRef(Strict):
+    name: DnsLabel
+    namespace: DnsLabel
+    section_name: DnsLabel | None = None
+
+
+class GatewayRouting(Strict):
+    """Gateway API HTTPRoute attached to an existing Gateway (which terminates TLS)."""
+
+    kind: Literal["Gateway"]
+    gateway: GatewayRef
+
+
+Routing = Annotated[IngressRouting | GatewayRouting, Field(discriminator="kind")]
+
+
+class Autoscaling(Strict):
+    """HPA (autoscaling/v2) or KEDA ScaledObject on CPU utilization; either owns the replica count."""
+
+    engine: Literal["hpa", "keda"] = "hpa"
+    min_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1)
+    target_cpu_utilization: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            )
+        return self
+
+
+class Toleration(Strict):
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class Gpu(Strict):
+    """GPU requests (extended resource), plus where GPU nodes are and the taints they carry."""
+
+    count: int = Field(ge=1)
+    resource_name: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = Field(min_length=1)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
+class ImageModels(Strict):
+    """The model files are inside the pinned image under /models."""
+
+    source: Literal["image"]
+
+
+class PvcModels(Strict):
+    """A model-cache PVC, filled by an init container that copies /models out of a pinned image."""
+
+    source: Literal["pvc"]
+    image: str = Field(pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*@sha256:[a-f0-9]{64}$")
+    path: str = Field(default="/models", pattern=r"^/[^\s]*$")
+    storage_class: DnsLabel
+    size: Quantity
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany"] = "ReadWriteMany"
+
+
+ModelDelivery = Annotated[ImageModels | PvcModels, Field(discriminator="source")]
+
+
+class Canary(Strict):
+    """A second version of the service that gets `weight` percent of the traffic (Gateway routing only)."""
+
+    image_digest: Digest
+    models: list[Model] = Field(min_length=1)
+    weight: int = Field(ge=1, le=99)
+    replicas: int = Field(default=1, ge=1)
+
+
+class ServiceOverlay(Strict):
+    image_digest: Digest
+    host: Hostname
+    path: str = Field(default="/", pattern=r"^/[^\s]*$")
+    replicas: int = Field(default=1, ge=1)
+    autoscaling: Autoscaling | None = None
+    resources: Resources
+    tuning: Tuning = Tuning()
+    model_delivery: ModelDelivery = ImageModels(source="image")
+    gpu: Gpu | None = None
+    canary: Canary | None = None
+
+
+class RedisOverlay(Strict):
+    image_digest: Digest
+    replicas: int = Field(default=1, ge=1, le=5)
+    storage_class: DnsLabel
+    storage_size: Quantity
+    maxmemory: str = Field(pattern=r"^[0-9]+(mb|gb)$")
+    resources: Resources
+
+
+class PeerOverride(Strict):
+    """Where a peer declared in platform.yaml runs in this environment."""
+
+    namespace: DnsLabel
+    pod_labels: dict[str, str] = Field(min_length=1)
+
+
+class Overlay(Strict):
+    """The whole overlays/<env>.yaml."""
+
+    namespace: DnsLabel
+    cluster: Cluster
+    sync: Sync
+    secret_store: DnsLabel
+    routing: Routing
+    features: Features = Features()
+    quota: Quota
+    redis: RedisOverlay
+    services: dict[DnsLabel, ServiceOverlay] = Field(min_length=1)
+    peers: dict[DnsLabel, PeerOverride] = Field(default_factory=dict)
