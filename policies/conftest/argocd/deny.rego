@@ -1,0 +1,6 @@
+# Rules over dist/argocd (one file each) add to `findings`; waived ones become warnings.
+package argocd
+
+deny contains f if some f in data.lib.open_findings(findings)
+
+warn contains f if some f in data.lib.waived_findings(findings)
