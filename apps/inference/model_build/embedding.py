@@ -221,6 +221,16 @@ class _GraphBuilder:
         return self.op("LayerNormalization", name, [x, scale, shift], axis=-1, epsilon=eps)
 
 
+def _gelu(g: _GraphBuilder, name: str, x: str) -> str:
+    """Exact GELU as BERT computes it, (x * 0.5) * (1 + erf(x / sqrt(2))), in an order onnxruntime fuses."""
+    erf = g.op(
+        "Erf", f"{name}.erf", [g.op("Div", f"{name}.scaled", [x, g.const(f"{name}.sqrt2", math.sqrt(2))])]
+    )
+    gate = g.op("Add", f"{name}.gate", [erf, g.const(f"{name}.one", 1.0)])
+    half = g.op("Mul", f"{name}.half", [x, g.const(f"{name}.half_c", 0.5)])
+    return g.op("Mul", name, [half, gate])
+
+
 def _encoder_layer(g: _GraphBuilder, n: int, x: str, mask: str, w: dict[str, Array], cfg: BertConfig) -> str:
     p, t = f"encoder.layer.{n}.", f"l{n}"
     heads, head_size, hidden = cfg.num_heads, cfg.head_size, cfg.hidden_size
@@ -258,17 +268,8 @@ def _encoder_layer(g: _GraphBuilder, n: int, x: str, mask: str, w: dict[str, Arr
         w[f"{p}attention.output.LayerNorm.bias"],
         cfg.layer_norm_eps,
     )
-    # Feed-forward with exact (erf) GELU: 0.5 * h * (1 + erf(h / sqrt(2))).
     h = g.linear(f"{t}.ffn_in", x, w[f"{p}intermediate.dense.weight"], w[f"{p}intermediate.dense.bias"])
-    erf = g.op(
-        "Erf", f"{t}.erf", [g.op("Mul", f"{t}.gelu_in", [h, g.const(f"{t}.inv_sqrt2", 1 / math.sqrt(2))])]
-    )
-    gate = g.op(
-        "Mul",
-        f"{t}.gelu_gate",
-        [g.op("Add", f"{t}.erf1", [erf, g.const(f"{t}.one", 1.0)]), g.const(f"{t}.half", 0.5)],
-    )
-    act = g.op("Mul", f"{t}.gelu", [h, gate])
+    act = _gelu(g, f"{t}.gelu", h)
     out = g.linear(f"{t}.ffn_out", act, w[f"{p}output.dense.weight"], w[f"{p}output.dense.bias"])
     return g.layer_norm(
         f"{t}.out_ln",

@@ -178,3 +178,12 @@ def test_unsupported_pooling_is_rejected(model_copy: Source) -> None:
     pooling.write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(WeightsMismatchError, match="pooling modes"):
         embedding.read_config(model_copy.model_dir)
+
+
+def test_fully_padded_row_gives_zeros_not_nan(built: Built) -> None:
+    ids = np.array([[101, 7592, 102], [0, 0, 0]], dtype=np.int64)
+    mask = np.array([[1, 1, 1], [0, 0, 0]], dtype=np.int64)
+    (out,) = built.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+    assert not np.isnan(out).any()
+    assert np.linalg.norm(out[1]) == 0.0
+    assert abs(float(np.linalg.norm(out[0])) - 1.0) < 1e-5
