@@ -1,0 +1,26 @@
+"""One environment as a cdk8s Chart: every concern's construct, in sync-wave order."""
+
+from __future__ import annotations
+
+import cdk8s
+
+from constructs import Construct
+from mlplatform.components.inference import InferenceService
+from mlplatform.components.namespace import NamespaceBaseline
+from mlplatform.components.network_policies import NetworkPolicies
+from mlplatform.components.redis import RedisCache
+from mlplatform.components.routing import Routing
+from mlplatform.spec import Environment
+
+
+class EnvironmentChart(cdk8s.Chart):
+    """Everything `dist/<env>/` holds. The chart sets no namespace: each object carries its own."""
+
+    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+        super().__init__(scope, id, disable_resource_name_hashes=True)
+        NamespaceBaseline(self, "namespace", env=env)
+        NetworkPolicies(self, "network", env=env)
+        RedisCache(self, "redis", env=env)
+        for name in env.platform.services:
+            InferenceService(self, f"service-{name}", env=env, name=name)
+            Routing(self, f"routing-{name}", env=env, name=name)

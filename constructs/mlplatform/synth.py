@@ -1,0 +1,81 @@
+"""Synthesis: load the spec, build one cdk8s App per environment, write dist/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cdk8s
+
+from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
+from mlplatform.components.environment import EnvironmentChart
+from mlplatform.diagram import architecture_markdown
+from mlplatform.output import manifest_files, write_tree
+from mlplatform.spec import Environment, load_environment, load_platform
+from mlplatform.spec.loader import list_environments
+
+KYVERNO_DIR = Path("policies/kyverno")
+DIAGRAM_FILE = "ARCHITECTURE.md"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Folder -> file name -> content, for everything that goes under dist/."""
+
+    folders: dict[str, dict[str, str | bytes]]
+
+
+def load_all(repo_root: Path) -> list[Environment]:
+    """Validate the platform spec and every overlay (before anything is written)."""
+    platform = load_platform(repo_root)
+    return [load_environment(n, repo_root=repo_root, platform=platform) for n in list_environments(repo_root)]
+
+
+def render_environment(env: Environment) -> list[dict[str, Any]]:
+    """Every object of one environment, as cdk8s synthesizes it."""
+    app = cdk8s.App()
+    chart = EnvironmentChart(app, env.name, env=env)
+    objects: list[dict[str, Any]] = chart.to_json()
+    return objects
+
+
+def render_argocd(envs: list[Environment]) -> list[dict[str, Any]]:
+    app = cdk8s.App()
+    chart = ArgoCdChart(app, ARGOCD_DIR, platform=envs[0].platform, envs=envs)
+    objects: list[dict[str, Any]] = chart.to_json()
+    return objects
+
+
+def cluster_policy_files(repo_root: Path) -> dict[str, str | bytes]:
+    """Byte-identical copies of `policies/kyverno/<name>/<name>.yaml`, sorted by name."""
+    root = repo_root / KYVERNO_DIR
+    if not root.is_dir():
+        return {}
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / f"{d.name}.yaml").is_file())
+    return {f"{name}.yaml": (root / name / f"{name}.yaml").read_bytes() for name in found}
+
+
+def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:
+    envs = load_all(repo_root)
+    known = [e.name for e in envs]
+    for name in only or []:
+        if name not in known:
+            raise ValueError(f"--env {name!r}: no overlays/{name}.yaml; allowed: {known}")
+    folders: dict[str, dict[str, str | bytes]] = {}
+    for env in envs:
+        if only and env.name not in only:
+            continue
+        files: dict[str, str | bytes] = dict(manifest_files(render_environment(env)))
+        files[DIAGRAM_FILE] = architecture_markdown(env)
+        folders[env.name] = files
+    folders[ARGOCD_DIR] = dict(manifest_files(render_argocd(envs)))
+    folders[POLICIES_DIR] = cluster_policy_files(repo_root)
+    return Rendered(folders=folders)
+
+
+def synthesize(repo_root: Path, *, out: Path, only: list[str] | None = None) -> Rendered:
+    """Render (validating everything first), then write atomically. On any error `out` is untouched."""
+    rendered = render(repo_root, only=only)
+    write_tree(out, rendered.folders, replace_all=not only)
+    return rendered
