@@ -59,8 +59,8 @@ serve: setup models ## Run the inference service locally with its own redis-serv
 	$(PY) -m inference_service.local --model-repository $(MODEL_REPO)
 
 .PHONY: bench
-bench: setup models ## Run the benchmarks under bench/ and print their numbers
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+bench: setup models ## Run the benchmarks (bench/*_bench.py) and print their numbers
+	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 .PHONY: clean
 clean: ## Remove build outputs and reports (keeps the toolchain)
