@@ -33,5 +33,22 @@ any_workload_selected(ns, selector) if {
 	some w in lib.documents
 	w.obj.kind in lib.workload_kinds
 	lib.namespace_of(w.obj) == ns
-	selects(selector, lib.pod_labels(w.obj))
+	selects(selector, object.union(lib.pod_labels(w.obj), controller_labels(w.obj, selector)))
+}
+
+# The StatefulSet controller labels each pod with its name (<set>-<ordinal>); a Service may pin one replica.
+pod_name_label := "statefulset.kubernetes.io/pod-name"
+
+controller_labels(w, selector) := {pod_name_label: selector[pod_name_label]} if {
+	w.kind == "StatefulSet"
+	regex.match(sprintf("^%s-[0-9]+$", [w.metadata.name]), selector[pod_name_label])
+}
+
+controller_labels(w, selector) := {} if {
+	not w.kind == "StatefulSet"
+}
+
+controller_labels(w, selector) := {} if {
+	w.kind == "StatefulSet"
+	not regex.match(sprintf("^%s-[0-9]+$", [w.metadata.name]), object.get(selector, pod_name_label, ""))
 }

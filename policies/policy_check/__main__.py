@@ -1,0 +1,87 @@
+"""python -m policy_check --reports reports [--env NAME] [--dist DIR]
+
+Runs Kyverno and conftest over every environment in dist/ (plus dist/argocd and dist/cluster-policies),
+prints a summary per environment and rule, writes reports/policy-check.junit.xml and
+reports/policy-check.sarif, and exits 1 on any violation, expired or unused waiver (2 on bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from policy_check import dist, engines, reports, runner, waivers
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m policy_check", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    p.add_argument("--reports", type=Path, required=True, help="folder for the JUnit XML and SARIF files")
+    p.add_argument("--env", help="check only this environment")
+    p.add_argument(
+        "--dist", type=Path, default=REPO_ROOT / "dist", help="the dist/ folder (default: the repo's)"
+    )
+    p.add_argument("--exceptions", type=Path, default=REPO_ROOT / "policies" / "exceptions.yaml")
+    p.add_argument(
+        "--tools", type=Path, default=REPO_ROOT / ".tools" / "bin", help="where kyverno and conftest are"
+    )
+    return p.parse_args(argv)
+
+
+def tools_at(bin_dir: Path) -> engines.Tools:
+    kyverno, conftest = bin_dir / "kyverno", bin_dir / "conftest"
+    for tool in (kyverno, conftest):
+        if not tool.exists():
+            raise engines.EngineError(f"{tool} is missing; run `make setup`")
+    policies = sorted((REPO_ROOT / "policies" / "kyverno").glob("*/*.yaml"))
+    policies = [p for p in policies if p.stem == p.parent.name]
+    return engines.Tools(kyverno, conftest, policies, REPO_ROOT / "policies" / "conftest")
+
+
+def print_summary(outcome: runner.Outcome) -> None:
+    counts = Counter((f.environment, f.rule, f.engine) for f in outcome.findings)
+    waived = Counter((f.environment, f.rule) for f in outcome.waived)
+    for env in sorted(outcome.rules):
+        print(f"== {env}")
+        for rule in outcome.rules[env]:
+            by_engine = {e: n for (en, r, e), n in counts.items() if en == env and r == rule}
+            w = waived.get((env, rule), 0)
+            state = "FAIL" if by_engine else "ok"
+            detail = ", ".join(f"{e}: {n}" for e, n in sorted(by_engine.items()))
+            extra = f" ({w} waived)" if w else ""
+            print(f"  {state:4} {rule}{': ' + detail if detail else ''}{extra}")
+    if outcome.findings:
+        print(f"\n{len(outcome.findings)} violation(s):")
+        for f in outcome.findings:
+            print(f"  {f.describe()}")
+    print(f"\npolicy check: {len(outcome.findings)} violation(s), {len(outcome.waived)} waived finding(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        tools = tools_at(args.tools)
+        outcome = runner.run(
+            repo_root=REPO_ROOT,
+            dist_dir=args.dist.resolve(),
+            tools=tools,
+            waiver_file=args.exceptions,
+            only_env=args.env,
+        )
+    except (dist.DistError, waivers.WaiverError, engines.EngineError) as err:
+        print(f"policy check: error: {err}", file=sys.stderr)
+        return 2
+    print_summary(outcome)
+    args.reports.mkdir(parents=True, exist_ok=True)
+    reports.write_junit(args.reports / "policy-check.junit.xml", outcome.rules, outcome.findings)
+    reports.write_sarif(args.reports / "policy-check.sarif", "dist", outcome.findings)
+    return 1 if outcome.findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
