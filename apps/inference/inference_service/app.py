@@ -1,0 +1,95 @@
+"""The FastAPI application factory: `uvicorn inference_service.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference_service import __version__
+from inference_service.errors import InferenceError
+from inference_service.logs import configure_logging
+from inference_service.metrics import Metrics
+from inference_service.middleware import RequestMiddleware
+from inference_service.openapi import build_openapi
+from inference_service.repository import discover
+from inference_service.routes import health, v1, v2
+from inference_service.routes import metrics as metrics_route
+from inference_service.routes.common import json_response
+from inference_service.security import ApiKeys
+from inference_service.settings import Settings
+from inference_service.state import ServiceState
+
+log = logging.getLogger("inference.app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the app for the live models. Fails fast, with a clear message, on bad configuration."""
+    settings = settings or Settings()
+    configure_logging()
+    entries = discover(settings.model_repository, settings.model_refs)
+    api_keys: ApiKeys | None = None
+    if settings.auth_enabled:
+        api_keys = ApiKeys(settings.load_api_keys())
+        if not len(api_keys):
+            raise ValueError(
+                "authentication is on (INFERENCE_AUTH_ENABLED=true) but no API key is configured: set "
+                "INFERENCE_API_KEYS_FILE or INFERENCE_API_KEYS, or INFERENCE_AUTH_ENABLED=false for local use"
+            )
+    metrics = Metrics()
+    state = ServiceState(settings=settings, entries=entries, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.start_loading()
+        yield
+        await state.shutdown()
+
+    app = FastAPI(
+        title="Inference service",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.inference = state
+    app.include_router(health.router)
+    app.include_router(v2.router)
+    app.include_router(v1.router)
+    app.include_router(metrics_route.router)
+
+    @app.exception_handler(InferenceError)
+    async def inference_error(_: Request, exc: InferenceError) -> Response:
+        return json_response({"error": exc.message}, exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return json_response({"error": "internal error; see the server log"}, 500)
+
+    schema: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not schema:
+            schema.update(build_openapi(app, entries, auth=api_keys is not None))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=metrics,
+        api_keys=api_keys,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
+    return app

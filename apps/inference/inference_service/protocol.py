@@ -1,0 +1,325 @@
+"""Open Inference Protocol (V2) and KServe V1 bodies: parse, validate against the model's signature, encode.
+
+JSON tensors and the binary tensor data extension (`Inference-Header-Content-Length`: the JSON header comes
+first, then each binary input's bytes in order; BYTES elements are a 4-byte little-endian length plus the
+bytes) are both accepted, whatever the Content-Type says.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
+from inference_service.errors import BadRequest
+from inference_service.models import Array, Row, RowResult, ServedModel, TextEmbeddingModel
+from model_build.metadata import TensorSpec
+
+BINARY_HEADER = "inference-header-content-length"
+_NUMERIC_KINDS = {"FP": "fiu", "INT": "iu", "UINT": "iu", "BOOL": "b"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputRequest:
+    names: list[str]
+    binary: set[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferRequest:
+    id: str | None
+    rows: list[Row]
+    outputs: OutputRequest
+
+
+def _loads(data: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+
+
+def split_binary(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
+    """The JSON document and the binary tail of a request body."""
+    if header_length is None:
+        return _loads(body), memoryview(b"")
+    try:
+        size = int(header_length)
+    except ValueError:
+        raise BadRequest(
+            f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+        ) from None
+    if not 0 < size <= len(body):
+        raise BadRequest(f"Inference-Header-Content-Length {size} is outside the body (length {len(body)})")
+    view = memoryview(body)
+    return _loads(view[:size]), view[size:]
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "[" + ", ".join("-1" if d < 0 else str(d) for d in shape) + "]"
+
+
+def _check_shape(spec: TensorSpec, shape: Any) -> list[int]:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise BadRequest(
+            f"input '{spec.name}': shape must be a list of integers, expected {_shape_text(spec.shape)}"
+        )
+    if len(shape) != len(spec.shape) or any(
+        want >= 0 and got != want for got, want in zip(shape, spec.shape, strict=True)
+    ):
+        raise BadRequest(
+            f"input '{spec.name}': shape {shape} does not match the model's {_shape_text(spec.shape)} "
+            "(-1: any size; the first dimension is the batch)"
+        )
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"input '{spec.name}': shape {shape} has a negative dimension")
+    if shape[0] == 0:
+        raise BadRequest(f"input '{spec.name}': the batch dimension is 0; send at least one row")
+    return shape
+
+
+def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: memoryview | None) -> Array:
+    dtype = V2_TO_NUMPY[spec.datatype]
+    count = math.prod(shape)
+    if binary is not None:
+        if len(binary) != count * dtype.itemsize:
+            raise BadRequest(
+                f"input '{spec.name}': {len(binary)} binary bytes, expected {count * dtype.itemsize} "
+                f"({count} x {spec.datatype})"
+            )
+        return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    data = item.get("data")
+    if not isinstance(data, list):
+        raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} {spec.datatype} values")
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise BadRequest(
+            f"input '{spec.name}': `data` is ragged; send {count} {spec.datatype} values"
+        ) from None
+    allowed = next(kinds for prefix, kinds in _NUMERIC_KINDS.items() if spec.datatype.startswith(prefix))
+    if raw.dtype.kind not in allowed or raw.size != count:
+        what = (
+            "values"
+            if raw.dtype.kind in allowed
+            else f"values of the right type, not {raw.dtype.kind!r}-kind"
+        )
+        raise BadRequest(
+            f"input '{spec.name}': `data` holds {raw.size} {what}; "
+            f"shape {shape} needs {count} {spec.datatype} values"
+        )
+    if spec.datatype in INT_TYPES and raw.size:
+        info = np.iinfo(dtype)  # type: ignore[type-var]
+        if raw.min() < info.min or raw.max() > info.max:
+            raise BadRequest(f"input '{spec.name}': a value is outside the {spec.datatype} range")
+    return raw.astype(dtype, copy=False).reshape(shape)
+
+
+def _bytes_elements(
+    spec: TensorSpec, item: dict[str, Any], count: int, binary: memoryview | None
+) -> list[bytes]:
+    if binary is not None:
+        out: list[bytes] = []
+        offset = 0
+        while offset < len(binary):
+            if offset + 4 > len(binary):
+                raise BadRequest(f"input '{spec.name}': truncated BYTES length prefix in the binary data")
+            (size,) = struct.unpack_from("<I", binary, offset)
+            offset += 4
+            if offset + size > len(binary):
+                raise BadRequest(f"input '{spec.name}': a BYTES element runs past the binary data")
+            out.append(bytes(binary[offset : offset + size]))
+            offset += size
+    else:
+        data = item.get("data")
+        if not isinstance(data, list):
+            raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} strings")
+        flat = _flatten(data)
+        if not all(isinstance(v, str) for v in flat):
+            raise BadRequest(f"input '{spec.name}': every element of a BYTES tensor must be a string")
+        out = [v.encode("utf-8") for v in flat]
+    if len(out) != count:
+        raise BadRequest(f"input '{spec.name}': {len(out)} elements, the shape needs {count}")
+    return out
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not any(isinstance(v, list) for v in data):
+        return data
+    flat: list[Any] = []
+    for v in data:
+        flat.extend(_flatten(v) if isinstance(v, list) else [v])
+    return flat
+
+
+def _text_rows(model: ServedModel, elements: list[bytes]) -> list[Row]:
+    for i, element in enumerate(elements):
+        try:
+            element.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"input '{model.inputs[0].name}': element {i} is not valid UTF-8 text") from None
+    return list(elements)
+
+
+def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
+    params = doc.get("parameters") or {}
+    all_binary = bool(isinstance(params, dict) and params.get("binary_data_output"))
+    requested = doc.get("outputs")
+    if requested is None:
+        names = list(model.output_names)
+        return OutputRequest(names=names, binary=set(names) if all_binary else set())
+    if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
+        raise BadRequest("`outputs` must be a list of objects with a `name`")
+    names, binary = [], set()
+    for out in requested:
+        name = out["name"]
+        if name not in model.output_names:
+            raise BadRequest(f"unknown output '{name}'; the model has {model.output_names}")
+        names.append(name)
+        out_params = out.get("parameters") or {}
+        if all_binary or (isinstance(out_params, dict) and out_params.get("binary_data")):
+            binary.add(name)
+    return OutputRequest(names=names, binary=binary)
+
+
+def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> InferRequest:
+    """Validates a V2 inference request against the model's signature and splits it into rows."""
+    doc, tail = split_binary(body, header_length)
+    if not isinstance(doc, dict):
+        raise BadRequest("the request body must be a JSON object with an `inputs` list")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest(
+            f"`inputs` must be a non-empty list; the model expects {[i.name for i in model.inputs]}"
+        )
+    by_name: dict[str, dict[str, Any]] = {}
+    binary_parts: dict[str, memoryview] = {}
+    offset = 0
+    for item in inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("every element of `inputs` must be an object with a string `name`")
+        name = item["name"]
+        if name in by_name:
+            raise BadRequest(f"input '{name}' is given twice")
+        by_name[name] = item
+        params = item.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+                raise BadRequest(f"input '{name}': binary_data_size {size!r} does not fit the binary data")
+            binary_parts[name] = tail[offset : offset + size]
+            offset += size
+    if offset != len(tail):
+        raise BadRequest(f"{len(tail) - offset} bytes of binary data belong to no input")
+    expected = [spec.name for spec in model.inputs]
+    unknown = sorted(set(by_name) - set(expected))
+    if unknown:
+        raise BadRequest(f"unknown input(s) {unknown}; the model expects {expected}")
+    arrays: list[Array] = []
+    elements: list[bytes] = []
+    batch: int | None = None
+    for spec in model.inputs:
+        item = by_name.get(spec.name)
+        if item is None:
+            raise BadRequest(f"missing input '{spec.name}' ({spec.datatype} {_shape_text(spec.shape)})")
+        if item.get("datatype") != spec.datatype:
+            raise BadRequest(
+                f"input '{spec.name}': datatype {item.get('datatype')!r} "
+                f"does not match the model's {spec.datatype}"
+            )
+        shape = _check_shape(spec, item.get("shape"))
+        if batch is not None and shape[0] != batch:
+            raise BadRequest(
+                f"input '{spec.name}': batch size {shape[0]} differs from the other inputs' {batch}"
+            )
+        batch = shape[0]
+        part = binary_parts.get(spec.name)
+        if spec.datatype == "BYTES":
+            elements = _bytes_elements(spec, item, math.prod(shape), part)
+        else:
+            array = _numeric(spec, item, shape, part)
+            if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not np.isfinite(array).all():
+                raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")
+            arrays.append(array)
+    assert batch is not None
+    if isinstance(model, TextEmbeddingModel):
+        rows = _text_rows(model, elements)
+    else:
+        rows = [tuple(a[i] for a in arrays) for i in range(batch)]
+    request_id = doc.get("id")
+    return InferRequest(
+        id=str(request_id) if request_id is not None else None, rows=rows, outputs=_outputs(model, doc)
+    )
+
+
+def encode_v2(
+    model: ServedModel, request: InferRequest, results: Sequence[RowResult]
+) -> tuple[bytes, dict[str, str]]:
+    """The V2 response body and extra headers (binary outputs go after the JSON header)."""
+    stacked = model.stack(results)
+    by_name = dict(zip(model.output_names, stacked, strict=True))
+    specs = {o.name: o for o in model.outputs}
+    outputs = []
+    tails: list[bytes] = []
+    for name in request.outputs.names:
+        array = by_name[name]
+        entry: dict[str, Any] = {"name": name, "datatype": specs[name].datatype, "shape": list(array.shape)}
+        if name in request.outputs.binary:
+            blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            tails.append(blob)
+        else:
+            entry["data"] = array.ravel()
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
+    if request.id is not None:
+        doc["id"] = request.id
+    head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not tails:
+        return head, {}
+    return head + b"".join(tails), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
+    """A KServe V1 body `{"instances": [...]}`: one instance per row (a string for text models)."""
+    doc = _loads(body)
+    instances = doc.get("instances") if isinstance(doc, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('the body must be {"instances": [...]} with at least one instance')
+    spec = model.inputs[0]
+    if isinstance(model, TextEmbeddingModel):
+        if not all(isinstance(i, str) for i in instances):
+            raise BadRequest(f"every instance must be a string for {model.name}")
+        return [i.encode("utf-8") for i in instances]
+    if len(model.inputs) != 1:
+        raise BadRequest(f"{model.name} has {len(model.inputs)} inputs; use the V2 infer endpoint")
+    shape = [len(instances), *spec.shape[1:]]
+    if any(d < 0 for d in shape):
+        # A dynamic inner dimension: take it from the first instance.
+        first = np.asarray(instances[0]) if instances else np.zeros(0)
+        shape = [len(instances), *first.shape]
+    item = {"data": _flatten(instances)}
+    array = _numeric(spec, item, _check_shape(spec, shape), None)
+    if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not np.isfinite(array).all():
+        raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")
+    return [(array[i],) for i in range(shape[0])]
+
+
+def encode_v1(model: ServedModel, results: Sequence[RowResult]) -> bytes:
+    """`{"predictions": [...]}`: the value per row for one output, else an object of outputs per row."""
+    if len(model.output_names) == 1:
+        predictions: list[Any] = [np.asarray(r[0]).tolist() for r in results]
+    else:
+        predictions = [
+            {name: np.asarray(value).tolist() for name, value in zip(model.output_names, r, strict=True)}
+            for r in results
+        ]
+    return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)

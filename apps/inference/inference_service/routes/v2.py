@@ -1,0 +1,83 @@
+"""Open Inference Protocol (V2) endpoints, as KServe and Triton serve them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from inference_service import __version__
+from inference_service.protocol import BINARY_HEADER, encode_v2, parse_v2
+from inference_service.routes.common import json_response, read_body, state_of
+
+router = APIRouter(tags=["v2"])
+
+SERVER_NAME = "mlplatform-inference"
+EXTENSIONS = ["binary_tensor_data", "model_repository_metadata"]
+
+
+@router.get("/v2", summary="Server metadata")
+async def server_metadata() -> Response:
+    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+
+def _metadata(request: Request, model_name: str, model_version: str | None) -> Response:
+    entry = state_of(request).entry(model_name, model_version)
+    meta = entry.metadata
+    return json_response(
+        {
+            "name": entry.name,
+            "versions": [entry.version],
+            "platform": meta.platform,
+            "inputs": [i.model_dump() for i in meta.inputs],
+            "outputs": [o.model_dump() for o in meta.outputs],
+            "parameters": {"description": meta.description, "kind": meta.kind},
+        }
+    )
+
+
+@router.get("/v2/models/{model_name}", summary="Model metadata (live version)")
+async def model_metadata(request: Request, model_name: str) -> Response:
+    return _metadata(request, model_name, None)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}", summary="Model metadata (given version)")
+async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
+    return _metadata(request, model_name, model_version)
+
+
+def _ready(request: Request, model_name: str, model_version: str | None) -> Response:
+    state = state_of(request)
+    entry = state.entry(model_name, model_version)
+    ok = entry.name in state.runtimes and not state.draining
+    return json_response({"name": entry.name, "ready": ok}, 200 if ok else 503)
+
+
+@router.get("/v2/models/{model_name}/ready", summary="Model readiness (200 ready, 503 loading)")
+async def model_ready(request: Request, model_name: str) -> Response:
+    return _ready(request, model_name, None)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", summary="Model version readiness")
+async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
+    return _ready(request, model_name, model_version)
+
+
+async def _infer(request: Request, model_name: str, model_version: str | None) -> Response:
+    state = state_of(request)
+    runtime = state.runtime(model_name, model_version)
+    body = await read_body(request, state.settings.max_body_bytes)
+    parsed = parse_v2(runtime.model, body, request.headers.get(BINARY_HEADER))
+    results = await runtime.infer(parsed.rows)
+    content, headers = encode_v2(runtime.model, parsed, results)
+    media = "application/octet-stream" if headers else "application/json"
+    return Response(content, media_type=media, headers=headers)
+
+
+@router.post("/v2/models/{model_name}/infer", summary="Inference (live version)")
+async def infer(request: Request, model_name: str) -> Response:
+    return await _infer(request, model_name, None)
+
+
+@router.post("/v2/models/{model_name}/versions/{model_version}/infer", summary="Inference (given version)")
+async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+    return await _infer(request, model_name, model_version)

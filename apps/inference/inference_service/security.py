@@ -1,0 +1,37 @@
+"""API-key authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+
+
+class ApiKeys:
+    """The accepted keys. Checking compares against every key without stopping early."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self._keys = list(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def check(self, presented: bytes | None) -> bool:
+        if not presented:
+            return False
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(presented, key)
+        return matched
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The key a request carries in its raw ASGI headers, if any."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return token.strip()
+        elif name == b"x-api-key":
+            return value.strip()
+    return None

@@ -1,0 +1,118 @@
+"""All configuration of the inference service: one pydantic-settings class, environment prefix `INFERENCE_`.
+
+The names and defaults follow the runtime contract in the repository README (the manifests set them).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([a-z0-9-]*[a-z0-9])?):(?P<version>[0-9]+)$")
+
+
+class Settings(BaseSettings):
+    """Every setting, read from `INFERENCE_<NAME>` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", frozen=True)
+
+    # Models
+    model_repository: Path = Field(default=Path("/models"), description="root laid out <model>/<version>/")
+    models: str = Field(
+        default="", description="live versions, `name:version,name:version`; empty: latest of every model"
+    )
+
+    # HTTP
+    host: str = Field(default="0.0.0.0", description="bind address (the container listens on all)")  # noqa: S104
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    access_log: bool = Field(default=True, description="one JSON line per request on stdout")
+
+    # Security
+    auth_enabled: bool = Field(
+        default=True, description="require an API key on everything but health/metrics"
+    )
+    api_keys_file: Path | None = Field(default=None, description="one API key per line (mounted secret)")
+    api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
+
+    # Cache
+    redis_url: str = Field(default="", description="e.g. redis://redis:6379/0; empty: no Redis tier")
+    redis_password_file: Path | None = Field(default=None, description="file holding the Redis password")
+    redis_timeout_ms: float = Field(default=25.0, gt=0, description="hard ceiling on one Redis call")
+    redis_breaker_failures: int = Field(
+        default=3, ge=1, description="consecutive errors that open the breaker"
+    )
+    redis_breaker_cooldown_seconds: float = Field(default=2.0, gt=0, description="open time before a retry")
+    redis_min_inference_us: float = Field(
+        default=150.0,
+        ge=0,
+        description="use Redis only for models whose measured per-call inference exceeds this (a Redis round "
+        "trip costs about this much); cheaper models use the in-process tier only. 0: Redis for every model",
+    )
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+    local_cache_entries: int = Field(
+        default=10_000, ge=0, description="in-process LRU size per model; 0: off"
+    )
+
+    # Throughput
+    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_wait_ms: float = Field(
+        default=0.0, ge=0, description="extra wait for a fuller batch; 0: batch only what queued meanwhile"
+    )
+    ort_intra_op_threads: int = Field(default=1, ge=0, description="0: onnxruntime's default")
+    ort_inter_op_threads: int = Field(default=1, ge=0)
+    execution_providers: str = Field(
+        default="CPUExecutionProvider",
+        description="comma-separated, in order of preference; unavailable ones are skipped "
+        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)",
+    )
+    shutdown_drain_seconds: float = Field(default=20.0, ge=0, description="time in-flight requests get")
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if not _MODEL_REF.match(item):
+                raise ValueError(
+                    f"INFERENCE_MODELS entry {item!r} is not `name:version` (e.g. breast-cancer:1)"
+                )
+        return value
+
+    @cached_property
+    def model_refs(self) -> list[tuple[str, str]]:
+        """INFERENCE_MODELS parsed into (name, version) pairs, in the given order."""
+        refs = []
+        for item in filter(None, (part.strip() for part in self.models.split(","))):
+            match = _MODEL_REF.match(item)
+            assert match is not None  # checked by the validator
+            refs.append((match["name"], match["version"]))
+        return refs
+
+    @cached_property
+    def provider_list(self) -> list[str]:
+        return [p.strip() for p in self.execution_providers.split(",") if p.strip()]
+
+    def load_api_keys(self) -> list[bytes]:
+        """Keys from the file (one a line, `#` comments) and INFERENCE_API_KEYS; errors name the file."""
+        keys = [k.strip() for k in self.api_keys.get_secret_value().split(",")]
+        if self.api_keys_file is not None:
+            try:
+                text = self.api_keys_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"INFERENCE_API_KEYS_FILE {self.api_keys_file}: cannot read: {exc}") from exc
+            keys.extend(line.strip() for line in text.splitlines() if not line.lstrip().startswith("#"))
+        return sorted({k.encode() for k in keys if k})
+
+    def redis_password(self) -> str | None:
+        if self.redis_password_file is None:
+            return None
+        try:
+            return self.redis_password_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ValueError(
+                f"INFERENCE_REDIS_PASSWORD_FILE {self.redis_password_file}: cannot read: {exc}"
+            ) from exc

@@ -1,0 +1,117 @@
+"""The service's runtime state: settings, live model entries, loaded runtimes, readiness, the Redis tier."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from inference_service.cache import CircuitBreaker, RedisTier
+from inference_service.engine import ModelRuntime
+from inference_service.errors import NotFound, Unavailable
+from inference_service.metrics import Metrics
+from inference_service.models import load_model
+from inference_service.repository import ModelEntry
+from inference_service.settings import Settings
+
+log = logging.getLogger("inference.state")
+
+
+class ServiceState:
+    def __init__(self, *, settings: Settings, entries: list[ModelEntry], metrics: Metrics) -> None:
+        self.settings = settings
+        self.entries = {e.name: e for e in entries}
+        self.metrics = metrics
+        self.runtimes: dict[str, ModelRuntime] = {}
+        self.ready = False
+        self.draining = False
+        self.load_failed = False
+        self.redis: RedisTier | None = None
+        self._load_task: asyncio.Task[None] | None = None
+
+    # Lifecycle
+
+    def start_loading(self) -> None:
+        """Loads and warms every model in the background; the server answers health checks meanwhile."""
+        self._load_task = asyncio.get_running_loop().create_task(self.load())
+
+    async def load(self) -> None:
+        s = self.settings
+        try:
+            if s.redis_url:
+                self.redis = RedisTier(
+                    url=s.redis_url,
+                    password=s.redis_password(),
+                    timeout_seconds=s.redis_timeout_ms / 1000,
+                    ttl_seconds=s.cache_ttl_seconds,
+                    breaker=CircuitBreaker(
+                        failures=s.redis_breaker_failures, cooldown_seconds=s.redis_breaker_cooldown_seconds
+                    ),
+                    on_error=lambda operation: self.metrics.cache_errors.labels(operation).inc(),
+                )
+            for entry in self.entries.values():
+                started = time.perf_counter()
+                model = await asyncio.to_thread(load_model, entry, s)
+                info = await asyncio.to_thread(model.warm_up)
+                uses_redis = self.redis is not None and info.per_call_seconds * 1e6 > s.redis_min_inference_us
+                self.runtimes[entry.name] = ModelRuntime(
+                    model=model,
+                    metrics=self.metrics,
+                    local_entries=s.local_cache_entries,
+                    redis=self.redis if uses_redis else None,
+                    max_batch_size=s.max_batch_size,
+                    max_wait_seconds=s.max_batch_wait_ms / 1000,
+                )
+                seconds = time.perf_counter() - started
+                labels = (entry.name, entry.version)
+                self.metrics.model_load_seconds.labels(*labels).set(seconds)
+                self.metrics.model_call_seconds.labels(*labels).set(info.per_call_seconds)
+                self.metrics.model_uses_redis.labels(*labels).set(1 if uses_redis else 0)
+                log.info(
+                    "loaded %s:%s in %.2fs (batch-1 call %.1f us, providers %s, redis tier %s)",
+                    entry.name, entry.version, seconds, info.per_call_seconds * 1e6, info.providers,
+                    "on" if uses_redis else "off",
+                )  # fmt: skip
+            self.ready = True
+            log.info("ready: %s", ", ".join(f"{e.name}:{e.version}" for e in self.entries.values()))
+        except Exception:
+            self.load_failed = True
+            log.exception("loading the models failed; liveness now reports failure")
+
+    async def shutdown(self) -> None:
+        """Stops taking new work, lets queued batches finish, closes Redis and the model threads."""
+        self.draining = True
+        self.ready = False
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        for runtime in self.runtimes.values():
+            await asyncio.wait_for(runtime.batcher.drain(), timeout=self.settings.shutdown_drain_seconds)
+            runtime.batcher.close()
+        if self.redis is not None:
+            await self.redis.close()
+
+    # Lookups
+
+    def runtime(self, name: str, version: str | None) -> ModelRuntime:
+        """The loaded runtime for name (and version, when given); 404 or 503 with what exists."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise NotFound(f"unknown model '{name}'; served models: {sorted(self.entries)}")
+        if version is not None and version != entry.version:
+            raise NotFound(
+                f"model '{name}' has no live version '{version}'; the live version is '{entry.version}'"
+            )
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            raise Unavailable(f"model '{name}' is still loading; retry when /v2/health/ready returns 200")
+        return runtime
+
+    def entry(self, name: str, version: str | None) -> ModelEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise NotFound(f"unknown model '{name}'; served models: {sorted(self.entries)}")
+        if version is not None and version != entry.version:
+            raise NotFound(
+                f"model '{name}' has no live version '{version}'; the live version is '{entry.version}'"
+            )
+        return entry
