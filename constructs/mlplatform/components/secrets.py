@@ -1,4 +1,4 @@
-"""ExternalSecrets: the External Secrets Operator makes the Secrets from a ClusterSecretStore; git has none."""
+"""ExternalSecrets: the External Secrets Operator makes Secrets from a ClusterSecretStore; git has none."""
 
 from __future__ import annotations
 

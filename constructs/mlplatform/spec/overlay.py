@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
 from mlplatform.spec.common import Digest, DnsLabel, Hostname, Quantity, Resources, Strict
 from mlplatform.spec.platform import Model, Tuning
@@ -13,7 +13,7 @@ from mlplatform.spec.platform import Model, Tuning
 class Cluster(Strict):
     """The Argo CD destination."""
 
-    server: HttpUrl
+    server: str = Field(pattern=r"^https://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$")
 
 
 class Sync(Strict):

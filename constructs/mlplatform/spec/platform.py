@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, model_validator
 
 from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict
 
@@ -16,7 +16,7 @@ REDIS_PORT = 6379
 class ArgoCd(Strict):
     """Where Argo CD reads this repository from and where its own objects live."""
 
-    repo_url: HttpUrl
+    repo_url: str = Field(pattern=r"^(https://|ssh://|git@)[^\s]+$")
     target_revision: str = Field(min_length=1)
     namespace: DnsLabel = "argocd"
     project: DnsLabel

@@ -1,0 +1,96 @@
+"""Synthesis timings: the reference platform (all environments), and synth time as model services are added.
+
+Run: `.venv/bin/python bench/synth_bench.py` (or `make bench`). Prints wall-clock seconds; "warm" means in the
+same process after one untimed synth (jsii's Node process started, modules imported). Synthetic specs with
+N services (each with an Ingress/HTTPRoute, the three connections and its own overlay entries) are generated
+in a temporary folder; their output goes to a temporary folder too.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STARTED = time.perf_counter()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "constructs"))
+
+from mlplatform.synth import synthesize  # noqa: E402
+
+IMPORTED = time.perf_counter()
+
+SIZES = (1, 10, 50, 100)
+REPEATS = 3
+
+
+def make_spec(root: Path, services: int) -> None:
+    """Copy overlays/ and grow it to `services` services (copies of `inference`)."""
+    (root / "overlays").mkdir(parents=True)
+    platform = yaml.safe_load((REPO_ROOT / "overlays/platform.yaml").read_text())
+    base_service = platform["services"]["inference"]
+    platform["services"] = {f"model-{i:03d}": copy.deepcopy(base_service) for i in range(services)}
+    platform["connections"] = [
+        edge
+        for i in range(services)
+        for edge in (
+            {"from": "ingress-controller", "to": f"model-{i:03d}"},
+            {"from": "metrics-scraper", "to": f"model-{i:03d}"},
+            {"from": f"model-{i:03d}", "to": "redis"},
+        )
+    ]
+    (root / "overlays/platform.yaml").write_text(yaml.safe_dump(platform))
+    for path in sorted((REPO_ROOT / "overlays").glob("*.yaml")):
+        if path.name == "platform.yaml":
+            continue
+        overlay: dict[str, Any] = yaml.safe_load(path.read_text())
+        base = overlay["services"]["inference"]
+        overlay["services"] = {}
+        for i in range(services):
+            entry = copy.deepcopy(base)
+            entry["host"] = f"model-{i:03d}.{base['host']}"
+            overlay["services"][f"model-{i:03d}"] = entry
+        (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))
+
+
+def timed_synth(repo_root: Path, out: Path) -> float:
+    runs = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        synthesize(repo_root, out=out)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    print(f"imports (cdk8s, jsii Node process start): {IMPORTED - STARTED:.3f} s")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dist"
+        synthesize(REPO_ROOT, out=out)
+        cold = time.perf_counter() - started
+        files = sum(1 for p in out.rglob("*") if p.is_file())
+        print(f"reference platform, all environments: first synth {cold:.3f} s")
+        warm = timed_synth(REPO_ROOT, out)
+        print(f"reference platform, all environments: warm synth {warm:.3f} s ({files} files)")
+        results = {}
+        for n in SIZES:
+            root = Path(tmp) / f"spec-{n}"
+            make_spec(root, n)
+            shutil.copytree(REPO_ROOT / "policies", root / "policies", dirs_exist_ok=True)
+            results[n] = timed_synth(root, Path(tmp) / f"out-{n}")
+            files = sum(1 for p in (Path(tmp) / f"out-{n}").rglob("*") if p.is_file())
+            print(f"{n:4d} services x 3 environments: warm synth {results[n]:.3f} s ({files} files)")
+        slope = (results[SIZES[-1]] - results[SIZES[0]]) / (SIZES[-1] - SIZES[0])
+        print(f"per added service (all environments, {SIZES[0]} -> {SIZES[-1]}): {slope * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

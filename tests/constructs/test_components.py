@@ -1,0 +1,197 @@
+"""Per-construct tests on the rendered reference environments and on edited specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlplatform.components.inference import inference_manifests
+from mlplatform.components.redis import redis_manifests
+from mlplatform.spec import load_environment
+
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for o in objs
+        if o["kind"] in ("Deployment", "StatefulSet")
+    ]
+
+
+def test_namespace_psa_restricted_pinned(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
+    ns = find_object(objects["dev"], "Namespace", "mlplatform-dev")
+    for mode in ("enforce", "audit", "warn"):
+        assert ns["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        assert ns["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}-version"] == "v1.33"
+    assert find_object(objects["dev"], "ResourceQuota", "compute")["spec"]["hard"]["pods"] == "20"
+    assert find_object(objects["dev"], "LimitRange", "container-defaults")
+
+
+def test_every_pod_is_restricted_pinned_and_bounded(objects: dict[str, list[dict[str, Any]]]) -> None:
+    for env in ("dev", "stage", "prod"):
+        for name, pod in _pod_specs(objects[env]):
+            assert pod["automountServiceAccountToken"] is False
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            for c in pod["containers"] + pod.get("initContainers", []):
+                where = f"{env}/{name}/{c['name']}"
+                assert RESTRICTED.items() <= c["securityContext"].items(), where
+                assert "@sha256:" in c["image"], where
+                for part in ("requests", "limits"):
+                    assert {"cpu", "memory", "ephemeral-storage"} <= set(c["resources"][part]), where
+            for c in pod["containers"]:
+                assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c), f"{env}/{name}"
+
+
+def test_inference_deployment(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
+    dev = find_object(objects["dev"], "Deployment", "inference")
+    assert dev["spec"]["replicas"] == 1  # no autoscaler in dev
+    stage = find_object(objects["stage"], "Deployment", "inference")
+    assert "replicas" not in stage["spec"]  # the HPA owns it
+    hpa = find_object(objects["stage"], "HorizontalPodAutoscaler", "inference")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    prod = find_object(objects["prod"], "Deployment", "inference")
+    assert "replicas" not in prod["spec"]
+    assert find_object(objects["prod"], "ScaledObject", "inference")["spec"]["maxReplicaCount"] == 12
+    assert len(prod["spec"]["template"]["spec"]["topologySpreadConstraints"]) == 2
+    assert "topologySpreadConstraints" not in dev["spec"]["template"]["spec"]
+    container = dev["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["runAsUser"] == 10001
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # room to load and warm models
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"/tmp", "/var/run/secrets/inference", "/var/run/secrets/redis"}
+    config = find_object(objects["dev"], "ConfigMap", "inference-config")["data"]
+    assert config["INFERENCE_MODELS"] == "breast-cancer:1,minilm-embedding:1"
+    assert config["INFERENCE_REDIS_URL"] == "redis://redis:6379/0"
+    assert config["INFERENCE_REDIS_PASSWORD_FILE"] == "/var/run/secrets/redis/password"
+    assert config["INFERENCE_API_KEYS_FILE"] == "/var/run/secrets/inference/api-keys"
+    assert config["INFERENCE_CACHE_TTL_SECONDS"] == "60"  # overlay overrides the platform default
+    sa = find_object(objects["dev"], "ServiceAccount", "inference")
+    assert sa["automountServiceAccountToken"] is False
+
+
+def test_model_cache_pvc_and_init_container(
+    objects: dict[str, list[dict[str, Any]]], find_object: Any
+) -> None:
+    pvc = find_object(objects["stage"], "PersistentVolumeClaim", "inference-model-cache")
+    assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    pod = find_object(objects["stage"], "Deployment", "inference")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert "@sha256:" in init["image"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True
+
+
+def test_redis(objects: dict[str, list[dict[str, Any]]], find_object: Any, repo_root: Path) -> None:
+    sts = find_object(objects["dev"], "StatefulSet", "redis")
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "standard"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    conf = find_object(objects["dev"], "ConfigMap", "redis-config")["data"]["redis.conf"]
+    assert "maxmemory 128mb" in conf and "maxmemory-policy allkeys-lru" in conf
+    assert find_object(objects["dev"], "Service", "redis-headless")["spec"]["clusterIP"] == "None"
+    assert not [
+        o for o in objects["dev"] if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "redis"
+    ]
+    assert find_object(objects["prod"], "PodDisruptionBudget", "redis")  # 2 replicas in prod
+    secret = find_object(objects["dev"], "ExternalSecret", "redis-auth")["spec"]
+    assert secret["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "platform-secrets"}
+    env = load_environment("prod", repo_root=repo_root)
+    kinds = [m["kind"] for m in redis_manifests(env)]
+    assert kinds.count("Service") == 2
+
+
+def test_routing(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
+    ingress = find_object(objects["dev"], "Ingress", "inference")
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-staging"
+    assert ingress["spec"]["tls"][0]["hosts"] == ["inference.dev.mlplatform.example.com"]
+    route = find_object(objects["prod"], "HTTPRoute", "inference")
+    weights = {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+    assert weights == {"inference": 90, "inference-canary": 10}
+    canary = find_object(objects["prod"], "ConfigMap", "inference-canary-config")["data"]
+    assert canary["INFERENCE_MODELS"] == "breast-cancer:2,minilm-embedding:1"
+
+
+def test_gpu_switch(spec_copy: Path, edit_yaml: Any) -> None:
+    def gpu(d: Any) -> None:
+        d["quota"]["requestsGpu"] = 2
+        d["services"]["inference"]["gpu"] = {
+            "count": 1,
+            "nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "tolerations": [{"key": "nvidia.com/gpu"}],
+        }
+
+    edit_yaml(spec_copy / "overlays" / "dev.yaml", gpu)
+    env = load_environment("dev", repo_root=spec_copy)
+    deployment = next(m for m in inference_manifests(env, "inference") if m["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_second_service_is_a_few_lines_of_yaml(spec_copy: Path, edit_yaml: Any) -> None:
+    def platform(d: Any) -> None:
+        d["services"]["ranker"] = dict(
+            d["services"]["inference"], models=[{"name": "ranker", "version": "3"}]
+        )
+        d["connections"] += [
+            {"from": "ingress-controller", "to": "ranker"},
+            {"from": "ranker", "to": "redis"},
+        ]
+
+    edit_yaml(spec_copy / "overlays" / "platform.yaml", platform)
+    for env in ("dev", "stage", "prod"):
+        edit_yaml(
+            spec_copy / "overlays" / f"{env}.yaml",
+            lambda d: d["services"].update(
+                ranker={**d["services"]["inference"], "host": "ranker.example.com", "canary": None}
+            ),
+        )
+    env = load_environment("prod", repo_root=spec_copy)
+    names = {m["metadata"]["name"] for m in inference_manifests(env, "ranker")}
+    assert {"ranker", "ranker-config", "ranker-api-keys"} <= names
+
+
+def test_argocd(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
+    argo = objects["argocd"]
+    dev = find_object(argo, "Application", "mlplatform-dev")["spec"]
+    assert dev["source"]["path"] == "dist/dev"
+    assert dev["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    prod = find_object(argo, "Application", "mlplatform-prod")["spec"]
+    assert "automated" not in prod["syncPolicy"]
+    assert prod["ignoreDifferences"][0]["jsonPointers"] == ["/spec/replicas"]
+    assert "ignoreDifferences" not in dev  # dev has fixed replicas
+    root = find_object(argo, "Application", "mlplatform-root")["spec"]
+    assert root["source"]["path"] == "dist/argocd"
+    project = find_object(argo, "AppProject", "mlplatform")["spec"]
+    assert project["sourceRepos"] == ["https://github.com/example/mlplatform-gitops.git"]
+    assert {"server": "https://prod.k8s.example.com", "namespace": "mlplatform-prod"} in project[
+        "destinations"
+    ]
+
+
+def test_sync_waves_order(objects: dict[str, list[dict[str, Any]]]) -> None:
+    wave = {
+        o["kind"] + "/" + o["metadata"]["name"]: int(
+            o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+        )
+        for o in objects["dev"]
+    }
+    assert wave["Namespace/mlplatform-dev"] == wave["NetworkPolicy/default-deny"] < wave["StatefulSet/redis"]
+    assert wave["ExternalSecret/redis-auth"] < wave["Deployment/inference"]
+    assert wave["StatefulSet/redis"] < wave["Deployment/inference"]
