@@ -301,11 +301,19 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
         return [i.encode("utf-8") for i in instances]
     if len(model.inputs) != 1:
         raise BadRequest(f"{model.name} has {len(model.inputs)} inputs; use the V2 infer endpoint")
-    shape = [len(instances), *spec.shape[1:]]
-    if any(d < 0 for d in shape):
-        # A dynamic inner dimension: take it from the first instance.
-        first = np.asarray(instances[0]) if instances else np.zeros(0)
-        shape = [len(instances), *first.shape]
+    try:
+        per_instance = list(np.asarray(instances).shape[1:])
+    except ValueError:
+        raise BadRequest("instances differ in length; every instance must have the same shape") from None
+    expected = spec.shape[1:]
+    if len(per_instance) != len(expected) or any(
+        w >= 0 and g != w for g, w in zip(per_instance, expected, strict=True)
+    ):
+        raise BadRequest(
+            f"each instance has shape {per_instance}; the model expects {_shape_text(expected)} per instance "
+            f"(input '{spec.name}', {spec.datatype} {_shape_text(spec.shape)})"
+        )
+    shape = [len(instances), *per_instance]
     item = {"data": _flatten(instances)}
     array = _numeric(spec, item, _check_shape(spec, shape), None)
     if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not np.isfinite(array).all():

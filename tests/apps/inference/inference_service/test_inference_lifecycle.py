@@ -1,0 +1,163 @@
+"""Readiness before and after load, load failures, metrics, access logs, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+from fastapi.testclient import TestClient
+
+from inference_service.app import create_app
+from inference_service.local import free_port
+from inference_service.settings import Settings
+
+
+def test_not_ready_until_models_are_loaded(model_repository, tabular, rows) -> None:
+    app = create_app(Settings(model_repository=model_repository, auth_enabled=False, access_log=False))
+    client = TestClient(app, raise_server_exceptions=False)  # not entered: the lifespan has not run
+    assert client.get("/v2/health/live").status_code == 200
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 503 and ready.json() == {"ready": False}
+    assert client.get("/v2/models/breast-cancer/ready").status_code == 503
+    loading = client.post("/v2/models/breast-cancer/infer", json=tabular(rows(1)))
+    assert loading.status_code == 503 and "loading" in loading.json()["error"]
+    with client:
+        deadline = time.monotonic() + 30
+        while client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client.get("/v2/models/breast-cancer/ready").json()["ready"] is True
+        assert client.post("/v2/models/breast-cancer/infer", json=tabular(rows(1))).status_code == 200
+
+
+def test_a_model_that_fails_to_load_fails_liveness(model_repository, tmp_path) -> None:
+    broken = tmp_path / "repo"
+    shutil.copytree(model_repository / "breast-cancer", broken / "breast-cancer")
+    (broken / "breast-cancer/1/model.onnx").write_bytes(b"not an onnx model")
+    app = create_app(Settings(model_repository=broken, auth_enabled=False, access_log=False))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/v2/health/live").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client.get("/v2/health/ready").status_code == 503
+
+
+def test_bad_configuration_fails_fast_with_a_clear_message(model_repository, tmp_path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="does not exist"):
+        create_app(Settings(model_repository=tmp_path / "none", auth_enabled=False))
+    with pytest.raises(ValueError, match="versions on disk: 1"):
+        create_app(Settings(model_repository=model_repository, models="breast-cancer:9", auth_enabled=False))
+    with pytest.raises(ValueError, match="name:version"):
+        Settings(models="breast-cancer")
+
+
+def test_metrics_cover_latency_cache_batches_and_load(make_client, tabular, rows, read_metric) -> None:
+    with make_client() as client:
+        client.post("/v2/models/breast-cancer/infer", json=tabular(rows(3, seed=601)))
+        client.post("/v2/models/breast-cancer/infer", json=tabular(rows(3, seed=601)))
+        client.post("/v2/models/nope/infer", json=tabular(rows(1)))
+        text = client.get("/metrics").text
+        route = "/v2/models/{model_name}/infer"
+        assert (
+            read_metric(
+                client,
+                "inference_request_duration_seconds_count",
+                route=route,
+                model="breast-cancer",
+                status="2xx",
+            )
+            == 2
+        )
+        assert (
+            read_metric(
+                client, "inference_request_duration_seconds_count", route=route, model="nope", status="4xx"
+            )
+            == 1
+        )
+        assert read_metric(client, "inference_batch_size_count", model="breast-cancer") >= 1
+        assert (
+            read_metric(client, "inference_batch_size_sum", model="breast-cancer") == 3
+        )  # warm-up bypasses it
+        assert read_metric(client, "inference_model_load_seconds", model="breast-cancer", version="1") > 0
+        assert (
+            read_metric(
+                client, "inference_cache_lookups_total", model="breast-cancer", tier="local", result="hit"
+            )
+            == 3
+        )
+        assert "inference_cache_errors_total" in text and "inference_requests_in_flight" in text
+
+
+def _start_server(model_repository, port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
+        "INFERENCE_PORT": str(port),
+        "INFERENCE_HOST": "127.0.0.1",
+        "INFERENCE_AUTH_ENABLED": "false",
+        **extra_env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "inference_service"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(model_repository) -> None:
+    port = free_port()
+    proc = _start_server(model_repository, port, {"INFERENCE_MODELS": "minilm-embedding:1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        # A slow request (many long texts) is in flight when SIGTERM arrives; it must still complete.
+        texts = [f"sentence number {i} " + "word " * 120 for i in range(48)]
+        body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
+        result: dict[str, httpx.Response] = {}
+        sender = threading.Thread(
+            target=lambda: result.update(
+                r=httpx.post(
+                    f"{base}/v2/models/minilm-embedding/infer",
+                    json=body,
+                    headers={"X-Request-ID": "drain-1"},
+                    timeout=30,
+                )
+            )
+        )
+        sender.start()
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGTERM)
+        sender.join(30)
+        assert result["r"].status_code == 200
+        assert result["r"].headers["x-request-id"] == "drain-1"
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: exit status -SIGTERM.
+        assert proc.wait(30) in (0, -signal.SIGTERM)
+        lines = [json.loads(line) for line in proc.stdout.read().splitlines() if line.strip()]  # type: ignore[union-attr]
+        access = [
+            line for line in lines if line.get("logger") == "access" and line.get("request_id") == "drain-1"
+        ]
+        assert access and access[0]["status"] == 200 and access[0]["model"] == "minilm-embedding"
+        assert access[0]["duration_ms"] > 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
