@@ -56,7 +56,7 @@ def run(
         envs = [only_env]
     folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
     dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
-    flows = declared_flows if declared_flows is not None else _declared_flows(repo_root, envs)
+    flows = declared_flows if declared_flows is not None else declared_flows_for(repo_root, envs)
     ids = rule_ids(tools)
     rule_names = engines.kyverno_rule_names(tools.kyverno_policies)
 
@@ -111,7 +111,7 @@ def run(
     return outcome
 
 
-def _declared_flows(repo_root: Path, envs: list[str]) -> dict[str, list[dict[str, Any]]]:
+def declared_flows_for(repo_root: Path, envs: list[str]) -> dict[str, list[dict[str, Any]]]:
     from mlplatform import api  # the generator's stable API: the same code renders the NetworkPolicies
 
     known = set(api.list_environments(repo_root))

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policy_check import __main__ as cli
-from policy_check import engines
+from policy_check import dist, engines, runner
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE_DIST = Path(__file__).parent / "fixture_dist"
-FIXTURE_FLOWS = Path(__file__).parent / "fixture_flows.json"
-
-
-def real_dist_ready() -> bool:
-    dist = REPO / "dist"
-    return dist.is_dir() and any(
-        p.is_dir() and p.name not in ("argocd", "cluster-policies") for p in dist.iterdir()
-    )
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +19,7 @@ def tools() -> engines.Tools:
 
 
 @pytest.fixture(scope="session")
-def base_dist() -> tuple[Path, dict[str, list[dict[str, Any]]] | None]:
-    """The real dist/ (flows from mlplatform.api) once synthesized, else the hand-written fixture."""
-    if real_dist_ready():
-        return REPO / "dist", None
-    return FIXTURE_DIST, json.loads(FIXTURE_FLOWS.read_text())
+def base_dist() -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+    """The committed dist/ and, per environment, the flows the spec declares (from mlplatform.api)."""
+    source = REPO / "dist"
+    return source, runner.declared_flows_for(REPO, dist.environments(source))

@@ -211,18 +211,14 @@ def write_env(folder: Path, docs: Docs) -> None:
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) -> dict[str, set[str]]:
-    source, fixture_flows = base_dist
+    source, declared = base_dist
     # the richest environment: one with an Ingress and an HPA, so every mutation has something to break
     envs = dist.environments(source)
     env = next(
         (e for e in envs if {"Ingress", "HorizontalPodAutoscaler"} <= kinds(load_env(source / e))), envs[0]
     )
     base = load_env(source / env)
-    flows = (
-        fixture_flows[env]
-        if fixture_flows is not None
-        else runner._declared_flows(Path(__file__).resolve().parents[2], [env])[env]
-    )
+    flows = declared[env]
     out = tmp_path_factory.mktemp("mutated") / "dist"
     out.mkdir()
     all_flows = {}
