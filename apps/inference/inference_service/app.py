@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.inference = state
+    app.router.routes[:0] = [*v2.HOT_ROUTES, *v1.HOT_ROUTES]  # first: matched before anything else
     app.include_router(health.router)
     app.include_router(v2.router)
     app.include_router(v1.router)

@@ -53,6 +53,7 @@ class RequestMiddleware:
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self._out = sys.stdout.buffer
+        self._latency: dict[tuple[str, str, str], Any] = {}  # labelled children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,7 +110,11 @@ class RequestMiddleware:
             template = getattr(route, "path", None) or ("/v2/..." if path.startswith("/v2/") else "other")
             params: dict[str, Any] = scope.get("path_params") or {}
             model = str(params.get("model_name", ""))
-            self.metrics.request_latency.labels(template, model, f"{status // 100}xx").observe(elapsed)
+            labels = (template, model, f"{status // 100}xx")
+            child = self._latency.get(labels)
+            if child is None:
+                child = self._latency[labels] = self.metrics.request_latency.labels(*labels)
+            child.observe(elapsed)
             if self.access_log:
                 line: dict[str, Any] = {
                     "ts": time.time(),

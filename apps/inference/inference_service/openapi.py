@@ -172,6 +172,32 @@ def build_openapi(app: FastAPI, entries: list[ModelEntry], *, auth: bool) -> dic
     schemas = components.setdefault("schemas", {})
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     paths = doc.setdefault("paths", {})
+    generic = {
+        "type": "object",
+        "required": ["inputs"],
+        "description": "a V2 inference request for the model",
+    }
+    for path, summary in (
+        ("/v2/models/{model_name}/infer", "Inference (live version)"),
+        ("/v2/models/{model_name}/versions/{model_version}/infer", "Inference (given version)"),
+        ("/v1/models/{model_name}:predict", "Prediction (KServe V1)"),
+    ):
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("model_name", "model_version")
+            if "{" + name + "}" in path
+        ]
+        paths[path] = {
+            "post": {
+                "tags": ["v1" if path.startswith("/v1") else "v2"],
+                "summary": summary,
+                "description": "Any served model; see the per-model paths for the exact request schema.",
+                "operationId": _component(summary.lower()),
+                "parameters": parameters,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": generic}}},
+                "responses": {"200": {"description": "inference result"}},
+            }
+        }
     for entry in entries:
         paths.update(_model_paths(entry, schemas))
     if auth:

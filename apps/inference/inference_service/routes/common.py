@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from inference_service.errors import PayloadTooLarge
 from inference_service.state import ServiceState
@@ -34,3 +36,12 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class HotRoute(Route):
+    """A plain Starlette route that records itself in the scope (as FastAPI's routes do), so metrics and
+    access logs can label requests by route template."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)

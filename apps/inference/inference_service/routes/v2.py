@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from inference_service import __version__
 from inference_service.protocol import BINARY_HEADER, encode_v2, parse_v2
-from inference_service.routes.common import json_response, read_body, state_of
+from inference_service.routes.common import HotRoute, json_response, read_body, state_of
 
 router = APIRouter(tags=["v2"])
 
@@ -73,11 +73,14 @@ async def _infer(request: Request, model_name: str, model_version: str | None) -
     return Response(content, media_type=media, headers=headers)
 
 
-@router.post("/v2/models/{model_name}/infer", summary="Inference (live version)")
-async def infer(request: Request, model_name: str) -> Response:
-    return await _infer(request, model_name, None)
+async def infer(request: Request) -> Response:
+    params = request.path_params
+    return await _infer(request, params["model_name"], params.get("model_version"))
 
 
-@router.post("/v2/models/{model_name}/versions/{model_version}/infer", summary="Inference (given version)")
-async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
-    return await _infer(request, model_name, model_version)
+# The inference routes are plain Starlette routes (no FastAPI dependency solving on the hot path); the
+# OpenAPI document describes them per model (inference_service.openapi).
+HOT_ROUTES = [
+    HotRoute("/v2/models/{model_name}/infer", infer, methods=["POST"]),
+    HotRoute("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"]),
+]
