@@ -7,7 +7,8 @@ stored in both tiers (Redis in the background).
 
 Whether a model uses Redis is decided at warm-up: a Redis round trip costs about as much server CPU as
 `redis_min_inference_us`; a model whose measured inference is cheaper than that is served from the local
-tier and the model only (asking Redis would make every request slower).
+tier and the model only (asking Redis would make every request slower). By the same measurement, a model
+cheaper than `inline_inference_max_us` runs on the event loop thread (see batching.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ModelRuntime:
         redis: RedisTier | None,
         max_batch_size: int,
         max_wait_seconds: float,
+        inline: bool = False,
     ) -> None:
         self.model = model
         self.name = model.name
@@ -59,6 +61,7 @@ class ModelRuntime:
             max_batch_size=max_batch_size,
             max_wait_seconds=max_wait_seconds,
             on_batch=on_batch,
+            inline=inline,
         )
         self._hit_local = metrics.cache_lookups.labels(model.name, "local", "hit")
         self._miss_local = metrics.cache_lookups.labels(model.name, "local", "miss")

@@ -62,6 +62,12 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.model_inline = Gauge(
+            "inference_model_inline",
+            "1 when the model runs on the event loop thread (cheaper than a thread handoff)",
+            ["model", "version"],
+            registry=r,
+        )
         self.redis_circuit_open = Gauge(
             "inference_redis_circuit_open", "1 while the Redis circuit breaker is open", registry=r
         )

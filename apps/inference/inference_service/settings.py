@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         default=0.0, ge=0, description="extra wait for a fuller batch; 0: batch only what queued meanwhile"
     )
+    inline_inference_max_us: float = Field(
+        default=50.0,
+        ge=0,
+        description="models whose measured per-call inference is below this run on the event loop thread "
+        "(a thread handoff costs more); others on their own model thread. 0: always off the loop",
+    )
     ort_intra_op_threads: int = Field(default=1, ge=0, description="0: onnxruntime's default")
     ort_inter_op_threads: int = Field(default=1, ge=0)
     execution_providers: str = Field(

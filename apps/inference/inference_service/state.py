@@ -53,7 +53,9 @@ class ServiceState:
                 started = time.perf_counter()
                 model = await asyncio.to_thread(load_model, entry, s)
                 info = await asyncio.to_thread(model.warm_up)
-                uses_redis = self.redis is not None and info.per_call_seconds * 1e6 > s.redis_min_inference_us
+                call_us = info.per_call_seconds * 1e6
+                uses_redis = self.redis is not None and call_us > s.redis_min_inference_us
+                inline = call_us < s.inline_inference_max_us
                 self.runtimes[entry.name] = ModelRuntime(
                     model=model,
                     metrics=self.metrics,
@@ -61,16 +63,18 @@ class ServiceState:
                     redis=self.redis if uses_redis else None,
                     max_batch_size=s.max_batch_size,
                     max_wait_seconds=s.max_batch_wait_ms / 1000,
+                    inline=inline,
                 )
                 seconds = time.perf_counter() - started
                 labels = (entry.name, entry.version)
                 self.metrics.model_load_seconds.labels(*labels).set(seconds)
                 self.metrics.model_call_seconds.labels(*labels).set(info.per_call_seconds)
                 self.metrics.model_uses_redis.labels(*labels).set(1 if uses_redis else 0)
+                self.metrics.model_inline.labels(*labels).set(1 if inline else 0)
                 log.info(
-                    "loaded %s:%s in %.2fs (batch-1 call %.1f us, providers %s, redis tier %s)",
-                    entry.name, entry.version, seconds, info.per_call_seconds * 1e6, info.providers,
-                    "on" if uses_redis else "off",
+                    "loaded %s:%s in %.2fs (batch-1 call %.1f us, providers %s, redis tier %s, runs %s)",
+                    entry.name, entry.version, seconds, call_us, info.providers,
+                    "on" if uses_redis else "off", "on the event loop" if inline else "on its model thread",
                 )  # fmt: skip
             self.ready = True
             log.info("ready: %s", ", ".join(f"{e.name}:{e.version}" for e in self.entries.values()))

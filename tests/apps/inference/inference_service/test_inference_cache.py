@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import redis
 
 INFER = "/v2/models/breast-cancer/infer"
@@ -77,11 +78,14 @@ def test_cheap_model_skips_redis_expensive_model_uses_it(
         assert read_metric(client, ROWS, model="minilm-embedding") == 1
 
 
+@pytest.mark.parametrize("inline_max_us", [0, 1_000_000], ids=["model-thread", "event-loop"])
 def test_single_flight_computes_concurrent_identical_misses_once(
-    make_client, tabular, rows, read_metric
+    make_client, tabular, rows, read_metric, inline_max_us
 ) -> None:
     row = rows(1, seed=301)
-    with make_client(max_batch_wait_ms=300) as client:
+    with make_client(max_batch_wait_ms=300, inline_inference_max_us=inline_max_us) as client:
+        inline = read_metric(client, "inference_model_inline", model="breast-cancer")
+        assert inline == (1 if inline_max_us else 0)
         before = read_metric(client, ROWS, model="breast-cancer")
         with ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(lambda _: client.post(INFER, json=tabular(row)), range(8)))

@@ -161,3 +161,17 @@ def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(model
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cheap_models_run_on_the_loop_costly_ones_on_their_thread(
+    make_client, tabular, rows, read_metric
+) -> None:
+    batch = rows(4, seed=701)
+    with make_client(models="") as client:
+        assert read_metric(client, "inference_model_inline", model="breast-cancer") == 1
+        assert read_metric(client, "inference_model_inline", model="minilm-embedding") == 0
+        on_loop = client.post("/v2/models/breast-cancer/infer", json=tabular(batch)).json()
+    with make_client(inline_inference_max_us=0) as client:
+        assert read_metric(client, "inference_model_inline", model="breast-cancer") == 0
+        on_thread = client.post("/v2/models/breast-cancer/infer", json=tabular(batch)).json()
+    assert on_loop == on_thread
