@@ -12,7 +12,7 @@ from inference_service.routes.common import HotRoute, json_response, read_body, 
 router = APIRouter(tags=["v2"])
 
 SERVER_NAME = "mlplatform-inference"
-EXTENSIONS = ["binary_tensor_data", "model_repository_metadata"]
+EXTENSIONS = ["binary_tensor_data"]
 
 
 @router.get("/v2", summary="Server metadata")

@@ -156,3 +156,26 @@ def test_stalled_redis_never_stalls_a_request(make_client, redis_server, tabular
         finally:
             redis_server.resume()
         assert read_metric(client, "inference_cache_errors_total", operation="get") >= 1
+
+
+def test_redis_password_from_a_mounted_file(make_client, tmp_path, tabular, rows, read_metric) -> None:
+    from inference_service.local import RedisProcess
+
+    server = RedisProcess(password="s3cret-pass")
+    server.start()
+    try:
+        secret = tmp_path / "password"
+        secret.write_text("s3cret-pass\n")
+        common = {"redis_url": server.url, "redis_min_inference_us": 0, "local_cache_entries": 0}
+        with make_client(**common, redis_password_file=secret) as client:
+            assert client.post(INFER, json=tabular(rows(1, seed=801))).status_code == 200
+            time.sleep(0.1)
+            assert read_metric(client, "inference_cache_errors_total", operation="get") == 0
+            assert len(redis.Redis(port=server.port, password="s3cret-pass").keys("inference:*")) == 1
+        wrong = tmp_path / "wrong"
+        wrong.write_text("nope")
+        with make_client(**common, redis_password_file=wrong) as client:
+            assert client.post(INFER, json=tabular(rows(1, seed=802))).status_code == 200  # served uncached
+            assert read_metric(client, "inference_cache_errors_total", operation="get") == 1
+    finally:
+        server.close()
