@@ -48,6 +48,12 @@ def build(out_dir: Path) -> dict[str, Any]:
         options={id(classifier): {"zipmap": False}},
     )
     onx.doc_string = f"{NAME} v{VERSION}: GradientBoostingClassifier on sklearn.datasets.load_breast_cancer"
+    # skl2onnx collects the opsets in a set: their order follows the process's string hash seed. Sort them so
+    # every process writes the same bytes.
+    imports = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in imports:
+        onx.opset_import.add(domain=domain, version=version)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.onnx"
     model_path.write_bytes(onx.SerializeToString(deterministic=True))
