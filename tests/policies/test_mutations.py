@@ -265,8 +265,9 @@ def test_renamed_argocd_path_is_rejected(batch: dict[str, set[str]]) -> None:
     assert "argocd-paths" in batch.get("argocd", set())
 
 
-def test_print_count_caught(batch: dict[str, set[str]]) -> None:
+def test_print_count_caught(batch: dict[str, set[str]], capsys: pytest.CaptureFixture[str]) -> None:
     caught = [n for n, (_, rule) in MUTATIONS.items() if rule in batch.get(folder_of(n), set())]
     caught += ["argocd-renamed-path"] if "argocd-paths" in batch.get("argocd", set()) else []
-    print(f"\nmutation suite: {len(caught)} of {len(MUTATIONS) + 1} kinds of break caught")
+    with capsys.disabled():  # shown in every `make test` run, not only on failure
+        print(f"\nmutation suite: {len(caught)} of {len(MUTATIONS) + 1} kinds of break caught")
     assert len(caught) == len(MUTATIONS) + 1
