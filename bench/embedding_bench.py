@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from model_build.embedding import ATTENTION_MASK, INPUT_IDS, OUTPUT, build
 from tokenizers import Tokenizer
+
+from model_build.embedding import ATTENTION_MASK, INPUT_IDS, OUTPUT, build
 
 SENTENCE = "How do I configure autoscaling for the inference service in the staging environment?"
 

@@ -15,6 +15,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from safetensors.numpy import load_file, save_file
+from tokenizers import Tokenizer
+
 from model_build import embedding
 from model_build.embedding import (
     Source,
@@ -24,8 +27,6 @@ from model_build.embedding import (
     embed,
     locate_source,
 )
-from safetensors.numpy import load_file, save_file
-from tokenizers import Tokenizer
 
 FIXTURE = Path(__file__).parent / "data" / "embedding_reference.json"
 
