@@ -103,19 +103,14 @@ class ServiceState:
 
     def runtime(self, name: str, version: str | None) -> ModelRuntime:
         """The loaded runtime for name (and version, when given); 404 or 503 with what exists."""
-        entry = self.entries.get(name)
-        if entry is None:
-            raise NotFound(f"unknown model '{name}'; served models: {sorted(self.entries)}")
-        if version is not None and version != entry.version:
-            raise NotFound(
-                f"model '{name}' has no live version '{version}'; the live version is '{entry.version}'"
-            )
+        self.entry(name, version)
         runtime = self.runtimes.get(name)
         if runtime is None:
             raise Unavailable(f"model '{name}' is still loading; retry when /v2/health/ready returns 200")
         return runtime
 
     def entry(self, name: str, version: str | None) -> ModelEntry:
+        """The configured entry for name (and version, when given); 404 naming what is served."""
         entry = self.entries.get(name)
         if entry is None:
             raise NotFound(f"unknown model '{name}'; served models: {sorted(self.entries)}")
