@@ -383,38 +383,30 @@ def _bench_ours(seconds: float, concurrencies: tuple[int, ...]) -> list[Cell]:
     )
     try:
         _wait_http(port, "/v2/health/ready", ours)
-        tab = Tabular(f"/v2/models/{TABULAR}/infer", api_key)
-        for c in concurrencies:
-            for workload in ("miss", "hit", "mixed"):
-                make = getattr(tab, workload)
-                cells.append(
-                    run_cell(
-                        server="ours",
-                        model=TABULAR,
-                        workload=workload,
-                        port=port,
-                        make=make,
-                        concurrency=c,
-                        seconds=seconds,
-                        pid=ours.pid,
+        plan = [
+            (
+                TABULAR,
+                Tabular(f"/v2/models/{TABULAR}/infer", api_key),
+                concurrencies,
+                ("miss", "hit", "mixed"),
+            ),
+            (EMBEDDING, Text(f"/v2/models/{EMBEDDING}/infer", api_key), (1, 16), ("miss", "hit")),
+        ]
+        for model, workloads_of, levels, workloads in plan:
+            for c in levels:
+                for workload in workloads:
+                    cells.append(
+                        run_cell(
+                            server="ours",
+                            model=model,
+                            workload=workload,
+                            port=port,
+                            make=getattr(workloads_of, workload),
+                            concurrency=c,
+                            seconds=seconds,
+                            pid=ours.pid,
+                        )
                     )
-                )
-        text = Text(f"/v2/models/{EMBEDDING}/infer", api_key)
-        for c in (1, 16):
-            for workload in ("miss", "hit"):
-                make = getattr(text, workload)
-                cells.append(
-                    run_cell(
-                        server="ours",
-                        model=EMBEDDING,
-                        workload=workload,
-                        port=port,
-                        make=make,
-                        concurrency=c,
-                        seconds=seconds,
-                        pid=ours.pid,
-                    )
-                )
     finally:
         _stop(ours)
         redis.close()
