@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import cdk8s
-
 from constructs import Construct
 from mlplatform import labels
-from mlplatform.components.base import emit, metadata
+from mlplatform.components.base import ManifestChart, metadata
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import Platform
 
@@ -141,7 +139,7 @@ def argocd_manifests(platform: Platform, envs: list[Environment]) -> list[dict[s
     return manifests
 
 
-class ArgoCdChart(cdk8s.Chart):
+class ArgoCdChart(ManifestChart):
     """The Argo CD objects that deploy every environment (app of apps)."""
 
     def __init__(
@@ -152,6 +150,7 @@ class ArgoCdChart(cdk8s.Chart):
         platform: Platform,
         envs: list[Environment],
     ) -> None:
-        super().__init__(scope, id, disable_resource_name_hashes=True)
+        super().__init__(scope, id)
         for manifest in argocd_manifests(platform, envs):
-            emit(self, manifest)
+            self.add_manifest(manifest)
+        self.include_manifests()

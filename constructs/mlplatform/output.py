@@ -1,43 +1,44 @@
-"""Writing dist/: one YAML file per object with a readable stable name, atomically, stale files removed."""
+"""Writing dist/: cdk8s's YAML, one file per object named by kind and name, atomically, no stale files."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-
-class _Dumper(yaml.CSafeDumper):
-    """Block style everywhere; multi-line strings (config files) as literal blocks."""
-
-
-def _str(dumper: _Dumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+_DOCUMENT_START = re.compile(r"^---\n", re.MULTILINE)
+_KIND = re.compile(r"^kind: (.+)$", re.MULTILINE)
+#: In cdk8s's YAML, apiVersion, kind and metadata come first and keys are sorted: the first key `name`
+#: indented by two spaces is metadata.name (labels and annotations are indented by four).
+_NAME = re.compile(r"^  name: (.+)$", re.MULTILINE)
 
 
-_Dumper.add_representer(str, _str)
+def file_name(document: str) -> str:
+    """`<kind>-<name>.yaml` of one YAML document as cdk8s writes it, e.g. `networkpolicy-allow-dns.yaml`."""
+    kind, name = _KIND.search(document), _NAME.search(document)
+    if kind is None or name is None:
+        raise ValueError(f"not a Kubernetes object as cdk8s writes one:\n{document[:300]}")
+    return f"{_scalar(kind.group(1)).lower()}-{_scalar(name.group(1))}.yaml"
 
 
-def to_yaml(obj: dict[str, Any]) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+def _scalar(text: str) -> str:
+    """A plain scalar as is; a quoted one (a name like "yes" or "123" that YAML 1.1 must quote) unquoted."""
+    return str(yaml.safe_load(text)) if text[0] in "\"'" else text
 
 
-def file_name(obj: dict[str, Any]) -> str:
-    """`<kind>-<name>.yaml`, e.g. `networkpolicy-allow-inference-to-redis.yaml`."""
-    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-
-
-def manifest_files(objects: list[dict[str, Any]]) -> dict[str, str]:
+def manifest_files(documents: str) -> dict[str, str]:
+    """Split cdk8s's multi-document YAML into one file per object, sorted by file name."""
     files: dict[str, str] = {}
-    for obj in objects:
-        name = file_name(obj)
+    for document in _DOCUMENT_START.split(documents):
+        if not document.strip():
+            continue
+        name = file_name(document)
         if name in files:
             raise ValueError(f"two objects would be written to {name}")
-        files[name] = to_yaml(obj)
+        files[name] = document
     return dict(sorted(files.items()))
 
 

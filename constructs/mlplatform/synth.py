@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cdk8s
 
@@ -32,19 +31,17 @@ def load_all(repo_root: Path) -> list[Environment]:
     return [load_environment(n, repo_root=repo_root, platform=platform) for n in list_environments(repo_root)]
 
 
-def render_environment(env: Environment) -> list[dict[str, Any]]:
-    """Every object of one environment, as cdk8s synthesizes it."""
+def render_environment(env: Environment) -> dict[str, str]:
+    """Every object of one environment as cdk8s synthesizes it: file name -> YAML."""
     app = cdk8s.App()
-    chart = EnvironmentChart(app, env.name, env=env)
-    objects: list[dict[str, Any]] = chart.to_json()
-    return objects
+    EnvironmentChart(app, env.name, env=env)
+    return manifest_files(app.synth_yaml())
 
 
-def render_argocd(envs: list[Environment]) -> list[dict[str, Any]]:
+def render_argocd(envs: list[Environment]) -> dict[str, str]:
     app = cdk8s.App()
-    chart = ArgoCdChart(app, ARGOCD_DIR, platform=envs[0].platform, envs=envs)
-    objects: list[dict[str, Any]] = chart.to_json()
-    return objects
+    ArgoCdChart(app, ARGOCD_DIR, platform=envs[0].platform, envs=envs)
+    return manifest_files(app.synth_yaml())
 
 
 def cluster_policy_files(repo_root: Path) -> dict[str, str | bytes]:
@@ -66,10 +63,10 @@ def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:
     for env in envs:
         if only and env.name not in only:
             continue
-        files: dict[str, str | bytes] = dict(manifest_files(render_environment(env)))
+        files: dict[str, str | bytes] = dict(render_environment(env))
         files[DIAGRAM_FILE] = architecture_markdown(env)
         folders[env.name] = files
-    folders[ARGOCD_DIR] = dict(manifest_files(render_argocd(envs)))
+    folders[ARGOCD_DIR] = dict(render_argocd(envs))
     folders[POLICIES_DIR] = cluster_policy_files(repo_root)
     return Rendered(folders=folders)
 

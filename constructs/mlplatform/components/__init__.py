@@ -1,1 +1,2 @@
-"""cdk8s constructs, one per concern. Each adds plain `cdk8s.ApiObject`s (cheap: see bench/synth_bench.py)."""
+"""cdk8s constructs, one per concern. Each hands its chart plain manifests; the chart makes them cdk8s
+ApiObjects in one batch (see `base.ManifestChart` for why, and bench/synth_bench.py for the numbers)."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import cdk8s
-
 from constructs import Construct
+from mlplatform.components.base import ManifestChart
 from mlplatform.components.inference import InferenceService
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
@@ -13,14 +12,15 @@ from mlplatform.components.routing import Routing
 from mlplatform.spec import Environment
 
 
-class EnvironmentChart(cdk8s.Chart):
+class EnvironmentChart(ManifestChart):
     """Everything `dist/<env>/` holds. The chart sets no namespace: each object carries its own."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
-        super().__init__(scope, id, disable_resource_name_hashes=True)
+        super().__init__(scope, id)
         NamespaceBaseline(self, "namespace", env=env)
         NetworkPolicies(self, "network", env=env)
         RedisCache(self, "redis", env=env)
         for name in env.platform.services:
             InferenceService(self, f"service-{name}", env=env, name=name)
             Routing(self, f"routing-{name}", env=env, name=name)
+        self.include_manifests()

@@ -11,8 +11,8 @@ from mlplatform.components.base import (
     NO_PRUNE,
     WAVE_DATA,
     WAVE_SERVICES,
+    Component,
     container_security_context,
-    emit,
     metadata,
     pod_security_context,
     service_account,
@@ -367,10 +367,10 @@ def _service(meta: dict[str, Any], *, name: str, track: str) -> dict[str, Any]:
     }
 
 
-class InferenceService(Construct):
+class InferenceService(Component):
     """One model-serving service of one environment."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment, name: str) -> None:
         super().__init__(scope, id)
         for manifest in inference_manifests(env, name):
-            emit(self, manifest)
+            self.emit(manifest)

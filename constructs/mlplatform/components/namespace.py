@@ -6,7 +6,7 @@ from typing import Any
 
 from constructs import Construct
 from mlplatform import labels
-from mlplatform.components.base import WAVE_NAMESPACE, emit, metadata
+from mlplatform.components.base import WAVE_NAMESPACE, Component, metadata
 from mlplatform.spec import Environment
 
 PSA_LEVEL = "restricted"
@@ -62,10 +62,10 @@ def namespace_manifests(env: Environment) -> list[dict[str, Any]]:
     ]
 
 
-class NamespaceBaseline(Construct):
+class NamespaceBaseline(Component):
     """Namespace (restricted PSA, pinned to v1.33), ResourceQuota and LimitRange of one environment."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
         super().__init__(scope, id)
         for manifest in namespace_manifests(env):
-            emit(self, manifest)
+            self.emit(manifest)

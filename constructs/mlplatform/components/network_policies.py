@@ -6,7 +6,7 @@ from typing import Any
 
 from constructs import Construct
 from mlplatform import labels, network
-from mlplatform.components.base import WAVE_NAMESPACE, emit, metadata
+from mlplatform.components.base import WAVE_NAMESPACE, Component, metadata
 from mlplatform.spec import Environment
 
 
@@ -23,10 +23,10 @@ def network_policy_manifests(env: Environment) -> list[dict[str, Any]]:
     ]
 
 
-class NetworkPolicies(Construct):
+class NetworkPolicies(Component):
     """Nothing undeclared can talk: see `mlplatform.network` for the rules."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
         super().__init__(scope, id)
         for manifest in network_policy_manifests(env):
-            emit(self, manifest)
+            self.emit(manifest)

@@ -9,8 +9,8 @@ from mlplatform import labels
 from mlplatform.components.base import (
     NO_PRUNE,
     WAVE_DATA,
+    Component,
     container_security_context,
-    emit,
     metadata,
     pod_security_context,
     service_account,
@@ -209,10 +209,10 @@ def redis_manifests(env: Environment) -> list[dict[str, Any]]:
     return manifests
 
 
-class RedisCache(Construct):
+class RedisCache(Component):
     """The shared Redis cache of one environment."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
         super().__init__(scope, id)
         for manifest in redis_manifests(env):
-            emit(self, manifest)
+            self.emit(manifest)

@@ -6,7 +6,7 @@ from typing import Any
 
 from constructs import Construct
 from mlplatform import labels
-from mlplatform.components.base import WAVE_SERVICES, emit, metadata
+from mlplatform.components.base import WAVE_SERVICES, Component, metadata
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import GatewayRouting
 from mlplatform.spec.platform import INFERENCE_PORT
@@ -72,9 +72,9 @@ def routing_manifest(env: Environment, name: str) -> dict[str, Any]:
     }
 
 
-class Routing(Construct):
+class Routing(Component):
     """The external route to one service."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment, name: str) -> None:
         super().__init__(scope, id)
-        emit(self, routing_manifest(env, name))
+        self.emit(routing_manifest(env, name))
