@@ -8,6 +8,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPONENT = "app.kubernetes.io/component"
 TRACK = "track"  # stable | canary: which version of a service a pod runs
 MANAGER = "cdk8s"
+#: Set on every Namespace the platform manages. The cluster policies (dist/cluster-policies/) select
+#: namespaces by this label only, so they never touch other teams' namespaces.
+MANAGED_NAMESPACE = "mlplatform.io/managed"
+MANAGED_NAMESPACE_VALUE = "true"
 
 
 def common(*, platform: str, name: str, component: str | None = None) -> dict[str, str]:

@@ -20,6 +20,7 @@ def namespace_manifests(env: Environment) -> list[dict[str, Any]]:
     for mode in ("enforce", "audit", "warn"):
         psa[f"pod-security.kubernetes.io/{mode}"] = PSA_LEVEL
         psa[f"pod-security.kubernetes.io/{mode}-version"] = PSA_VERSION
+    managed = {labels.MANAGED_NAMESPACE: labels.MANAGED_NAMESPACE_VALUE}
     quota = env.overlay.quota
     hard = {
         "limits.cpu": quota.limits_cpu,
@@ -37,7 +38,7 @@ def namespace_manifests(env: Environment) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": metadata(name=ns, namespace=None, labels=common | psa, wave=WAVE_NAMESPACE),
+            "metadata": metadata(name=ns, namespace=None, labels=common | psa | managed, wave=WAVE_NAMESPACE),
         },
         {
             "apiVersion": "v1",
