@@ -1,6 +1,8 @@
 """Builds the model repository: `python -m model_build --out build/models [--only NAME ...] [--force]`.
 
-Writes `<out>/<name>/<version>/model.onnx` + `metadata.json` (+ `tokenizer.json` for text models).
+Writes `<out>/<name>/<version>/model.onnx` + `metadata.json` (+ `tokenizer.json` for text models), and records
+every version it builds, with its model's sha256, in the committed catalog (`catalog.json` beside this file;
+`--catalog PATH` writes another, `--catalog ''` none).
 Reproducible: the same sources and library versions give the same bytes. Incremental: each version folder
 carries a `.build-stamp` with a fingerprint of its inputs (the builder's source, the library versions) and the
 hashes of what was written; when both still match, the model is skipped. Every model is built in a temporary
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from model_build import catalog
 from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
 
 STAMP_FILE = ".build-stamp"
@@ -35,7 +38,8 @@ class ModelRecipe:
 
     name: str
     version: str
-    module: str  # model_build.<module> exposes build(out_dir) -> dict
+    module: str  # model_build.<module> exposes <function>(out_dir) -> dict
+    function: str = "build"
     libraries: tuple[str, ...]  # distributions whose versions change the output
 
 
@@ -44,6 +48,13 @@ RECIPES = (
         name="breast-cancer",
         version="1",
         module="tabular",
+        libraries=("scikit-learn", "skl2onnx", "onnx", "numpy", "onnxruntime"),
+    ),
+    ModelRecipe(
+        name="breast-cancer",
+        version="2",
+        module="tabular",
+        function="build_v2",
         libraries=("scikit-learn", "skl2onnx", "onnx", "numpy", "onnxruntime"),
     ),
     ModelRecipe(
@@ -60,7 +71,7 @@ class BuildError(RuntimeError):
 
 
 def _fingerprint(recipe: ModelRecipe) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"{recipe.module}.{recipe.function}\0".encode())
     for source in (f"{recipe.module}.py", "metadata.py", "__main__.py"):
         path = PACKAGE_DIR / source
         if path.is_file():
@@ -100,9 +111,11 @@ def _builder(recipe: ModelRecipe) -> Callable[[Path], dict[str, Any]]:
                 f"(expected apps/inference/model_build/{recipe.module}.py with build(out_dir) -> dict)"
             ) from exc
         raise
-    build = getattr(module, "build", None)
+    build = getattr(module, recipe.function, None)
     if not callable(build):
-        raise BuildError(f"{recipe.name}:{recipe.version}: {module_name} has no build(out_dir) function")
+        raise BuildError(
+            f"{recipe.name}:{recipe.version}: {module_name} has no {recipe.function}(out_dir) function"
+        )
     return build  # type: ignore[no-any-return]
 
 
@@ -155,16 +168,23 @@ def build_model(recipe: ModelRecipe, out: Path, *, force: bool = False) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m model_build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="model repository root to write")
+    parser.add_argument(
+        "--catalog",
+        default=str(catalog.CATALOG_FILE),
+        help="catalog file to record the built versions in ('' for none; default: the committed catalog)",
+    )
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only this model")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     known = {r.name for r in RECIPES}
     unknown = sorted(set(args.only) - known)
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     recipes = [r for r in RECIPES if not args.only or r.name in args.only]
+    hashes: dict[tuple[str, str], str] = {}
     for recipe in recipes:
         try:
             built = build_model(recipe, args.out, force=args.force)
@@ -174,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         state = "built" if built else "up to date"
         where = args.out / recipe.name / recipe.version
         print(f"model_build: {recipe.name}:{recipe.version} {state} in {where}")
+        hashes[(recipe.name, recipe.version)] = ModelMetadata.read(where / METADATA_FILE).model_sha256
+    if args.catalog:
+        path = Path(args.catalog)
+        changed = catalog.write(path, built=hashes, known={(r.name, r.version) for r in RECIPES})
+        print(f"model_build: catalog {path} {'written' if changed else 'unchanged'}")
     return 0
 
 

@@ -1,0 +1,75 @@
+"""The model catalog: every model version the build makes, with the sha256 of its model.onnx and its source.
+
+`apps/inference/model_build/catalog.json` is committed and written by `python -m model_build` (sorted keys,
+two-space indent, trailing newline, so the same build gives the same bytes). The spec reads it to refuse model
+versions that nothing builds; a test rebuilds every model and compares the result with the committed file byte
+for byte, so the catalog cannot drift from what the build makes.
+
+    {"models": {"<name>": {"<version>": {"sha256": "<hex of model.onnx>", "source": {"kind": "image"}}}}}
+
+`source.kind` "image": the version is baked into the inference image's model repository by this build.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+CATALOG_FILE = Path(__file__).resolve().parent / "catalog.json"
+
+Catalog = dict[str, dict[str, dict[str, Any]]]  # name -> version -> entry
+
+
+def entry(sha256: str) -> dict[str, Any]:
+    """The catalog entry of a version the build bakes into the image."""
+    return {"sha256": sha256, "source": {"kind": "image"}}
+
+
+def to_bytes(models: Catalog) -> bytes:
+    """Canonical bytes: sorted keys, two-space indent, trailing newline."""
+    return orjson.dumps({"models": models}, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+
+
+def read(path: Path) -> Catalog:
+    """The models of a catalog file; an absent file is an empty catalog."""
+    if not path.is_file():
+        return {}
+    try:
+        document = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    models = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(models, dict):
+        raise ValueError(f'{path}: expected {{"models": {{name: {{version: entry}}}}}}')
+    return models
+
+
+def write(path: Path, *, built: dict[tuple[str, str], str], known: set[tuple[str, str]]) -> bool:
+    """Records the sha256 of every version built in this run and keeps the entries of known versions that
+    were not (a `--only` build); versions no recipe makes any more are dropped. Writes atomically and only
+    when the bytes change; returns whether it wrote."""
+    models: Catalog = {}
+    for name, versions in read(path).items():
+        for version, item in versions.items():
+            if (name, version) in known:
+                models.setdefault(name, {})[version] = item
+    for (name, version), sha256 in built.items():
+        models.setdefault(name, {})[version] = entry(sha256)
+    data = to_bytes(models)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    staging = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        staging.chmod(0o644)
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,40 @@
+"""The committed model catalog is exactly what a fresh build of every model writes."""
+
+from __future__ import annotations
+
+import orjson
+
+from model_build import catalog
+from model_build.__main__ import RECIPES, main
+from model_build.metadata import sha256_file
+
+
+def test_a_fresh_build_reproduces_the_committed_catalog(tmp_path) -> None:
+    written = tmp_path / "catalog.json"
+    assert main(["--out", str(tmp_path / "models"), "--catalog", str(written)]) == 0
+    assert written.read_bytes() == catalog.CATALOG_FILE.read_bytes(), (
+        "apps/inference/model_build/catalog.json differs from what the build makes: run `make models` and "
+        "commit the catalog"
+    )
+    models = orjson.loads(written.read_bytes())["models"]
+    listed = {(name, version) for name, versions in models.items() for version in versions}
+    assert listed == {(r.name, r.version) for r in RECIPES}
+    for name, version in listed:  # the hashes are those of the files the build wrote, not of metadata alone
+        assert models[name][version] == {
+            "sha256": sha256_file(tmp_path / "models" / name / version / "model.onnx"),
+            "source": {"kind": "image"},
+        }
+
+
+def test_a_partial_build_keeps_the_other_entries_and_drops_unknown_ones(tmp_path) -> None:
+    path = tmp_path / "catalog.json"
+    stale = {"breast-cancer": {"1": catalog.entry("0" * 64), "7": catalog.entry("1" * 64)},
+             "minilm-embedding": {"1": catalog.entry("2" * 64)}}  # fmt: skip
+    path.write_bytes(catalog.to_bytes(stale))
+    assert main(["--out", str(tmp_path / "models"), "--only", "breast-cancer", "--catalog", str(path)]) == 0
+    models = orjson.loads(path.read_bytes())["models"]
+    assert sorted(models["breast-cancer"]) == ["1", "2"]  # version 7 is built by no recipe: dropped
+    built = tmp_path / "models/breast-cancer/1/model.onnx"
+    assert models["breast-cancer"]["1"]["sha256"] == sha256_file(built)
+    assert models["minilm-embedding"]["1"]["sha256"] == "2" * 64  # not built in this run: kept
+    assert path.read_bytes() == catalog.to_bytes(models)  # canonical bytes
