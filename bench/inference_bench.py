@@ -1,33 +1,41 @@
-"""Load benchmark of the inference service against raw onnxruntime and KServe's own Python ModelServer.
+"""Load benchmark of the inference service the way a load tester measures it: wrk out of process.
 
-    python bench/inference_bench.py [--seconds 3] [--skip-kserve]
+    python bench/inference_bench.py [--seconds 10] [--warmup 3] [--rounds 2] [--quick] [--compare REF]
 
-Starts, on loopback only: a private redis-server, the service (`python -m inference_service`, one uvicorn
-worker, API-key auth and JSON access logs on, as deployed) and KServe 0.21.0's ModelServer serving the same
-model.onnx through V2 (installed into its own virtualenv build/kserve-venv by this script; .venv is not
-touched).
-Drives keep-alive HTTP/1.1 load from an asyncio client in this process at concurrency 1, 16 and 64 for
-cache-miss, cache-hit and mixed (80% hits) workloads, each cell bounded by --seconds, and prints req/s,
-p50 and p99. The machine has 2 cores shared by client and server: numbers are noisy, compare within one run.
+Servers, all started at once, each one process pinned to core 0 (`taskset -c 0`):
+- bare:   a bare ASGI handler + orjson + onnxruntime (bench/bare_server.py): the reference, every figure is
+          also given as a ratio to it;
+- ours:   this service as deployed (`python -m inference_service`: one uvicorn worker, API keys on, the JSON
+          access log on, written to a file, metrics on, the Redis tier on);
+- kserve: KServe 0.21.0's ModelServer serving the same model.onnx through V2 (own virtualenv in
+          build/kserve-venv, installed by this script once; .venv is not touched);
+- ours@REF (with --compare REF): the service as committed at git REF, exported with `git archive`, so a
+          change is measured against what it changes in the same run.
+Load: `wrk -t1` pinned to core 1 (redis-server shares core 1) with bench/wrk_load.lua: cache hits cycle
+through 64 fixed bodies; misses get a new body per request. Each cell is a warm-up run (not counted) and a
+measured run; cells run in rounds, the order reversed every other round, and medians are reported. "server
+CPU" is the server's process-tree CPU time per request over the measured run, from /proc.
+Other work on the machine moves absolute numbers; the ratios measured in one run are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import json
 import os
-import random
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -36,11 +44,15 @@ import orjson
 from inference_service.local import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 MODELS = ROOT / "build" / "models"
+WORK = ROOT / "build" / "bench"
 KSERVE_VENV = ROOT / "build" / "kserve-venv"
 KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.31.1", "numpy==2.4.6"]
 TABULAR = "breast-cancer"
 EMBEDDING = "minilm-embedding"
+SERVER_CORE, LOAD_CORE = "0", "1"
+HOT_BODIES = 64
 
 KSERVE_SERVER = """
 import sys
@@ -79,222 +91,46 @@ if __name__ == "__main__":
 """
 
 
-@dataclass
-class Cell:
-    server: str
-    model: str
-    workload: str
-    concurrency: int
-    requests: int
-    errors: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us_per_request: float  # server process CPU time (all threads) per request: what a request costs
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request in flight at a time."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
-            return
-        head = bytes(self.buffer[:end]).lower()
-        at = head.find(b"content-length:")
-        length = (
-            int(head[at + 15 : head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None])
-            if at >= 0
-            else 0
-        )
-        total = end + 4 + length
-        if len(self.buffer) >= total:
-            status = int(self.buffer[9:12])
-            del self.buffer[:total]
-            waiter, self.waiter = self.waiter, None
-            waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("connection closed"))
-
-    async def send(self, data: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(data)
-        return await self.waiter
-
-
-def _request(path: str, body: bytes, api_key: str | None) -> bytes:
-    auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
-async def _drive(
-    port: int, make: Callable[[], bytes], concurrency: int, seconds: float
-) -> tuple[list[float], int]:
-    loop = asyncio.get_running_loop()
-    connections = [
-        (await loop.create_connection(_Connection, "127.0.0.1", port))[1] for _ in range(concurrency)
-    ]
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker(conn: _Connection) -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            data = make()
-            started = time.perf_counter()
-            try:
-                status = await conn.send(data)
-            except ConnectionError:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors += 1
-
-    await asyncio.gather(*(worker(c) for c in connections))
-    for c in connections:
-        assert c.transport is not None
-        c.transport.close()
-    return latencies, errors
-
-
-def run_cell(
-    *,
-    server: str,
-    model: str,
-    workload: str,
-    port: int,
-    make: Callable[[], bytes],
-    concurrency: int,
-    seconds: float,
-    pid: int,
-) -> Cell:
-    asyncio.run(_drive(port, make, concurrency, min(0.5, seconds / 4)))  # warm-up, not counted
-    started = time.perf_counter()
-    cpu_before = _cpu_seconds(pid)
-    latencies, errors = asyncio.run(_drive(port, make, concurrency, seconds))
-    cpu = _cpu_seconds(pid) - cpu_before
-    elapsed = time.perf_counter() - started
-    ms = np.asarray(latencies) * 1000
-    cell = Cell(
-        server=server,
-        model=model,
-        workload=workload,
-        concurrency=concurrency,
-        requests=len(latencies),
-        errors=errors,
-        rps=round(len(latencies) / elapsed, 1),
-        p50_ms=round(float(np.percentile(ms, 50)), 3),
-        p99_ms=round(float(np.percentile(ms, 99)), 3),
-        cpu_us_per_request=round(cpu * 1e6 / max(1, len(latencies)), 1),
-    )
-    print(
-        f"{cell.server:8} {cell.model:17} {cell.workload:6} c={cell.concurrency:<3} {cell.rps:9.1f} req/s"
-        f"  p50 {cell.p50_ms:8.3f} ms  p99 {cell.p99_ms:8.3f} ms"
-        f"  server CPU {cell.cpu_us_per_request:8.1f} us/req  errors {cell.errors}",
-        flush=True,
-    )
-    return cell
-
-
-# Workloads
-
-
-class Tabular:
-    def __init__(self, path: str, api_key: str | None) -> None:
-        from sklearn.datasets import load_breast_cancer
-
-        self.path = path
-        self.api_key = api_key
-        self.base = np.asarray(load_breast_cancer().data, dtype=np.float64)
-        self.counter = itertools.count()
-        self.hot = [self._body(i) for i in range(64)]
-        self.random = random.Random(7)
-
-    def _row(self, n: int) -> list[float]:
-        row: list[float] = [float(v) for v in self.base[n % len(self.base)]]
-        row[0] = 1000.0 + n * 0.01  # unique per n: a never-seen input
-        return row
-
-    def _body(self, n: int) -> bytes:
-        doc = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": self._row(n)}]}
-        return _request(self.path, orjson.dumps(doc), self.api_key)
-
-    def miss(self) -> bytes:
-        return self._body(1_000 + next(self.counter))
-
-    def hit(self) -> bytes:
-        return self.hot[self.random.randrange(len(self.hot))]
-
-    def mixed(self) -> bytes:
-        return self.hit() if self.random.random() < 0.8 else self.miss()
-
-
-class Text:
-    def __init__(self, path: str, api_key: str | None) -> None:
-        self.path = path
-        self.api_key = api_key
-        self.counter = itertools.count()
-        self.hot = [self._body(f"cached sentence number {i} about the weather") for i in range(32)]
-        self.random = random.Random(11)
-
-    def _body(self, text: str) -> bytes:
-        doc = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]}
-        return _request(self.path, orjson.dumps(doc), self.api_key)
-
-    def miss(self) -> bytes:
-        return self._body(f"a fresh sentence {next(self.counter)} on the topic of {secrets.token_hex(4)}")
-
-    def hit(self) -> bytes:
-        return self.hot[self.random.randrange(len(self.hot))]
-
-
 # Servers
 
 
-def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    api_key: str | None = None
+    log_file: Path | None = None  # the access log (stdout), for ours
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _pinned(cores: str, args: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", cores, *args]
+
+
+def _wait_http(server: Server, path: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} on port {server.port} exited with {server.proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), 0.5) as sock:
+            with socket.create_connection(("127.0.0.1", server.port), 0.5) as sock:
                 sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 if sock.recv(32)[9:12] == b"200":
                     return
         except OSError:
             pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server on port {port} not ready at {path}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{server.name} on port {server.port} not ready at {path}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
-        proc.wait(20)
+        proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -315,6 +151,366 @@ def ensure_kserve() -> Path:
     script = KSERVE_VENV / "kserve_onnx_server.py"
     script.write_text(KSERVE_SERVER)
     return script
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk") is None:
+        subprocess.run(["bash", str(ROOT / "tools" / "setup" / "wrk.sh")], check=True)
+
+
+def export_ref(ref: str) -> Path:
+    """The service's source at git REF (apps/inference), exported to build/bench/ref-<sha>."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=10", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    out = WORK / f"ref-{sha}"
+    if not (out / "apps" / "inference" / "inference_service").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha, "apps/inference"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "apps" / "inference"
+
+
+def start_ours(
+    name: str, redis_url: str, *, cores: str = SERVER_CORE, workers: int = 1, source: Path | None = None
+) -> Server:
+    """The service as deployed: auth on, access log on (to a file), metrics on, Redis tier on."""
+    api_key = secrets.token_urlsafe(16)
+    port = free_port()
+    WORK.mkdir(parents=True, exist_ok=True)
+    log_file = WORK / f"access-{name.replace('@', '-')}.log"
+    env = {
+        **os.environ,
+        "INFERENCE_MODEL_REPOSITORY": str(MODELS),
+        "INFERENCE_MODELS": f"{TABULAR}:1,{EMBEDDING}:1",  # the models bare and KServe serve
+        "INFERENCE_HOST": "127.0.0.1",
+        "INFERENCE_PORT": str(port),
+        "INFERENCE_REDIS_URL": redis_url,
+        "INFERENCE_API_KEYS": api_key,
+        "INFERENCE_ACCESS_LOG": "true",
+        "INFERENCE_WORKERS": str(workers),
+    }
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            _pinned(cores, [sys.executable, "-m", "inference_service"]),
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    return Server(name=name, port=port, proc=proc, api_key=api_key, log_file=log_file)
+
+
+def start_bare() -> Server:
+    port = free_port()
+    args = [sys.executable, str(BENCH / "bare_server.py"), str(port), str(MODELS / TABULAR / "1/model.onnx")]
+    proc = subprocess.Popen(
+        _pinned(SERVER_CORE, [*args, TABULAR]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return Server(name="bare", port=port, proc=proc)
+
+
+def start_kserve() -> Server:
+    script = ensure_kserve()
+    port = free_port()
+    args = [
+        str(KSERVE_VENV / "bin" / "python"), str(script), str(MODELS / TABULAR / "1/model.onnx"),
+        "--http_port", str(port), "--grpc_port", str(free_port()),
+    ]  # fmt: skip
+    proc = subprocess.Popen(_pinned(SERVER_CORE, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Server(name="kserve", port=port, proc=proc)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children (uvicorn workers), all threads, from /proc."""
+    total = 0.0
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                pids.append(int(entry.name))
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# Workloads: what wrk sends
+
+
+def _tabular_row(n: int) -> list[float]:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer().data
+    return [float(v) for v in data[n % len(data)]]
+
+
+def v2_tabular(row: list[float] | str) -> bytes:
+    data = row if isinstance(row, str) else orjson.dumps(row).decode()
+    return ('{"inputs":[{"name":"input","datatype":"FP32","shape":[1,30],"data":' + data + "}]}").encode()
+
+
+def v1_tabular(row: list[float] | str) -> bytes:
+    data = row if isinstance(row, str) else orjson.dumps(row).decode()
+    return ('{"instances":[' + data + "]}").encode()
+
+
+def v2_text(text: str) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]})
+
+
+def _miss_row(run: int) -> str:
+    """A real row whose first feature becomes @N@.5 (a counter) and second the run's id: never seen before."""
+    row = _tabular_row(0)
+    return "[@N@.5," + orjson.dumps([float(run), *row[2:]]).decode()[1:]
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str  # e.g. "ours v2 hit"
+    server: str
+    model: str
+    path: str
+    hit: bool
+    make: Callable[[Any], bytes]  # body from a row (list or JSON text) or a text
+
+
+def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool) -> list[Workload]:
+    out: list[Workload] = []
+    v2path = f"/v2/models/{TABULAR}/infer"
+    if "bare" in servers:
+        out.append(Workload("bare v2 miss", "bare", TABULAR, v2path, False, v2_tabular))
+    for name in servers:
+        if name.startswith("ours"):
+            out.append(Workload(f"{name} v2 hit", name, TABULAR, v2path, True, v2_tabular))
+            out.append(Workload(f"{name} v2 miss", name, TABULAR, v2path, False, v2_tabular))
+            if v1:
+                v1path = f"/v1/models/{TABULAR}:predict"
+                out.append(Workload(f"{name} v1 hit", name, TABULAR, v1path, True, v1_tabular))
+                out.append(Workload(f"{name} v1 miss", name, TABULAR, v1path, False, v1_tabular))
+    if "kserve" in servers:
+        out.append(Workload("kserve v2 miss", "kserve", TABULAR, v2path, False, v2_tabular))
+    if embedding and "ours" in servers:
+        epath = f"/v2/models/{EMBEDDING}/infer"
+        out.append(Workload("ours embedding hit", "ours", EMBEDDING, epath, True, v2_text))
+        out.append(Workload("ours embedding miss", "ours", EMBEDDING, epath, False, v2_text))
+    return out
+
+
+_runs = iter(range(1, 10**9))
+
+
+def _body_files(workload: Workload) -> dict[str, str]:
+    """WRK_BODIES or WRK_TEMPLATE (+ WRK_START) for one wrk run; every miss run gets bodies of its own."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    run = next(_runs)
+    if workload.hit:
+        path = WORK / f"bodies-{workload.key.replace(' ', '-')}.txt"
+        if workload.model == EMBEDDING:
+            lines = [workload.make(f"cached sentence number {i} about the weather") for i in range(32)]
+        else:
+            lines = [workload.make(_tabular_row(i)) for i in range(HOT_BODIES)]
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        return {"WRK_BODIES": str(path), "WRK_START": "0"}
+    path = WORK / f"template-{run}.txt"
+    if workload.model == EMBEDDING:
+        body = workload.make(f"a fresh sentence @N@ in run {run} on the topic of {secrets.token_hex(4)}")
+    else:
+        body = workload.make(_miss_row(run))  # exact in FP32: a new row per request
+    path.write_bytes(body)
+    return {"WRK_TEMPLATE": str(path), "WRK_START": "1000"}
+
+
+def check_once(server: Server, workload: Workload) -> None:
+    """One request of the workload must succeed before it is measured (a fast 401 is not a result)."""
+    files = _body_files(workload)
+    body = (
+        Path(files["WRK_BODIES"]).read_bytes().splitlines()[0]
+        if "WRK_BODIES" in files
+        else Path(files["WRK_TEMPLATE"]).read_bytes().replace(b"@N@", b"7")
+    )
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{workload.path}", data=body)
+    request.add_header("Content-Type", "application/json")
+    if server.api_key:
+        request.add_header("Authorization", f"Bearer {server.api_key}")
+    with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
+        doc = json.loads(response.read())
+    if not (doc.get("outputs") or doc.get("predictions")):
+        raise RuntimeError(f"{workload.key}: unexpected response {doc}")
+
+
+@dataclass
+class Sample:
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # server CPU per request
+    cores: float  # server CPU seconds per second
+
+
+def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
+    out = Path(tempfile.mkstemp(prefix="wrk-", suffix=".json", dir=WORK)[1])
+    env = {
+        **os.environ,
+        "WRK_PATH": workload.path,
+        "WRK_API_KEY": server.api_key or "",
+        "WRK_OUT": str(out),
+        **_body_files(workload),
+    }
+    args = [
+        "wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "5s",
+        "-s", str(BENCH / "wrk_load.lua"), f"http://127.0.0.1:{server.port}",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    cpu_before = _tree_cpu_seconds(server.pid)
+    subprocess.run(_pinned(LOAD_CORE, args), env=env, check=True, stdout=subprocess.DEVNULL)
+    cpu = _tree_cpu_seconds(server.pid) - cpu_before
+    wall = time.perf_counter() - started
+    result = json.loads(out.read_text())
+    out.unlink()
+    errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    n = result["requests"]
+    return Sample(
+        requests=n,
+        errors=errors,
+        rps=n / (result["duration_us"] / 1e6),
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        cpu_us=cpu * 1e6 / max(n, 1),
+        cores=cpu / wall,
+    )
+
+
+@dataclass
+class Cell:
+    workload: str
+    server: str
+    model: str
+    concurrency: int
+    samples: list[Sample] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return float(statistics.median(getattr(s, attr) for s in self.samples))
+
+    @property
+    def errors(self) -> int:
+        return sum(s.errors for s in self.samples)
+
+
+def measure(
+    servers: dict[str, Server],
+    plan: list[tuple[Workload, int]],
+    *,
+    rounds: int,
+    seconds: float,
+    warmup: float,
+) -> dict[tuple[str, int], Cell]:
+    cells = {(w.key, c): Cell(w.key, w.server, w.model, c) for w, c in plan}
+    for r in range(rounds):
+        order = plan if r % 2 == 0 else plan[::-1]
+        for workload, c in order:
+            server = servers[workload.server]
+            if warmup > 0:
+                wrk(server, workload, c, warmup)
+            sample = wrk(server, workload, c, seconds)
+            cells[(workload.key, c)].samples.append(sample)
+            print(
+                f"round {r + 1}  {workload.key:24} c={c:<3} {sample.rps:8.0f} req/s  p50 {sample.p50_ms:6.2f}"
+                f"  p99 {sample.p99_ms:7.2f} ms  server CPU {sample.cpu_us:7.0f} us/req"
+                f" ({sample.cores:.2f} cores)  errors {sample.errors}",
+                flush=True,
+            )
+    return cells
+
+
+# Reports
+
+
+def _ratio(value: float, ref: Cell | None) -> str:
+    return f"{value / ref.median('rps'):.2f}x" if ref and ref.samples else "-"
+
+
+def issue_table(cells: dict[tuple[str, int], Cell], levels: Sequence[int]) -> str:
+    """One row per workload: req/s per concurrency, each with its ratio to bare and to KServe (same c)."""
+    header = "| workload |" + "".join(f" c={c} req/s (x bare, x KServe) |" for c in levels)
+    header += " p50 / p99 ms at c=16 | server CPU us/req at c=16 (bare's / this) |"
+    rule = "|---|" + "---:|" * len(levels) + "---|---:|"
+    keys = list(dict.fromkeys(k for k, _ in cells))
+    body = []
+    for key in keys:
+        if cells.get((key, 16)) is None and not any((key, c) in cells for c in levels):
+            continue
+        row = f"| {key} |"
+        for c in levels:
+            cell = cells.get((key, c))
+            if cell is None or not cell.samples:
+                row += " - |"
+                continue
+            rps = cell.median("rps")
+            row += f" {rps:,.0f} ({_ratio(rps, cells.get(('bare v2 miss', c)))},"
+            row += f" {_ratio(rps, cells.get(('kserve v2 miss', c)))}) |"
+        c16 = cells.get((key, 16))
+        if c16 and c16.samples:
+            cpu = c16.median("cpu_us")
+            bare = cells.get(("bare v2 miss", 16))
+            cost = f" ({bare.median('cpu_us') / cpu:.2f}x)" if bare and bare.samples else ""
+            row += f" {c16.median('p50_ms'):.2f} / {c16.median('p99_ms'):.2f} | {cpu:.0f}{cost} |"
+        else:
+            row += " - | - |"
+        body.append(row)
+    return "\n".join([header, rule, *body])
+
+
+def detail_table(cells: dict[tuple[str, int], Cell]) -> str:
+    header = "| workload | c | req/s | p50 ms | p99 ms | server CPU us/req | server cores | errors | rounds |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    body = [
+        f"| {c.workload} | {c.concurrency} | {c.median('rps'):.0f} | {c.median('p50_ms'):.2f} "
+        f"| {c.median('p99_ms'):.2f} | {c.median('cpu_us'):.0f} | {c.median('cores'):.2f} | {c.errors} "
+        f"| {len(c.samples)} |"
+        for c in cells.values()
+        if c.samples
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
+    lines = []
+    bare = cells.get(("bare v2 miss", 16))
+    for name in sorted({c.server for c in cells.values() if c.server.startswith("ours")}):
+        for api in ("v2", "v1"):
+            for kind, goal in (("hit", 0.70), ("miss", 0.45)):
+                cell = cells.get((f"{name} {api} {kind}", 16))
+                if cell is None or bare is None:
+                    continue
+                ratio = cell.median("rps") / bare.median("rps")
+                p99 = cell.median("p99_ms")
+                lines.append(
+                    f"{name} {api} {kind:4} c=16: {ratio:.2f}x bare (target >= {goal:.2f}x) "
+                    f"{'ok' if ratio >= goal else 'MISSED'}; p99 {p99:.2f} ms (target < 5) "
+                    f"{'ok' if p99 < 5 else 'MISSED'}"
+                )
+    for c in (1, 16):
+        hit, miss = cells.get(("ours embedding hit", c)), cells.get(("ours embedding miss", c))
+        if hit and miss and hit.samples and miss.samples:
+            ratio = miss.median("cpu_us") / max(hit.median("cpu_us"), 0.1)
+            lines.append(
+                f"{EMBEDDING} c={c}: a hit costs {ratio:.1f}x less server CPU than a miss (target >= 20x) "
+                f"{'ok' if ratio >= 20 else 'MISSED'}"
+            )
+    return lines
 
 
 def raw_onnxruntime(calls: int = 2000) -> list[dict[str, object]]:
@@ -360,163 +556,115 @@ def _time_calls(label: str, fn: Callable[[], object], calls: int) -> dict[str, o
     return {"model": label, "median_us": round(us, 1)}
 
 
-def _bench_ours(seconds: float, concurrencies: tuple[int, ...]) -> list[Cell]:
-    """The service as deployed: auth on, access log on, Redis tier on (for the models that pay for it)."""
-    cells: list[Cell] = []
-    redis = RedisProcess()
-    redis.start()
-    api_key = secrets.token_urlsafe(16)
-    port = free_port()
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(MODELS),
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_REDIS_URL": redis.url,
-        "INFERENCE_API_KEYS": api_key,
-    }
-    ours = subprocess.Popen(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _log_lines(server: Server) -> int:
+    assert server.log_file is not None
+    return sum(1 for line in server.log_file.read_bytes().splitlines() if line.startswith(b"{"))
+
+
+def scaling(redis_url: str, args: argparse.Namespace) -> list[str]:
+    """ours, V2 misses: a load sweep with one worker (for the autoscaler target), then 1 and 2 workers."""
+    lines = ["load sweep, one worker on core 0 (wrk on core 1), V2 misses:"]
+    one = start_ours("ours", redis_url)
+    two = start_ours("ours-2w", redis_url, cores=f"{SERVER_CORE},{LOAD_CORE}", workers=2)
+    servers = {"ours": one, "ours-2w": two}
     try:
-        _wait_http(port, "/v2/health/ready", ours)
-        plan = [
-            (
-                TABULAR,
-                Tabular(f"/v2/models/{TABULAR}/infer", api_key),
-                concurrencies,
-                ("miss", "hit", "mixed"),
-            ),
-            (EMBEDDING, Text(f"/v2/models/{EMBEDDING}/infer", api_key), (1, 16), ("miss", "hit")),
-        ]
-        for model, workloads_of, levels, workloads in plan:
-            for c in levels:
-                for workload in workloads:
-                    cells.append(
-                        run_cell(
-                            server="ours",
-                            model=model,
-                            workload=workload,
-                            port=port,
-                            make=getattr(workloads_of, workload),
-                            concurrency=c,
-                            seconds=seconds,
-                            pid=ours.pid,
-                        )
-                    )
+        for s in servers.values():
+            _wait_http(s, "/v2/health/ready")
+        miss = Workload("ours v2 miss", "ours", TABULAR, f"/v2/models/{TABULAR}/infer", False, v2_tabular)
+        sweep = measure(
+            servers, [(miss, c) for c in (1, 2, 4, 8, 16, 32)], rounds=1,
+            seconds=args.seconds, warmup=args.warmup,
+        )  # fmt: skip
+        for cell in sweep.values():
+            lines.append(
+                f"  c={cell.concurrency:<3} {cell.median('rps'):7.0f} req/s"
+                f"  p99 {cell.median('p99_ms'):6.2f} ms  {cell.median('cores'):.2f} cores"
+            )
+        miss2 = Workload("ours-2w v2 miss", "ours-2w", TABULAR, miss.path, False, v2_tabular)
+        plan = [(w, c) for c in (16, 64) for w in (miss, miss2)]
+        workers = measure(servers, plan, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup)
+        lines.append("workers (2 cores: one worker on core 0; two on cores 0-1, sharing core 1 with wrk):")
+        for cell in workers.values():
+            lines.append(
+                f"  {cell.workload:16} c={cell.concurrency:<3} {cell.median('rps'):7.0f} req/s"
+                f"  p99 {cell.median('p99_ms'):6.2f} ms  {cell.median('cores'):.2f} cores"
+            )
     finally:
-        _stop(ours)
-        redis.close()
-    return cells
+        for s in servers.values():
+            _stop(s.proc)
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each cell")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels")
+    parser.add_argument("--quick", action="store_true", help="c=16 only, tabular only, no KServe")
     parser.add_argument("--skip-kserve", action="store_true")
-    parser.add_argument("--skip-ours", action="store_true", help="only the raw and KServe measurements")
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "inference.json")
+    parser.add_argument("--skip-embedding", action="store_true")
+    parser.add_argument("--skip-v1", action="store_true")
+    parser.add_argument("--scaling", action="store_true", help="also the load sweep and 1 vs 2 workers")
+    parser.add_argument("--compare", action="append", default=[], help="also serve git REF as ours@REF")
+    parser.add_argument("--out", type=Path, default=WORK / "inference.json")
     args = parser.parse_args()
-    if (
-        not (MODELS / TABULAR / "1/model.onnx").is_file()
-        or not (MODELS / EMBEDDING / "1/model.onnx").is_file()
-    ):
+    levels = [16] if args.quick else [int(c) for c in args.concurrency.split(",")]
+    if args.quick:
+        args.skip_kserve = args.skip_embedding = True
+    if not all((MODELS / m / "1/model.onnx").is_file() for m in (TABULAR, EMBEDDING)):
         subprocess.run([sys.executable, "-m", "model_build", "--out", str(MODELS)], check=True)
-    concurrencies = (1, 16, 64)
-    results: dict[str, object] = {"raw_onnxruntime": raw_onnxruntime()}
-    cells: list[Cell] = []
+    ensure_wrk()
+    results: dict[str, object] = {"raw_onnxruntime": raw_onnxruntime(), "args": vars(args) | {"out": ""}}
 
-    if not args.skip_ours:
-        cells.extend(_bench_ours(args.seconds, concurrencies))
+    redis = RedisProcess()
+    redis.start()
+    redis_proc = redis._proc  # redis-server shares the load generator's core
+    assert redis_proc is not None
+    subprocess.run(["taskset", "-a", "-cp", LOAD_CORE, str(redis_proc.pid)], check=True, capture_output=True)
+    servers: dict[str, Server] = {}
+    try:
+        servers["bare"] = start_bare()
+        servers["ours"] = start_ours("ours", redis.url)
+        for ref in args.compare:
+            servers[f"ours@{ref}"] = start_ours(f"ours@{ref}", redis.url, source=export_ref(ref))
+        if not args.skip_kserve:
+            servers["kserve"] = start_kserve()
+        for s in servers.values():
+            _wait_http(s, f"/v2/models/{TABULAR}/ready" if s.name == "kserve" else "/v2/health/ready")
+        plan_workloads = workloads(servers, v1=not args.skip_v1, embedding=not args.skip_embedding)
+        for w in plan_workloads:
+            check_once(servers[w.server], w)
+        plan = [(w, c) for c in levels for w in plan_workloads if w.model == TABULAR or c in (1, 16)]
+        cells = measure(servers, plan, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup)
+    finally:
+        for s in servers.values():
+            _stop(s.proc)
+    logs = {
+        name: (_log_lines(s), sum(x.requests for c in cells.values() if c.server == name for x in c.samples))
+        for name, s in servers.items()
+        if s.log_file is not None
+    }
+    scale_lines = scaling(redis.url, args) if args.scaling else []
+    redis.close()
 
-    if not args.skip_kserve:
-        script = ensure_kserve()
-        kport = free_port()
-        kserve = subprocess.Popen(
-            [str(KSERVE_VENV / "bin" / "python"), str(script), str(MODELS / TABULAR / "1/model.onnx"),
-             "--http_port", str(kport), "--grpc_port", str(free_port())],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            _wait_http(kport, f"/v2/models/{TABULAR}/ready", kserve)
-            ktab = Tabular(f"/v2/models/{TABULAR}/infer", None)
-            for c in concurrencies:
-                cells.append(
-                    run_cell(
-                        server="kserve",
-                        model=TABULAR,
-                        workload="miss",
-                        port=kport,
-                        make=ktab.miss,
-                        concurrency=c,
-                        seconds=args.seconds,
-                        pid=kserve.pid,
-                    )
-                )
-        finally:
-            _stop(kserve)
-
-    results["cells"] = [asdict(c) for c in cells]
-    summary = _summary(cells)
-    results["summary"] = summary
+    results["cells"] = [asdict(c) for c in cells.values()]
+    summary = targets(cells)
+    results["targets"] = summary
+    results["scaling"] = scale_lines
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print("\n" + _table(cells))
+    print("\n" + issue_table(cells, levels))
+    print("\n" + detail_table(cells))
     print("\ntargets:")
     for line in summary:
         print("  " + line)
+    for name, (lines, counted) in logs.items():
+        print(f"  {name}: {lines} access-log lines for {counted} measured requests (+ warm-ups and checks)")
+    for line in scale_lines:
+        print(line)
     print(f"\n(results also in {args.out})")
     return 0
-
-
-def _find(cells: list[Cell], server: str, model: str, workload: str, c: int) -> Cell | None:
-    return next(
-        (x for x in cells if (x.server, x.model, x.workload, x.concurrency) == (server, model, workload, c)),
-        None,
-    )
-
-
-def _summary(cells: list[Cell]) -> list[str]:
-    lines = []
-    kserve = _find(cells, "kserve", TABULAR, "miss", 16)
-    miss = _find(cells, "ours", TABULAR, "miss", 16)
-    hit = _find(cells, "ours", TABULAR, "hit", 16)
-    if kserve and miss and hit:
-        lines.append(f"c16 misses: {miss.rps / kserve.rps:.2f}x KServe V2 req/s (target >= 2x)")
-        lines.append(f"c16 hits:   {hit.rps / kserve.rps:.2f}x KServe V2 req/s (target >= 3x)")
-    for workload in ("miss", "hit", "mixed"):
-        cell = _find(cells, "ours", TABULAR, workload, 16)
-        if cell:
-            lines.append(f"c16 {workload:5} p99 {cell.p99_ms:.2f} ms for {TABULAR} (target < 10 ms)")
-    emiss, ehit = _find(cells, "ours", EMBEDDING, "miss", 1), _find(cells, "ours", EMBEDDING, "hit", 1)
-    if emiss and ehit:
-        lines.append(
-            f"{EMBEDDING} c1: a hit costs {emiss.p50_ms / ehit.p50_ms:.1f}x less than a miss (p50 latency; "
-            "target >= 20x)"
-        )
-    if emiss and ehit:
-        ratio = emiss.cpu_us_per_request / max(ehit.cpu_us_per_request, 0.1)
-        lines.append(f"{EMBEDDING} c1: a hit costs {ratio:.1f}x less server CPU than a miss (target >= 20x)")
-    emiss16, ehit16 = _find(cells, "ours", EMBEDDING, "miss", 16), _find(cells, "ours", EMBEDDING, "hit", 16)
-    if emiss16 and ehit16:
-        lines.append(f"{EMBEDDING} c16: hits serve {ehit16.rps / emiss16.rps:.1f}x the req/s of misses")
-    return lines
-
-
-def _table(cells: list[Cell]) -> str:
-    header = (
-        "| server | model | workload | concurrency | req/s | p50 ms | p99 ms | server CPU us/req | errors |"
-    )
-    rule = "|---|---|---|---:|---:|---:|---:|---:|---:|"
-    body = [
-        f"| {c.server} | {c.model} | {c.workload} | {c.concurrency} | {c.rps:.0f} "
-        f"| {c.p50_ms:.2f} | {c.p99_ms:.2f} | {c.cpu_us_per_request:.0f} | {c.errors} |"
-        for c in cells
-    ]
-    return "\n".join([header, rule, *body])
 
 
 if __name__ == "__main__":
