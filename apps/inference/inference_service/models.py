@@ -26,7 +26,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from inference_service.datatypes import ONNX_TO_V2, V2_TO_NUMPY
-from inference_service.repository import ModelEntry
+from inference_service.repository import ModelEntry, read_verified
 from inference_service.settings import Settings
 from model_build.metadata import TensorSpec
 
@@ -42,15 +42,16 @@ class ModelLoadInfo:
     providers: list[str]
 
 
-def make_session(path: str, settings: Settings) -> ort.InferenceSession:
-    """An onnxruntime session with the thread counts and execution providers from settings."""
+def make_session(model: str | bytes, settings: Settings) -> ort.InferenceSession:
+    """An onnxruntime session (from a path or the model's bytes) with the thread counts and execution
+    providers from settings."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.ort_intra_op_threads
     options.inter_op_num_threads = settings.ort_inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     available = set(ort.get_available_providers())
     providers = [p for p in settings.provider_list if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(path, sess_options=options, providers=providers)
+    return ort.InferenceSession(model, sess_options=options, providers=providers)
 
 
 class ServedModel(ABC):
@@ -68,7 +69,8 @@ class ServedModel(ABC):
         self.allow_non_finite = entry.metadata.allow_non_finite
         self.max_batch_size = settings.max_batch_size
         started = time.perf_counter()
-        self.session = make_session(str(entry.path / entry.metadata.model_file), settings)
+        # Only bytes whose sha256 matches the metadata reach onnxruntime.
+        self.session = make_session(read_verified(entry), settings)
         self._check_signature()
         self._load_seconds = time.perf_counter() - started
 
@@ -200,7 +202,7 @@ class TextEmbeddingModel(ServedModel):
                 f"{self.name}:{self.version}: a text-embedding model needs a `tokenizer` section"
             )
         self._tokenizer_spec = spec
-        self.tokenizer = Tokenizer.from_file(str(entry.path / spec.file))
+        self.tokenizer = Tokenizer.from_str(read_verified(entry, spec.file, spec.sha256).decode("utf-8"))
         self.tokenizer.enable_truncation(max_length=spec.max_length)
         pad_id = self.tokenizer.token_to_id("[PAD]")
         self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0)

@@ -1,7 +1,9 @@
-"""The model repository on disk: which models and versions exist and which are live."""
+"""The model repository on disk: which models and versions exist, which are live, and whether their bytes are
+the ones their metadata.json records (`model_sha256`)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,30 @@ class ModelEntry:
 
 class RepositoryError(ValueError):
     """The repository or INFERENCE_MODELS is wrong; the message names the path or entry."""
+
+
+class ModelIntegrityError(RepositoryError):
+    """A model file's bytes are not the ones its metadata.json records; the message names the file."""
+
+
+def read_verified(entry: ModelEntry, file: str | None = None, sha256: str | None = None) -> bytes:
+    """A file of the entry (by default its model file), after checking its sha256 against the metadata's.
+
+    The caller loads these same bytes, so what is served is exactly what was checked (a file swapped between
+    the check and the load cannot slip in)."""
+    path = entry.path / (file or entry.metadata.model_file)
+    expected = sha256 or entry.metadata.model_sha256
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelIntegrityError(f"{path}: cannot read it ({exc.strerror})") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{path}: sha256 {actual} does not match {expected} recorded in {entry.path / METADATA_FILE}; "
+            f"refusing to serve {entry.name}:{entry.version}"
+        )
+    return data
 
 
 def _versions(model_dir: Path) -> list[str]:

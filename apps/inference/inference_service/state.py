@@ -12,7 +12,7 @@ from inference_service.engine import ModelRuntime
 from inference_service.errors import NotFound, Unavailable
 from inference_service.metrics import Metrics
 from inference_service.models import load_model
-from inference_service.repository import ModelEntry
+from inference_service.repository import ModelEntry, ModelIntegrityError
 from inference_service.settings import Settings
 
 log = logging.getLogger("inference.state")
@@ -83,6 +83,9 @@ class ServiceState:
             gc.freeze()
             self.ready = True
             log.info("ready: %s", ", ".join(f"{e.name}:{e.version}" for e in self.entries.values()))
+        except ModelIntegrityError as exc:  # one line naming the file; a traceback would add nothing
+            self.load_failed = True
+            log.error("model file refused: %s", exc)
         except Exception:
             self.load_failed = True
             log.exception("loading the models failed; liveness now reports failure")

@@ -2,7 +2,8 @@
 
 Writes `<out>/<name>/<version>/model.onnx` + `metadata.json` (+ `tokenizer.json` for text models), and records
 every version it builds, with its model's sha256, in the committed catalog (`catalog.json` beside this file;
-`--catalog PATH` writes another, `--catalog ''` none).
+`--catalog PATH` writes another, `--catalog ''` none). `python -m model_build import PATH.onnx ...` adds a
+model exported elsewhere (see importer.py).
 Reproducible: the same sources and library versions give the same bytes. Incremental: each version folder
 carries a `.build-stamp` with a fingerprint of its inputs (the builder's source, the library versions) and the
 hashes of what was written; when both still match, the model is skipped. Every model is built in a temporary
@@ -134,7 +135,11 @@ def _metadata(recipe: ModelRecipe, folder: Path, fields: dict[str, Any]) -> Mode
             description="Sentence embedding (all-MiniLM-L6-v2): text in, L2-normalized 384-d vector out.",
             inputs=[{"name": "text", "datatype": "BYTES", "shape": [-1]}],
             outputs=[{"name": "embedding", "datatype": "FP32", "shape": [-1, dim]}],
-            tokenizer={"file": "tokenizer.json", "max_length": int(fields["max_seq_length"])},
+            tokenizer={
+                "file": "tokenizer.json",
+                "sha256": sha256_file(folder / "tokenizer.json"),
+                "max_length": int(fields["max_seq_length"]),
+            },
             details=fields,
         )
     return ModelMetadata(**common, **fields)
@@ -169,6 +174,10 @@ def build_model(recipe: ModelRecipe, out: Path, *, force: bool = False) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["import"]:
+        from model_build.importer import main as import_main
+
+        return import_main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m model_build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="model repository root to write")
     parser.add_argument(

@@ -39,6 +39,7 @@ class TokenizerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str = "tokenizer.json"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the tokenizer file; checked at load")
     max_length: int = Field(gt=0)
     input_ids: str = "input_ids"
     attention_mask: str = "attention_mask"

@@ -19,7 +19,7 @@ def test_health_and_server_metadata(make_client) -> None:
 
 
 def test_model_metadata_with_and_without_version(make_client) -> None:
-    with make_client(models="") as client:
+    with make_client(models="breast-cancer:1,minilm-embedding:1") as client:
         plain = client.get("/v2/models/breast-cancer").json()
         versioned = client.get("/v2/models/breast-cancer/versions/1").json()
         assert plain == versioned
@@ -168,7 +168,7 @@ def test_v1_predict(make_client, rows) -> None:
 
 
 def test_openapi_has_per_model_schemas_from_the_signature(make_client) -> None:
-    with make_client(models="") as client:
+    with make_client(models="breast-cancer:1,minilm-embedding:1") as client:
         doc = client.get("/openapi.json").json()
     paths = doc["paths"]
     for path in (

@@ -1,0 +1,101 @@
+"""A real `python -m inference_service` process (the container entry point) for the model tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+API_KEY = "model-build-test-key-0123456789"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # host:port
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://{self.url}{path}", timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def log_lines(self) -> list[dict[str, object]]:
+        """The service's JSON log lines on stderr (anything else is kept as {"raw": line})."""
+        lines = []
+        for raw in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = {"raw": raw}
+            lines.append(parsed if isinstance(parsed, dict) else {"raw": raw})
+        return lines
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+ServerFactory = Callable[..., AbstractContextManager[Server]]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> ServerFactory:
+    """Starts the service on a free loopback port and waits until it is ready, or (until_ready=False) until
+    it is ready or reports a failed load; stops it afterwards."""
+
+    @contextmanager
+    def factory(repository: Path, models: str, *, until_ready: bool = True) -> Iterator[Server]:
+        port = _free_port()
+        log = tmp_path / f"server-{port}.log"
+        env = {
+            **os.environ,
+            "INFERENCE_MODEL_REPOSITORY": str(repository),
+            "INFERENCE_MODELS": models,
+            "INFERENCE_HOST": "127.0.0.1",
+            "INFERENCE_PORT": str(port),
+            "INFERENCE_API_KEYS": API_KEY,
+            "INFERENCE_ACCESS_LOG": "false",
+        }
+        with log.open("wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env, stderr=err)
+        server = Server(url=f"127.0.0.1:{port}", process=proc, log=log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, "the server settled neither way in 60 s"
+                try:
+                    if server.status("/v2/health/ready") == 200:
+                        break
+                    if not until_ready and server.status("/v2/health/live") == 503:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            yield server
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    return factory
+
+
+@pytest.fixture
+def api_key() -> str:
+    return API_KEY
