@@ -27,6 +27,7 @@ STARTED = time.perf_counter()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "constructs"))
 
+from mlplatform.spec.catalog import CATALOG_FILE  # noqa: E402
 from mlplatform.synth import synthesize  # noqa: E402
 
 IMPORTED = time.perf_counter()
@@ -38,6 +39,9 @@ REPEATS = 3
 def make_spec(root: Path, services: int) -> None:
     """Copy overlays/ and grow it to `services` services (copies of `inference`)."""
     (root / "overlays").mkdir(parents=True)
+    catalog = root / CATALOG_FILE  # the spec checks every model version against it
+    catalog.parent.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / CATALOG_FILE, catalog)
     platform = yaml.safe_load((REPO_ROOT / "overlays/platform.yaml").read_text())
     base_service = platform["services"]["inference"]
     platform["services"] = {f"model-{i:03d}": copy.deepcopy(base_service) for i in range(services)}
@@ -62,6 +66,14 @@ def make_spec(root: Path, services: int) -> None:
             entry["host"] = f"model-{i:03d}.{base['host']}"
             overlay["services"][f"model-{i:03d}"] = entry
         (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))
+
+
+def copy_catalog(root: Path) -> None:
+    """The model catalog the spec's models are checked against, where the spec loader reads it."""
+    for catalog in (REPO_ROOT / "apps").rglob("catalog.json"):
+        target = root / catalog.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(catalog, target)
 
 
 def timed_synth(repo_root: Path, out: Path) -> float:
@@ -99,6 +111,7 @@ def main() -> None:
             root = Path(tmp) / f"spec-{n}"
             make_spec(root, n)
             shutil.copytree(REPO_ROOT / "policies", root / "policies", dirs_exist_ok=True)
+            copy_catalog(root)
             results[n] = timed_synth(root, Path(tmp) / f"out-{n}")
             files = sum(1 for p in (Path(tmp) / f"out-{n}").rglob("*") if p.is_file())
             print(f"{n:4d} services x 3 environments: warm synth {results[n]:.3f} s ({files} files)")

@@ -11,8 +11,8 @@ from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
 from mlplatform.components.environment import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
 from mlplatform.output import manifest_files, write_tree
-from mlplatform.spec import Environment, load_environment, load_platform
-from mlplatform.spec.loader import list_environments
+from mlplatform.spec import Environment
+from mlplatform.spec import load_all as load_spec
 
 KYVERNO_DIR = Path("policies/kyverno")
 DIAGRAM_FILE = "ARCHITECTURE.md"
@@ -26,9 +26,8 @@ class Rendered:
 
 
 def load_all(repo_root: Path) -> list[Environment]:
-    """Validate the platform spec and every overlay (before anything is written)."""
-    platform = load_platform(repo_root)
-    return [load_environment(n, repo_root=repo_root, platform=platform) for n in list_environments(repo_root)]
+    """Validate the platform spec and every overlay (before anything is written); every problem at once."""
+    return load_spec(repo_root)
 
 
 def render_environment(env: Environment) -> dict[str, str]:

@@ -13,6 +13,7 @@ import yaml
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from mlplatform.spec import Environment, load_environment
+from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import Rendered, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +46,11 @@ def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def spec_copy(tmp_path: Path) -> Path:
-    """A writable copy of overlays/ (and policies/kyverno) in a temporary repository root."""
+    """A writable copy of overlays/ and the model catalog in a temporary repository root."""
     shutil.copytree(REPO_ROOT / "overlays", tmp_path / "overlays")
+    catalog = Path(CATALOG_FILE)
+    (tmp_path / catalog.parent).mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / catalog, tmp_path / catalog)
     return tmp_path
 
 

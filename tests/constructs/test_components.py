@@ -147,7 +147,7 @@ def test_gpu_switch(spec_copy: Path, edit_yaml: Any) -> None:
 def test_second_service_is_a_few_lines_of_yaml(spec_copy: Path, edit_yaml: Any) -> None:
     def platform(d: Any) -> None:
         d["services"]["ranker"] = dict(
-            d["services"]["inference"], models=[{"name": "ranker", "version": "3"}]
+            d["services"]["inference"], models=[{"name": "minilm-embedding", "version": "1"}]
         )
         d["connections"] += [
             {"from": "ingress-controller", "to": "ranker"},

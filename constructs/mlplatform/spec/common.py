@@ -2,24 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from mlplatform.spec.errors import FieldPath, FieldProblems
+from mlplatform.spec.quantity import ALLOWED as QUANTITY_ALLOWED
+from mlplatform.spec.quantity import PATTERN as QUANTITY_PATTERN
+from mlplatform.spec.quantity import Quantity, parse
+
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]+([._/:-][a-z0-9]+)*$"
+HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _no_tag_or_digest(value: Any) -> Any:
+    """An image repository must not carry a tag or digest: each overlay pins the image by its digest.
+
+    A `:` after the last `/` is a tag (before it, a registry port: `registry:5000/team/image` is fine).
+    """
+    if isinstance(value, str) and ("@" in value or ":" in value.rpartition("/")[2]):
+        raise ValueError("allowed: a repository without tag or digest (each overlay's imageDigest pins it)")
+    return value
+
+
 #: A DNS-1123 label: what Kubernetes accepts as a Service, Deployment or Namespace name.
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
-#: A Kubernetes resource quantity such as `500m`, `2`, `512Mi`, `10Gi`.
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")]
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 #: An OCI image digest.
-Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$")]
-#: An image repository without tag or digest, e.g. `ghcr.io/example/inference`.
-ImageRepository = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")]
-#: A host name (RFC 1123).
-Hostname = Annotated[
-    str, StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
+Digest = Annotated[str, StringConstraints(pattern=DIGEST_PATTERN)]
+#: An image repository without tag or digest, e.g. `ghcr.io/example/inference` (a registry port is fine).
+ImageRepository = Annotated[
+    str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN), BeforeValidator(_no_tag_or_digest)
 ]
+#: A host name (RFC 1123).
+Hostname = Annotated[str, StringConstraints(pattern=HOSTNAME_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+#: What each pattern allows, in words (the loader says this instead of printing the regular expression).
+ALLOWED_BY_PATTERN = {
+    DNS_LABEL_PATTERN: "a DNS-1123 label (lowercase letters, digits, '-'; a letter first; at most 63)",
+    DIGEST_PATTERN: "sha256:<64 lowercase hex digits>",
+    IMAGE_REPOSITORY_PATTERN: "an image repository such as ghcr.io/example/inference (no tag, no digest)",
+    HOSTNAME_PATTERN: "a lowercase DNS host name such as inference.example.com",
+    QUANTITY_PATTERN: QUANTITY_ALLOWED,
+}
+
+__all__ = ["Quantity"]
 
 
 class Strict(BaseModel):
@@ -39,6 +69,24 @@ class Resources(Strict):
 
     requests: ResourceList
     limits: ResourceList
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        problems: list[tuple[FieldPath, str]] = []
+        for name in ("cpu", "memory", "ephemeral_storage"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if parse(limit) < parse(request):
+                key = ResourceList.model_fields[name].alias or name
+                problems.append(
+                    (
+                        ("limits", key),
+                        f"limit {limit!r} is below the request {request!r} (requests.{key}); "
+                        "allowed: a limit >= its request",
+                    )
+                )
+        if problems:
+            raise FieldProblems(problems)
+        return self
 
     def as_k8s(self, *, extra_requests: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
         req = {"cpu": self.requests.cpu, "memory": self.requests.memory}

@@ -1,24 +1,33 @@
 """Read and validate the spec files.
 
-Every problem names the file, the field, the bad value and what is allowed.
+Every problem is one line: `file:line: field.path: what was wrong; allowed: what is allowed`. `load_all` reads
+every file before it fails, so one run reports every broken file.
 """
 
 from __future__ import annotations
 
+import difflib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.spec.errors import SpecError
-from mlplatform.spec.overlay import GatewayRouting, Overlay
+from mlplatform.spec import checks
+from mlplatform.spec.catalog import CATALOG_FILE, Catalog
+from mlplatform.spec.common import ALLOWED_BY_PATTERN
+from mlplatform.spec.errors import MAX_LINE, FieldProblems, Problem, SpecError, short
+from mlplatform.spec.overlay import Overlay
 from mlplatform.spec.platform import Platform
+from mlplatform.spec.source import Source, read
 
 OVERLAYS_DIR = "overlays"
-PLATFORM_FILE = "platform.yaml"
+PLATFORM_FILE = checks.PLATFORM_FILE
+OVERLAY_SUFFIX = ".yaml"
+#: Spellings of YAML files that are refused rather than skipped (one spelling: `dev.yml` next to `dev.yaml`
+#: would be two files for one environment, and a skipped file is an environment that silently never deploys).
+REFUSED_SUFFIXES = (".yml",)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,92 +48,159 @@ class Environment:
 def list_environments(repo_root: Path) -> list[str]:
     """Every `overlays/*.yaml` except platform.yaml, sorted."""
     folder = repo_root / OVERLAYS_DIR
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.name != PLATFORM_FILE)
+    return sorted(p.stem for p in folder.glob(f"*{OVERLAY_SUFFIX}") if p.name != PLATFORM_FILE)
 
 
 def load_platform(repo_root: Path) -> Platform:
-    return _load(repo_root / OVERLAYS_DIR / PLATFORM_FILE, Platform)
+    """platform.yaml, validated and checked against the model catalog. Raises SpecError."""
+    problems: list[Problem] = []
+    platform = _platform(repo_root, _catalog(repo_root, problems), problems)
+    if platform is None or problems:
+        raise SpecError(problems)
+    return platform
 
 
 def load_environment(env: str, *, repo_root: Path, platform: Platform | None = None) -> Environment:
     """Load and cross-check one environment. Raises SpecError."""
-    path = repo_root / OVERLAYS_DIR / f"{env}.yaml"
+    path = repo_root / OVERLAYS_DIR / f"{env}{OVERLAY_SUFFIX}"
     if env == Path(PLATFORM_FILE).stem or not path.is_file():
-        raise SpecError(path, [f"no such environment {env!r}; allowed: {list_environments(repo_root)}"])
-    platform = platform if platform is not None else load_platform(repo_root)
-    overlay = _load(path, Overlay)
-    problems = _cross_check(platform, overlay)
-    if problems:
-        raise SpecError(path, problems)
-    return Environment(name=env, platform=platform, overlay=overlay)
+        shown = f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}"
+        msg = f"no such environment {env!r}; allowed: {list_environments(repo_root)}"
+        raise SpecError([Problem(shown, 1, "", msg)])
+    problems: list[Problem] = []
+    catalog = _catalog(repo_root, problems)
+    platform = platform if platform is not None else _platform(repo_root, catalog, problems)
+    loaded = _environment(repo_root, env, platform, catalog, problems)
+    if problems or loaded.overlay is None or platform is None:
+        raise SpecError(problems)
+    return Environment(name=env, platform=platform, overlay=loaded.overlay)
 
 
-def _cross_check(platform: Platform, overlay: Overlay) -> list[str]:
-    problems = []
-    declared = sorted(platform.services)
-    for name in sorted(set(overlay.services) - set(platform.services)):
+def load_all(repo_root: Path) -> list[Environment]:
+    """Every environment, validated together: every file, then the environments against each other.
+
+    Raises one SpecError with every problem of every file.
+    """
+    problems: list[Problem] = _stray_files(repo_root)
+    catalog = _catalog(repo_root, problems)
+    platform = _platform(repo_root, catalog, problems)
+    loaded = [
+        _environment(repo_root, env, platform, catalog, problems) for env in list_environments(repo_root)
+    ]
+    problems += checks.across_environments(loaded)
+    if not loaded:
         problems.append(
-            f"services.{name}: service {name!r} is not declared in {PLATFORM_FILE}; allowed: {declared}"
+            Problem(OVERLAYS_DIR, 1, "", f"no environment; allowed: one overlays/<env>{OVERLAY_SUFFIX}")
         )
-    for name in sorted(set(platform.services) - set(overlay.services)):
-        problems.append(f"services.{name}: missing; every service of {PLATFORM_FILE} needs an entry here")
-    for name, svc in sorted(overlay.services.items()):
-        if svc.canary is not None and not isinstance(overlay.routing, GatewayRouting):
-            problems.append(
-                f"services.{name}.canary: weighted canary traffic needs routing.kind 'Gateway'; "
-                f"got routing.kind {overlay.routing.kind!r}"
-            )
-        if svc.gpu is not None and overlay.quota.requests_gpu < svc.gpu.count:
-            problems.append(
-                f"services.{name}.gpu.count: {svc.gpu.count} exceeds quota.requestsGpu "
-                f"({overlay.quota.requests_gpu})"
-            )
-    for name in sorted(set(overlay.peers) - set(platform.peers)):
-        problems.append(f"peers.{name}: not a peer of {PLATFORM_FILE}; allowed: {sorted(platform.peers)}")
-    hosts = [(s.host, s.path) for s in overlay.services.values()]
-    for host, path in sorted({h for h in hosts if hosts.count(h) > 1}):
-        problems.append(f"services: host {host!r} path {path!r} is used by more than one service")
+    if problems or platform is None:
+        raise SpecError(problems)
+    return [Environment(name=i.env, platform=platform, overlay=i.overlay) for i in loaded if i.overlay]
+
+
+def _stray_files(repo_root: Path) -> list[Problem]:
+    problems = []
+    folder = repo_root / OVERLAYS_DIR
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.suffix.lower() in (OVERLAY_SUFFIX, *REFUSED_SUFFIXES) and path.suffix != OVERLAY_SUFFIX:
+            shown = f"{OVERLAYS_DIR}/{path.name}"
+            msg = f"overlay files are named <env>{OVERLAY_SUFFIX}; allowed: {path.stem}{OVERLAY_SUFFIX}"
+            problems.append(Problem(shown, 1, "", msg))
+            problems += checks.environment_name(path.stem, shown, None)
     return problems
 
 
-def _load(path: Path, model: type[M]) -> M:
+def _platform(repo_root: Path, catalog: Catalog | None, problems: list[Problem]) -> Platform | None:
+    source = _read(repo_root, f"{OVERLAYS_DIR}/{PLATFORM_FILE}")
+    platform = _validate(source, Platform, problems)
+    if platform is not None and catalog is not None:
+        problems += checks.platform_models(platform, source, catalog)
+    return platform
+
+
+def _catalog(repo_root: Path, problems: list[Problem]) -> Catalog | None:
+    if not (repo_root / CATALOG_FILE).is_file():
+        problems.append(
+            Problem(CATALOG_FILE, 1, "", "missing: the model build writes it; allowed: run `make models`")
+        )
+        return None
+    return _validate(_read(repo_root, CATALOG_FILE), Catalog, problems)
+
+
+def _environment(
+    repo_root: Path, env: str, platform: Platform | None, catalog: Catalog | None, problems: list[Problem]
+) -> checks.Loaded:
+    source = _read(repo_root, f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}")
+    problems += checks.environment_name(env, source.file, platform)
+    overlay = _validate(source, Overlay, problems)
+    if overlay is not None and platform is not None:
+        problems += checks.overlay_against_platform(platform, overlay, source)
+    if overlay is not None and catalog is not None:
+        problems += checks.overlay_models(overlay, source, catalog)
+    return checks.Loaded(env=env, source=source, overlay=overlay)
+
+
+def _read(repo_root: Path, relative: str) -> Source:
+    return read(repo_root / relative, shown_as=relative)
+
+
+def _validate(source: Source, model: type[M], problems: list[Problem]) -> M | None:
+    """The model of `source`, or None; every problem (reading and validating) is added to `problems`."""
+    problems += source.problems
+    if any(not p.path for p in source.problems):  # not YAML at all
+        return None
+    if not isinstance(source.data, dict):
+        got = "an empty file" if source.data is None else type(source.data).__name__
+        problems.append(Problem(source.file, 1, "", f"the top level must be a mapping; got {got}"))
+        return None
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-    except FileNotFoundError:
-        raise SpecError(path, ["file not found"]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(path, [f"not valid YAML: {exc}"]) from None
-    if not isinstance(raw, dict):
-        raise SpecError(path, [f"the top level must be a mapping; got {type(raw).__name__}"])
-    try:
-        return model.model_validate(raw)
+        result = model.model_validate(source.data)
     except ValidationError as exc:
-        raise SpecError(path, [_describe(model, err) for err in exc.errors()]) from None
+        for err in exc.errors():
+            problems += _describe(source, model, err)
+        return None
+    return None if source.problems else result
 
 
-def _describe(model: type[BaseModel], err: Any) -> str:
-    loc = _format_loc(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        allowed = _fields_at(model, err["loc"][:-1])
-        return f"{loc}: unknown field; allowed fields here: {allowed}"
+def _describe(source: Source, model: type[BaseModel], err: Any) -> list[Problem]:
+    """One pydantic error as problems located in the file (a model validator may report several)."""
+    loc = tuple(p for p in err["loc"] if p != "[key]")
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldProblems):
+        return [source.problem((*loc, *path), message) for path, message in cause.problems]
+    if err["type"] == "union_tag_invalid":
+        ctx = err["ctx"]
+        tag = ctx["discriminator"].strip("'")
+        return [source.problem((*loc, tag), f"got {short(ctx['tag'])}; allowed: {ctx['expected_tags']}")]
+    if err["type"] == "extra_forbidden":
+        return [_unknown_field(source, model, loc)]
+    return [source.problem(loc, _message(err))]
+
+
+def _unknown_field(source: Source, model: type[BaseModel], loc: tuple[Any, ...]) -> Problem:
+    """Names the closest allowed field and, where the line stays short enough, all of them."""
+    allowed = _fields_at(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    problem = source.problem(loc, f"unknown field{hint}; allowed: {', '.join(allowed)}")
+    if len(str(problem)) > MAX_LINE and close:
+        others = len(allowed) - 1
+        problem = source.problem(loc, f"unknown field; allowed: {close[0]} or {others} other fields")
+    return problem
+
+
+def _message(err: Any) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err["input"]
     if kind == "missing":
-        return f"{loc}: required field is missing"
-    msg = err["msg"]
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        words = ALLOWED_BY_PATTERN.get(ctx["pattern"], f"a string matching {ctx['pattern']}")
+        return f"got {short(value)}; allowed: {words}"
+    msg: str = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    where = f"{loc}: " if loc else ""
-    return f"{where}{msg}; got {err['input']!r}"
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+        return f"got {short(value)}; {msg[len('Value error, ') :]}"
+    if msg.startswith("Input should be "):
+        return f"got {short(value)}; allowed: {msg[len('Input should be ') :]}"
+    return f"got {short(value)}; {msg}"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mlplatform.spec.common import Digest, DnsLabel, Hostname, Quantity, Resources, Strict
+from mlplatform.spec.errors import FieldProblems
 from mlplatform.spec.platform import Model, Tuning
 
 
@@ -79,8 +80,14 @@ class Autoscaling(Strict):
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
-            raise ValueError(
-                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            raise FieldProblems(
+                [
+                    (
+                        ("maxReplicas",),
+                        f"{self.max_replicas} is below minReplicas ({self.min_replicas}); "
+                        "allowed: maxReplicas >= minReplicas",
+                    )
+                ]
             )
         return self
 
@@ -141,6 +148,20 @@ class ServiceOverlay(Strict):
     model_delivery: ModelDelivery = ImageModels(source="image")
     gpu: Gpu | None = None
     canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _one_owner_of_replicas(self) -> ServiceOverlay:
+        if self.autoscaling is not None and "replicas" in self.model_fields_set:
+            raise FieldProblems(
+                [
+                    (
+                        ("replicas",),
+                        f"{self.replicas} is set together with autoscaling, which owns the replica count; "
+                        "allowed: one of replicas or autoscaling",
+                    )
+                ]
+            )
+        return self
 
 
 class RedisOverlay(Strict):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict
+from mlplatform.spec.errors import FieldPath, FieldProblems
 
 #: Ports of the runtime contract (README "Runtime contract").
 INFERENCE_PORT = 8080
@@ -29,9 +30,14 @@ class Peer(Strict):
     pod_labels: dict[str, str] = Field(min_length=1)
 
 
+def _version_from_number(value: Any) -> Any:
+    """`version: 2` in YAML is the version "2"."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class Model(Strict):
     name: DnsLabel
-    version: str = Field(pattern=r"^[0-9]+$")
+    version: Annotated[str, Field(pattern=r"^[0-9]+$"), BeforeValidator(_version_from_number)]
 
 
 class Tuning(Strict):
@@ -83,37 +89,53 @@ class Platform(Strict):
 
     @model_validator(mode="after")
     def _check_names(self) -> Platform:
-        components = self.component_names()
-        clash = (set(self.services) | {"redis"}) & set(self.peers)
-        if clash:
-            raise ValueError(
-                f"peers {sorted(clash)} reuse a service name; peer names must differ from services"
-            )
+        problems: list[tuple[FieldPath, str]] = []
+        for name in sorted((set(self.services) | {"redis"}) & set(self.peers)):
+            problems.append((("peers", name), f"peer {name!r} reuses a component name; allowed: a new name"))
         if "redis" in self.services:
-            raise ValueError("'redis' is the cache's name; choose another service name")
+            problems.append((("services", "redis"), "'redis' is the cache's name; allowed: another name"))
+        problems += self._check_connections()
+        for name, svc in sorted(self.services.items()):
+            if svc.use_cache and not any(c.source == name and c.target == "redis" for c in self.connections):
+                problems.append(
+                    (
+                        ("services", name, "useCache"),
+                        f"true, but connections has no edge from {name!r} to 'redis'; "
+                        f"allowed: add `- {{from: {name}, to: redis}}` or useCache: false",
+                    )
+                )
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def _check_connections(self) -> list[tuple[FieldPath, str]]:
+        problems: list[tuple[FieldPath, str]] = []
+        components = sorted(self.component_names())
+        seen: dict[tuple[str, str], int] = {}
         for i, conn in enumerate(self.connections):
             for side, name in (("from", conn.source), ("to", conn.target)):
                 if name not in components:
-                    raise ValueError(
-                        f"connections[{i}].{side}: unknown component {name!r}; allowed: {sorted(components)}"
+                    problems.append(
+                        (("connections", i, side), f"unknown component {name!r}; allowed: {components}")
                     )
             if conn.target in self.peers:
-                raise ValueError(
-                    f"connections[{i}].to: {conn.target!r} is an external peer; "
-                    "only services and 'redis' accept connections"
+                problems.append(
+                    (
+                        ("connections", i, "to"),
+                        f"{conn.target!r} is an external peer; allowed: a service or 'redis'",
+                    )
                 )
             if conn.source == conn.target:
-                raise ValueError(f"connections[{i}]: a component cannot connect to itself ({conn.source!r})")
-        seen = [(c.source, c.target) for c in self.connections]
-        dupes = sorted({e for e in seen if seen.count(e) > 1})
-        if dupes:
-            raise ValueError(f"connections: duplicate edges {dupes}")
-        for name, svc in self.services.items():
-            if svc.use_cache and not any(c.source == name and c.target == "redis" for c in self.connections):
-                raise ValueError(
-                    f"services.{name}.useCache is true but connections has no edge from {name!r} to 'redis'"
+                problems.append(
+                    (("connections", i), f"{conn.source!r} connects to itself; allowed: two components")
                 )
-        return self
+            edge = (conn.source, conn.target)
+            if edge in seen:
+                problems.append(
+                    (("connections", i), f"duplicate of connections[{seen[edge]}] {edge}; allowed: once")
+                )
+            seen.setdefault(edge, i)
+        return problems
 
     def component_names(self) -> set[str]:
         return set(self.services) | {"redis"} | set(self.peers)

@@ -1,0 +1,196 @@
+"""Checks across fields of different files: an overlay against platform.yaml, the catalog, the other overlays.
+
+Each returns problems located at the field they are about (`file:line: field.path: ...`), never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mlplatform.spec.catalog import CATALOG_FILE, Catalog
+from mlplatform.spec.common import DNS_LABEL_PATTERN
+from mlplatform.spec.errors import FieldPath, Problem
+from mlplatform.spec.overlay import GatewayRouting, Overlay
+from mlplatform.spec.platform import Model, Platform
+from mlplatform.spec.source import Source
+
+PLATFORM_FILE = "platform.yaml"
+#: Folders under dist/ and Argo CD Application names that are not environments (`<platform>-<name>`).
+RESERVED_ENVIRONMENTS = ("argocd", "cluster-policies", "root")
+RESERVED_ENVIRONMENT_PREFIXES = ("cluster-policies-",)
+#: Namespaces an environment may not take: the cluster's own, and where Argo CD's cluster policies go (the
+#: environment baseline - default-deny, restricted Pod Security, quota - would break what runs there).
+SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system", "kyverno")
+#: Longest object name that is also a label value (the Application name is Argo CD's instance label).
+MAX_LABEL = 63
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One overlay file as read and, where it was valid, validated."""
+
+    env: str
+    source: Source
+    overlay: Overlay | None
+
+
+def environment_name(env: str, file: str, platform: Platform | None) -> list[Problem]:
+    """The file name is the environment's name: a DNS-1123 label, not reserved, short enough for its App."""
+    problems = []
+    if not re.match(DNS_LABEL_PATTERN, env):
+        problems.append(
+            f"environment name {env!r} (the file name) is not a DNS-1123 label; allowed: "
+            "lowercase letters, digits and '-', starting with a letter, e.g. qa-env.yaml"
+        )
+    if env in RESERVED_ENVIRONMENTS or env.startswith(RESERVED_ENVIRONMENT_PREFIXES):
+        problems.append(
+            f"environment name {env!r} is reserved; allowed: any name but "
+            f"{', '.join(RESERVED_ENVIRONMENTS)} and {RESERVED_ENVIRONMENT_PREFIXES[0]}*"
+        )
+    if platform is not None and len(f"{platform.name}-{env}") > MAX_LABEL:
+        problems.append(
+            f"environment name is too long for its Application ({platform.name}-<env>, over {MAX_LABEL}); "
+            f"allowed: at most {MAX_LABEL - len(platform.name) - 1} characters"
+        )
+    return [Problem(file, 1, "", message) for message in problems]
+
+
+def overlay_against_platform(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
+    problems: list[Problem] = []
+    declared = sorted(platform.services)
+    for name in sorted(set(overlay.services) - set(platform.services)):
+        problems.append(
+            source.problem(("services", name), f"not a service of {PLATFORM_FILE}; allowed: {declared}")
+        )
+    for name in sorted(set(platform.services) - set(overlay.services)):
+        problems.append(
+            source.problem(("services",), f"{name}: missing; every service of {PLATFORM_FILE} needs an entry")
+        )
+    for name, svc in sorted(overlay.services.items()):
+        if svc.canary is not None and not isinstance(overlay.routing, GatewayRouting):
+            problems.append(
+                source.problem(
+                    ("services", name, "canary"),
+                    f"weighted canary traffic needs routing.kind 'Gateway'; got {overlay.routing.kind!r}",
+                )
+            )
+        if svc.gpu is not None and overlay.quota.requests_gpu < svc.gpu.count:
+            problems.append(
+                source.problem(
+                    ("services", name, "gpu", "count"),
+                    f"{svc.gpu.count} exceeds quota.requestsGpu ({overlay.quota.requests_gpu}); "
+                    "allowed: at most the quota",
+                )
+            )
+    for name in sorted(set(overlay.peers) - set(platform.peers)):
+        problems.append(
+            source.problem(
+                ("peers", name), f"not a peer of {PLATFORM_FILE}; allowed: {sorted(platform.peers)}"
+            )
+        )
+    routes = [(s.host, s.path, n) for n, s in sorted(overlay.services.items())]
+    for host, path, name in routes:
+        others = [n for h, p, n in routes if (h, p) == (host, path) and n != name]
+        if others and name > others[0]:
+            problems.append(
+                source.problem(
+                    ("services", name, "host"),
+                    f"{host!r} path {path!r} is already routed to {others[0]!r}; allowed: one service each",
+                )
+            )
+    return problems + _namespace(platform, overlay, source)
+
+
+def _namespace(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
+    taken = {ns: "a system namespace" for ns in SYSTEM_NAMESPACES}
+    taken[platform.argocd.namespace] = "Argo CD's namespace"
+    peers = {name: p.namespace for name, p in platform.peers.items()}
+    peers.update({name: p.namespace for name, p in overlay.peers.items()})
+    for name, namespace in sorted(peers.items()):
+        taken.setdefault(namespace, f"where peer {name!r} runs")
+    why = taken.get(overlay.namespace)
+    if why is None:
+        return []
+    return [
+        source.problem(
+            ("namespace",),
+            f"{overlay.namespace!r} is {why}; the environment's default-deny and quota would apply there; "
+            "allowed: a namespace of its own",
+        )
+    ]
+
+
+def models_in_catalog(
+    models: Sequence[Model], at: FieldPath, source: Source, catalog: Catalog
+) -> list[Problem]:
+    """Every model version named at `at` (a list of models) must be one the model build makes."""
+    problems = []
+    for i, model in enumerate(models):
+        if model.name not in catalog.models:
+            problems.append(
+                source.problem(
+                    (*at, i, "name"),
+                    f"model {model.name!r} is not in {CATALOG_FILE}; allowed: {sorted(catalog.models)}",
+                )
+            )
+        elif not catalog.has(model.name, model.version):
+            problems.append(
+                source.problem(
+                    (*at, i, "version"),
+                    f"{model.name} version {model.version!r} is not in {CATALOG_FILE}; "
+                    f"allowed (versions that exist): {catalog.versions(model.name)}",
+                )
+            )
+    return problems
+
+
+def platform_models(platform: Platform, source: Source, catalog: Catalog) -> list[Problem]:
+    problems = []
+    for name, svc in sorted(platform.services.items()):
+        problems += models_in_catalog(svc.models, ("services", name, "models"), source, catalog)
+    return problems
+
+
+def overlay_models(overlay: Overlay, source: Source, catalog: Catalog) -> list[Problem]:
+    problems = []
+    for name, svc in sorted(overlay.services.items()):
+        if svc.canary is not None:
+            at = ("services", name, "canary", "models")
+            problems += models_in_catalog(svc.canary.models, at, source, catalog)
+    return problems
+
+
+def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
+    """No two environments share a (cluster, namespace) or a host; the later file (by name) is reported."""
+    problems: list[Problem] = []
+    destinations: dict[tuple[str, str], str] = {}
+    hosts: dict[str, str] = {}
+    for item in sorted(loaded, key=lambda i: i.env):
+        if item.overlay is None:
+            continue
+        overlay, source = item.overlay, item.source
+        destination = (overlay.cluster.server, overlay.namespace)
+        if destination in destinations:
+            problems.append(
+                source.problem(
+                    ("namespace",),
+                    f"{overlay.namespace!r} on {overlay.cluster.server} is already used by "
+                    f"{destinations[destination]}; "
+                    "allowed: one environment per cluster and namespace",
+                )
+            )
+        destinations.setdefault(destination, item.source.file)
+        for name, svc in sorted(overlay.services.items()):
+            if svc.host in hosts:
+                problems.append(
+                    source.problem(
+                        ("services", name, "host"),
+                        f"{svc.host!r} is already used by {hosts[svc.host]}; "
+                        "allowed: a host no other environment uses",
+                    )
+                )
+        for svc in overlay.services.values():
+            hosts.setdefault(svc.host, item.source.file)
+    return problems
