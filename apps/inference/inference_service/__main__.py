@@ -20,7 +20,7 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=1,
+        workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         access_log=False,  # the app writes its own JSON access log

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference_service import __version__
+from inference_service.accesslog import AccessLog
 from inference_service.errors import InferenceError
+from inference_service.hotpath import InferenceHandler
 from inference_service.logs import configure_logging
 from inference_service.metrics import Metrics
 from inference_service.middleware import RequestMiddleware
@@ -26,6 +31,20 @@ from inference_service.settings import Settings
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.app")
+
+
+class InferenceApp(FastAPI):
+    """FastAPI, with every HTTP request entering through `front` (the request middleware: request id, API
+    key, metrics, access log, and the inference routes served directly); everything else it hands on to
+    FastAPI's own stack (router, exception handlers)."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is not None and scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,22 +62,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
     metrics = Metrics()
     state = ServiceState(settings=settings, entries=entries, metrics=metrics)
+    access_log = AccessLog(sys.stdout.buffer) if settings.access_log else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.start_loading()
-        yield
-        await state.shutdown()
+        try:
+            yield
+            await state.shutdown()
+        finally:
+            if access_log is not None:
+                access_log.flush()  # after the drain: every served request's line is written
 
-    app = FastAPI(
+    app = InferenceApp(
         title="Inference service",
         version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # The service's metrics are its own (Prometheus, /metrics); FastAPI's OpenTelemetry hooks would only
+        # cost a check on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.inference = state
+    app.state.inference_handler = handler = InferenceHandler(state)
     app.router.routes[:0] = [*v2.HOT_ROUTES, *v1.HOT_ROUTES]  # first: matched before anything else
     app.include_router(health.router)
     app.include_router(v2.router)
@@ -86,11 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(
-        RequestMiddleware,
+    app.front = RequestMiddleware(
+        partial(FastAPI.__call__, app),
         metrics=metrics,
         api_keys=api_keys,
         max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
+        access_log=access_log,
+        served_models=[e.name for e in entries],
+        inference=handler,
     )
     return app

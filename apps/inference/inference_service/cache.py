@@ -8,10 +8,12 @@ through to probe whether it is back (half-open). While open, requests are served
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
@@ -45,6 +47,66 @@ class LocalCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """A whole inference response, ready to send: body bytes, raw ASGI headers, and how many rows it holds."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    rows: int
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + 64 * (len(self.headers) + 2)  # the body plus a rough per-entry overhead
+
+
+class ResponseCache:
+    """Whole responses by a hash of the raw request (route kind, binary-header value, body): an identical
+    request is answered before any parsing. An LRU bounded by entries and by bytes; one per model."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._max_item = max(1, max_bytes // 64)  # one huge response must not flush everything else
+        self._bytes = 0
+        self._data: OrderedDict[bytes, CachedResponse] = OrderedDict()
+
+    @staticmethod
+    def key(kind: bytes, binary_header: bytes | None, body: bytes) -> bytes:
+        digest = hashlib.blake2b(digest_size=16, person=kind)
+        if binary_header is not None:
+            digest.update(binary_header)  # digits only: the newline makes the boundary unambiguous
+            digest.update(b"\n")
+        digest.update(body)
+        return digest.digest()
+
+    def get(self, key: bytes) -> CachedResponse | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: bytes, value: CachedResponse) -> None:
+        size = value.size
+        if size > self._max_item:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._data[key] = value
+        self._bytes += size
+        while len(self._data) > self._max_entries or self._bytes > self._max_bytes:
+            _, evicted = self._data.popitem(last=False)
+            self._bytes -= evicted.size
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
 
 class CircuitBreaker:

@@ -69,6 +69,11 @@ class ModelRuntime:
         self._miss_redis = metrics.cache_lookups.labels(model.name, "redis", "miss")
         self._joins = metrics.singleflight_joins.labels(model.name)
 
+    def count_response_hit(self, rows: int) -> None:
+        """A whole response came from the response cache (inference_service.hotpath), which is part of the
+        local tier: its rows count as local hits."""
+        self._hit_local.inc(rows)
+
     def key(self, row: Row) -> bytes:
         digest = hashlib.blake2b(self.model.row_key_bytes(row), digest_size=16).hexdigest()
         return self._prefix + digest.encode()

@@ -1,40 +1,33 @@
-"""One pure-ASGI middleware for every request: request id, API-key check, body-size pre-check, latency
-metrics by route template and model, and a structured JSON access log line.
+"""One pure-ASGI middleware for every request: request id, API-key check, body-size pre-check, the inference
+routes served directly (inference_service.hotpath), latency metrics by route template and model, and a
+structured JSON access log line.
 
 Pure ASGI (not BaseHTTPMiddleware) because per-request framework overhead dominates on small CPUs.
+Metric labels stay bounded whatever clients send: the route is a template (or `other`), the status a class,
+and the model label is the name only for served models, `(unknown)` for any other name.
 """
 
 from __future__ import annotations
 
-import logging
+import itertools
+import os
 import re
-import sys
 import time
-import uuid
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference_service.accesslog import AccessLog
+from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
 from inference_service.metrics import Metrics
 from inference_service.security import OPEN_PATHS, ApiKeys, presented_key
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-log = logging.getLogger("inference.access")
-
-
-def _error(status: int, message: str, request_id: bytes, extra: list[tuple[bytes, bytes]]) -> list[Message]:
-    body = orjson.dumps({"error": message})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id),
-        *extra,
-    ]
-    return [
-        {"type": "http.response.start", "status": status, "headers": headers},
-        {"type": "http.response.body", "body": body},
-    ]
+UNKNOWN_MODEL = "(unknown)"  # not a valid model name: it cannot collide with a served one
+_AUTH_MESSAGE = "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+_AUTH_HEADERS = [(b"www-authenticate", b'Bearer realm="inference"')]
 
 
 class RequestMiddleware:
@@ -45,15 +38,21 @@ class RequestMiddleware:
         metrics: Metrics,
         api_keys: ApiKeys | None,
         max_body_bytes: int,
-        access_log: bool,
+        access_log: AccessLog | None,
+        served_models: Collection[str],
+        inference: InferenceHandler | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
-        self._out = sys.stdout.buffer
+        self.served = frozenset(served_models)
+        self.inference = inference
         self._latency: dict[tuple[str, str, str], Any] = {}  # labelled children, looked up once
+        # Request ids: a random per-process prefix and a counter (unique, and cheaper than a uuid4 each).
+        self._id_prefix = os.urandom(6).hex().encode()
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,60 +61,66 @@ class RequestMiddleware:
         started = time.perf_counter()
         request_id = b""
         content_length = 0
+        binary: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
-                request_id = value
+            if name == b"x-request-id":
+                if _REQUEST_ID.match(value):
+                    request_id = value
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else 0
+            elif name == BINARY_HEADER:
+                binary = value
         if not request_id:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = b"%s%x" % (self._id_prefix, next(self._ids))
+        id_header = [(b"x-request-id", request_id)]
         status = 500
         path: str = scope["path"]
+        target = match(path) if self.inference is not None and scope["method"] == "POST" else None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                message["headers"] = [*message.get("headers", []), *id_header]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
         try:
             if (
                 self.api_keys is not None
                 and path not in OPEN_PATHS
                 and not self.api_keys.check(presented_key(scope["headers"]))
             ):
-                for message in _error(
-                    401,
-                    "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-                    request_id,
-                    [(b"www-authenticate", b'Bearer realm="inference"')],
-                ):
-                    await send(message)
                 status = 401
+                refusal = error_response(status, _AUTH_MESSAGE)
+                await send_response(send, status, refusal, [*_AUTH_HEADERS, *id_header])
             elif content_length > self.max_body_bytes:
-                for message in _error(
-                    413, f"request body of {content_length} bytes exceeds the limit of {self.max_body_bytes}",
-                    request_id, [],
-                ):  # fmt: skip
-                    await send(message)
                 status = 413
+                message = f"request body of {content_length} bytes exceeds the limit of {self.max_body_bytes}"
+                await send_response(send, status, error_response(status, message), id_header)
+            elif target is not None:
+                assert self.inference is not None
+                status = await self.inference(scope, receive, send, target, binary, id_header)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            self.metrics.in_flight.dec()
+            in_flight.dec()
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or ("/v2/..." if path.startswith("/v2/") else "other")
-            params: dict[str, Any] = scope.get("path_params") or {}
-            model = str(params.get("model_name", ""))
-            labels = (template, model, f"{status // 100}xx")
+            if target is not None:
+                template, model = target.template, target.model
+            else:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or ("/v2/..." if path.startswith("/v2/") else "other")
+                params: dict[str, Any] = scope.get("path_params") or {}
+                model = str(params.get("model_name", ""))
+            label = model if not model or model in self.served else UNKNOWN_MODEL
+            labels = (template, label, f"{status // 100}xx")
             child = self._latency.get(labels)
             if child is None:
                 child = self._latency[labels] = self.metrics.request_latency.labels(*labels)
             child.observe(elapsed)
-            if self.access_log:
+            if self.access_log is not None:
                 line: dict[str, Any] = {
                     "ts": time.time(),
                     "level": "info",
@@ -130,5 +135,4 @@ class RequestMiddleware:
                 }
                 if model:
                     line["model"] = model
-                self._out.write(orjson.dumps(line) + b"\n")
-                self._out.flush()
+                self.access_log.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # HTTP
     host: str = Field(default="0.0.0.0", description="bind address (the container listens on all)")  # noqa: S104
     port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="uvicorn worker processes; each has its own caches and metrics, so a scrape sees one "
+        "worker: in a cluster keep 1 and scale out with replicas",
+    )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger request bodies get 413")
     access_log: bool = Field(default=True, description="one JSON line per request on stdout")
 
@@ -56,6 +62,12 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(default=3600, ge=1)
     local_cache_entries: int = Field(
         default=10_000, ge=0, description="in-process LRU size per model; 0: off"
+    )
+    response_cache_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="per model, whole responses to repeated identical requests, answered before parsing "
+        "(at most local_cache_entries of them); 0 or local_cache_entries=0: off",
     )
 
     # Throughput

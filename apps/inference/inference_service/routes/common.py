@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from inference_service.errors import PayloadTooLarge
 from inference_service.state import ServiceState
 
 
@@ -24,18 +23,6 @@ def json_response(content: Any, status_code: int = 200, headers: Mapping[str, st
     return Response(
         orjson.dumps(content), status_code=status_code, media_type="application/json", headers=headers
     )
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes even without (or with a lying) Content-Length."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class HotRoute(Route):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from inference_service.protocol import encode_v1, parse_v1
-from inference_service.routes.common import HotRoute, json_response, read_body, state_of
+from inference_service.hotpath import V1_PREDICT, InferenceEndpoint
+from inference_service.routes.common import HotRoute, json_response, state_of
 
 router = APIRouter(tags=["v1"])
 
@@ -18,13 +18,5 @@ async def model_status(request: Request, model_name: str) -> Response:
     return json_response({"name": entry.name, "ready": entry.name in state.runtimes})
 
 
-async def predict(request: Request) -> Response:
-    state = state_of(request)
-    runtime = state.runtime(request.path_params["model_name"], None)
-    body = await read_body(request, state.settings.max_body_bytes)
-    rows = parse_v1(runtime.model, body)
-    results = await runtime.infer(rows)
-    return Response(encode_v1(runtime.model, results), media_type="application/json")
-
-
-HOT_ROUTES = [HotRoute("/v1/models/{model_name}:predict", predict, methods=["POST"])]
+# Served by the request middleware straight from ASGI (inference_service.hotpath); here for 405s.
+HOT_ROUTES = [HotRoute(V1_PREDICT, InferenceEndpoint(), methods=["POST"])]

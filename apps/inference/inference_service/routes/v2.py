@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from inference_service import __version__
-from inference_service.protocol import BINARY_HEADER, encode_v2, parse_v2
-from inference_service.routes.common import HotRoute, json_response, read_body, state_of
+from inference_service.hotpath import V2_INFER, V2_VERSION_INFER, InferenceEndpoint
+from inference_service.routes.common import HotRoute, json_response, state_of
 
 router = APIRouter(tags=["v2"])
 
@@ -62,25 +62,9 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
     return _ready(request, model_name, model_version)
 
 
-async def _infer(request: Request, model_name: str, model_version: str | None) -> Response:
-    state = state_of(request)
-    runtime = state.runtime(model_name, model_version)
-    body = await read_body(request, state.settings.max_body_bytes)
-    parsed = parse_v2(runtime.model, body, request.headers.get(BINARY_HEADER))
-    results = await runtime.infer(parsed.rows)
-    content, headers = encode_v2(runtime.model, parsed, results)
-    media = "application/octet-stream" if headers else "application/json"
-    return Response(content, media_type=media, headers=headers)
-
-
-async def infer(request: Request) -> Response:
-    params = request.path_params
-    return await _infer(request, params["model_name"], params.get("model_version"))
-
-
-# The inference routes are plain Starlette routes (no FastAPI dependency solving on the hot path); the
-# OpenAPI document describes them per model (inference_service.openapi).
+# The inference routes: the request middleware serves them straight from ASGI (inference_service.hotpath);
+# here for 405s on other methods. The OpenAPI document describes them per model (inference_service.openapi).
 HOT_ROUTES = [
-    HotRoute("/v2/models/{model_name}/infer", infer, methods=["POST"]),
-    HotRoute("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"]),
+    HotRoute(V2_INFER, InferenceEndpoint(), methods=["POST"]),
+    HotRoute(V2_VERSION_INFER, InferenceEndpoint(), methods=["POST"]),
 ]
