@@ -16,9 +16,7 @@ import argparse
 import hashlib
 import importlib
 import importlib.metadata
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import orjson
 
 from model_build import catalog
 from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
+from model_build.staging import staged_folder
 
 STAMP_FILE = ".build-stamp"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,7 +72,7 @@ class BuildError(RuntimeError):
 
 def _fingerprint(recipe: ModelRecipe) -> str:
     digest = hashlib.sha256(f"{recipe.module}.{recipe.function}\0".encode())
-    for source in (f"{recipe.module}.py", "metadata.py", "__main__.py"):
+    for source in (f"{recipe.module}.py", "metadata.py", "staging.py", "__main__.py"):
         path = PACKAGE_DIR / source
         if path.is_file():
             digest.update(source.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -152,9 +151,7 @@ def build_model(recipe: ModelRecipe, out: Path, *, force: bool = False) -> bool:
     if not force and target.is_dir() and _up_to_date(target, fingerprint):
         return False
     builder = _builder(recipe)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{recipe.version}-", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         fields = builder(staging)
         if not (staging / MODEL_FILE).is_file():
             raise BuildError(f"{recipe.name}:{recipe.version}: the builder wrote no {MODEL_FILE}")
@@ -162,13 +159,6 @@ def build_model(recipe: ModelRecipe, out: Path, *, force: bool = False) -> bool:
         (staging / METADATA_FILE).write_bytes(metadata.to_json_bytes())
         stamp = {"fingerprint": fingerprint, "files": _file_hashes(staging)}
         (staging / STAMP_FILE).write_bytes(orjson.dumps(stamp, option=orjson.OPT_SORT_KEYS) + b"\n")
-        staging.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return True
 
 

@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import onnx
 import pydantic
 
 from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, TensorSpec
+from model_build.staging import staged_folder
 
 TOKENIZER_FILE = "tokenizer.json"
 TEXT_INPUT = "text"
@@ -436,20 +436,11 @@ def import_model(
                 "(pick a new --version, or --force)"
             ],
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         (staging / MODEL_FILE).write_bytes(data)
         if text is not None:
             shutil.copyfile(text.tokenizer, staging / TOKENIZER_FILE)
         (staging / METADATA_FILE).write_bytes(meta_bytes)
-        staging.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 
