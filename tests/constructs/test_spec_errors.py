@@ -230,7 +230,7 @@ CASES = [
         "prod.yaml",
         'version: "7"',
         "services.inference.canary.models[0].version",
-        ("breast-cancer version '7'", CATALOG_FILE, "versions that exist): ['1', '2']"),
+        ("breast-cancer version '7'", CATALOG_FILE, "versions that exist): 1, 2"),
     ),
     Case(
         "platform-version-not-built",
@@ -238,7 +238,7 @@ CASES = [
         "platform.yaml",
         'version: "4"',
         "services.inference.models[1].version",
-        ("minilm-embedding version '4'", "versions that exist): ['1']"),
+        ("minilm-embedding version '4'", "versions that exist): 1"),
     ),
     Case(
         "canary-model-unknown",
@@ -246,7 +246,7 @@ CASES = [
         "prod.yaml",
         "name: resnet",
         "services.inference.canary.models[0].name",
-        ("model 'resnet'", "allowed: ['breast-cancer', 'minilm-embedding']"),
+        ("model 'resnet'", "allowed: breast-cancer, minilm-embedding"),
     ),
     # field errors (what there was before, now with lines)
     Case(
@@ -290,6 +290,22 @@ CASES = [
         ("got 'auto'", "allowed: 'automated' or 'manual'"),
     ),
     Case(
+        "cluster-server",
+        _r("dev.yaml", "server: https://kubernetes.default.svc", "server: kubernetes.default.svc"),
+        "dev.yaml",
+        "server: kubernetes",
+        "cluster.server",
+        ("got 'kubernetes.default.svc'", "allowed: the API server's https:// URL"),
+    ),
+    Case(
+        "redis-maxmemory",
+        _r("dev.yaml", "maxmemory: 128mb", "maxmemory: 128MiB"),
+        "dev.yaml",
+        "maxmemory: 128MiB",
+        "redis.maxmemory",
+        ("got '128MiB'", "allowed: a Redis size such as 128mb"),
+    ),
+    Case(
         "quantity-pattern",
         _r("dev.yaml", "storageSize: 1Gi", "storageSize: 10 GB"),
         "dev.yaml",
@@ -319,7 +335,7 @@ CASES = [
         "dev.yaml",
         "inferense:",
         "services.inferense",
-        ("not a service of platform.yaml", "allowed: ['inference']"),
+        ("not a service of platform.yaml", "allowed: inference"),
     ),
     Case(
         "service-missing",
@@ -348,7 +364,7 @@ CASES = [
         "platform.yaml",
         "to: postgres",
         "connections[2].to",
-        ("unknown component 'postgres'", "allowed: [", "'redis'"),
+        ("unknown component 'postgres'", "allowed: inference, ingress-controller, metrics-scraper, redis"),
     ),
     Case(
         "use-cache-without-edge",

@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from mlplatform.spec.common import DnsLabel
+from mlplatform.spec.common import DnsLabel, matching
+from mlplatform.spec.platform import VERSION_PATTERN
 
 #: Where the catalog is, relative to the repository root.
 CATALOG_FILE = "apps/inference/model_build/catalog.json"
 
-Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+Version = Annotated[str, matching(VERSION_PATTERN, "a version number such as 1")]
 
 
 class _Open(BaseModel):
@@ -32,7 +33,7 @@ class ModelSource(_Open):
 
 
 class CatalogEntry(_Open):
-    sha256: str = Field(pattern=r"^[a-f0-9]{64}$")
+    sha256: Annotated[str, matching(r"^[a-f0-9]{64}$", "64 lowercase hex digits (sha256 of model.onnx)")]
     source: ModelSource
 
 

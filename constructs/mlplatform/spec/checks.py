@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog
 from mlplatform.spec.common import DNS_LABEL_PATTERN
-from mlplatform.spec.errors import FieldPath, Problem
+from mlplatform.spec.errors import FieldPath, Problem, choices
 from mlplatform.spec.overlay import GatewayRouting, Overlay
 from mlplatform.spec.platform import Model, Platform
 from mlplatform.spec.source import Source
@@ -62,7 +62,9 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
     declared = sorted(platform.services)
     for name in sorted(set(overlay.services) - set(platform.services)):
         problems.append(
-            source.problem(("services", name), f"not a service of {PLATFORM_FILE}; allowed: {declared}")
+            source.problem(
+                ("services", name), f"not a service of {PLATFORM_FILE}; allowed: {choices(declared)}"
+            )
         )
     for name in sorted(set(platform.services) - set(overlay.services)):
         problems.append(
@@ -87,7 +89,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
     for name in sorted(set(overlay.peers) - set(platform.peers)):
         problems.append(
             source.problem(
-                ("peers", name), f"not a peer of {PLATFORM_FILE}; allowed: {sorted(platform.peers)}"
+                ("peers", name), f"not a peer of {PLATFORM_FILE}; allowed: {choices(platform.peers)}"
             )
         )
     routes = [(s.host, s.path, n) for n, s in sorted(overlay.services.items())]
@@ -132,7 +134,7 @@ def models_in_catalog(
             problems.append(
                 source.problem(
                     (*at, i, "name"),
-                    f"model {model.name!r} is not in {CATALOG_FILE}; allowed: {sorted(catalog.models)}",
+                    f"model {model.name!r} is not in {CATALOG_FILE}; allowed: {choices(catalog.models)}",
                 )
             )
         elif not catalog.has(model.name, model.version):
@@ -140,7 +142,7 @@ def models_in_catalog(
                 source.problem(
                     (*at, i, "version"),
                     f"{model.name} version {model.version!r} is not in {CATALOG_FILE}; "
-                    f"allowed (versions that exist): {catalog.versions(model.name)}",
+                    f"allowed (versions that exist): {choices(catalog.versions(model.name), in_order=True)}",
                 )
             )
     return problems

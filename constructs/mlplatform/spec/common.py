@@ -28,26 +28,38 @@ def _no_tag_or_digest(value: Any) -> Any:
     return value
 
 
+#: What each pattern allows, in words (the loader says this instead of printing the regular expression).
+ALLOWED_BY_PATTERN = {QUANTITY_PATTERN: QUANTITY_ALLOWED}
+
+
+def matching(pattern: str, allowed: str) -> StringConstraints:
+    """A string constraint whose error message says `allowed` (in words) rather than the expression."""
+    ALLOWED_BY_PATTERN[pattern] = allowed
+    return StringConstraints(pattern=pattern)
+
+
 #: A DNS-1123 label: what Kubernetes accepts as a Service, Deployment or Namespace name.
-DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
+DnsLabel = Annotated[
+    str,
+    matching(
+        DNS_LABEL_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-'; a letter first; 63 at most)"
+    ),
+]
 #: An OCI image digest.
-Digest = Annotated[str, StringConstraints(pattern=DIGEST_PATTERN)]
+Digest = Annotated[str, matching(DIGEST_PATTERN, "sha256:<64 lowercase hex digits>")]
 #: An image repository without tag or digest, e.g. `ghcr.io/example/inference` (a registry port is fine).
 ImageRepository = Annotated[
-    str, StringConstraints(pattern=IMAGE_REPOSITORY_PATTERN), BeforeValidator(_no_tag_or_digest)
+    str,
+    matching(IMAGE_REPOSITORY_PATTERN, "an image repository such as ghcr.io/example/inference"),
+    BeforeValidator(_no_tag_or_digest),
 ]
 #: A host name (RFC 1123).
-Hostname = Annotated[str, StringConstraints(pattern=HOSTNAME_PATTERN)]
+Hostname = Annotated[
+    str, matching(HOSTNAME_PATTERN, "a lowercase DNS host name such as inference.example.com")
+]
+#: An absolute path without spaces (a URL path or a folder).
+AbsolutePath = Annotated[str, matching(r"^/[^\s]*$", "an absolute path such as /models (no spaces)")]
 Port = Annotated[int, Field(ge=1, le=65535)]
-
-#: What each pattern allows, in words (the loader says this instead of printing the regular expression).
-ALLOWED_BY_PATTERN = {
-    DNS_LABEL_PATTERN: "a DNS-1123 label (lowercase letters, digits, '-'; a letter first; at most 63)",
-    DIGEST_PATTERN: "sha256:<64 lowercase hex digits>",
-    IMAGE_REPOSITORY_PATTERN: "an image repository such as ghcr.io/example/inference (no tag, no digest)",
-    HOSTNAME_PATTERN: "a lowercase DNS host name such as inference.example.com",
-    QUANTITY_PATTERN: QUANTITY_ALLOWED,
-}
 
 __all__ = ["Quantity"]
 

@@ -34,6 +34,14 @@ def short(value: object) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
+def choices(items: Iterable[str], *, most: int = 8, in_order: bool = False) -> str:
+    """Allowed values for a message: sorted (or as given), comma-separated, at most `most` of them named."""
+    ordered = list(items) if in_order else sorted(items)
+    shown = ", ".join(ordered[:most])
+    more = len(ordered) - most
+    return f"{shown} (and {more} more)" if more > 0 else shown or "none"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One problem: the file (relative to the repository root), its line (from 1), field and message."""

@@ -6,7 +6,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from mlplatform.spec.common import Digest, DnsLabel, Hostname, Quantity, Resources, Strict
+from mlplatform.spec.common import (
+    AbsolutePath,
+    Digest,
+    DnsLabel,
+    Hostname,
+    Quantity,
+    Resources,
+    Strict,
+    matching,
+)
 from mlplatform.spec.errors import FieldProblems
 from mlplatform.spec.platform import Model, Tuning
 
@@ -14,7 +23,13 @@ from mlplatform.spec.platform import Model, Tuning
 class Cluster(Strict):
     """The Argo CD destination."""
 
-    server: str = Field(pattern=r"^https://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$")
+    server: Annotated[
+        str,
+        matching(
+            r"^https://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$",
+            "the API server's https:// URL, e.g. https://kubernetes.default.svc (no trailing /)",
+        ),
+    ]
 
 
 class Sync(Strict):
@@ -118,8 +133,14 @@ class PvcModels(Strict):
     """A model-cache PVC, filled by an init container that copies /models out of a pinned image."""
 
     source: Literal["pvc"]
-    image: str = Field(pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*@sha256:[a-f0-9]{64}$")
-    path: str = Field(default="/models", pattern=r"^/[^\s]*$")
+    image: Annotated[
+        str,
+        matching(
+            r"^[a-z0-9]+([._/:-][a-z0-9]+)*@sha256:[a-f0-9]{64}$",
+            "an image pinned by digest: repository@sha256:<64 hex>",
+        ),
+    ]
+    path: AbsolutePath = "/models"
     storage_class: DnsLabel
     size: Quantity
     access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany"] = "ReadWriteMany"
@@ -140,7 +161,7 @@ class Canary(Strict):
 class ServiceOverlay(Strict):
     image_digest: Digest
     host: Hostname
-    path: str = Field(default="/", pattern=r"^/[^\s]*$")
+    path: AbsolutePath = "/"
     replicas: int = Field(default=1, ge=1)
     autoscaling: Autoscaling | None = None
     resources: Resources
@@ -169,7 +190,7 @@ class RedisOverlay(Strict):
     replicas: int = Field(default=1, ge=1, le=5)
     storage_class: DnsLabel
     storage_size: Quantity
-    maxmemory: str = Field(pattern=r"^[0-9]+(mb|gb)$")
+    maxmemory: Annotated[str, matching(r"^[0-9]+(mb|gb)$", "a Redis size such as 128mb or 1gb")]
     resources: Resources
 
 

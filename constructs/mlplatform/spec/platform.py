@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict
-from mlplatform.spec.errors import FieldPath, FieldProblems
+from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict, matching
+from mlplatform.spec.errors import FieldPath, FieldProblems, choices
 
+VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
 INFERENCE_PORT = 8080
 REDIS_PORT = 6379
@@ -17,7 +18,9 @@ REDIS_PORT = 6379
 class ArgoCd(Strict):
     """Where Argo CD reads this repository from and where its own objects live."""
 
-    repo_url: str = Field(pattern=r"^(https://|ssh://|git@)[^\s]+$")
+    repo_url: Annotated[
+        str, matching(r"^(https://|ssh://|git@)[^\s]+$", "a git URL: https://..., ssh://... or git@...")
+    ]
     target_revision: str = Field(min_length=1)
     namespace: DnsLabel = "argocd"
     project: DnsLabel
@@ -37,7 +40,9 @@ def _version_from_number(value: Any) -> Any:
 
 class Model(Strict):
     name: DnsLabel
-    version: Annotated[str, Field(pattern=r"^[0-9]+$"), BeforeValidator(_version_from_number)]
+    version: Annotated[
+        str, matching(VERSION_PATTERN, "a version number such as 1"), BeforeValidator(_version_from_number)
+    ]
 
 
 class Tuning(Strict):
@@ -116,7 +121,10 @@ class Platform(Strict):
             for side, name in (("from", conn.source), ("to", conn.target)):
                 if name not in components:
                     problems.append(
-                        (("connections", i, side), f"unknown component {name!r}; allowed: {components}")
+                        (
+                            ("connections", i, side),
+                            f"unknown component {name!r}; allowed: {choices(components)}",
+                        )
                     )
             if conn.target in self.peers:
                 problems.append(

@@ -17,6 +17,8 @@ import yaml
 from mlplatform.spec.errors import FieldPath, Problem, format_path
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+#: libyaml's parser when PyYAML was built with it (the wheels are), the pure-Python one otherwise.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -63,7 +65,7 @@ def read(path: Path, *, shown_as: str) -> Source:
     except (OSError, UnicodeDecodeError) as exc:
         source.problems.append(Problem(shown_as, 1, "", f"cannot read: {exc}"))
         return source
-    loader = yaml.CSafeLoader(text)
+    loader = SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
