@@ -392,6 +392,7 @@ def test_bad_spec_names_file_line_field_value_and_allowed(root: Path, case: Case
     line = line_of(root, case.file, case.needle)
     where = f"overlays/{case.file}:{line}: "
     found = the_line(lines, where + (f"{case.field}: " if case.field else ""))
+    assert "<unicode string>" not in found
     for fragment in case.fragments:
         fragment = fragment if isinstance(fragment, str) else fragment(root)
         assert fragment in found, f"{fragment!r} missing from: {found}"
