@@ -26,6 +26,25 @@ def test_a_fresh_build_reproduces_the_committed_catalog(tmp_path) -> None:
         }
 
 
+def test_every_catalogued_version_is_served_from_the_built_repository(model_repository) -> None:
+    # What the spec may name (prod's canary asks for breast-cancer:2): each loads, passes the sha256 check
+    # against the catalogued digest and answers its warm-up row.
+    from inference_service.models import load_model
+    from inference_service.repository import discover
+    from inference_service.settings import Settings
+
+    models = catalog.read(catalog.CATALOG_FILE)
+    refs = [(name, version) for name, versions in sorted(models.items()) for version in sorted(versions)]
+    assert ("breast-cancer", "2") in refs
+    settings = Settings(model_repository=model_repository, auth_enabled=False)
+    for name, version in refs:
+        (entry,) = discover(model_repository, [(name, version)])
+        assert entry.metadata.model_sha256 == models[name][version]["sha256"]
+        served = load_model(entry, settings)
+        (result,) = served.run_rows([served.warmup_row()])
+        assert len(result) == len(entry.metadata.outputs)
+
+
 def test_a_partial_build_keeps_the_other_entries_and_drops_unknown_ones(tmp_path) -> None:
     path = tmp_path / "catalog.json"
     stale = {"breast-cancer": {"1": catalog.entry("0" * 64), "7": catalog.entry("1" * 64)},

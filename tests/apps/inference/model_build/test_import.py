@@ -176,6 +176,10 @@ def test_unsupported_signatures_get_one_line_each_and_write_nothing(exported, tm
         (_batch_coupled_model(tmp_path / "coupled.onnx"),
          ["output 'y' for a row differs between that row alone"]),
     ]  # fmt: skip
+    future_ir = onnx.load(str(exported["ridge"]))
+    future_ir.ir_version = 99
+    (tmp_path / "ir99.onnx").write_bytes(future_ir.SerializeToString())
+    cases.append((tmp_path / "ir99.onnx", ["cannot load it: Unsupported model IR version: 99"]))
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     cases.append((junk, ["not an ONNX model"]))
