@@ -207,6 +207,20 @@ CASES = [
         ),
     ),
     Case(
+        "same-cluster-spelt-with-its-port",
+        lambda root: copy_overlay(
+            root,
+            "dev.yaml",
+            "qa.yaml",
+            ("inference.dev.", "inference.qa."),
+            ("kubernetes.default.svc", "kubernetes.default.svc:443"),
+        ),
+        "qa.yaml",
+        "namespace: mlplatform-dev",
+        "namespace",
+        ("'mlplatform-dev' on https://kubernetes.default.svc:443", "overlays/dev.yaml"),
+    ),
+    Case(
         "same-host",
         lambda root: copy_overlay(root, "dev.yaml", "qa.yaml", ("mlplatform-dev", "mlplatform-qa")),
         "qa.yaml",

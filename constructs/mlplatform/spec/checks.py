@@ -164,6 +164,13 @@ def overlay_models(overlay: Overlay, source: Source, catalog: Catalog) -> list[P
     return problems
 
 
+def _same_cluster(server: str) -> str:
+    """One spelling per API server: https's default port is the same server."""
+    scheme, _, rest = server.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.removesuffix(':443')}{slash}{path}"
+
+
 def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
     """No two environments share a (cluster, namespace) or a host; the later file (by name) is reported."""
     problems: list[Problem] = []
@@ -173,7 +180,7 @@ def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
         if item.overlay is None:
             continue
         overlay, source = item.overlay, item.source
-        destination = (overlay.cluster.server, overlay.namespace)
+        destination = (_same_cluster(overlay.cluster.server), overlay.namespace)
         if destination in destinations:
             problems.append(
                 source.problem(
