@@ -8,11 +8,12 @@ reports/policy-check.sarif, and exits 1 on any violation, expired or unused waiv
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-from policy_check import dist, engines, reports, runner, waivers
+from policy_check import crd_schema, declared, dist, engines, reports, runner, waivers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exceptions", type=Path, default=REPO_ROOT / "policies" / "exceptions.yaml")
     p.add_argument(
         "--tools", type=Path, default=REPO_ROOT / ".tools" / "bin", help="where kyverno and conftest are"
+    )
+    p.add_argument(
+        "--github-annotations",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("GITHUB_ACTIONS") == "true",
+        help="print ::error workflow commands (default: on when GITHUB_ACTIONS=true)",
     )
     return p.parse_args(argv)
 
@@ -73,13 +80,21 @@ def main(argv: list[str] | None = None) -> int:
             waiver_file=args.exceptions,
             only_env=args.env,
         )
-    except (dist.DistError, waivers.WaiverError, engines.EngineError) as err:
+    except (
+        dist.DistError,
+        waivers.WaiverError,
+        engines.EngineError,
+        declared.SpecError,
+        crd_schema.CrdError,
+    ) as err:
         print(f"policy check: error: {err}", file=sys.stderr)
         return 2
     print_summary(outcome)
     args.reports.mkdir(parents=True, exist_ok=True)
     reports.write_junit(args.reports / "policy-check.junit.xml", outcome.rules, outcome.findings)
-    reports.write_sarif(args.reports / "policy-check.sarif", "dist", outcome.findings)
+    reports.write_sarif(args.reports / "policy-check.sarif", REPO_ROOT, outcome.findings)
+    if args.github_annotations:
+        print("\n".join(reports.github_annotations(REPO_ROOT, outcome.findings)))
     return 1 if outcome.findings else 0
 
 

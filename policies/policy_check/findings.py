@@ -18,6 +18,13 @@ class Finding:
     engine: str
     message: str
     waiver: str = ""
+    line: int = 0  # the object's first line in its file (0: unknown)
+
+    def path(self) -> str:
+        """The file as a repository path: dist/<folder>/<file>, or the file itself when it is a repo path."""
+        if not self.file:
+            return ""
+        return self.file if "/" in self.file else f"dist/{self.environment}/{self.file}"
 
     @property
     def subject(self) -> str:

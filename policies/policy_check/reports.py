@@ -1,4 +1,5 @@
-"""Machine-readable results: JUnit XML (one test case per environment and rule) and SARIF 2.1.0."""
+"""Machine-readable results: JUnit XML (one test case per environment and rule), SARIF 2.1.0 with physical
+locations, and GitHub workflow annotations (`::error file=...,line=...::`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,18 @@ def write_junit(path: Path, rules: dict[str, list[str]], findings: list[Finding]
     path.write_text(ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n", encoding="utf-8")
 
 
-def write_sarif(path: Path, dist_uri: str, findings: list[Finding]) -> None:
+def location(repo_root: Path, f: Finding) -> tuple[str, int] | None:
+    """(repository path, line) of the finding, when that file exists; an environment-wide finding points at
+    the environment's overlay."""
+    candidates = [(f.path(), max(f.line, 1))] if f.file else []
+    candidates.append((f"overlays/{f.environment}.yaml", 1))
+    for uri, line in candidates:
+        if (repo_root / uri).is_file():
+            return uri, line
+    return None
+
+
+def write_sarif(path: Path, repo_root: Path, findings: list[Finding]) -> None:
     rule_ids = sorted({f.rule for f in findings})
     results = []
     for f in findings:
@@ -37,9 +49,14 @@ def write_sarif(path: Path, dist_uri: str, findings: list[Finding]) -> None:
             "level": "error",
             "message": {"text": f.describe()},
         }
-        if f.file:
-            uri = f"{dist_uri}/{f.environment}/{f.file}"
-            result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": uri}}}]
+        where = location(repo_root, f)
+        if where is not None:
+            uri, line = where
+            physical = {
+                "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+                "region": {"startLine": line},
+            }
+            result["locations"] = [{"physicalLocation": physical}]
         results.append(result)
     sarif = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -57,3 +74,20 @@ def write_sarif(path: Path, dist_uri: str, findings: list[Finding]) -> None:
         ],
     }
     path.write_text(json.dumps(sarif, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _escape(text: str, *, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_annotations(repo_root: Path, findings: list[Finding]) -> list[str]:
+    """One `::error` workflow command per finding, on the file and line of the object."""
+    lines = []
+    for f in findings:
+        where = location(repo_root, f)
+        props = f"title={_escape(f.rule, prop=True)}"
+        if where is not None:
+            props = f"file={_escape(where[0], prop=True)},line={where[1]},{props}"
+        lines.append(f"::error {props}::{_escape(f.describe())}")
+    return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_check import dist, engines, waivers
+from policy_check import crd_schema, declared, dist, engines, waivers
 from policy_check.findings import Finding
 
 # Rules checked in Python (not by an engine).
 CLUSTER_POLICIES_RULE = "cluster-policies-in-sync"
+CRD_RULE = crd_schema.RULE
 WAIVER_RULE = "waivers"
 
 
@@ -30,6 +32,7 @@ def rule_ids(tools: engines.Tools) -> list[str]:
         if not rego.name.endswith("_test.rego") and rego.parent.name != "lib":
             ids.add(rego.stem.replace("_", "-"))
     ids.discard("deny")
+    ids.add(CRD_RULE)
     return sorted(ids)
 
 
@@ -40,7 +43,7 @@ def run(
     tools: engines.Tools,
     waiver_file: Path,
     only_env: str | None,
-    declared_flows: dict[str, list[dict[str, Any]]] | None = None,
+    specs: dict[str, dict[str, Any]] | None = None,
     today: dt.date | None = None,
 ) -> Outcome:
     today = today or dt.date.today()
@@ -56,19 +59,22 @@ def run(
         envs = [only_env]
     folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
     dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
-    flows = declared_flows if declared_flows is not None else declared_flows_for(repo_root, envs)
+    # what overlays/ declares, per folder (read from the YAML, not by the generator)
+    specs = specs if specs is not None else declared.for_environments(repo_root / "overlays", envs)
     ids = rule_ids(tools)
     rule_names = engines.kyverno_rule_names(tools.kyverno_policies)
 
+    schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
         procs = []
         for name in folders:
             folder = dist.load_folder(dist_dir, name)
             mine = [w for w in live if w.environment == name]
             data_file = Path(tmp) / f"{name}-data.json"
+            spec = specs.get(name)
             data = {
-                "environment": name,
-                "declared_flows": flows.get(name, []),
+                "environment": spec["environment"] if spec else name,
+                "spec": spec,
                 "files": folder.files,
                 "dist_paths": dist_paths,
                 "waivers": waivers.conftest_data(mine),
@@ -85,11 +91,15 @@ def run(
             )
             con = engines.start_conftest(tools, folder, data_file)
             procs.append((name, folder, mine, kyv, con))
+        # the engines run in their own processes meanwhile
+        schema_found = {
+            name: crd_schema.findings(schemas, name, folder.documents) for name, folder, *_ in procs
+        }
         for name, folder, mine, kyv, con in procs:
-            found = engines.conftest_findings(con, folder, name)
+            found = engines.conftest_findings(con, folder, name) + schema_found[name]
             if kyv is not None:
                 found += engines.kyverno_findings(kyv, folder, name)
-            for f in found:
+            for f in (_located(f, folder) for f in found):
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -99,11 +109,13 @@ def run(
 
     if (dist_dir / dist.CLUSTER_POLICIES).is_dir() and only_env is None:
         outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies)
-        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE]
-    # Kyverno reports "skip" whenever an exception matches, even where the rule would pass; conftest only
-    # reports a waived finding for a real violation, and mirrors every Kyverno policy, so it decides use.
-    used = {f.waiver for f in outcome.waived if f.engine == "conftest"}
-    outcome.waived = [f for f in outcome.waived if f.waiver in used]
+        shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
+        found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
+        outcome.findings += [_located(f, shipped) for f in found]
+        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE, CRD_RULE]
+    # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
+    # reports "skip" whenever an exception matches, even where the rule would pass.)
+    used = {f.waiver for f in outcome.waived}
     outcome.findings += _waiver_problems(all_waivers, used, today, envs)
     outcome.rules.setdefault("waivers", [WAIVER_RULE])
     outcome.findings.sort()
@@ -111,11 +123,9 @@ def run(
     return outcome
 
 
-def declared_flows_for(repo_root: Path, envs: list[str]) -> dict[str, list[dict[str, Any]]]:
-    from mlplatform import api  # the generator's stable API: the same code renders the NetworkPolicies
-
-    known = set(api.list_environments(repo_root))
-    return {env: api.declared_network_flows(env, repo_root=repo_root) for env in envs if env in known}
+def _located(f: Finding, folder: dist.Folder) -> Finding:
+    line = folder.lines.get((f.kind, f.namespace, f.name), 0) if f.file else 0
+    return dataclasses.replace(f, line=line) if line else f
 
 
 def _matching_waiver(mine: list[waivers.Waiver], f: Finding) -> waivers.Waiver | None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from policy_check import __main__ as cli
-from policy_check import dist, engines, runner
+from policy_check import declared, dist, engines
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def tools() -> engines.Tools:
 
 
 @pytest.fixture(scope="session")
-def base_dist() -> tuple[Path, dict[str, list[dict[str, Any]]]]:
-    """The committed dist/ and, per environment, the flows the spec declares (from mlplatform.api)."""
+def base_dist() -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The committed dist/ and, per environment, what overlays/ declares (read from the YAML)."""
     source = REPO / "dist"
-    return source, runner.declared_flows_for(REPO, dist.environments(source))
+    return source, declared.for_environments(REPO / "overlays", dist.environments(source))

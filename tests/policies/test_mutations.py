@@ -1,7 +1,9 @@
 """Break a known-good dist/ one way at a time and assert the check rejects every break, naming the rule.
 
-All mutations run in one batch: each gets its own copy of the base environment as a separate folder of
-one temporary dist/, so one check run (one kyverno apply and one conftest run per folder) covers them.
+All mutations run in one batch: each gets its own copy of a base environment (stage, which has an Ingress
+and an HPA, or prod, which has the canary, KEDA, the HTTPRoute and the PDBs) as a separate folder of one
+temporary dist/, so one check run covers them. Each folder is checked with its base environment's
+declarations from overlays/ and under its name (so the prod-only rules apply to prod copies).
 """
 
 from __future__ import annotations
@@ -9,59 +11,62 @@ from __future__ import annotations
 import copy
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from policy_check import dist, runner
+from policy_check import declared, runner
 
+REPO = Path(__file__).resolve().parents[2]
 Docs = dict[str, list[dict[str, Any]]]  # file name -> documents
 
 
-def first(docs: Docs, kind: str) -> dict[str, Any]:
+def find(docs: Docs, kind: str, name: str | None = None) -> dict[str, Any]:
     for file in sorted(docs):
         for d in docs[file]:
-            if d.get("kind") == kind:
+            if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name):
                 return d
-    raise LookupError(kind)
+    raise LookupError(kind if name is None else f"{kind} {name}")
 
 
-def workload(docs: Docs) -> dict[str, Any]:
-    return first(docs, "Deployment")
+def inference(docs: Docs) -> dict[str, Any]:
+    return find(docs, "Deployment", "inference")
 
 
 def container(docs: Docs) -> dict[str, Any]:
-    c: dict[str, Any] = workload(docs)["spec"]["template"]["spec"]["containers"][0]
+    c: dict[str, Any] = inference(docs)["spec"]["template"]["spec"]["containers"][0]
     return c
 
 
 def pod(docs: Docs) -> dict[str, Any]:
-    p: dict[str, Any] = workload(docs)["spec"]["template"]["spec"]
+    p: dict[str, Any] = inference(docs)["spec"]["template"]["spec"]
     return p
+
+
+def redis(docs: Docs) -> dict[str, Any]:
+    c: dict[str, Any] = find(docs, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    return c
 
 
 def add(docs: Docs, doc: dict[str, Any]) -> None:
     docs.setdefault("zz-mutation.yaml", []).append(doc)
 
 
-def namespace(docs: Docs) -> str:
-    return str(workload(docs)["metadata"]["namespace"])
-
-
-def drop_default_deny(docs: Docs) -> None:
+def drop(docs: Docs, keep: Callable[[dict[str, Any]], bool]) -> None:
     for file in docs:
-        docs[file] = [
-            d
-            for d in docs[file]
-            if not (
-                d.get("kind") == "NetworkPolicy"
-                and not d["spec"].get("podSelector")
-                and not d["spec"].get("ingress")
-                and not d["spec"].get("egress")
-            )
-        ]
+        docs[file] = [d for d in docs[file] if keep(d)]
+
+
+def namespace(docs: Docs) -> str:
+    return str(inference(docs)["metadata"]["namespace"])
+
+
+def is_default_deny(d: dict[str, Any]) -> bool:
+    spec = d.get("spec") or {}
+    return d.get("kind") == "NetworkPolicy" and not spec.get("podSelector") and not spec.get("ingress")
 
 
 def netpol(docs: Docs, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -73,79 +78,126 @@ def set_sc(field: str, value: Any) -> Callable[[Docs], None]:
     return lambda docs: container(docs)["securityContext"].__setitem__(field, value)
 
 
-def drop_pdbs(docs: Docs) -> None:
-    for file in docs:
-        docs[file] = [d for d in docs[file] if d.get("kind") != "PodDisruptionBudget"]
-    workload(docs)["spec"]["replicas"] = 3
-    for file in docs:  # a fixed replica count, not an autoscaler, keeps the hpa rule out of the picture
-        docs[file] = [
-            d for d in docs[file] if d.get("kind") not in ("HorizontalPodAutoscaler", "ScaledObject")
-        ]
+def set_pod_sc(field: str, value: Any) -> Callable[[Docs], None]:
+    return lambda docs: pod(docs).setdefault("securityContext", {}).__setitem__(field, value)
 
 
 def image_tag(tag: str) -> Callable[[Docs], None]:
     return lambda docs: container(docs).__setitem__("image", container(docs)["image"].split("@")[0] + tag)
 
 
-WORKLOAD_PEER = {"podSelector": {"matchLabels": {"app": "attacker"}}}
+def drop_pdbs(docs: Docs) -> None:
+    drop(docs, lambda d: d.get("kind") != "PodDisruptionBudget")
 
-# name -> (mutation, rule the check must name)
-MUTATIONS: dict[str, tuple[Callable[[Docs], None], str]] = {
-    "latest-tag": (image_tag(":latest"), "require-image-digest"),
-    "tag-without-digest": (image_tag(":1.2.3"), "require-image-digest"),
-    "missing-limits": (lambda d: container(d)["resources"].pop("limits"), "require-resources"),
-    "missing-ephemeral-storage": (
-        lambda d: container(d)["resources"]["requests"].pop("ephemeral-storage"),
-        "require-resources",
+
+def undeclared_egress(docs: Docs) -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "attacker"}}}
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [peer], "ports": [{"port": 443}]}],
+    }
+    add(docs, netpol(docs, "allow-exfil", spec))
+
+
+def redis_on_every_port(docs: Docs) -> None:
+    for name, direction in (
+        ("allow-inference-to-redis", "egress"),
+        ("allow-redis-from-inference", "ingress"),
+    ):
+        find(docs, "NetworkPolicy", name)["spec"][direction][0].pop("ports")
+
+
+def namespace_wide_ingress(docs: Docs) -> None:
+    np = find(docs, "NetworkPolicy", "allow-inference-from-ingress-controller")
+    np["spec"]["ingress"][0]["from"][0].pop("podSelector")
+
+
+def redis_conf(docs: Docs, edit: Callable[[str], str]) -> None:
+    cm = find(docs, "ConfigMap", "redis-config")
+    cm["data"]["redis.conf"] = edit(cm["data"]["redis.conf"])
+
+
+def maxmemory(value: str) -> Callable[[str], str]:
+    def edit(conf: str) -> str:
+        lines = [f"maxmemory {value}" if ln.startswith("maxmemory ") else ln for ln in conf.splitlines()]
+        return "\n".join(lines) + "\n"
+
+    return edit
+
+
+def no_maxmemory(conf: str) -> str:
+    return "\n".join(ln for ln in conf.splitlines() if not ln.startswith("maxmemory ")) + "\n"
+
+
+def volume(spec: dict[str, Any]) -> Callable[[Docs], None]:
+    return lambda docs: pod(docs).setdefault("volumes", []).append({"name": "extra", **spec})
+
+
+@dataclass(frozen=True)
+class Break:
+    mutate: Callable[[Docs], None]
+    rule: str  # the rule the check must name
+    base: str = "stage"
+
+
+STAGE, PROD = "stage", "prod"
+
+MUTATIONS: dict[str, Break] = {
+    # per-object rules (Kyverno)
+    "latest-tag": Break(image_tag(":latest"), "require-image-digest"),
+    "tag-without-digest": Break(image_tag(":1.2.3"), "require-image-digest"),
+    "missing-limits": Break(lambda d: container(d)["resources"].pop("limits"), "require-resources"),
+    "missing-ephemeral-storage": Break(
+        lambda d: container(d)["resources"]["requests"].pop("ephemeral-storage"), "require-resources"
     ),
-    "missing-cpu-request": (lambda d: container(d)["resources"]["requests"].pop("cpu"), "require-resources"),
-    "privileged": (set_sc("privileged", True), "restricted-pod-security"),
-    "privilege-escalation": (set_sc("allowPrivilegeEscalation", True), "restricted-pod-security"),
-    "root-user": (set_sc("runAsUser", 0), "restricted-pod-security"),
-    "added-capability": (
-        set_sc("capabilities", {"drop": ["ALL"], "add": ["NET_ADMIN"]}),
-        "restricted-pod-security",
+    "missing-cpu-request": Break(
+        lambda d: container(d)["resources"]["requests"].pop("cpu"), "require-resources"
     ),
-    "capabilities-not-dropped": (set_sc("capabilities", {}), "restricted-pod-security"),
-    "writable-root-filesystem": (set_sc("readOnlyRootFilesystem", False), "restricted-pod-security"),
-    "seccomp-unconfined": (set_sc("seccompProfile", {"type": "Unconfined"}), "restricted-pod-security"),
-    "host-path": (
-        lambda d: pod(d).setdefault("volumes", []).append({"name": "h", "hostPath": {"path": "/"}}),
-        "restricted-pod-security",
+    "token-automount": Break(
+        lambda d: pod(d).__setitem__("automountServiceAccountToken", True), "disable-token-automount"
     ),
-    "host-network": (lambda d: pod(d).__setitem__("hostNetwork", True), "restricted-pod-security"),
-    "host-pid": (lambda d: pod(d).__setitem__("hostPID", True), "restricted-pod-security"),
-    "host-port": (
-        lambda d: container(d)["ports"][0].__setitem__("hostPort", 8080),
-        "restricted-pod-security",
+    "missing-readiness-probe": Break(lambda d: container(d).pop("readinessProbe"), "require-probes"),
+    "missing-liveness-probe": Break(lambda d: container(d).pop("livenessProbe"), "require-probes"),
+    "writable-root-filesystem": Break(
+        set_sc("readOnlyRootFilesystem", False), "require-read-only-root-filesystem"
     ),
-    "token-automount": (
-        lambda d: pod(d).__setitem__("automountServiceAccountToken", True),
-        "disable-token-automount",
+    # the upstream Restricted profile (Kyverno's pod security)
+    "privileged": Break(set_sc("privileged", True), "pod-security"),
+    "privilege-escalation": Break(set_sc("allowPrivilegeEscalation", True), "pod-security"),
+    "root-user": Break(set_sc("runAsUser", 0), "pod-security"),
+    "run-as-non-root-false": Break(set_pod_sc("runAsNonRoot", False), "pod-security"),
+    "added-capability": Break(
+        set_sc("capabilities", {"drop": ["ALL"], "add": ["NET_ADMIN"]}), "pod-security"
     ),
-    "missing-readiness-probe": (lambda d: container(d).pop("readinessProbe"), "require-probes"),
-    "missing-liveness-probe": (lambda d: container(d).pop("livenessProbe"), "require-probes"),
-    "default-deny-removed": (drop_default_deny, "require-default-deny"),
-    "allow-all-ingress": (
-        lambda d: add(d, netpol(d, "allow-all", {"podSelector": {}, "ingress": [{}]})),
-        "no-allow-all",
+    "capabilities-not-dropped": Break(set_sc("capabilities", {}), "pod-security"),
+    "seccomp-unconfined": Break(set_sc("seccompProfile", {"type": "Unconfined"}), "pod-security"),
+    "forbidden-sysctl": Break(
+        set_pod_sc("sysctls", [{"name": "kernel.msgmax", "value": "65536"}]), "pod-security"
     ),
-    "undeclared-egress": (
-        lambda d: add(
-            d,
-            netpol(
-                d,
-                "allow-exfil",
-                {
-                    "podSelector": {},
-                    "policyTypes": ["Egress"],
-                    "egress": [{"to": [WORKLOAD_PEER], "ports": [{"port": 443, "protocol": "TCP"}]}],
-                },
-            ),
-        ),
-        "declared-edges-only",
+    "proc-mount-unmasked": Break(set_sc("procMount", "Unmasked"), "pod-security"),
+    "apparmor-unconfined": Break(set_sc("appArmorProfile", {"type": "Unconfined"}), "pod-security"),
+    "selinux-custom-type": Break(set_sc("seLinuxOptions", {"type": "spc_t"}), "pod-security"),
+    "host-path": Break(volume({"hostPath": {"path": "/"}}), "pod-security"),
+    "nfs-volume": Break(volume({"nfs": {"server": "10.0.0.1", "path": "/export"}}), "pod-security"),
+    "host-network": Break(lambda d: pod(d).__setitem__("hostNetwork", True), "pod-security"),
+    "host-pid": Break(lambda d: pod(d).__setitem__("hostPID", True), "pod-security"),
+    "host-ipc": Break(lambda d: pod(d).__setitem__("hostIPC", True), "pod-security"),
+    "host-port": Break(lambda d: container(d)["ports"][0].__setitem__("hostPort", 8080), "pod-security"),
+    # network isolation, from the NetworkPolicies alone against overlays/
+    "default-deny-removed": Break(lambda d: drop(d, lambda x: not is_default_deny(x)), "network-isolation"),
+    "allow-all-ingress": Break(
+        lambda d: add(d, netpol(d, "allow-all", {"podSelector": {}, "ingress": [{}]})), "no-allow-all"
     ),
-    "plaintext-secret": (
+    "undeclared-egress": Break(undeclared_egress, "network-isolation"),
+    "declared-flow-blocked": Break(
+        lambda d: drop(d, lambda x: x["metadata"].get("name") != "allow-redis-from-inference"),
+        "network-isolation",
+    ),
+    "redis-on-every-port": Break(redis_on_every_port, "network-isolation"),
+    "namespace-wide-ingress-peer": Break(namespace_wide_ingress, "network-isolation"),
+    # other rules on one environment
+    "plaintext-secret": Break(
         lambda d: add(
             d,
             {
@@ -157,42 +209,75 @@ MUTATIONS: dict[str, tuple[Callable[[Docs], None], str]] = {
         ),
         "no-secret-data",
     ),
-    "ingress-without-tls": (lambda d: first(d, "Ingress")["spec"].pop("tls"), "ingress-tls"),
-    "hpa-with-fixed-replicas": (
-        lambda d: workload(d)["spec"].__setitem__("replicas", 2),
+    "ingress-without-tls": Break(lambda d: find(d, "Ingress")["spec"].pop("tls"), "ingress-tls"),
+    "hpa-with-fixed-replicas": Break(
+        lambda d: inference(d)["spec"].__setitem__("replicas", 2), "hpa-targets-workload"
+    ),
+    "hpa-missing-target": Break(
+        lambda d: find(d, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].__setitem__("name", "gone"),
         "hpa-targets-workload",
     ),
-    "hpa-missing-target": (
-        lambda d: first(d, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].__setitem__("name", "gone"),
-        "hpa-targets-workload",
-    ),
-    "service-selector-typo": (
-        lambda d: first(d, "Service")["spec"].__setitem__("selector", {"app": "typo"}),
+    "service-selector-typo": Break(
+        lambda d: find(d, "Service", "inference")["spec"].__setitem__("selector", {"app": "typo"}),
         "service-selects-workload",
     ),
-    "missing-pdb-in-prod": (drop_pdbs, "prod-pdb"),
-    "kustomization-in-dist": (
+    "kustomization-in-dist": Break(
         lambda d: d.__setitem__(
             "kustomization.yaml",
             [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": []}],
         ),
         "argocd-readable-files",
     ),
+    # what a cluster would refuse or break on (issue 10's classes, caught before merge)
+    "limit-below-request": Break(
+        lambda d: container(d)["resources"]["limits"].__setitem__("memory", "256Mi"), "limits-cover-requests"
+    ),
+    "quota-exhausted-at-max-replicas": Break(
+        lambda d: find(d, "HorizontalPodAutoscaler")["spec"].__setitem__("maxReplicas", 30),
+        "quota-admits-max-scale",
+    ),
+    "quota-exhausted-by-surge": Break(
+        lambda d: inference(d)["spec"]["strategy"]["rollingUpdate"].__setitem__("maxSurge", "100%"),
+        "quota-admits-max-scale",
+    ),
+    "keda-max-over-quota": Break(
+        lambda d: find(d, "ScaledObject")["spec"].__setitem__("maxReplicaCount", 30),
+        "quota-admits-max-scale",
+        PROD,
+    ),
+    "redis-maxmemory-at-limit": Break(
+        lambda d: redis(d)["resources"]["limits"].__setitem__("memory", "256Mi"), "redis-maxmemory-headroom"
+    ),
+    "redis-maxmemory-unset": Break(lambda d: redis_conf(d, no_maxmemory), "redis-maxmemory-headroom"),
+    "redis-maxmemory-too-big": Break(
+        lambda d: redis_conf(d, maxmemory("2gb")), "redis-maxmemory-headroom", PROD
+    ),
+    "single-replica-in-prod": Break(
+        lambda d: find(d, "ScaledObject")["spec"].__setitem__("minReplicaCount", 1), "prod-replicas", PROD
+    ),
+    "missing-pdb-in-prod": Break(drop_pdbs, "prod-pdb", PROD),
+    "pdb-blocks-drain": Break(
+        lambda d: find(d, "PodDisruptionBudget", "inference")["spec"].__setitem__("maxUnavailable", 0),
+        "prod-pdb",
+        PROD,
+    ),
+    # custom resources against their CRDs' schemas
+    "scaledobject-unknown-field": Break(
+        lambda d: find(d, "ScaledObject")["spec"].__setitem__("pollingIntervall", 15), "crd-schema", PROD
+    ),
+    "httproute-weight-not-integer": Break(
+        lambda d: find(d, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0].__setitem__("weight", "ninety"),
+        "crd-schema",
+        PROD,
+    ),
+    "externalsecret-wrong-type": Break(
+        lambda d: find(d, "ExternalSecret")["spec"].__setitem__("refreshInterval", 60), "crd-schema"
+    ),
+    "servicemonitor-unknown-endpoint-field": Break(
+        lambda d: find(d, "ServiceMonitor")["spec"]["endpoints"][0].__setitem__("scrapeEvery", "30s"),
+        "crd-schema",
+    ),
 }
-
-
-def kinds(docs: Docs) -> set[str]:
-    return {d.get("kind", "") for ds in docs.values() for d in ds}
-
-
-def hpa_target(docs: Docs) -> dict[str, Any]:
-    name = first(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"]
-    return next(
-        d
-        for ds in docs.values()
-        for d in ds
-        if d.get("kind") == "Deployment" and d["metadata"]["name"] == name
-    )
 
 
 def load_env(folder: Path) -> Docs:
@@ -209,39 +294,34 @@ def write_env(folder: Path, docs: Docs) -> None:
         (folder / name).write_text(yaml.safe_dump_all(ds, sort_keys=False))
 
 
+def folder_of(name: str) -> str:
+    return f"m-{name}"
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) -> dict[str, set[str]]:
-    source, declared = base_dist
-    # the richest environment: one with an Ingress and an HPA, so every mutation has something to break
-    envs = dist.environments(source)
-    env = next(
-        (e for e in envs if {"Ingress", "HorizontalPodAutoscaler"} <= kinds(load_env(source / e))), envs[0]
-    )
-    base = load_env(source / env)
-    flows = declared[env]
+    source, _ = base_dist
+    bases = {env: load_env(source / env) for env in (STAGE, PROD)}
     out = tmp_path_factory.mktemp("mutated") / "dist"
     out.mkdir()
-    all_flows = {}
-    for name, (mutate, _) in MUTATIONS.items():
-        docs = copy.deepcopy(base)
-        mutate(docs)
-        # every mutation folder is checked as production so the prod-only rules apply
-        folder = "prod" if name == "missing-pdb-in-prod" else f"m-{name}"
-        write_env(out / folder, docs)
-        all_flows[folder] = flows
-    if (source / "argocd").is_dir():
-        shutil.copytree(source / "argocd", out / "argocd")
-        app = next(p for p in sorted((out / "argocd").iterdir()) if "Application" in p.read_text())
-        app.write_text(app.read_text().replace("path: dist/", "path: dist/renamed-"))
+    specs = {}
+    for name, brk in MUTATIONS.items():
+        docs = copy.deepcopy(bases[brk.base])
+        brk.mutate(docs)
+        write_env(out / folder_of(name), docs)
+        specs[folder_of(name)] = declared.for_environment(REPO / "overlays", brk.base)
+    shutil.copytree(source / "argocd", out / "argocd")
+    app = next(p for p in sorted((out / "argocd").iterdir()) if "kind: Application" in p.read_text())
+    app.write_text(app.read_text().replace("path: dist/", "path: dist/renamed-"))
     waivers = out.parent / "exceptions.yaml"
     waivers.write_text("waivers: []\n")
     outcome = runner.run(
-        repo_root=Path("."),
+        repo_root=REPO,
         dist_dir=out,
         tools=tools,
         waiver_file=waivers,
         only_env=None,
-        declared_flows=all_flows,
+        specs=specs,
     )
     caught: dict[str, set[str]] = {}
     for f in outcome.findings:
@@ -249,16 +329,30 @@ def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) 
     return caught
 
 
-def folder_of(name: str) -> str:
-    return "prod" if name == "missing-pdb-in-prod" else f"m-{name}"
+def test_unbroken_copies_pass(tmp_path: Path, base_dist: Any, tools: Any) -> None:
+    """The base copies themselves pass, so each break below is what the check reacts to."""
+    source, _ = base_dist
+    out = tmp_path / "dist"
+    for env in (STAGE, PROD):
+        write_env(out / f"m-{env}", load_env(source / env))
+    (tmp_path / "exceptions.yaml").write_text("waivers: []\n")
+    specs = {f"m-{env}": declared.for_environment(REPO / "overlays", env) for env in (STAGE, PROD)}
+    outcome = runner.run(
+        repo_root=REPO,
+        dist_dir=out,
+        tools=tools,
+        waiver_file=tmp_path / "exceptions.yaml",
+        only_env=None,
+        specs=specs,
+    )
+    assert [f.describe() for f in outcome.findings] == []
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_mutation_is_rejected_naming_the_rule(batch: dict[str, set[str]], name: str) -> None:
-    rule = MUTATIONS[name][1]
-    assert rule in batch.get(folder_of(name), set()), (
-        f"{name}: expected {rule}, got {batch.get(folder_of(name))}"
-    )
+    rule = MUTATIONS[name].rule
+    got = batch.get(folder_of(name), set())
+    assert rule in got, f"{name}: expected {rule}, got {sorted(got)}"
 
 
 def test_renamed_argocd_path_is_rejected(batch: dict[str, set[str]]) -> None:
@@ -266,8 +360,9 @@ def test_renamed_argocd_path_is_rejected(batch: dict[str, set[str]]) -> None:
 
 
 def test_print_count_caught(batch: dict[str, set[str]], capsys: pytest.CaptureFixture[str]) -> None:
-    caught = [n for n, (_, rule) in MUTATIONS.items() if rule in batch.get(folder_of(n), set())]
+    caught = [n for n, brk in MUTATIONS.items() if brk.rule in batch.get(folder_of(n), set())]
     caught += ["argocd-renamed-path"] if "argocd-paths" in batch.get("argocd", set()) else []
     with capsys.disabled():  # shown in every `make test` run, not only on failure
         print(f"\nmutation suite: {len(caught)} of {len(MUTATIONS) + 1} kinds of break caught")
+    assert len(MUTATIONS) + 1 >= 45
     assert len(caught) == len(MUTATIONS) + 1

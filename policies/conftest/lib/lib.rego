@@ -14,7 +14,8 @@ documents contains {"path": "", "obj": input} if {
 	input.kind
 }
 
-# What the check passes with --data: {"mlplatform": {"environment", "declared_flows", "files", "dist_paths", "waivers"}}.
+# What the check passes with --data: {"mlplatform": {"environment", "spec", "files", "dist_paths", "waivers"}};
+# spec is what overlays/ declares (policy_check/declared.py reads the YAML; null for a folder without overlay).
 default settings := {}
 
 settings := data.mlplatform
@@ -79,3 +80,60 @@ waived(f) if {
 open_findings(fs) := {f | some f in fs; not waived(f)}
 
 waived_findings(fs) := {object.union(f, {"waived": true}) | some f in fs; waived(f)}
+
+# A Kubernetes quantity ("250m", "2Gi", 1) as a number (cores, bytes, count).
+quantity(q) := q if is_number(q)
+
+quantity(q) := units.parse(q) if is_string(q)
+
+# A pod's effective request or limit of one resource, as the scheduler and ResourceQuota count it: the sum
+# over its containers (and restartable init containers, the sidecars), or the largest init container if
+# that is more. A value the container leaves out comes from the namespace's LimitRange default, else 0.
+pod_resource(spec, defaults, kind, res) := max([sum(long), max(array.concat([0], init))]) if {
+	long := [container_resource(c, defaults, kind, res) | some c in array.concat(object.get(spec, "containers", []), [c | some c in object.get(spec, "initContainers", []); c.restartPolicy == "Always"])]
+	init := [container_resource(c, defaults, kind, res) | some c in object.get(spec, "initContainers", []); object.get(c, "restartPolicy", "") != "Always"]
+}
+
+container_resource(c, _, kind, res) := quantity(c.resources[kind][res])
+
+container_resource(c, defaults, kind, res) := quantity(object.get(defaults, [kind, res], 0)) if not c.resources[kind][res]
+
+# The LimitRange defaults of a namespace as {"limits": {...}, "requests": {...}}.
+limit_range_defaults(ns) := {"limits": object.union_n([object.get(l, "default", {}) | some l in ranges]), "requests": object.union_n([object.get(l, "defaultRequest", {}) | some l in ranges])} if {
+	ranges := [l | some d in documents; d.obj.kind == "LimitRange"; namespace_of(d.obj) == ns; some l in object.get(d.obj, ["spec", "limits"], []); l.type == "Container"]
+}
+
+# Human-readable amounts for messages: cores with up to 3 decimals, bytes in Mi.
+show(res, v) := sprintf("%sMi", [format_int(round(v / 1048576), 10)]) if res in {"memory", "ephemeral-storage", "storage"}
+
+show(res, v) := sprintf("%v", [round(v * 1000) / 1000]) if not res in {"memory", "ephemeral-storage", "storage"}
+
+# A Kubernetes label selector (matchLabels and matchExpressions) against a set of labels.
+selector_matches(sel, labels) if {
+	every k, v in object.get(sel, "matchLabels", {}) {
+		labels[k] == v
+	}
+	every e in object.get(sel, "matchExpressions", []) {
+		expression_holds(e, labels)
+	}
+}
+
+expression_holds(e, labels) if {
+	e.operator == "In"
+	labels[e.key] in e.values
+}
+
+expression_holds(e, labels) if {
+	e.operator == "NotIn"
+	not labels[e.key] in e.values
+}
+
+expression_holds(e, labels) if {
+	e.operator == "Exists"
+	_ = labels[e.key]
+}
+
+expression_holds(e, labels) if {
+	e.operator == "DoesNotExist"
+	not labels[e.key]
+}

@@ -1,0 +1,391 @@
+# Network isolation, checked apart from the generator. The allowed flows are derived from the NetworkPolicies
+# of dist/<env>/ alone (pod and namespace selectors with matchLabels and matchExpressions, ports, named ports,
+# endPort, policyTypes and their defaults, the default deny); the declared flows come from overlays/ as data
+# (data.mlplatform.spec, parsed from the YAML by the check). Any flow allowed but not declared, and any
+# declared flow not allowed, is a finding. Why: a generator bug must not pass by construction.
+#
+# Endpoints: each workload pod template in the platform namespace (its component is the pod label
+# app.kubernetes.io/name), each declared peer, and witnesses for everything else: an unlabelled pod in each
+# namespace involved, a pod in some other namespace, an address outside the cluster. Ports: each pod's
+# containerPorts, every port a NetworkPolicy names, and "any other port" per protocol.
+package environment
+
+import data.lib
+
+net_rule := "network-isolation"
+
+spec := object.get(lib.settings, "spec", null)
+
+name_label := "app.kubernetes.io/name"
+
+direction_type := {"ingress": "Ingress", "egress": "Egress"}
+
+peer_key := {"ingress": "from", "egress": "to"}
+
+network_policies contains d if {
+	some d in lib.documents
+	d.obj.kind == "NetworkPolicy"
+}
+
+ns_labels(n) := object.union(labels, {"kubernetes.io/metadata.name": n}) if {
+	labels := [object.get(d.obj, ["metadata", "labels"], {}) | some d in lib.documents; d.obj.kind == "Namespace"; d.obj.metadata.name == n][0]
+} else := {"kubernetes.io/metadata.name": n}
+
+pod_ports(obj) := [{"port": p.containerPort, "protocol": object.get(p, "protocol", "TCP"), "name": object.get(p, "name", "")} |
+	some c in lib.containers(lib.pod_spec(obj))
+	some p in object.get(c, "ports", [])
+]
+
+witness(id, namespace, ours) := {"id": id, "ours": ours, "outside": false, "namespace": namespace, "ns_labels": ns_labels(namespace), "labels": {}, "component": "", "ports": []}
+
+endpoints[ep.id] := ep if {
+	some doc in lib.documents
+	doc.obj.kind in lib.workload_kinds
+	lib.namespace_of(doc.obj) == spec.namespace
+	labels := lib.pod_labels(doc.obj)
+	ep := {"id": sprintf("%s %s", [doc.obj.kind, doc.obj.metadata.name]), "ours": true, "outside": false, "namespace": spec.namespace, "ns_labels": ns_labels(spec.namespace), "labels": labels, "component": object.get(labels, name_label, ""), "ports": pod_ports(doc.obj)}
+}
+
+endpoint_docs[sprintf("%s %s", [doc.obj.kind, doc.obj.metadata.name])] := doc if {
+	some doc in lib.documents
+	doc.obj.kind in lib.workload_kinds
+	lib.namespace_of(doc.obj) == spec.namespace
+}
+
+endpoints[ep.id] := ep if {
+	some name, p in spec.peers
+	ep := {"id": sprintf("peer %s (%s)", [name, p.namespace]), "ours": false, "outside": false, "namespace": p.namespace, "ns_labels": ns_labels(p.namespace), "labels": p.podLabels, "component": name, "ports": p.ports}
+}
+
+endpoints[ep.id] := ep if {
+	some n in {spec.namespace} | {p.namespace | some p in spec.peers}
+	ep := witness(sprintf("any other pod in %s", [n]), n, n == spec.namespace)
+}
+
+endpoints[ep.id] := ep if {
+	ep := witness("any pod in another namespace", "(another-namespace)", false)
+}
+
+# A pod that a policy's peer selects, where no known endpoint matches that peer: what anyone could start.
+endpoints[ep.id] := ep if {
+	some d in network_policies
+	some dir in ["ingress", "egress"]
+	some r in object.get(d.obj.spec, dir, [])
+	some peer in object.get(r, peer_key[dir], [])
+	not peer.ipBlock
+	policy_ns := lib.namespace_of(d.obj)
+	not known_endpoint_matches(peer, policy_ns)
+	ep := peer_witness(peer, policy_ns)
+}
+
+known_endpoint_matches(peer, policy_ns) if {
+	some ep in base_endpoints
+	peer_matches(peer, policy_ns, ep)
+}
+
+base_endpoints contains ep if {
+	some ep in [witness("", spec.namespace, true)]
+}
+
+base_endpoints contains {"ns_labels": ns_labels(p.namespace), "namespace": p.namespace, "labels": p.podLabels, "outside": false} if some p in spec.peers
+
+base_endpoints contains {"ns_labels": ns_labels(spec.namespace), "namespace": spec.namespace, "labels": lib.pod_labels(doc.obj), "outside": false} if {
+	some doc in lib.documents
+	doc.obj.kind in lib.workload_kinds
+	lib.namespace_of(doc.obj) == spec.namespace
+}
+
+# Labels that satisfy a selector: matchLabels, the first value of each In, a value for each Exists.
+satisfying(sel) := object.union_n([
+	object.get(sel, "matchLabels", {}),
+	{e.key: e.values[0] | some e in object.get(sel, "matchExpressions", []); e.operator == "In"},
+	{e.key: "any" | some e in object.get(sel, "matchExpressions", []); e.operator == "Exists"},
+])
+
+peer_witness(peer, policy_ns) := object.union(witness(sprintf("a pod labelled %v in %s", [labels, policy_ns]), policy_ns, policy_ns == spec.namespace), {"labels": labels}) if {
+	not peer.namespaceSelector
+	labels := satisfying(object.get(peer, "podSelector", {}))
+}
+
+peer_witness(peer, _) := object.union(witness(sprintf("a pod labelled %v in a namespace labelled %v", [labels, nsl]), name, name == spec.namespace), {"labels": labels, "ns_labels": nsl}) if {
+	peer.namespaceSelector
+	labels := satisfying(object.get(peer, "podSelector", {}))
+	nsl := object.union({"kubernetes.io/metadata.name": "(a namespace)"}, satisfying(peer.namespaceSelector))
+	name := nsl["kubernetes.io/metadata.name"]
+}
+
+endpoints[ep.id] := ep if {
+	ep := object.union(witness("an address outside the cluster", "", false), {"outside": true})
+}
+
+# --- label selectors and peers
+
+peer_matches(peer, policy_ns, ep) if {
+	not peer.ipBlock
+	not peer.namespaceSelector
+	not ep.outside
+	ep.namespace == policy_ns
+	lib.selector_matches(object.get(peer, "podSelector", {}), ep.labels)
+}
+
+peer_matches(peer, _, ep) if {
+	not peer.ipBlock
+	peer.namespaceSelector
+	not ep.outside
+	lib.selector_matches(peer.namespaceSelector, ep.ns_labels)
+	lib.selector_matches(object.get(peer, "podSelector", {}), ep.labels)
+}
+
+# An ipBlock names addresses, not pods: it is counted as reaching outside the cluster (never declared).
+peer_matches(peer, _, ep) if {
+	peer.ipBlock
+	ep.outside
+}
+
+rule_matches_peer(rule, key, _, _) if count(object.get(rule, key, [])) == 0
+
+rule_matches_peer(rule, key, policy_ns, ep) if {
+	some peer in rule[key]
+	peer_matches(peer, policy_ns, ep)
+}
+
+# --- ports
+
+# A range (endPort) contributes its two ends.
+policy_port_numbers contains {"port": n, "protocol": object.get(p, "protocol", "TCP")} if {
+	some d in network_policies
+	some dir in ["ingress", "egress"]
+	some r in object.get(d.obj.spec, dir, [])
+	some p in object.get(r, "ports", [])
+	is_number(p.port)
+	some n in {p.port, object.get(p, "endPort", p.port)}
+}
+
+port_name(dst, n, proto) := [p.name | some p in dst.ports; p.port == n; p.protocol == proto][0] if {
+	some p in dst.ports
+	p.port == n
+	p.protocol == proto
+} else := ""
+
+candidate_ports(dst) := {{"port": p.port, "protocol": p.protocol, "name": p.name} | some p in dst.ports} | {{"port": p.port, "protocol": p.protocol, "name": port_name(dst, p.port, p.protocol)} | some p in policy_port_numbers} | {{"port": 0, "protocol": proto, "name": ""} | some proto in ["TCP", "UDP", "SCTP"]}
+
+port_matches(rp, cp) if {
+	object.get(rp, "protocol", "TCP") == cp.protocol
+	not rp.port
+}
+
+port_matches(rp, cp) if {
+	object.get(rp, "protocol", "TCP") == cp.protocol
+	is_number(rp.port)
+	cp.port >= rp.port
+	cp.port <= object.get(rp, "endPort", rp.port)
+}
+
+port_matches(rp, cp) if {
+	object.get(rp, "protocol", "TCP") == cp.protocol
+	is_string(rp.port)
+	cp.name == rp.port
+	cp.name != ""
+}
+
+rule_allows_port(rule, _) if count(object.get(rule, "ports", [])) == 0
+
+rule_allows_port(rule, cp) if {
+	some rp in rule.ports
+	port_matches(rp, cp)
+}
+
+describe_port(cp) := sprintf("%s/any other port", [cp.protocol]) if cp.port == 0
+
+describe_port(cp) := sprintf("%s/%d (%s)", [cp.protocol, cp.port, cp.name]) if {
+	cp.port != 0
+	cp.name != ""
+}
+
+describe_port(cp) := sprintf("%s/%d", [cp.protocol, cp.port]) if {
+	cp.port != 0
+	cp.name == ""
+}
+
+# --- which policies isolate an endpoint, and which rules let a flow through (rules, so OPA evaluates each once)
+
+policy_types(np) := np.spec.policyTypes if np.spec.policyTypes
+
+policy_types(np) := ["Ingress", "Egress"] if {
+	not np.spec.policyTypes
+	count(object.get(np.spec, "egress", [])) > 0
+}
+
+policy_types(np) := ["Ingress"] if {
+	not np.spec.policyTypes
+	count(object.get(np.spec, "egress", [])) == 0
+}
+
+# [endpoint id, direction] -> the NetworkPolicies (documents) that isolate it in that direction
+isolating[[id, dir]] contains d if {
+	some id, ep in endpoints
+	ep.ours
+	some d in network_policies
+	lib.namespace_of(d.obj) == ep.namespace
+	lib.selector_matches(object.get(d.obj.spec, "podSelector", {}), ep.labels)
+	some dir, type in direction_type
+	type in policy_types(d.obj)
+}
+
+# [me, direction, other] -> {cp, doc, rule}: a rule of a policy isolating `me` lets `other` through on port cp
+# (for ingress the port is me's, for egress other's)
+letting_through contains [me_id, dir, other_id, cp, d.obj.metadata.name, i] if {
+	some key, docs in isolating
+	me_id := key[0]
+	dir := key[1]
+	some d in docs
+	some i, r in object.get(d.obj.spec, dir, [])
+	some other_id, other in endpoints
+	rule_matches_peer(r, peer_key[dir], lib.namespace_of(d.obj), other)
+	dst_id := {"ingress": me_id, "egress": other_id}[dir]
+	some cp in candidates[dst_id]
+	rule_allows_port(r, cp)
+}
+
+passes contains [t[0], t[1], t[2], t[3]] if some t in letting_through
+
+policy_named[d.obj.metadata.name] := d if some d in network_policies
+
+candidates[id] := candidate_ports(ep) if some id, ep in endpoints
+
+# A side outside the platform namespace is not ours to isolate: it is taken to allow.
+side_allows(me_id, _, _, _) if not endpoints[me_id].ours
+
+side_allows(me_id, dir, _, _) if {
+	endpoints[me_id].ours
+	not isolating[[me_id, dir]]
+}
+
+side_allows(me_id, dir, other_id, cp) if [me_id, dir, other_id, cp] in passes
+
+allowed(src_id, dst_id, cp) if {
+	side_allows(src_id, "egress", dst_id, cp)
+	side_allows(dst_id, "ingress", src_id, cp)
+}
+
+# --- what the spec declares
+
+serves(dst, cp) if {
+	some p in dst.ports
+	p.port == cp.port
+	p.protocol == cp.protocol
+}
+
+connects(c, src) if c.from == src.component
+
+connects(c, src) if {
+	c.from == "*"
+	src.ours
+}
+
+# The sources a declared connection must reach from: its own pods (for "*", every workload), not witnesses.
+required_from(c, src) if {
+	c.from != "*"
+	c.from == src.component
+}
+
+required_from(c, src) if {
+	c.from == "*"
+	endpoint_docs[src.id]
+}
+
+declared_flow(src, dst, cp) if {
+	some c in spec.connections
+	connects(c, src)
+	dst.component != ""
+	c.to == dst.component
+	serves(dst, cp)
+}
+
+involves_ours(src, _) if src.ours
+
+involves_ours(_, dst) if dst.ours
+
+undeclared[[src_id, dst_id]] contains cp if {
+	spec != null
+	some src_id, src in endpoints
+	some dst_id, dst in endpoints
+	involves_ours(src, dst)
+	some cp in candidates[dst_id]
+	allowed(src_id, dst_id, cp)
+	not declared_flow(src, dst, cp)
+}
+
+# Where an allowed flow comes from: the rule that lets it in (or out), or the pod no policy isolates.
+culprits(src_id, dst_id, cp) := {{"doc": policy_named[t[4]], "how": sprintf("%s rule %d of NetworkPolicy %s", [t[1], t[5], t[4]])} |
+	some t in letting_through
+	t[3] == cp
+	[t[0], t[1], t[2]] in {[dst_id, "ingress", src_id], [src_id, "egress", dst_id]}
+} | {{"doc": object.get(endpoint_docs, me_id, null), "how": sprintf("no NetworkPolicy isolates %s of %s (no default deny)", [dir, me_id])} |
+	some [me_id, dir] in [[dst_id, "ingress"], [src_id, "egress"]]
+	endpoints[me_id].ours
+	not isolating[[me_id, dir]]
+}
+
+default namespace_doc := {"path": "", "obj": {"kind": "Namespace", "metadata": {"name": "(platform namespace)"}}}
+
+namespace_doc := [d | some d in lib.documents; d.obj.kind == "Namespace"; d.obj.metadata.name == spec.namespace][0]
+
+blame(c) := c.doc if c.doc != null
+
+blame(c) := namespace_doc if c.doc == null
+
+findings contains lib.finding(
+	blame(culprit), net_rule,
+	sprintf("%s may connect to %s on %s, which no declared connection allows (%s)", [src_id, dst_id, concat(", ", sort([describe_port(cp) | some cp in ports])), culprit.how]),
+	"remove the rule or narrow its selector/ports, or declare the connection in overlays/platform.yaml connections",
+) if {
+	some key, ports in undeclared
+	[src_id, dst_id] := key
+	culprit := sort([x | some cp in ports; some x in culprits(src_id, dst_id, cp)])[0]
+}
+
+declared_blocked contains [c, src_id, dst_id, p] if {
+	spec != null
+	some c in spec.connections
+	some src_id, src in endpoints
+	required_from(c, src)
+	some dst_id, dst in endpoints
+	dst.component == c.to
+	some p in dst.ports
+	not allowed(src_id, dst_id, p)
+}
+
+findings contains lib.finding(
+	blame({"doc": doc}), net_rule,
+	sprintf("the declared connection %s -> %s (%s) is not allowed: %s cannot reach %s on %s", [c.from, c.to, c.why, src_id, dst_id, describe_port(p)]),
+	"allow it in the NetworkPolicies of both ends (egress of the source, ingress of the destination)",
+) if {
+	some [c, src_id, dst_id, p] in declared_blocked
+	doc := object.get(endpoint_docs, dst_id, object.get(endpoint_docs, src_id, null))
+}
+
+findings contains lib.env_finding(
+	net_rule,
+	sprintf("the declared connection %s -> %s (%s) has no pods: nothing in %s carries %s: %s", [c.from, c.to, c.why, spec.namespace, name_label, c.to]),
+	"check the component's name in overlays/ and its pod labels in dist/",
+) if {
+	spec != null
+	some c in spec.connections
+	not c.to in object.keys(spec.peers)
+	not any_component(c.to)
+}
+
+any_component(name) if {
+	some ep in endpoints
+	ep.ours
+	ep.component == name
+}
+
+findings contains lib.env_finding(
+	net_rule, "no declared connections for this folder (no overlays/<env>.yaml), so its network cannot be checked",
+	"add the environment's overlay, or check the folder with its overlay's data",
+) if {
+	spec == null
+	some d in network_policies
+}

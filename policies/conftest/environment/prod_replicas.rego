@@ -1,0 +1,20 @@
+# In prod, every Deployment and StatefulSet runs at least 2 replicas: spec.replicas >= 2, or an HPA /
+# KEDA ScaledObject whose minimum is >= 2. Why: with one replica every node drain, eviction or crash is an
+# outage. Canary tracks (pod label track: canary) are a deliberate, temporary fraction of the traffic and
+# are left out; their share of requests fails while their single pod moves.
+package environment
+
+import data.lib
+
+findings contains lib.finding(
+	w, "prod-replicas",
+	sprintf("runs %d replica(s) at its minimum in production (%s); at least 2 are needed", [min_replicas(w), replica_source(w)]),
+	"set replicas >= 2, or an autoscaling minReplicas >= 2, in the production overlay",
+) if {
+	some w in prod_workloads
+	min_replicas(w) < 2
+}
+
+replica_source(w) := sprintf("%s %s minimum", [scaler_of(w).obj.kind, scaler_of(w).obj.metadata.name]) if scaler_of(w)
+
+replica_source(w) := "spec.replicas" if not scaler_of(w)

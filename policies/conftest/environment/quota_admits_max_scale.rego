@@ -1,0 +1,129 @@
+# Each ResourceQuota admits every workload of its namespace at its maximum at once: autoscaled workloads at
+# the HPA's maxReplicas or the KEDA ScaledObject's maxReplicaCount (KEDA's default 100 when unset), others at
+# spec.replicas, canaries included (they are Deployments of their own), plus the rollout surge of each
+# Deployment (strategy.rollingUpdate.maxSurge, default 25%, rounded up; none for Recreate), because a sync
+# can roll every Deployment at its peak. Checked for requests and limits alike (cpu, memory,
+# ephemeral-storage, extended resources), pods, persistentvolumeclaims and requests.storage. Why: past the
+# quota the apiserver refuses the extra pods ("exceeded quota"), exactly when the load is highest.
+# Quotas with scopes or a scopeSelector count only some pods and are left out.
+package environment
+
+import data.lib
+
+quota_rule := "quota-admits-max-scale"
+
+scaler_kinds := {"HorizontalPodAutoscaler", "ScaledObject"}
+
+scaler_max(s) := s.obj.spec.maxReplicas if s.obj.kind == "HorizontalPodAutoscaler"
+
+scaler_max(s) := object.get(s.obj.spec, "maxReplicaCount", 100) if s.obj.kind == "ScaledObject"
+
+scaler_of(w) := s if {
+	some s in lib.documents
+	s.obj.kind in scaler_kinds
+	lib.namespace_of(s.obj) == lib.namespace_of(w.obj)
+	object.get(s.obj, ["spec", "scaleTargetRef", "kind"], "Deployment") == w.obj.kind
+	s.obj.spec.scaleTargetRef.name == w.obj.metadata.name
+}
+
+peak_replicas(w) := scaler_max(scaler_of(w))
+
+peak_replicas(w) := object.get(w.obj.spec, "parallelism", 1) if {
+	not scaler_of(w)
+	w.obj.kind == "Job"
+}
+
+peak_replicas(w) := object.get(w.obj.spec, "replicas", 1) if {
+	not scaler_of(w)
+	w.obj.kind in {"Deployment", "StatefulSet", "ReplicaSet"}
+}
+
+peak_replicas(w) := 1 if w.obj.kind == "Pod"
+
+surge(w, _) := 0 if w.obj.kind != "Deployment"
+
+surge(w, _) := 0 if {
+	w.obj.kind == "Deployment"
+	object.get(w.obj.spec, ["strategy", "type"], "RollingUpdate") == "Recreate"
+}
+
+surge(w, replicas) := n if {
+	w.obj.kind == "Deployment"
+	object.get(w.obj.spec, ["strategy", "type"], "RollingUpdate") != "Recreate"
+	n := scaled(object.get(w.obj.spec, ["strategy", "rollingUpdate", "maxSurge"], "25%"), replicas)
+}
+
+scaled(v, _) := v if is_number(v)
+
+scaled(v, replicas) := ceil((to_number(trim_suffix(v, "%")) * replicas) / 100) if {
+	is_string(v)
+	endswith(v, "%")
+}
+
+scaled(v, _) := to_number(v) if {
+	is_string(v)
+	not endswith(v, "%")
+}
+
+describe_peak(w) := sprintf("%d (%s %s max) + %d surge", [peak_replicas(w), scaler_of(w).obj.kind, scaler_of(w).obj.metadata.name, surge(w, peak_replicas(w))]) if scaler_of(w)
+
+describe_peak(w) := sprintf("%d replicas + %d surge", [peak_replicas(w), surge(w, peak_replicas(w))]) if not scaler_of(w)
+
+peak_pods(w) := peak_replicas(w) + surge(w, peak_replicas(w))
+
+workloads(ns) := [w | some w in lib.documents; w.obj.kind in lib.workload_kinds; w.obj.kind != "CronJob"; lib.namespace_of(w.obj) == ns]
+
+# What one pod of a workload adds to a quota key (requests.cpu, limits.memory, pods, ...).
+per_pod(_, _, "pods") := 1
+
+per_pod(w, _, "persistentvolumeclaims") := count(object.get(w.obj.spec, "volumeClaimTemplates", []))
+
+per_pod(w, _, "requests.storage") := sum([lib.quantity(object.get(t, ["spec", "resources", "requests", "storage"], 0)) | some t in object.get(w.obj.spec, "volumeClaimTemplates", [])])
+
+per_pod(w, defaults, key) := lib.pod_resource(lib.pod_spec(w.obj), defaults, kind, res) if {
+	not key in {"pods", "persistentvolumeclaims", "requests.storage"}
+	[kind, res] := quota_resource(key)
+}
+
+quota_resource(key) := ["requests", trim_prefix(key, "requests.")] if {
+	startswith(key, "requests.")
+	key != "requests.storage"
+}
+
+quota_resource(key) := ["limits", trim_prefix(key, "limits.")] if startswith(key, "limits.")
+
+quota_resource(key) := ["requests", key] if key in {"cpu", "memory", "ephemeral-storage"}
+
+# PersistentVolumeClaims outside StatefulSets count once.
+standalone(ns, "persistentvolumeclaims") := count([p | some p in lib.documents; p.obj.kind == "PersistentVolumeClaim"; lib.namespace_of(p.obj) == ns])
+
+standalone(ns, "requests.storage") := sum([lib.quantity(object.get(p.obj, ["spec", "resources", "requests", "storage"], 0)) | some p in lib.documents; p.obj.kind == "PersistentVolumeClaim"; lib.namespace_of(p.obj) == ns])
+
+standalone(_, key) := 0 if not key in {"persistentvolumeclaims", "requests.storage"}
+
+unit_of(key) := "storage" if key in {"requests.storage"}
+
+unit_of(key) := quota_resource(key)[1] if key != "requests.storage"
+
+unit_of("pods") := "count"
+
+unit_of("persistentvolumeclaims") := "count"
+
+findings contains lib.finding(
+	q, quota_rule,
+	sprintf("%s: at maximum scale the namespace needs %s, the quota allows %s: %s", [key, lib.show(unit_of(key), total), hard, concat("; ", parts)]),
+	sprintf("raise quota.%s in the overlay to at least %s, or lower the maximum replicas or the per-pod %s", [key, lib.show(unit_of(key), total), key]),
+) if {
+	some q in lib.documents
+	q.obj.kind == "ResourceQuota"
+	not q.obj.spec.scopes
+	not q.obj.spec.scopeSelector
+	ns := lib.namespace_of(q.obj)
+	defaults := lib.limit_range_defaults(ns)
+	some key, hard in q.obj.spec.hard
+	unit_of(key)
+	ws := workloads(ns)
+	total := sum([n | some w in ws; n := peak_pods(w) * per_pod(w, defaults, key)]) + standalone(ns, key)
+	total > lib.quantity(hard)
+	parts := [sprintf("%s %s: %s pods x %s", [w.obj.kind, w.obj.metadata.name, describe_peak(w), lib.show(unit_of(key), per_pod(w, defaults, key))]) | some w in ws; per_pod(w, defaults, key) > 0]
+}

@@ -1,0 +1,45 @@
+package environment
+
+import data.fixtures
+
+quota(hard) := {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": "ml-test"}, "spec": {"hard": hard}}
+
+hpa_max(n) := {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "inference", "namespace": "ml-test"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "inference"}, "minReplicas": 2, "maxReplicas": n}}
+
+quota_findings(objs) := {f | some f in findings with input as fixtures.combined(objs); f.rule == "quota-admits-max-scale"}
+
+# fixtures.container: requests cpu 250m / memory 512Mi, limits cpu 1 / memory 1Gi.
+# maxReplicas 8 + 25% surge (2) = 10 pods: requests.cpu 2.5, limits.cpu 10, limits.memory 10Gi.
+test_quota_fitting_the_peak_passes if {
+	count(quota_findings([fixtures.deployment, hpa_max(8), quota({"requests.cpu": "2500m", "limits.cpu": "10", "limits.memory": "10Gi", "pods": "10"})])) == 0
+}
+
+test_limits_over_quota_at_max_replicas_fails if {
+	some f in quota_findings([fixtures.deployment, hpa_max(8), quota({"limits.cpu": "8"})])
+	contains(f.msg, "limits.cpu: at maximum scale the namespace needs 10, the quota allows 8")
+	contains(f.msg, "8 (HorizontalPodAutoscaler inference max) + 2 surge")
+}
+
+test_surge_counts if {
+	# 8 replicas fit 8 pods exactly; the default 25% surge needs 2 more
+	count(quota_findings([fixtures.deployment, hpa_max(8), quota({"pods": "8"})])) == 1
+	recreate := object.union(fixtures.deployment, {"spec": {"strategy": {"type": "Recreate"}}})
+	count(quota_findings([recreate, hpa_max(8), quota({"pods": "8"})])) == 0
+}
+
+test_fixed_surge_and_requests if {
+	d := object.union(fixtures.deployment, {"spec": {"replicas": 4, "strategy": {"rollingUpdate": {"maxSurge": 1}}}})
+	count(quota_findings([d, quota({"requests.memory": "2560Mi"})])) == 0
+	some f in quota_findings([d, quota({"requests.memory": "2Gi"})])
+	contains(f.msg, "needs 2560Mi")
+}
+
+test_keda_default_max_is_100 if {
+	so := {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "inference", "namespace": "ml-test"}, "spec": {"scaleTargetRef": {"name": "inference"}}}
+	count(quota_findings([fixtures.deployment, so, quota({"pods": "100"})])) == 1
+}
+
+test_scoped_quota_left_out if {
+	q := object.union(quota({"pods": "1"}), {"spec": {"scopes": ["BestEffort"]}})
+	count(quota_findings([fixtures.deployment, hpa_max(8), q])) == 0
+}
