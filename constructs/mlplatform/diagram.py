@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlplatform import network
+from mlplatform import names, network
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import GatewayRouting
 
@@ -47,7 +47,9 @@ def architecture_markdown(env: Environment) -> str:
         lines.append(f'    {_node(name)}["{name}<br/>{models}<br/>{scale}"]')
         if over.canary:
             canary_models = ", ".join(f"{m.name}:{m.version}" for m in over.canary.models)
-            lines.append(f'    {_node(name)}_canary["{name}-canary<br/>{canary_models}"]')
+            lines.append(
+                f'    {_node(name)}_canary["{names.ServiceNames(name).canary.name}<br/>{canary_models}"]'
+            )
     redis = overlay.redis
     lines.append(
         f'    redis[("redis<br/>{redis.replicas} pod(s), {redis.storage_size} {redis.storage_class}")]'
@@ -64,12 +66,12 @@ def architecture_markdown(env: Environment) -> str:
     for rule in network.planned_rules(env):
         if rule.direction != "ingress":
             continue
-        target = rule.pod_selector.get("app.kubernetes.io/name", "")
+        target = rule.pod_selector.get(names.NAME, "")
         source = next(
             (p for p in sorted(peers) if network.peer_of(env, p) == rule.peer),
-            rule.peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "?"),
+            rule.peer.pod_labels.get(names.NAME, "?"),
         )
-        port = ",".join(str(p["port"]) for p in rule.ports)
+        port = ",".join(str(p.port) for p in rule.ports)
         edge = f"  {_node(source)} -->|tcp {port}| {_node(target)}"
         if edge not in seen:
             seen.add(edge)

@@ -1,109 +1,118 @@
 """Who may talk to whom: the NetworkPolicy rules of an environment, computed from the spec.
 
-Both the NetworkPolicy objects in dist/ and `mlplatform.api.declared_network_flows` come from
-`planned_rules`, so what the policy gate compares against is exactly what is rendered.
+Both the NetworkPolicy objects in dist/ (`components.network_policies`) and
+`mlplatform.api.declared_network_flows` come from `planned_rules`, so what the policy gate compares against
+is exactly what is rendered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlplatform import labels
+from mlplatform import names
 from mlplatform.spec import Environment
 
-KUBE_DNS_PEER: dict[str, Any] = {
-    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-}
-DNS_PORTS = ({"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"})
-DEFAULT_DENY = "default-deny"
-ALLOW_DNS = "allow-dns"
+NAMESPACE_NAME = "kubernetes.io/metadata.name"
+DNS_NAMESPACE = "kube-system"
+DNS_POD_LABELS = {"k8s-app": "kube-dns"}
+
+Direction = Literal["ingress", "egress"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Pods by labels: in the policy's own namespace (`namespace=None`) or in the named one."""
+
+    pod_labels: dict[str, str]
+    namespace: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The NetworkPolicyPeer exactly as rendered in dist/."""
+        peer: dict[str, Any] = {}
+        if self.namespace is not None:
+            peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_NAME: self.namespace}}
+        peer["podSelector"] = {"matchLabels": dict(self.pod_labels)}
+        return peer
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    port: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"port": self.port, "protocol": self.protocol}
+
+
+KUBE_DNS = Peer(DNS_POD_LABELS, DNS_NAMESPACE)
+DNS_PORTS = (Port(53, "UDP"), Port(53, "TCP"))
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One allowed flow: its policy, the pods it applies to, the direction, the peer, the ports."""
 
     policy: str
     pod_selector: dict[str, str]
-    direction: Literal["ingress", "egress"]
-    peer: dict[str, Any]
-    ports: tuple[dict[str, Any], ...]
+    direction: Direction
+    peer: Peer
+    ports: tuple[Port, ...]
 
 
-def peer_of(env: Environment, component: str) -> dict[str, Any]:
-    """The NetworkPolicyPeer for a component: same-namespace pods, or a declared external peer."""
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One NetworkPolicy: the pods it selects ({} = all) and its rules of each direction."""
+
+    name: str
+    pod_selector: dict[str, str]
+    ingress: list[Rule] = field(default_factory=list)
+    egress: list[Rule] = field(default_factory=list)
+
+    @property
+    def policy_types(self) -> list[str]:
+        if not self.ingress and not self.egress:  # default-deny: both directions, no rule
+            return ["Ingress", "Egress"]
+        return [t for t, rules in (("Ingress", self.ingress), ("Egress", self.egress)) if rules]
+
+
+def peer_of(env: Environment, component: str) -> Peer:
+    """The peer for a component: same-namespace pods, or a declared external peer."""
     peers = env.platform.peers | env.overlay.peers
     if component in peers:
         peer = peers[component]
-        return {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
-            "podSelector": {"matchLabels": dict(sorted(peer.pod_labels.items()))},
-        }
-    return {"podSelector": {"matchLabels": labels.select(component)}}
+        return Peer(dict(sorted(peer.pod_labels.items())), peer.namespace)
+    return Peer(names.select(component))
 
 
 def planned_rules(env: Environment) -> list[Rule]:
     """Every allow rule of the environment, in a stable order."""
     platform = env.platform
-    rules = [Rule(ALLOW_DNS, {}, "egress", KUBE_DNS_PEER, DNS_PORTS)]
+    rules = [Rule(names.ALLOW_DNS, {}, "egress", KUBE_DNS, DNS_PORTS)]
     external = set(platform.peers)
     for conn in platform.connections:
-        _, port = platform.port_of(conn.target)
-        ports = ({"port": port, "protocol": "TCP"},)
+        ports = (Port(platform.port_of(conn.target)[1]),)
         if conn.source not in external:
-            rules.append(
-                Rule(
-                    f"allow-{conn.source}-to-{conn.target}",
-                    labels.select(conn.source),
-                    "egress",
-                    peer_of(env, conn.target),
-                    ports,
-                )
-            )
-        rules.append(
-            Rule(
-                f"allow-{conn.target}-from-{conn.source}",
-                labels.select(conn.target),
-                "ingress",
-                peer_of(env, conn.source),
-                ports,
-            )
-        )
+            own, peer = names.select(conn.source), peer_of(env, conn.target)
+            rules.append(Rule(names.allow_to(conn.source, conn.target), own, "egress", peer, ports))
+        own, peer = names.select(conn.target), peer_of(env, conn.source)
+        rules.append(Rule(names.allow_from(conn.target, conn.source), own, "ingress", peer, ports))
     if env.overlay.redis.replicas > 1:
         # replicas replicate from redis-0: redis pods talk to each other on the redis port
-        _, port = platform.port_of("redis")
-        own = peer_of(env, "redis")
-        ports = ({"port": port, "protocol": "TCP"},)
-        rules.append(Rule("allow-redis-replication", labels.select("redis"), "egress", own, ports))
-        rules.append(Rule("allow-redis-replication", labels.select("redis"), "ingress", own, ports))
+        ports = (Port(platform.port_of(names.REDIS)[1]),)
+        own, peer = names.select(names.REDIS), peer_of(env, names.REDIS)
+        rules.append(Rule(names.REDIS_REPLICATION, own, "egress", peer, ports))
+        rules.append(Rule(names.REDIS_REPLICATION, own, "ingress", peer, ports))
     return rules
 
 
-def policy_bodies(env: Environment) -> list[tuple[str, dict[str, Any]]]:
-    """(name, spec) of every NetworkPolicy: default-deny first, then one policy per rule group."""
-    bodies: list[tuple[str, dict[str, Any]]] = [
-        (DEFAULT_DENY, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
-    ]
-    grouped: dict[str, list[Rule]] = {}
+def policies(env: Environment) -> list[Policy]:
+    """Every NetworkPolicy: default-deny first, then one policy per rule group, in rule order."""
+    grouped: dict[str, Policy] = {}
     for rule in planned_rules(env):
-        grouped.setdefault(rule.policy, []).append(rule)
-    for name, rules in grouped.items():
-        spec: dict[str, Any] = {"podSelector": _selector(rules[0].pod_selector)}
-        types = []
-        for direction, key, peer_key in (("ingress", "Ingress", "from"), ("egress", "Egress", "to")):
-            mine = [r for r in rules if r.direction == direction]
-            if mine:
-                types.append(key)
-                spec[direction] = [{peer_key: [r.peer], "ports": [dict(p) for p in r.ports]} for r in mine]
-        spec["policyTypes"] = types
-        bodies.append((name, spec))
-    return bodies
-
-
-def _selector(match_labels: dict[str, str]) -> dict[str, Any]:
-    return {"matchLabels": dict(match_labels)} if match_labels else {}
+        policy = grouped.setdefault(rule.policy, Policy(rule.policy, rule.pod_selector))
+        (policy.ingress if rule.direction == "ingress" else policy.egress).append(rule)
+    return [Policy(names.DEFAULT_DENY, {}), *grouped.values()]
 
 
 def flows(env: Environment) -> list[dict[str, Any]]:
@@ -113,8 +122,8 @@ def flows(env: Environment) -> list[dict[str, Any]]:
             "namespace": env.namespace,
             "policy_pod_selector": dict(rule.pod_selector),
             "direction": rule.direction,
-            "peer": rule.peer,
-            "ports": [dict(p) for p in rule.ports],
+            "peer": rule.peer.as_dict(),
+            "ports": [p.as_dict() for p in rule.ports],
         }
         for rule in planned_rules(env)
     ]

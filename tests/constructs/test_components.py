@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlplatform.components.inference import inference_manifests
-from mlplatform.components.redis import redis_manifests
-from mlplatform.spec import load_environment
+import yaml
+
+from mlplatform.spec import Environment, load_environment
+from mlplatform.synth import render_environment
+
+
+def _objects(env: Environment) -> list[dict[str, Any]]:
+    """One environment synthesized by cdk8s, parsed."""
+    return [yaml.safe_load(text) for text in render_environment(env).values()]
+
 
 RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -111,8 +118,13 @@ def test_redis(objects: dict[str, list[dict[str, Any]]], find_object: Any, repo_
     secret = find_object(objects["dev"], "ExternalSecret", "redis-auth")["spec"]
     assert secret["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "platform-secrets"}
     env = load_environment("prod", repo_root=repo_root)
-    kinds = [m["kind"] for m in redis_manifests(env)]
-    assert kinds.count("Service") == 2
+    services = [
+        o for o in _objects(env) if o["kind"] == "Service" and o["metadata"]["name"].startswith("redis")
+    ]
+    assert len(services) == 2
+    client = find_object(objects["prod"], "Service", "redis")["spec"]
+    assert client["selector"]["statefulset.kubernetes.io/pod-name"] == "redis-0"  # writes go to the primary
+    assert client["ports"] == [{"name": "redis", "port": 6379, "protocol": "TCP", "targetPort": "redis"}]
 
 
 def test_routing(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
@@ -137,7 +149,9 @@ def test_gpu_switch(spec_copy: Path, edit_yaml: Any) -> None:
 
     edit_yaml(spec_copy / "overlays" / "dev.yaml", gpu)
     env = load_environment("dev", repo_root=spec_copy)
-    deployment = next(m for m in inference_manifests(env, "inference") if m["kind"] == "Deployment")
+    deployment = next(
+        o for o in _objects(env) if o["kind"] == "Deployment" and o["metadata"]["name"] == "inference"
+    )
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -163,8 +177,28 @@ def test_second_service_is_a_few_lines_of_yaml(spec_copy: Path, edit_yaml: Any) 
             ),
         )
     env = load_environment("prod", repo_root=spec_copy)
-    names = {m["metadata"]["name"] for m in inference_manifests(env, "ranker")}
-    assert {"ranker", "ranker-config", "ranker-api-keys"} <= names
+    objs = _objects(env)
+    names = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objs
+        if o["metadata"]["labels"].get("app.kubernetes.io/name") == "ranker"
+    }
+    assert {
+        ("ServiceAccount", "ranker"),
+        ("ConfigMap", "ranker-config"),
+        ("ExternalSecret", "ranker-api-keys"),
+        ("Deployment", "ranker"),
+        ("Service", "ranker"),
+        ("PodDisruptionBudget", "ranker"),
+        ("ScaledObject", "ranker"),
+        ("HTTPRoute", "ranker"),
+    } <= names
+    policies = {o["metadata"]["name"] for o in objs if o["kind"] == "NetworkPolicy"}
+    assert {
+        "allow-ranker-from-ingress-controller",
+        "allow-ranker-to-redis",
+        "allow-redis-from-ranker",
+    } <= policies
 
 
 def test_argocd(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:

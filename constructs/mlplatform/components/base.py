@@ -1,15 +1,25 @@
-"""What every construct shares: the chart it adds objects to, sync waves, the restricted security contexts."""
+"""What every construct shares: the chart, object metadata, sync waves, typed values and security contexts.
+
+Cost model (measured by bench/synth_bench.py): every call from Python into cdk8s crosses to its Node
+process through jsii (about 0.2 ms each). A typed object is one call when all its props are given to its
+constructor: props are structs, serialized with the call. `Quantity` and `IntOrString` values are jsii
+objects made by a call each, so they are made once per distinct value and reused (`quantity`, `port`).
+Structs are sent with only their set fields (`mlplatform.jsii_structs`).
+"""
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
 
 import cdk8s
+import cdk8s_plus_33 as kplus
+from cdk8s_plus_33 import k8s
 
 from constructs import Construct
+from mlplatform import jsii_structs
+
+jsii_structs.install()  # structs cross to Node with their set fields only: same output, far fewer bytes
 
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 #: Sync waves: namespace, quotas and network policies first, then secrets and Redis, then the services.
@@ -19,106 +29,115 @@ WAVE_SERVICES = "2"
 NO_PRUNE = {"argocd.argoproj.io/sync-options": "Prune=false"}
 
 
-class ManifestChart(cdk8s.Chart):
-    """A cdk8s Chart whose constructs hand it plain manifests; cdk8s makes them ApiObjects in one batch.
+class PlatformChart(cdk8s.Chart):
+    """A chart whose objects are named by their `metadata.name` only (no hashes) and set no namespace.
 
-    Why a batch: each Python -> Node call through jsii costs about 0.22 ms here, and an `ApiObject` with a
-    body takes three (create, `JsonPatch.add`, `add_json_patch`): 48 ms per added model service. One
-    `cdk8s.Include` per chart hands cdk8s every manifest at once; it parses them, makes one `ApiObject` each,
-    and renders and writes them like any other. Measured by bench/synth_bench.py (numbers in the README).
-    Other cdk8s constructs (cdk8s-plus, imported CRDs) can still be added; they synthesize alongside.
+    Each object carries its own namespace: a chart namespace would also land on cluster-scoped kinds.
     """
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True)
-        self._manifests: list[dict[str, Any]] = []
-        self._included = False
-
-    def add_manifest(self, manifest: dict[str, Any]) -> None:
-        if self._included:
-            raise RuntimeError(f"chart {self.node.id}: its manifests were already handed to cdk8s")
-        self._manifests.append(manifest)
-
-    def include_manifests(self) -> None:
-        """Hand every added manifest to cdk8s (call once, when the chart is complete, before synthesis)."""
-        if self._included:
-            return
-        self._included = True
-        if not self._manifests:
-            return
-        with tempfile.TemporaryDirectory(prefix="mlplatform-") as tmp:
-            path = Path(tmp) / "manifests.json"
-            # JSON documents are YAML documents; cdk8s.Include reads them with its YAML 1.1 loader.
-            documents = (json.dumps(m, separators=(",", ":")) for m in self._manifests)
-            path.write_text("\n---\n".join(documents) + "\n")
-            cdk8s.Include(self, "manifests", url=str(path))
 
 
-class Component(Construct):
-    """One concern of a `ManifestChart` (a direct child of it, or of another Component)."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Meta:
+    """Metadata shared by a component's objects: namespace (None: cluster-scoped), labels, sync wave."""
 
-    def __init__(self, scope: Construct, id: str) -> None:
-        super().__init__(scope, id)
-        if isinstance(scope, ManifestChart):
-            self._chart = scope
-        elif isinstance(scope, Component):
-            self._chart = scope._chart
-        else:
-            raise TypeError(f"{type(self).__name__} {id!r} must be created inside a ManifestChart")
+    namespace: str | None
+    labels: dict[str, str]
+    wave: str
 
-    def emit(self, manifest: dict[str, Any]) -> None:
-        """Add one Kubernetes object, given as a plain dict, to this component's chart."""
-        self._chart.add_manifest(manifest)
+    def at(self, wave: str) -> Meta:
+        return Meta(namespace=self.namespace, labels=self.labels, wave=wave)
 
+    def _annotations(self, extra: dict[str, str] | None) -> dict[str, str]:
+        return {WAVE_ANNOTATION: self.wave, **(extra or {})}
 
-def metadata(
-    *,
-    name: str,
-    labels: dict[str, str],
-    namespace: str | None,
-    wave: str,
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Object metadata; `namespace=None` for cluster-scoped kinds."""
-    meta: dict[str, Any] = {"name": name}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    meta["labels"] = dict(labels)
-    meta["annotations"] = {WAVE_ANNOTATION: wave, **(annotations or {})}
-    return meta
+    def l1(self, name: str, *, annotations: dict[str, str] | None = None) -> k8s.ObjectMeta:
+        """For the k8s L1 classes (`cdk8s_plus_33.k8s`)."""
+        return k8s.ObjectMeta(
+            name=name,
+            namespace=self.namespace,
+            labels=self.labels,
+            annotations=self._annotations(annotations),
+        )
+
+    def api(self, name: str, *, annotations: dict[str, str] | None = None) -> cdk8s.ApiObjectMetadata:
+        """For cdk8s-plus L2 constructs and the classes made by `cdk8s import`."""
+        return cdk8s.ApiObjectMetadata(
+            name=name,
+            namespace=self.namespace,
+            labels=self.labels,
+            annotations=self._annotations(annotations),
+        )
 
 
-def pod_security_context(uid: int) -> dict[str, Any]:
+@cache
+def quantity(value: str) -> k8s.Quantity:
+    """A resource quantity such as `500m` or `1Gi` (one jsii object per distinct value)."""
+    return k8s.Quantity.from_string(value)
+
+
+@cache
+def port(value: int | str) -> k8s.IntOrString:
+    """A port by number or by name (one jsii object per distinct value)."""
+    return (
+        k8s.IntOrString.from_number(value) if isinstance(value, int) else k8s.IntOrString.from_string(value)
+    )
+
+
+def quantities(values: dict[str, str]) -> dict[str, k8s.Quantity]:
+    return {key: quantity(value) for key, value in values.items()}
+
+
+def resources(requirements: dict[str, dict[str, str]]) -> k8s.ResourceRequirements:
+    """`{"limits": {...}, "requests": {...}}` as typed ResourceRequirements."""
+    return k8s.ResourceRequirements(
+        limits=quantities(requirements["limits"]), requests=quantities(requirements["requests"])
+    )
+
+
+SECCOMP = k8s.SeccompProfile(type="RuntimeDefault")
+
+
+def pod_security_context(uid: int) -> k8s.PodSecurityContext:
     """Pod-level restricted settings: fixed non-root UID/GID, fsGroup for volumes, seccomp RuntimeDefault."""
-    return {
-        "fsGroup": uid,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "runAsGroup": uid,
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return k8s.PodSecurityContext(
+        fs_group=uid,
+        fs_group_change_policy="OnRootMismatch",
+        run_as_group=uid,
+        run_as_non_root=True,
+        run_as_user=uid,
+        seccomp_profile=SECCOMP,
+    )
 
 
-def container_security_context(uid: int) -> dict[str, Any]:
+def container_security_context(uid: int) -> k8s.SecurityContext:
     """Container-level restricted settings (Pod Security Standard `restricted`, plus a read-only root)."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsGroup": uid,
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return k8s.SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=k8s.Capabilities(drop=["ALL"]),
+        privileged=False,
+        read_only_root_filesystem=True,
+        run_as_group=uid,
+        run_as_non_root=True,
+        run_as_user=uid,
+        seccomp_profile=SECCOMP,
+    )
 
 
-def service_account(*, name: str, namespace: str, labels: dict[str, str], wave: str) -> dict[str, Any]:
-    """A ServiceAccount whose token is never mounted automatically."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": metadata(name=name, namespace=namespace, labels=labels, wave=wave),
-        "automountServiceAccountToken": False,
-    }
+def secret_volume(name: str, *, secret: str, key: str, path: str | None = None) -> k8s.Volume:
+    """A volume with one key of a Secret, readable by the owner and group only."""
+    items = [k8s.KeyToPath(key=key, path=path or key)]
+    return k8s.Volume(
+        name=name, secret=k8s.SecretVolumeSource(secret_name=secret, default_mode=0o440, items=items)
+    )
+
+
+def tcp_port(name: str, number: int) -> k8s.ContainerPort:
+    return k8s.ContainerPort(name=name, container_port=number, protocol="TCP")
+
+
+def service_account(scope: Construct, *, meta: Meta, name: str) -> kplus.ServiceAccount:
+    """A ServiceAccount whose token is never mounted automatically (cdk8s-plus's default, kept)."""
+    return kplus.ServiceAccount(scope, "service-account", metadata=meta.api(name), automount_token=False)

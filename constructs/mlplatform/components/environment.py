@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from constructs import Construct
-from mlplatform.components.base import ManifestChart
+from mlplatform.components.base import PlatformChart
 from mlplatform.components.inference import InferenceService
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
@@ -12,7 +12,7 @@ from mlplatform.components.routing import Routing
 from mlplatform.spec import Environment
 
 
-class EnvironmentChart(ManifestChart):
+class EnvironmentChart(PlatformChart):
     """Everything `dist/<env>/` holds. The chart sets no namespace: each object carries its own."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
@@ -21,6 +21,5 @@ class EnvironmentChart(ManifestChart):
         NetworkPolicies(self, "network", env=env)
         RedisCache(self, "redis", env=env)
         for name in env.platform.services:
-            InferenceService(self, f"service-{name}", env=env, name=name)
-            Routing(self, f"routing-{name}", env=env, name=name)
-        self.include_manifests()
+            InferenceService(self, f"service-{name}", env=env, service=name)
+            Routing(self, f"routing-{name}", env=env, service=name)

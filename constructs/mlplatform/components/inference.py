@@ -1,44 +1,47 @@
-"""An inference service: ServiceAccount, ConfigMap, API-key ExternalSecret, Deployment(s), Service(s),
-autoscaler (HPA or KEDA), PodDisruptionBudget, optional ServiceMonitor, model-cache PVC and canary."""
+"""An inference service: ServiceAccount, API-key ExternalSecret, one `ServiceVersion` per track (ConfigMap,
+Deployment, Service), autoscaler (HPA or KEDA), PodDisruptionBudget, optional ServiceMonitor, model cache PVC.
+
+cdk8s-plus L2 constructs make the ServiceAccount and the ConfigMaps. The Deployment and Service are the k8s
+L1 classes: cdk8s-plus's Deployment cannot express what these pods need (ephemeral-storage in Mi, GPU
+extended resources, topologySpreadConstraints, nodeSelector, probes on the named port), and its Service
+targets port numbers only, where ours targets the container port by name.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import cdk8s_plus_33 as kplus
+from cdk8s_plus_33 import k8s
+from mlplatform_crds.com.coreos import monitoring
+from mlplatform_crds.sh import keda
 
 from constructs import Construct
-from mlplatform import labels
+from mlplatform import names
 from mlplatform.components.base import (
     NO_PRUNE,
     WAVE_DATA,
     WAVE_SERVICES,
-    Component,
-    container_security_context,
-    metadata,
-    pod_security_context,
+    Meta,
+    port,
+    quantity,
     service_account,
 )
-from mlplatform.components.redis import AUTH_SECRET
-from mlplatform.components.redis import NAME as REDIS_NAME
+from mlplatform.components.pods import (
+    API_KEYS_DIR,
+    API_KEYS_KEY,
+    HTTP_PORT,
+    MODEL_DIR,
+    REDIS_PASSWORD_DIR,
+    REDIS_PASSWORD_KEY,
+    PodProps,
+    pod_template,
+)
 from mlplatform.components.secrets import external_secret
 from mlplatform.spec import Environment
-from mlplatform.spec.overlay import PvcModels, ServiceOverlay
+from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
 from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
-APP_UID = 10001
-MODEL_DIR = "/models"
-REDIS_PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path, not a password)
-API_KEYS_DIR = "/var/run/secrets/inference"
-STABLE = "stable"
-CANARY = "canary"
-# Probe budgets: startup allows 5 minutes for loading and warming the models; after that readiness reacts
-# within 15 s and liveness restarts a hung process after 30 s.
-STARTUP_PROBE = {"periodSeconds": 5, "failureThreshold": 60, "timeoutSeconds": 3}
-READINESS_PROBE = {"periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 3}
-LIVENESS_PROBE = {"periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 3}
-INIT_RESOURCES = {
-    "limits": {"cpu": "500m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
-    "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
-}
+METRICS_PATH = "/metrics"
+SCRAPE_INTERVAL = "30s"
 
 
 def settings(
@@ -48,20 +51,20 @@ def settings(
     data = {
         "INFERENCE_MODEL_REPOSITORY": MODEL_DIR,
         "INFERENCE_MODELS": ",".join(f"{m.name}:{m.version}" for m in models),
-        "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/api-keys",
+        "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/{API_KEYS_KEY}",
     }
     if service.use_cache:
-        data["INFERENCE_REDIS_URL"] = f"redis://{REDIS_NAME}:{REDIS_PORT}/0"
-        data["INFERENCE_REDIS_PASSWORD_FILE"] = f"{REDIS_PASSWORD_DIR}/password"
+        data["INFERENCE_REDIS_URL"] = f"redis://{names.REDIS}:{REDIS_PORT}/0"
+        data["INFERENCE_REDIS_PASSWORD_FILE"] = f"{REDIS_PASSWORD_DIR}/{REDIS_PASSWORD_KEY}"
     tuning = _merge(service.tuning, overlay.tuning)
-    if tuning.cache_ttl_seconds is not None:
-        data["INFERENCE_CACHE_TTL_SECONDS"] = str(tuning.cache_ttl_seconds)
-    if tuning.max_batch_size is not None:
-        data["INFERENCE_MAX_BATCH_SIZE"] = str(tuning.max_batch_size)
-    if tuning.max_batch_wait_ms is not None:
-        data["INFERENCE_MAX_BATCH_WAIT_MS"] = str(tuning.max_batch_wait_ms)
-    if tuning.ort_intra_op_threads is not None:
-        data["INFERENCE_ORT_INTRA_OP_THREADS"] = str(tuning.ort_intra_op_threads)
+    for key, value in (
+        ("INFERENCE_CACHE_TTL_SECONDS", tuning.cache_ttl_seconds),
+        ("INFERENCE_MAX_BATCH_SIZE", tuning.max_batch_size),
+        ("INFERENCE_MAX_BATCH_WAIT_MS", tuning.max_batch_wait_ms),
+        ("INFERENCE_ORT_INTRA_OP_THREADS", tuning.ort_intra_op_threads),
+    ):
+        if value is not None:
+            data[key] = str(value)
     if tuning.execution_providers is not None:
         data["INFERENCE_EXECUTION_PROVIDERS"] = ",".join(tuning.execution_providers)
     return dict(sorted(data.items()))
@@ -73,304 +76,151 @@ def _merge(base: Tuning, override: Tuning) -> Tuning:
     return Tuning.model_validate(values)
 
 
-def _http_probe(path: str, budget: dict[str, int]) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http", "scheme": "HTTP"}, **budget}
+class ServiceVersion(Construct):
+    """One version (stable or canary) of a service: its ConfigMap, Deployment and Service.
 
+    `replicas=None` leaves the count to an autoscaler (the Deployment then carries none).
+    """
 
-def pod_template(
-    env: Environment,
-    *,
-    name: str,
-    track: str,
-    service: Service,
-    overlay: ServiceOverlay,
-    image: str,
-    config: str,
-) -> dict[str, Any]:
-    """The pod template of one version (stable or canary) of a service."""
-    pod_labels = labels.common(platform=env.platform.name, name=name, component="inference") | {
-        labels.TRACK: track
-    }
-    gpu = overlay.gpu
-    extra = {gpu.resource_name: str(gpu.count)} if gpu else None
-    mounts: list[dict[str, Any]] = [
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (the one writable path of the runtime contract)
-        {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "tmp", "emptyDir": {"sizeLimit": overlay.resources.limits.ephemeral_storage}},
-        {
-            "name": "api-keys",
-            "secret": {
-                "secretName": f"{name}-api-keys",
-                "defaultMode": 0o440,
-                "items": [{"key": "api-keys", "path": "api-keys"}],
-            },
-        },
-    ]
-    if service.use_cache:
-        mounts.append({"name": "redis-password", "mountPath": REDIS_PASSWORD_DIR, "readOnly": True})
-        volumes.append(
-            {
-                "name": "redis-password",
-                "secret": {
-                    "secretName": AUTH_SECRET,
-                    "defaultMode": 0o440,
-                    "items": [{"key": "password", "path": "password"}],
-                },
-            }
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        meta: Meta,
+        pod: PodProps,
+        models: list[Model],
+        replicas: int | None,
+    ) -> None:
+        super().__init__(scope, id)
+        env, version = pod.env, pod.version
+        service = env.platform.services[version.service]
+        data = settings(env, service=service, overlay=pod.overlay, models=models)
+        kplus.ConfigMap(self, "config", metadata=meta.api(version.config), data=data)
+        strategy = k8s.DeploymentStrategy(
+            type="RollingUpdate",
+            rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
         )
-    init_containers = []
-    delivery = overlay.model_delivery
-    if isinstance(delivery, PvcModels):
-        mounts.append({"name": "models", "mountPath": MODEL_DIR, "readOnly": True})
-        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": f"{name}-model-cache"}})
-        init_containers.append(_model_fetch(delivery))
-    container = {
-        "name": "inference",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": INFERENCE_PORT, "protocol": "TCP"}],
-        "envFrom": [{"configMapRef": {"name": config}}],
-        "resources": overlay.resources.as_k8s(extra_requests=extra),
-        "securityContext": container_security_context(APP_UID),
-        "startupProbe": _http_probe("/v2/health/ready", STARTUP_PROBE),
-        "readinessProbe": _http_probe("/v2/health/ready", READINESS_PROBE),
-        "livenessProbe": _http_probe("/v2/health/live", LIVENESS_PROBE),
-        "volumeMounts": mounts,
-    }
-    spec: dict[str, Any] = {
-        "serviceAccountName": name,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(APP_UID),
-        "terminationGracePeriodSeconds": 30,
-    }
-    if init_containers:
-        spec["initContainers"] = init_containers
-    spec["containers"] = [container]
-    spec["volumes"] = volumes
-    if gpu:
-        spec["nodeSelector"] = dict(sorted(gpu.node_selector.items()))
-        spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in gpu.tolerations]
-    if env.overlay.features.topology_spread:
-        selector = {"matchLabels": labels.select_track(name, track)}
-        spec["topologySpreadConstraints"] = [
-            {
-                "maxSkew": 1,
-                "topologyKey": key,
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": selector,
-            }
-            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
-        ]
-    return {"metadata": {"labels": pod_labels}, "spec": spec}
-
-
-def _model_fetch(delivery: PvcModels) -> dict[str, Any]:
-    """Init container: copy the models out of the pinned model image into the cache PVC, once per digest."""
-    marker = f"/mnt/models/.complete-{delivery.image.rsplit(':', 1)[1][:12]}"
-    script = f"set -eu; if [ ! -f {marker} ]; then cp -R {delivery.path}/. /mnt/models/ && touch {marker}; fi"
-    return {
-        "name": "model-fetch",
-        "image": delivery.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", script],
-        "resources": INIT_RESOURCES,
-        "securityContext": container_security_context(APP_UID),
-        "volumeMounts": [{"name": "models", "mountPath": "/mnt/models"}],
-    }
-
-
-def inference_manifests(env: Environment, name: str) -> list[dict[str, Any]]:
-    ns = env.namespace
-    service = env.platform.services[name]
-    overlay = env.overlay.services[name]
-    common = labels.common(platform=env.platform.name, name=name, component="inference")
-
-    def meta(obj_name: str, *, wave: str = WAVE_SERVICES, annotations: dict[str, str] | None = None) -> Any:
-        return metadata(name=obj_name, namespace=ns, labels=common, wave=wave, annotations=annotations)
-
-    autoscaling = overlay.autoscaling
-    stable_template = pod_template(
-        env,
-        name=name,
-        track=STABLE,
-        service=service,
-        overlay=overlay,
-        image=f"{service.image}@{overlay.image_digest}",
-        config=f"{name}-config",
-    )
-    deployment_spec: dict[str, Any] = {}
-    if autoscaling is None:
-        deployment_spec["replicas"] = overlay.replicas
-    deployment_spec |= {
-        "revisionHistoryLimit": 5,
-        "selector": {"matchLabels": labels.select_track(name, STABLE)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "template": stable_template,
-    }
-    manifests: list[dict[str, Any]] = [
-        service_account(name=name, namespace=ns, labels=common, wave=WAVE_SERVICES),
-        external_secret(
-            name=f"{name}-api-keys",
-            namespace=ns,
-            labels=common,
-            wave=WAVE_DATA,
-            store=env.overlay.secret_store,
-            ref=service.api_keys,
-            key="api-keys",
-        ),
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": meta(f"{name}-config"),
-            "data": settings(env, service=service, overlay=overlay, models=service.models),
-        },
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name), "spec": deployment_spec},
-        _service(meta(name), name=name, track=STABLE),
-        {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": meta(name),
-            "spec": {
-                "maxUnavailable": 1,
-                "selector": {"matchLabels": labels.select_track(name, STABLE)},
-                "unhealthyPodEvictionPolicy": "AlwaysAllow",
-            },
-        },
-    ]
-    if isinstance(overlay.model_delivery, PvcModels):
-        delivery = overlay.model_delivery
-        manifests.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": meta(f"{name}-model-cache", wave=WAVE_DATA, annotations=NO_PRUNE),
-                "spec": {
-                    "accessModes": [delivery.access_mode],
-                    "storageClassName": delivery.storage_class,
-                    "resources": {"requests": {"storage": delivery.size}},
-                },
-            }
+        spec = k8s.DeploymentSpec(
+            replicas=replicas,
+            revision_history_limit=5,
+            selector=k8s.LabelSelector(match_labels=version.selector),
+            strategy=strategy,
+            template=pod_template(pod),
         )
-    if autoscaling is not None and autoscaling.engine == "hpa":
-        manifests.append(
-            {
-                "apiVersion": "autoscaling/v2",
-                "kind": "HorizontalPodAutoscaler",
-                "metadata": meta(name),
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicas": autoscaling.min_replicas,
-                    "maxReplicas": autoscaling.max_replicas,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {
-                                    "type": "Utilization",
-                                    "averageUtilization": autoscaling.target_cpu_utilization,
-                                },
-                            },
-                        }
-                    ],
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
-                },
-            }
+        k8s.KubeDeployment(self, "deployment", metadata=meta.l1(version.name), spec=spec)
+        http = k8s.ServicePort(
+            name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP"
         )
-    elif autoscaling is not None:
-        manifests.append(
-            {
-                "apiVersion": "keda.sh/v1alpha1",
-                "kind": "ScaledObject",
-                "metadata": meta(name),
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "minReplicaCount": autoscaling.min_replicas,
-                    "maxReplicaCount": autoscaling.max_replicas,
-                    "triggers": [
-                        {
-                            "type": "cpu",
-                            "metricType": "Utilization",
-                            "metadata": {"value": str(autoscaling.target_cpu_utilization)},
-                        }
-                    ],
-                },
-            }
-        )
-    if env.overlay.features.service_monitor:
-        manifests.append(
-            {
-                "apiVersion": "monitoring.coreos.com/v1",
-                "kind": "ServiceMonitor",
-                "metadata": meta(name),
-                "spec": {
-                    "selector": {"matchLabels": labels.select(name)},
-                    "namespaceSelector": {"matchNames": [ns]},
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-                },
-            }
-        )
-    if overlay.canary is not None:
-        canary = overlay.canary
-        canary_name = f"{name}-canary"
-        manifests.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": meta(f"{canary_name}-config"),
-                "data": settings(env, service=service, overlay=overlay, models=canary.models),
-            }
-        )
-        template = pod_template(
-            env,
-            name=name,
-            track=CANARY,
-            service=service,
-            overlay=overlay,
-            image=f"{service.image}@{canary.image_digest}",
-            config=f"{canary_name}-config",
-        )
-        manifests.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": meta(canary_name),
-                "spec": {
-                    "replicas": canary.replicas,
-                    "revisionHistoryLimit": 5,
-                    "selector": {"matchLabels": labels.select_track(name, CANARY)},
-                    "strategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-                    },
-                    "template": template,
-                },
-            }
-        )
-        manifests.append(_service(meta(canary_name), name=name, track=CANARY))
-    return manifests
+        service_spec = k8s.ServiceSpec(type="ClusterIP", selector=version.selector, ports=[http])
+        k8s.KubeService(self, "service", metadata=meta.l1(version.name), spec=service_spec)
 
 
-def _service(meta: dict[str, Any], *, name: str, track: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": labels.select_track(name, track),
-            "ports": [{"name": "http", "port": INFERENCE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-
-
-class InferenceService(Component):
+class InferenceService(Construct):
     """One model-serving service of one environment."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment, name: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
         super().__init__(scope, id)
-        for manifest in inference_manifests(env, name):
-            self.emit(manifest)
+        spec, overlay = env.platform.services[service], env.overlay.services[service]
+        svc = names.ServiceNames(service)
+        common = names.common(platform=env.platform.name, name=service, component="inference")
+        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
+        service_account(self, meta=meta, name=service)
+        external_secret(
+            self,
+            "api-keys",
+            meta=meta.at(WAVE_DATA),
+            name=svc.api_keys,
+            store=env.overlay.secret_store,
+            ref=spec.api_keys,
+            key=API_KEYS_KEY,
+        )
+        image = f"{spec.image}@{overlay.image_digest}"
+        stable = PodProps(env=env, version=svc.stable, overlay=overlay, image=image, use_cache=spec.use_cache)
+        replicas = overlay.replicas if overlay.autoscaling is None else None
+        ServiceVersion(self, "stable", meta=meta, pod=stable, models=spec.models, replicas=replicas)
+        budget = k8s.PodDisruptionBudgetSpec(
+            max_unavailable=port(1),
+            selector=k8s.LabelSelector(match_labels=svc.stable.selector),
+            unhealthy_pod_eviction_policy="AlwaysAllow",
+        )
+        k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(service), spec=budget)
+        if isinstance(overlay.model_delivery, PvcModels):
+            model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
+        if overlay.autoscaling is not None:
+            autoscaler(self, meta=meta, name=service, autoscaling=overlay.autoscaling)
+        if env.overlay.features.service_monitor:
+            service_monitor(self, meta=meta, name=service, namespace=env.namespace)
+        if overlay.canary is not None:
+            canary = overlay.canary
+            pod = PodProps(
+                env=env,
+                version=svc.canary,
+                overlay=overlay,
+                image=f"{spec.image}@{canary.image_digest}",
+                use_cache=spec.use_cache,
+            )
+            ServiceVersion(self, "canary", meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
+
+
+def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels) -> None:
+    """The model-cache PVC; never pruned by Argo CD (a re-sync must not throw the cache away)."""
+    spec = k8s.PersistentVolumeClaimSpec(
+        access_modes=[delivery.access_mode],
+        storage_class_name=delivery.storage_class,
+        resources=k8s.VolumeResourceRequirements(requests={"storage": quantity(delivery.size)}),
+    )
+    k8s.KubePersistentVolumeClaim(
+        scope, "model-cache", metadata=meta.l1(name, annotations=NO_PRUNE), spec=spec
+    )
+
+
+def autoscaler(scope: Construct, *, meta: Meta, name: str, autoscaling: Autoscaling) -> None:
+    """An HPA (autoscaling/v2) or a KEDA ScaledObject on CPU utilization, scaling Deployment `name`."""
+    if autoscaling.engine == "hpa":
+        target = k8s.MetricTargetV2(
+            type="Utilization", average_utilization=autoscaling.target_cpu_utilization
+        )
+        hpa = k8s.HorizontalPodAutoscalerSpecV2(
+            scale_target_ref=k8s.CrossVersionObjectReferenceV2(
+                api_version="apps/v1", kind="Deployment", name=name
+            ),
+            min_replicas=autoscaling.min_replicas,
+            max_replicas=autoscaling.max_replicas,
+            metrics=[
+                k8s.MetricSpecV2(
+                    type="Resource", resource=k8s.ResourceMetricSourceV2(name="cpu", target=target)
+                )
+            ],
+            behavior=k8s.HorizontalPodAutoscalerBehaviorV2(
+                scale_down=k8s.HpaScalingRulesV2(stabilization_window_seconds=300)
+            ),
+        )
+        k8s.KubeHorizontalPodAutoscalerV2(scope, "autoscaler", metadata=meta.l1(name), spec=hpa)
+        return
+    trigger = keda.ScaledObjectSpecTriggers(
+        type="cpu", metric_type="Utilization", metadata={"value": str(autoscaling.target_cpu_utilization)}
+    )
+    scaled = keda.ScaledObjectSpec(
+        scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(
+            api_version="apps/v1", kind="Deployment", name=name
+        ),
+        min_replica_count=autoscaling.min_replicas,
+        max_replica_count=autoscaling.max_replicas,
+        triggers=[trigger],
+    )
+    keda.ScaledObject(scope, "autoscaler", metadata=meta.api(name), spec=scaled)
+
+
+def service_monitor(scope: Construct, *, meta: Meta, name: str, namespace: str) -> None:
+    """Prometheus scrapes every version of the service on the named port (one ServiceMonitor)."""
+    spec = monitoring.ServiceMonitorSpec(
+        selector=monitoring.ServiceMonitorSpecSelector(match_labels=names.select(name)),
+        namespace_selector=monitoring.ServiceMonitorSpecNamespaceSelector(match_names=[namespace]),
+        endpoints=[
+            monitoring.ServiceMonitorSpecEndpoints(
+                port=HTTP_PORT, path=METRICS_PATH, interval=SCRAPE_INTERVAL
+            )
+        ],
+    )
+    monitoring.ServiceMonitor(scope, "monitor", metadata=meta.api(name), spec=spec)

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+import cdk8s
+import cdk8s_plus_33 as kplus
+from cdk8s_plus_33 import k8s
 
 from constructs import Construct
-from mlplatform import labels
-from mlplatform.components.base import WAVE_NAMESPACE, Component, metadata
+from mlplatform import names
+from mlplatform.components.base import WAVE_ANNOTATION, WAVE_NAMESPACE, Meta, quantities
 from mlplatform.spec import Environment
+from mlplatform.spec.overlay import Quota
 
 PSA_LEVEL = "restricted"
 PSA_VERSION = "v1.33"
+CONTAINER_DEFAULTS = {"cpu": "500m", "ephemeral-storage": "256Mi", "memory": "256Mi"}
+CONTAINER_DEFAULT_REQUESTS = {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"}
 
 
-def namespace_manifests(env: Environment) -> list[dict[str, Any]]:
-    ns = env.namespace
-    common = labels.common(platform=env.platform.name, name=env.platform.name, component="namespace")
-    psa = {}
+def psa_labels() -> dict[str, str]:
+    """Pod Security Admission `restricted`, pinned to the targeted Kubernetes minor, in every mode."""
+    labels = {}
     for mode in ("enforce", "audit", "warn"):
-        psa[f"pod-security.kubernetes.io/{mode}"] = PSA_LEVEL
-        psa[f"pod-security.kubernetes.io/{mode}-version"] = PSA_VERSION
-    managed = {labels.MANAGED_NAMESPACE: labels.MANAGED_NAMESPACE_VALUE}
-    quota = env.overlay.quota
+        labels[f"pod-security.kubernetes.io/{mode}"] = PSA_LEVEL
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = PSA_VERSION
+    return labels
+
+
+def quota_hard(quota: Quota) -> dict[str, str]:
     hard = {
         "limits.cpu": quota.limits_cpu,
         "limits.ephemeral-storage": quota.limits_ephemeral_storage,
@@ -34,39 +40,40 @@ def namespace_manifests(env: Environment) -> list[dict[str, Any]]:
         "requests.storage": quota.requests_storage,
         "requests.nvidia.com/gpu": str(quota.requests_gpu),
     }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": metadata(name=ns, namespace=None, labels=common | psa | managed, wave=WAVE_NAMESPACE),
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": metadata(name="compute", namespace=ns, labels=common, wave=WAVE_NAMESPACE),
-            "spec": {"hard": dict(sorted(hard.items()))},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "LimitRange",
-            "metadata": metadata(name="container-defaults", namespace=ns, labels=common, wave=WAVE_NAMESPACE),
-            "spec": {
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default": {"cpu": "500m", "ephemeral-storage": "256Mi", "memory": "256Mi"},
-                        "defaultRequest": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"},
-                    }
-                ]
-            },
-        },
-    ]
+    return dict(sorted(hard.items()))
 
 
-class NamespaceBaseline(Component):
+class NamespaceBaseline(Construct):
     """Namespace (restricted PSA, pinned to v1.33), ResourceQuota and LimitRange of one environment."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
         super().__init__(scope, id)
-        for manifest in namespace_manifests(env):
-            self.emit(manifest)
+        common = names.common(platform=env.platform.name, name=env.platform.name, component="namespace")
+        managed = {names.MANAGED_NAMESPACE: names.MANAGED_NAMESPACE_VALUE}
+        kplus.Namespace(
+            self,
+            "namespace",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=env.namespace,
+                labels=common | psa_labels() | managed,
+                annotations={WAVE_ANNOTATION: WAVE_NAMESPACE},
+            ),
+        )
+        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_NAMESPACE)
+        k8s.KubeResourceQuota(
+            self,
+            "quota",
+            metadata=meta.l1(names.RESOURCE_QUOTA),
+            spec=k8s.ResourceQuotaSpec(hard=quantities(quota_hard(env.overlay.quota))),
+        )
+        defaults = k8s.LimitRangeItem(
+            type="Container",
+            default=quantities(CONTAINER_DEFAULTS),
+            default_request=quantities(CONTAINER_DEFAULT_REQUESTS),
+        )
+        k8s.KubeLimitRange(
+            self,
+            "limits",
+            metadata=meta.l1(names.LIMIT_RANGE),
+            spec=k8s.LimitRangeSpec(limits=[defaults]),
+        )

@@ -1,80 +1,78 @@
-"""External traffic: an Ingress with cert-manager TLS, or a Gateway API HTTPRoute with weighted canary."""
+"""External traffic: an Ingress with cert-manager TLS, or a Gateway API HTTPRoute with weighted canary.
+
+The Ingress is the k8s L1 class (cdk8s-plus's Ingress points at Service port numbers; ours names the port).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from cdk8s_plus_33 import k8s
+from mlplatform_crds.io.k8s.networking import gateway
 
 from constructs import Construct
-from mlplatform import labels
-from mlplatform.components.base import WAVE_SERVICES, Component, metadata
+from mlplatform import names
+from mlplatform.components.base import WAVE_SERVICES, Meta
+from mlplatform.components.pods import HTTP_PORT
 from mlplatform.spec import Environment
-from mlplatform.spec.overlay import GatewayRouting
+from mlplatform.spec.overlay import GatewayRouting, IngressRouting, ServiceOverlay
 from mlplatform.spec.platform import INFERENCE_PORT
 
 CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
 
 
-def routing_manifest(env: Environment, name: str) -> dict[str, Any]:
-    overlay = env.overlay.services[name]
-    routing = env.overlay.routing
-    common = labels.common(platform=env.platform.name, name=name, component="inference")
-    if isinstance(routing, GatewayRouting):
-        parent: dict[str, Any] = {"name": routing.gateway.name, "namespace": routing.gateway.namespace}
-        if routing.gateway.section_name:
-            parent["sectionName"] = routing.gateway.section_name
-        canary = overlay.canary
-        backends = [{"name": name, "port": INFERENCE_PORT, "weight": 100 - (canary.weight if canary else 0)}]
-        if canary:
-            backends.append({"name": f"{name}-canary", "port": INFERENCE_PORT, "weight": canary.weight})
-        return {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": metadata(name=name, namespace=env.namespace, labels=common, wave=WAVE_SERVICES),
-            "spec": {
-                "parentRefs": [parent],
-                "hostnames": [overlay.host],
-                "rules": [
-                    {
-                        "matches": [{"path": {"type": "PathPrefix", "value": overlay.path}}],
-                        "backendRefs": backends,
-                    }
-                ],
-            },
-        }
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": metadata(
-            name=name,
-            namespace=env.namespace,
-            labels=common,
-            wave=WAVE_SERVICES,
-            annotations={CERT_MANAGER_ISSUER: routing.tls_issuer},
-        ),
-        "spec": {
-            "ingressClassName": routing.class_name,
-            "tls": [{"hosts": [overlay.host], "secretName": f"{name}-tls"}],
-            "rules": [
-                {
-                    "host": overlay.host,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": overlay.path,
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": name, "port": {"name": "http"}}},
-                            }
-                        ]
-                    },
-                }
-            ],
-        },
-    }
+def http_route(
+    scope: Construct, *, meta: Meta, service: str, overlay: ServiceOverlay, routing: GatewayRouting
+) -> None:
+    """An HTTPRoute on the shared Gateway; with a canary, the stable and canary Services split by weight."""
+    ref = routing.gateway
+    parent = gateway.HttpRouteSpecParentRefs(
+        name=ref.name, namespace=ref.namespace, section_name=ref.section_name
+    )
+    svc, canary = names.ServiceNames(service), overlay.canary
+    weight = canary.weight if canary else 0
+    backends = [
+        gateway.HttpRouteSpecRulesBackendRefs(name=svc.stable.name, port=INFERENCE_PORT, weight=100 - weight)
+    ]
+    if canary:
+        backends.append(
+            gateway.HttpRouteSpecRulesBackendRefs(name=svc.canary.name, port=INFERENCE_PORT, weight=weight)
+        )
+    path = gateway.HttpRouteSpecRulesMatchesPath(
+        type=gateway.HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value=overlay.path
+    )
+    rule = gateway.HttpRouteSpecRules(
+        matches=[gateway.HttpRouteSpecRulesMatches(path=path)], backend_refs=backends
+    )
+    spec = gateway.HttpRouteSpec(parent_refs=[parent], hostnames=[overlay.host], rules=[rule])
+    gateway.HttpRoute(scope, "route", metadata=meta.api(service), spec=spec)
 
 
-class Routing(Component):
+def ingress(
+    scope: Construct, *, meta: Meta, service: str, overlay: ServiceOverlay, routing: IngressRouting
+) -> None:
+    """An Ingress for the stable Service, with a TLS certificate from cert-manager's cluster issuer."""
+    svc = names.ServiceNames(service)
+    backend = k8s.IngressBackend(
+        service=k8s.IngressServiceBackend(name=svc.stable.name, port=k8s.ServiceBackendPort(name=HTTP_PORT))
+    )
+    path = k8s.HttpIngressPath(path=overlay.path, path_type="Prefix", backend=backend)
+    spec = k8s.IngressSpec(
+        ingress_class_name=routing.class_name,
+        tls=[k8s.IngressTls(hosts=[overlay.host], secret_name=svc.tls)],
+        rules=[k8s.IngressRule(host=overlay.host, http=k8s.HttpIngressRuleValue(paths=[path]))],
+    )
+    annotations = {CERT_MANAGER_ISSUER: routing.tls_issuer}
+    k8s.KubeIngress(scope, "ingress", metadata=meta.l1(service, annotations=annotations), spec=spec)
+
+
+class Routing(Construct):
     """The external route to one service."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment, name: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
         super().__init__(scope, id)
-        self.emit(routing_manifest(env, name))
+        common = names.common(platform=env.platform.name, name=service, component="inference")
+        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
+        overlay, routing = env.overlay.services[service], env.overlay.routing
+        if isinstance(routing, GatewayRouting):
+            http_route(self, meta=meta, service=service, overlay=overlay, routing=routing)
+        else:
+            ingress(self, meta=meta, service=service, overlay=overlay, routing=routing)

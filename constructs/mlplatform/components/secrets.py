@@ -2,35 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from mlplatform_crds.io import external_secrets as eso
 
-from mlplatform.components.base import metadata
+from constructs import Construct
+from mlplatform.components.base import Meta
 from mlplatform.spec.common import SecretRef
+
+REFRESH = "1h"
 
 
 def external_secret(
+    scope: Construct,
+    id: str,
     *,
+    meta: Meta,
     name: str,
-    namespace: str,
-    labels: dict[str, str],
-    wave: str,
     store: str,
     ref: SecretRef,
     key: str,
     template: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An ExternalSecret that fills Secret `name` key `key` from `ref` (optionally through a template)."""
-    target: dict[str, Any] = {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"}
-    if template:
-        target["template"] = {"engineVersion": "v2", "data": dict(template)}
-    return {
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ExternalSecret",
-        "metadata": metadata(name=name, namespace=namespace, labels=labels, wave=wave),
-        "spec": {
-            "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
-            "target": target,
-            "data": [{"secretKey": key, "remoteRef": {"key": ref.remote_key, "property": ref.property}}],
-        },
-    }
+) -> eso.ExternalSecret:
+    """An ExternalSecret that fills Secret `name` key `key` from `ref` (optionally through a template).
+
+    The Secret is owned by the ExternalSecret but kept when it is deleted (a pruned ExternalSecret must not
+    take a running service's credentials with it).
+    """
+    target = eso.ExternalSecretSpecTarget(
+        name=name,
+        creation_policy=eso.ExternalSecretSpecTargetCreationPolicy.OWNER,
+        deletion_policy=eso.ExternalSecretSpecTargetDeletionPolicy.RETAIN,
+        template=eso.ExternalSecretSpecTargetTemplate(
+            engine_version=eso.ExternalSecretSpecTargetTemplateEngineVersion.V2, data=dict(template)
+        )
+        if template
+        else None,
+    )
+    remote = eso.ExternalSecretSpecDataRemoteRef(key=ref.remote_key, property=ref.property)
+    spec = eso.ExternalSecretSpec(
+        refresh_interval=REFRESH,
+        secret_store_ref=eso.ExternalSecretSpecSecretStoreRef(
+            kind=eso.ExternalSecretSpecSecretStoreRefKind.CLUSTER_SECRET_STORE, name=store
+        ),
+        target=target,
+        data=[eso.ExternalSecretSpecData(secret_key=key, remote_ref=remote)],
+    )
+    return eso.ExternalSecret(scope, id, metadata=meta.api(name), spec=spec)

@@ -1,0 +1,164 @@
+"""The pod template of one version (stable or canary) of an inference service, as typed k8s structs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdk8s_plus_33 import k8s
+
+from mlplatform import names
+from mlplatform.components.base import (
+    container_security_context,
+    pod_security_context,
+    port,
+    quantity,
+    resources,
+    secret_volume,
+    tcp_port,
+)
+from mlplatform.spec import Environment
+from mlplatform.spec.overlay import Gpu, PvcModels, ServiceOverlay
+from mlplatform.spec.platform import INFERENCE_PORT
+
+APP_UID = 10001
+HTTP_PORT = "http"  # the container port's name: probes, Services, routes and monitors refer to it by name
+MODEL_DIR = "/models"
+TMP_DIR = "/tmp"  # noqa: S108  (the one writable path of the runtime contract)
+REDIS_PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path, not a password)
+REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
+API_KEYS_DIR = "/var/run/secrets/inference"
+API_KEYS_KEY = "api-keys"
+MODEL_FETCH_DIR = "/mnt/models"
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+#: Probe budgets (period, failures, timeout): startup allows 5 minutes for loading and warming the models;
+#: after that readiness reacts within 15 s and liveness restarts a hung process after 30 s.
+STARTUP_PROBE = (5, 60, 3)
+READINESS_PROBE = (5, 3, 3)
+LIVENESS_PROBE = (10, 3, 3)
+INIT_RESOURCES = {
+    "limits": {"cpu": "500m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
+    "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
+}
+SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PodProps:
+    """What one version's pods need: the environment, which version, its image and its ConfigMap."""
+
+    env: Environment
+    version: names.Version
+    overlay: ServiceOverlay
+    image: str
+    use_cache: bool
+
+
+def http_probe(path: str, budget: tuple[int, int, int]) -> k8s.Probe:
+    period, failures, timeout = budget
+    return k8s.Probe(
+        http_get=k8s.HttpGetAction(path=path, port=port(HTTP_PORT), scheme="HTTP"),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=timeout,
+    )
+
+
+def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
+    """The volumes and the main container's mounts: /tmp, the API keys, the Redis password, the models."""
+    service = names.ServiceNames(props.version.service)
+    tmp = k8s.EmptyDirVolumeSource(size_limit=quantity(props.overlay.resources.limits.ephemeral_storage))
+    volumes = [
+        k8s.Volume(name="tmp", empty_dir=tmp),
+        secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY),
+    ]
+    mounts = [
+        k8s.VolumeMount(name="tmp", mount_path=TMP_DIR),
+        k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True),
+    ]
+    if props.use_cache:
+        volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
+        mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
+    if isinstance(props.overlay.model_delivery, PvcModels):
+        claim = k8s.PersistentVolumeClaimVolumeSource(claim_name=service.model_cache)
+        volumes.append(k8s.Volume(name="models", persistent_volume_claim=claim))
+        mounts.append(k8s.VolumeMount(name="models", mount_path=MODEL_DIR, read_only=True))
+    return volumes, mounts
+
+
+def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
+    gpu = props.overlay.gpu
+    extra = {gpu.resource_name: str(gpu.count)} if gpu else None
+    return k8s.Container(
+        name="inference",
+        image=props.image,
+        image_pull_policy="IfNotPresent",
+        ports=[tcp_port(HTTP_PORT, INFERENCE_PORT)],
+        env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=props.version.config))],
+        resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
+        security_context=container_security_context(APP_UID),
+        startup_probe=http_probe(READY_PATH, STARTUP_PROBE),
+        readiness_probe=http_probe(READY_PATH, READINESS_PROBE),
+        liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE),
+        volume_mounts=mounts,
+    )
+
+
+def model_fetch(delivery: PvcModels) -> k8s.Container:
+    """Init container: copy the models out of the pinned model image into the cache PVC, once per digest."""
+    marker = f"{MODEL_FETCH_DIR}/.complete-{delivery.image.rsplit(':', 1)[1][:12]}"
+    copy = f"cp -R {delivery.path}/. {MODEL_FETCH_DIR}/ && touch {marker}"
+    script = f"set -eu; if [ ! -f {marker} ]; then {copy}; fi"
+    return k8s.Container(
+        name="model-fetch",
+        image=delivery.image,
+        image_pull_policy="IfNotPresent",
+        command=["sh", "-c", script],
+        resources=resources(INIT_RESOURCES),
+        security_context=container_security_context(APP_UID),
+        volume_mounts=[k8s.VolumeMount(name="models", mount_path=MODEL_FETCH_DIR)],
+    )
+
+
+def _spread(env: Environment, version: names.Version) -> list[k8s.TopologySpreadConstraint] | None:
+    if not env.overlay.features.topology_spread:
+        return None
+    selector = k8s.LabelSelector(match_labels=version.selector)
+    return [
+        k8s.TopologySpreadConstraint(
+            max_skew=1, topology_key=key, when_unsatisfiable="ScheduleAnyway", label_selector=selector
+        )
+        for key in SPREAD_KEYS
+    ]
+
+
+def _tolerations(gpu: Gpu | None) -> list[k8s.Toleration] | None:
+    if gpu is None:
+        return None
+    return [
+        k8s.Toleration(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+        for t in gpu.tolerations
+    ]
+
+
+def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
+    """The pod template of one version of a service."""
+    labels = names.common(platform=props.env.platform.name, name=props.version.service, component="inference")
+    volumes, mounts = _storage(props)
+    delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
+    spec = k8s.PodSpec(
+        service_account_name=props.version.service,
+        automount_service_account_token=False,
+        enable_service_links=False,
+        security_context=pod_security_context(APP_UID),
+        termination_grace_period_seconds=30,
+        init_containers=[model_fetch(delivery)] if isinstance(delivery, PvcModels) else None,
+        containers=[_container(props, mounts)],
+        volumes=volumes,
+        node_selector=dict(sorted(gpu.node_selector.items())) if gpu else None,
+        tolerations=_tolerations(gpu),
+        topology_spread_constraints=_spread(props.env, props.version),
+    )
+    return k8s.PodTemplateSpec(
+        metadata=k8s.ObjectMeta(labels=labels | {names.TRACK: props.version.track}), spec=spec
+    )

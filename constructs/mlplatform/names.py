@@ -1,0 +1,132 @@
+"""Every object name, label and selector the platform writes: derived here and nowhere else.
+
+Names are what people type (`kubectl get deploy inference-canary`) and what other objects point at (a
+Service's selector, an HTTPRoute's backend, a volume's Secret). Deriving each in one place keeps the
+pointers and the pointees in step. Labels and selectors are readable and stable, never derived from
+construct paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+NAME = "app.kubernetes.io/name"
+PART_OF = "app.kubernetes.io/part-of"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT = "app.kubernetes.io/component"
+TRACK = "track"  # stable | canary: which version of a service a pod runs
+MANAGER = "cdk8s"
+#: Set on every Namespace the platform manages. The cluster policies (dist/cluster-policies/) select
+#: namespaces by this label only, so they never touch other teams' namespaces.
+MANAGED_NAMESPACE = "mlplatform.io/managed"
+MANAGED_NAMESPACE_VALUE = "true"
+#: Set by the StatefulSet controller on each of its pods.
+STATEFULSET_POD_NAME = "statefulset.kubernetes.io/pod-name"
+
+Track = Literal["stable", "canary"]
+STABLE: Track = "stable"
+CANARY: Track = "canary"
+
+#: Per-namespace objects with fixed names.
+RESOURCE_QUOTA = "compute"
+LIMIT_RANGE = "container-defaults"
+DEFAULT_DENY = "default-deny"
+ALLOW_DNS = "allow-dns"
+REDIS_REPLICATION = "allow-redis-replication"
+#: The name of the Redis cache (its StatefulSet, client Service, ServiceAccount and pods' name label).
+REDIS = "redis"
+REDIS_HEADLESS = f"{REDIS}-headless"
+REDIS_CONFIG = f"{REDIS}-config"
+REDIS_AUTH = f"{REDIS}-auth"
+REDIS_PRIMARY_POD = f"{REDIS}-0"  # the StatefulSet's first pod
+
+
+def common(*, platform: str, name: str, component: str | None = None) -> dict[str, str]:
+    """Labels every object of a component carries."""
+    labels = {NAME: name, PART_OF: platform, MANAGED_BY: MANAGER}
+    if component:
+        labels[COMPONENT] = component
+    return labels
+
+
+def select(name: str) -> dict[str, str]:
+    """The selector of every pod of a component (used by NetworkPolicies, PDBs, ServiceMonitors)."""
+    return {NAME: name}
+
+
+def allow_to(source: str, target: str) -> str:
+    """The NetworkPolicy that lets `source` open connections to `target` (egress side)."""
+    return f"allow-{source}-to-{target}"
+
+
+def allow_from(target: str, source: str) -> str:
+    """The NetworkPolicy that lets `target` accept connections from `source` (ingress side)."""
+    return f"allow-{target}-from-{source}"
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version (track) of one model service: its Deployment, Service, ConfigMap and pod selector."""
+
+    service: str
+    track: Track
+
+    @property
+    def name(self) -> str:
+        """Deployment and Service name: the service's own name for stable, `<service>-canary` for canary."""
+        return self.service if self.track == STABLE else f"{self.service}-{self.track}"
+
+    @property
+    def config(self) -> str:
+        return f"{self.name}-config"
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {NAME: self.service, TRACK: self.track}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceNames:
+    """Every name one model service's objects use."""
+
+    service: str
+
+    @property
+    def stable(self) -> Version:
+        return Version(self.service, STABLE)
+
+    @property
+    def canary(self) -> Version:
+        return Version(self.service, CANARY)
+
+    @property
+    def api_keys(self) -> str:
+        """The API-key Secret (made by its ExternalSecret of the same name)."""
+        return f"{self.service}-api-keys"
+
+    @property
+    def model_cache(self) -> str:
+        return f"{self.service}-model-cache"
+
+    @property
+    def tls(self) -> str:
+        """The TLS Secret cert-manager fills for the service's Ingress."""
+        return f"{self.service}-tls"
+
+
+def environment_application(platform: str, env: str) -> str:
+    return f"{platform}-{env}"
+
+
+def policies_application(platform: str, cluster: str) -> str:
+    return f"{platform}-cluster-policies-{cluster}"
+
+
+def root_application(platform: str) -> str:
+    return f"{platform}-root"
+
+
+def dist_path(folder: str) -> str:
+    """Where Argo CD reads a dist/ folder in this repository."""
+    return f"dist/{folder}"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Regenerates the typed custom-resource classes under imports/mlplatform_crds/ with `cdk8s import`.
+#
+# The CRD files come from the projects' own Go modules at the versions pinned in tools/versions.env; they are
+# staged under build/crds/ (one file per API group), which is where cdk8s.yaml's `imports:` entries point.
+# Run from anywhere: `imports/generate.sh` (needs go, node and the pinned cdk8s CLI in node_modules/.bin,
+# or CDK8S=/path/to/cdk8s). The output is committed; synthesis never runs this.
+. "$(dirname "$0")/../tools/setup/lib.sh"
+root=$(repo_root)
+load_versions
+cdk8s=${CDK8S:-$root/node_modules/.bin/cdk8s}
+[ -x "$cdk8s" ] || die "no cdk8s CLI at $cdk8s (run \`make setup\`, or set CDK8S)"
+dir() { "$root/tools/setup/go-module-dir.sh" "$1" "$2"; }
+gateway=$(dir "$GATEWAY_API_MODULE" "$GATEWAY_API_VERSION")
+eso=$(dir "$EXTERNAL_SECRETS_MODULE" "$EXTERNAL_SECRETS_VERSION")
+keda=$(dir "$KEDA_MODULE" "$KEDA_VERSION")
+prom=$(dir "$PROMETHEUS_OPERATOR_MODULE" "$PROMETHEUS_OPERATOR_VERSION")
+argocd=$(dir "$ARGOCD_MODULE" "$ARGOCD_VERSION")
+
+staged="$root/build/crds"
+rm -rf "$staged" && mkdir -p "$staged"
+cp "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$staged/gateway.networking.k8s.io.yaml"
+cp "$eso/config/crds/bases/external-secrets.io_externalsecrets.yaml" "$staged/external-secrets.io.yaml"
+cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$staged/keda.sh.yaml"
+cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$staged/monitoring.coreos.com.yaml"
+# Both Argo CD kinds are in API group argoproj.io: one file, so cdk8s import makes one module for the group.
+{ cat "$argocd/manifests/crds/application-crd.yaml"; printf -- '---\n'; cat "$argocd/manifests/crds/appproject-crd.yaml"; } \
+  > "$staged/argoproj.io.yaml"
+chmod u+w "$staged"/*.yaml
+
+out="$root/imports/mlplatform_crds"
+find "$out" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +  # keeps the hand-written __init__.py
+say "cdk8s import (every entry of cdk8s.yaml imports:)"
+(cd "$root" && CDK8S_CHECK_UPGRADE=false "$cdk8s" import --language python --output imports)
