@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from mlplatform.diagram import architecture_markdown
 from mlplatform.output import manifest_files, write_tree
 from mlplatform.spec import Environment
 from mlplatform.spec import load_all as load_spec
+from policy_check import cluster_policies
 
-KYVERNO_DIR = Path("policies/kyverno")
 DIAGRAM_FILE = "ARCHITECTURE.md"
 
 
@@ -43,13 +44,17 @@ def render_argocd(envs: list[Environment]) -> dict[str, str]:
     return manifest_files(app.synth_yaml())
 
 
-def cluster_policy_files(repo_root: Path) -> dict[str, str | bytes]:
-    """Byte-identical copies of `policies/kyverno/<name>/<name>.yaml`, sorted by name."""
-    root = repo_root / KYVERNO_DIR
-    if not root.is_dir():
-        return {}
-    found = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / f"{d.name}.yaml").is_file())
-    return {f"{name}.yaml": (root / name / f"{name}.yaml").read_bytes() for name in found}
+def protected_namespaces(envs: list[Environment]) -> set[str]:
+    """Namespaces the cluster policies must never touch: the system's, Argo CD's and every peer's."""
+    platform = envs[0].platform
+    found = {"kube-system", platform.argocd.namespace, *(p.namespace for p in platform.peers.values())}
+    return found | {p.namespace for e in envs for p in e.overlay.peers.values()}
+
+
+def cluster_policy_files(repo_root: Path, envs: list[Environment]) -> dict[str, str | bytes]:
+    """Copies of `policies/kyverno/<name>/<name>.yaml` and a PolicyException per live waiver."""
+    today = dt.datetime.now(dt.UTC).date()
+    return cluster_policies.render(repo_root, protected=protected_namespaces(envs), today=today)
 
 
 def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:
@@ -66,7 +71,7 @@ def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:
         files[DIAGRAM_FILE] = architecture_markdown(env)
         folders[env.name] = files
     folders[ARGOCD_DIR] = dict(render_argocd(envs))
-    folders[POLICIES_DIR] = cluster_policy_files(repo_root)
+    folders[POLICIES_DIR] = cluster_policy_files(repo_root, envs)
     return Rendered(folders=folders)
 
 

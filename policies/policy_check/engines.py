@@ -1,4 +1,4 @@
-"""Runs the real Kyverno CLI and conftest binaries and turns their JSON into Findings."""
+"""Runs the real conftest binary and turns its JSON into Findings (Kyverno: policy_check.kyverno)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from policy_check import cluster_policies
 from policy_check.dist import Folder
 from policy_check.findings import Finding
 
@@ -27,58 +26,8 @@ class Tools:
 
 
 def kyverno_rule_names(policies: list[Path]) -> dict[str, list[str]]:
-    names: dict[str, list[str]] = {}
-    for p in policies:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-        names[doc["metadata"]["name"]] = [r["name"] for r in doc["spec"]["rules"]]
-    return names
-
-
-def start_kyverno(tools: Tools, folder: Folder, exceptions: Path | None) -> subprocess.Popen[str]:
-    cmd = [str(tools.kyverno), "apply", *map(str, tools.kyverno_policies), "--policy-report"]
-    cmd += ["--output-format", "json", "--remove-color"]
-    for m in folder.manifests:
-        cmd += ["--resource", str(m)]
-    if exceptions is not None:
-        cmd += ["--exceptions", str(exceptions)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def kyverno_findings(proc: subprocess.Popen[str], folder: Folder, env: str) -> list[Finding]:
-    out, err = proc.communicate()
-    start = out.find("{")  # the CLI prints deprecation warnings before the report
-    if start < 0:
-        raise EngineError(
-            f"kyverno apply on {folder.path} gave no report (exit {proc.returncode}): {err.strip()}"
-        )
-    report = json.loads(out[start:])
-    findings = []
-    for result in report.get("results") or []:
-        status = result.get("result")
-        if status not in ("fail", "error", "skip"):
-            continue
-        message = str(result.get("message", ""))
-        waiver = ""
-        if status == "skip":
-            if "policy exception" not in message:
-                continue
-            waiver = message.rsplit("/", 1)[-1]
-        for res in result.get("resources") or [{}]:
-            kind, ns, name = res.get("kind", ""), res.get("namespace", ""), res.get("name", "")
-            findings.append(
-                Finding(
-                    environment=env,
-                    rule=str(result["policy"]),
-                    file=folder.objects.get((kind, ns, name), ""),
-                    kind=kind,
-                    namespace=ns,
-                    name=name,
-                    engine="kyverno",
-                    message=message.removeprefix("validation error: ").removeprefix("validation failure: "),
-                    waiver=waiver,
-                )
-            )
-    return findings
+    """Policy name -> its rule names (a ValidatingPolicy is one rule, named like the policy)."""
+    return {name: list(p.rules) for name, p in cluster_policies.load(policies).items()}
 
 
 def start_conftest(tools: Tools, folder: Folder, data_file: Path) -> subprocess.Popen[str]:

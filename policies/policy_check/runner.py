@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -10,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_check import crd_schema, declared, dist, engines, waivers
+from policy_check import cluster_policies, dist, engines, kyverno, waivers
 from policy_check.findings import Finding
 
 # Rules checked in Python (not by an engine).
 CLUSTER_POLICIES_RULE = "cluster-policies-in-sync"
-CRD_RULE = crd_schema.RULE
 WAIVER_RULE = "waivers"
 
 
@@ -32,7 +30,7 @@ def rule_ids(tools: engines.Tools) -> list[str]:
         if not rego.name.endswith("_test.rego") and rego.parent.name != "lib":
             ids.add(rego.stem.replace("_", "-"))
     ids.discard("deny")
-    ids.add(CRD_RULE)
+    ids.add(kyverno.SCOPE_RULE)
     return sorted(ids)
 
 
@@ -43,7 +41,7 @@ def run(
     tools: engines.Tools,
     waiver_file: Path,
     only_env: str | None,
-    specs: dict[str, dict[str, Any]] | None = None,
+    declared_flows: dict[str, list[dict[str, Any]]] | None = None,
     today: dt.date | None = None,
 ) -> Outcome:
     today = today or dt.date.today()
@@ -59,47 +57,36 @@ def run(
         envs = [only_env]
     folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
     dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
-    # what overlays/ declares, per folder (read from the YAML, not by the generator)
-    specs = specs if specs is not None else declared.for_environments(repo_root / "overlays", envs)
+    flows = declared_flows if declared_flows is not None else declared_flows_for(repo_root, envs)
     ids = rule_ids(tools)
-    rule_names = engines.kyverno_rule_names(tools.kyverno_policies)
 
-    schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
+        loaded = {name: dist.load_folder(dist_dir, name) for name in folders}
+        # one Kyverno process for every environment, started first: it is the slowest engine
+        on_envs = [loaded[n] for n in folders if n != dist.ARGOCD]
+        kyv = kyverno.start(tools.kyverno, tools.kyverno_policies, on_envs, live, Path(tmp))
         procs = []
         for name in folders:
-            folder = dist.load_folder(dist_dir, name)
+            folder = loaded[name]
             mine = [w for w in live if w.environment == name]
             data_file = Path(tmp) / f"{name}-data.json"
-            spec = specs.get(name)
             data = {
-                "environment": spec["environment"] if spec else name,
-                "spec": spec,
+                "environment": name,
+                "declared_flows": flows.get(name, []),
                 "files": folder.files,
                 "dist_paths": dist_paths,
                 "waivers": waivers.conftest_data(mine),
             }
             data_file.write_text(json.dumps({"mlplatform": data}, sort_keys=True), encoding="utf-8")
-            exc_file = None
-            if mine:
-                exc_file = Path(tmp) / f"{name}-exceptions.yaml"
-                exc_file.write_text(waivers.kyverno_exceptions(mine, rule_names), encoding="utf-8")
-            kyv = (
-                engines.start_kyverno(tools, folder, exc_file)
-                if name != dist.ARGOCD and folder.manifests
-                else None
-            )
             con = engines.start_conftest(tools, folder, data_file)
-            procs.append((name, folder, mine, kyv, con))
-        # the engines run in their own processes meanwhile
-        schema_found = {
-            name: crd_schema.findings(schemas, name, folder.documents) for name, folder, *_ in procs
-        }
-        for name, folder, mine, kyv, con in procs:
-            found = engines.conftest_findings(con, folder, name) + schema_found[name]
-            if kyv is not None:
-                found += engines.kyverno_findings(kyv, folder, name)
-            for f in (_located(f, folder) for f in found):
+            procs.append((name, folder, mine, con))
+        kyverno_found: dict[str, list[Finding]] = {}
+        for f in kyv.findings():
+            kyverno_found.setdefault(f.environment, []).append(f)
+        for name, folder, mine, con in procs:
+            found = engines.conftest_findings(con, folder, name)
+            found += kyverno_found.get(name, [])
+            for f in found:
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -108,24 +95,23 @@ def run(
             outcome.rules[name] = ids
 
     if (dist_dir / dist.CLUSTER_POLICIES).is_dir() and only_env is None:
-        outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies)
-        shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
-        found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
-        outcome.findings += [_located(f, shipped) for f in found]
-        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE, CRD_RULE]
-    # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
-    # reports "skip" whenever an exception matches, even where the rule would pass.)
+        outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies, live)
+        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE]
+    # each engine reports a waived finding only for a real violation (Kyverno's are matched to waivers by
+    # object), so a waiver is used when some finding is waived by it
     used = {f.waiver for f in outcome.waived}
-    outcome.findings += _waiver_problems(all_waivers, used, today, envs)
+    outcome.findings += _waiver_problems(all_waivers, used, today, envs, ids)
     outcome.rules.setdefault("waivers", [WAIVER_RULE])
     outcome.findings.sort()
     outcome.waived.sort()
     return outcome
 
 
-def _located(f: Finding, folder: dist.Folder) -> Finding:
-    line = folder.lines.get((f.kind, f.namespace, f.name), 0) if f.file else 0
-    return dataclasses.replace(f, line=line) if line else f
+def declared_flows_for(repo_root: Path, envs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    from mlplatform import api  # the generator's stable API: the same code renders the NetworkPolicies
+
+    known = set(api.list_environments(repo_root))
+    return {env: api.declared_network_flows(env, repo_root=repo_root) for env in envs if env in known}
 
 
 def _matching_waiver(mine: list[waivers.Waiver], f: Finding) -> waivers.Waiver | None:
@@ -140,7 +126,7 @@ def _with_waiver(f: Finding, waiver_id: str) -> Finding:
 
 
 def _waiver_problems(
-    all_waivers: list[waivers.Waiver], used: set[str], today: dt.date, envs: list[str]
+    all_waivers: list[waivers.Waiver], used: set[str], today: dt.date, envs: list[str], ids: list[str]
 ) -> list[Finding]:
     problems = []
     for w in all_waivers:
@@ -149,6 +135,9 @@ def _waiver_problems(
         if w.expired(today):
             msg = f"waiver {w.describe()} expired on {w.expires.isoformat()}"
             msg += ". Fix: fix the violation, or renew the waiver after review"
+        elif w.rule not in ids:
+            msg = f"waiver {w.describe()} names an unknown rule {w.rule!r}; known: {', '.join(ids)}"
+            msg += ". Fix: name the rule the finding reports, or remove the waiver"
         elif w.id not in used:
             msg = f"waiver {w.describe()} matches no violation. Fix: remove it from policies/exceptions.yaml"
         else:
@@ -168,21 +157,8 @@ def _waiver_problems(
     return problems
 
 
-def _cluster_policies(folder: Path, sources: list[Path]) -> list[Finding]:
-    problems = []
-    shipped = {p.name: p for p in folder.iterdir() if p.is_file()}
-    for src in sources:
-        dst = shipped.pop(src.name, None)
-        if dst is None or dst.read_bytes() != src.read_bytes():
-            state = "is missing" if dst is None else "differs from its source"
-            msg = f"{src.name} {state} in dist/cluster-policies"
-            msg += "; the clusters would enforce something else than this check. Fix: run make synth"
-            problems.append(
-                Finding(dist.CLUSTER_POLICIES, CLUSTER_POLICIES_RULE, src.name, "", "", "", "check", msg)
-            )
-    for extra in sorted(shipped):
-        msg = f"{extra} is not one of policies/kyverno/<name>/<name>.yaml. Fix: run make synth"
-        problems.append(
-            Finding(dist.CLUSTER_POLICIES, CLUSTER_POLICIES_RULE, extra, "", "", "", "check", msg)
-        )
-    return problems
+def _cluster_policies(folder: Path, sources: list[Path], live: list[waivers.Waiver]) -> list[Finding]:
+    return [
+        Finding(dist.CLUSTER_POLICIES, CLUSTER_POLICIES_RULE, name, "", "", "", "check", msg)
+        for name, msg in cluster_policies.drift(folder, sources, live)
+    ]

@@ -1,9 +1,11 @@
 """policies/exceptions.yaml: the one reviewed list of waivers, and its translation for each engine.
 
 Each waiver names one object (environment, kind, namespace, name), one rule (a Kyverno policy name or a
-conftest rule id; the per-object rules share their names across engines), why, who owns it and until when.
-Kyverno gets generated PolicyException documents (--exceptions); conftest gets the list as data.
-An expired waiver, or one that matched nothing, fails the check.
+conftest rule id; every rule has exactly one engine), why, who owns it and until when. A waiver of a Kyverno
+rule is translated once, into the PolicyException that synth writes to dist/cluster-policies/ (see
+policy_check.cluster_policies), so admission honours it too; the check matches it to Kyverno's findings by
+object. conftest gets the list as data. An expired waiver, one naming an unknown rule, or one that matched
+nothing fails the check.
 """
 
 from __future__ import annotations
@@ -89,27 +91,3 @@ def conftest_data(waivers: list[Waiver]) -> list[dict[str, str]]:
         {"id": w.id, "rule": w.rule, "kind": w.kind, "namespace": w.namespace, "name": w.name}
         for w in waivers
     ]
-
-
-def kyverno_exceptions(waivers: list[Waiver], rule_names: dict[str, list[str]]) -> str:
-    """PolicyException documents for the waivers whose rule is a Kyverno policy (others are conftest-only)."""
-    docs = []
-    for w in waivers:
-        if w.rule not in rule_names:
-            continue
-        names = sorted({n for r in rule_names[w.rule] for n in (r, f"autogen-{r}", f"autogen-cronjob-{r}")})
-        resource: dict[str, Any] = {"kinds": [w.kind], "names": [w.name]}
-        if w.namespace:
-            resource["namespaces"] = [w.namespace]
-        docs.append(
-            {
-                "apiVersion": "kyverno.io/v2",
-                "kind": "PolicyException",
-                "metadata": {"name": w.id, "namespace": "kyverno"},
-                "spec": {
-                    "exceptions": [{"policyName": w.rule, "ruleNames": names}],
-                    "match": {"any": [{"resources": resource}]},
-                },
-            }
-        )
-    return yaml.safe_dump_all(docs, sort_keys=True)
