@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import orjson
 
 from model_build import catalog
@@ -9,13 +13,28 @@ from model_build.__main__ import RECIPES, main
 from model_build.metadata import sha256_file
 
 
+def committed_catalog() -> bytes:
+    """The catalog as committed at HEAD, or the file on disk outside a git checkout. (`make models` rewrites
+    the file on disk, so only the committed bytes show a build that drifted from what was committed.)"""
+    path = catalog.CATALOG_FILE
+    git = shutil.which("git")
+    if git is not None:
+        inside = subprocess.run([git, "-C", str(path.parent), "rev-parse", "--show-prefix"],
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        if inside.returncode == 0:
+            shown = subprocess.run([git, "-C", str(path.parent), "show", f"HEAD:./{path.name}"],
+                                   capture_output=True, check=False)  # fmt: skip
+            assert shown.returncode == 0, f"{path} is not committed: {shown.stderr.decode().strip()}"
+            return shown.stdout
+    return Path(path).read_bytes()
+
+
 def test_a_fresh_build_reproduces_the_committed_catalog(tmp_path) -> None:
     written = tmp_path / "catalog.json"
     assert main(["--out", str(tmp_path / "models"), "--catalog", str(written)]) == 0
-    assert written.read_bytes() == catalog.CATALOG_FILE.read_bytes(), (
-        "apps/inference/model_build/catalog.json differs from what the build makes: run `make models` and "
-        "commit the catalog"
-    )
+    hint = "run `make models` and commit apps/inference/model_build/catalog.json"
+    assert written.read_bytes() == catalog.CATALOG_FILE.read_bytes(), f"the catalog on disk is stale: {hint}"
+    assert written.read_bytes() == committed_catalog(), f"the committed catalog is stale: {hint}"
     models = orjson.loads(written.read_bytes())["models"]
     listed = {(name, version) for name, versions in models.items() for version in versions}
     assert listed == {(r.name, r.version) for r in RECIPES}
