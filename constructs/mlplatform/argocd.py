@@ -1,17 +1,20 @@
-"""dist/argocd/: AppProject, an Application per environment, cluster-policies Application(s), the root app."""
+"""dist/argocd/: AppProject, an Application per environment, cluster-policies Application(s), the root app.
+
+The classes are made by `cdk8s import` from the pinned Argo CD CRDs (imports/mlplatform_crds/io/argoproj).
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from mlplatform_crds.io import argoproj as argo
 
 from constructs import Construct
-from mlplatform import labels
-from mlplatform.components.base import ManifestChart, metadata
+from mlplatform import names
+from mlplatform.components.base import Meta, PlatformChart
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import Platform
 
-API = "argoproj.io/v1alpha1"
 IN_CLUSTER = "https://kubernetes.default.svc"
 POLICIES_NAMESPACE = "kyverno"
 ARGOCD_DIR = "argocd"
@@ -51,112 +54,98 @@ def _cluster_label(server: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-")
 
 
-def argocd_manifests(platform: Platform, envs: list[Environment]) -> list[dict[str, Any]]:
-    argo = platform.argocd
-    repo = str(argo.repo_url)
-    common = labels.common(platform=platform.name, name=platform.name, component="gitops")
+AUTOMATED = argo.ApplicationSpecSyncPolicy(
+    automated=argo.ApplicationSpecSyncPolicyAutomated(prune=True, self_heal=True)
+)
 
-    def meta(name: str, wave: str) -> dict[str, Any]:
-        return metadata(name=name, namespace=argo.namespace, labels=common, wave=wave)
 
-    servers = sorted({str(e.overlay.cluster.server) for e in envs})
-    destinations = [{"server": str(e.overlay.cluster.server), "namespace": e.namespace} for e in envs]
-    destinations += [{"server": s, "namespace": POLICIES_NAMESPACE} for s in servers]
-    project = {
-        "apiVersion": API,
-        "kind": "AppProject",
-        "metadata": meta(argo.project, "-1"),
-        "spec": {
-            "description": f"{platform.name}: ML inference platform environments and their cluster policies",
-            "sourceRepos": [repo],
-            "destinations": sorted(destinations, key=lambda d: (d["server"], d["namespace"])),
-            "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in CLUSTER_SCOPED],
-            "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in NAMESPACED_KINDS],
-        },
-    }
-    manifests = [project]
-    for env in envs:
-        sync: dict[str, Any] = {}
-        if env.overlay.sync.mode == "automated":
-            sync["automated"] = {"prune": True, "selfHeal": True}
-        sync["syncOptions"] = ["PruneLast=true", "ApplyOutOfSyncOnly=true"]
-        spec: dict[str, Any] = {
-            "project": argo.project,
-            "source": {"repoURL": repo, "targetRevision": argo.target_revision, "path": f"dist/{env.name}"},
-            "destination": {"server": str(env.overlay.cluster.server), "namespace": env.namespace},
-            "syncPolicy": sync,
-        }
-        ignore = [
-            {
-                "group": "apps",
-                "kind": "Deployment",
-                "name": name,
-                "namespace": env.namespace,
-                "jsonPointers": ["/spec/replicas"],
-            }
-            for name, svc in env.overlay.services.items()
-            if svc.autoscaling is not None
-        ]
-        if ignore:
-            spec["ignoreDifferences"] = ignore
-        manifests.append(
-            {
-                "apiVersion": API,
-                "kind": "Application",
-                "metadata": meta(f"{platform.name}-{env.name}", "0"),
-                "spec": spec,
-            }
-        )
-    for server in servers:
-        manifests.append(
-            {
-                "apiVersion": API,
-                "kind": "Application",
-                "metadata": meta(f"{platform.name}-cluster-policies-{_cluster_label(server)}", "-1"),
-                "spec": {
-                    "project": argo.project,
-                    "source": {
-                        "repoURL": repo,
-                        "targetRevision": argo.target_revision,
-                        "path": f"dist/{POLICIES_DIR}",
-                    },
-                    "destination": {"server": server, "namespace": POLICIES_NAMESPACE},
-                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-                },
-            }
-        )
-    manifests.append(
-        {
-            "apiVersion": API,
-            "kind": "Application",
-            "metadata": meta(f"{platform.name}-root", "0"),
-            "spec": {
-                "project": "default",
-                "source": {
-                    "repoURL": repo,
-                    "targetRevision": argo.target_revision,
-                    "path": f"dist/{ARGOCD_DIR}",
-                },
-                "destination": {"server": IN_CLUSTER, "namespace": argo.namespace},
-                "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-            },
-        }
+def _source(platform: Platform, folder: str) -> argo.ApplicationSpecSource:
+    repo, revision = platform.argocd.repo_url, platform.argocd.target_revision
+    return argo.ApplicationSpecSource(
+        repo_url=str(repo), target_revision=revision, path=names.dist_path(folder)
     )
-    return manifests
 
 
-class ArgoCdChart(ManifestChart):
+def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProjectSpec:
+    """Only this repository, only the environments' namespaces (and Kyverno's), only the kinds we ship."""
+    servers = sorted({str(e.overlay.cluster.server) for e in envs})
+    destinations = [(str(e.overlay.cluster.server), e.namespace) for e in envs]
+    destinations += [(s, POLICIES_NAMESPACE) for s in servers]
+    return argo.AppProjectSpec(
+        description=f"{platform.name}: ML inference platform environments and their cluster policies",
+        source_repos=[str(platform.argocd.repo_url)],
+        destinations=[
+            argo.AppProjectSpecDestinations(server=s, namespace=n) for s, n in sorted(destinations)
+        ],
+        cluster_resource_whitelist=[
+            argo.AppProjectSpecClusterResourceWhitelist(group=g, kind=k) for g, k in CLUSTER_SCOPED
+        ],
+        namespace_resource_whitelist=[
+            argo.AppProjectSpecNamespaceResourceWhitelist(group=g, kind=k) for g, k in NAMESPACED_KINDS
+        ],
+    )
+
+
+def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSpec:
+    """dist/<env>/ into its namespace; the replica count of autoscaled Deployments is the autoscaler's."""
+    automated = env.overlay.sync.mode == "automated"
+    sync = argo.ApplicationSpecSyncPolicy(
+        automated=AUTOMATED.automated if automated else None,
+        sync_options=["PruneLast=true", "ApplyOutOfSyncOnly=true"],
+    )
+    ignore = [
+        argo.ApplicationSpecIgnoreDifferences(
+            group="apps",
+            kind="Deployment",
+            name=names.ServiceNames(name).stable.name,
+            namespace=env.namespace,
+            json_pointers=["/spec/replicas"],
+        )
+        for name, svc in env.overlay.services.items()
+        if svc.autoscaling is not None
+    ]
+    return argo.ApplicationSpec(
+        project=platform.argocd.project,
+        source=_source(platform, env.name),
+        destination=argo.ApplicationSpecDestination(
+            server=str(env.overlay.cluster.server), namespace=env.namespace
+        ),
+        sync_policy=sync,
+        ignore_differences=ignore or None,
+    )
+
+
+class ArgoCdChart(PlatformChart):
     """The Argo CD objects that deploy every environment (app of apps)."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        platform: Platform,
-        envs: list[Environment],
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, platform: Platform, envs: list[Environment]) -> None:
         super().__init__(scope, id)
-        for manifest in argocd_manifests(platform, envs):
-            self.add_manifest(manifest)
-        self.include_manifests()
+        common = names.common(platform=platform.name, name=platform.name, component="gitops")
+        meta = Meta(namespace=platform.argocd.namespace, labels=common, wave="0")
+        first = meta.at("-1")
+        argo.AppProject(
+            self, "project", metadata=first.api(platform.argocd.project), spec=project_spec(platform, envs)
+        )
+        for env in envs:
+            name = names.environment_application(platform.name, env.name)
+            argo.Application(self, name, metadata=meta.api(name), spec=environment_spec(platform, env))
+        for server in sorted({str(e.overlay.cluster.server) for e in envs}):
+            name = names.policies_application(platform.name, _cluster_label(server))
+            destination = argo.ApplicationSpecDestination(server=server, namespace=POLICIES_NAMESPACE)
+            spec = argo.ApplicationSpec(
+                project=platform.argocd.project,
+                source=_source(platform, POLICIES_DIR),
+                destination=destination,
+                sync_policy=AUTOMATED,
+            )
+            argo.Application(self, name, metadata=first.api(name), spec=spec)
+        root = names.root_application(platform.name)
+        spec = argo.ApplicationSpec(
+            project="default",
+            source=_source(platform, ARGOCD_DIR),
+            destination=argo.ApplicationSpecDestination(
+                server=IN_CLUSTER, namespace=platform.argocd.namespace
+            ),
+            sync_policy=AUTOMATED,
+        )
+        argo.Application(self, root, metadata=meta.api(root), spec=spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_check import cluster_policies, dist, engines, kyverno, waivers
+from policy_check import cluster_policies, crd_schema, declared, dist, engines, kyverno, waivers
 from policy_check.findings import Finding
 
 # Rules checked in Python (not by an engine).
 CLUSTER_POLICIES_RULE = "cluster-policies-in-sync"
+CRD_RULE = crd_schema.RULE
 WAIVER_RULE = "waivers"
 
 
@@ -30,6 +32,7 @@ def rule_ids(tools: engines.Tools) -> list[str]:
         if not rego.name.endswith("_test.rego") and rego.parent.name != "lib":
             ids.add(rego.stem.replace("_", "-"))
     ids.discard("deny")
+    ids.add(CRD_RULE)
     ids.add(kyverno.SCOPE_RULE)
     return sorted(ids)
 
@@ -41,7 +44,7 @@ def run(
     tools: engines.Tools,
     waiver_file: Path,
     only_env: str | None,
-    declared_flows: dict[str, list[dict[str, Any]]] | None = None,
+    specs: dict[str, dict[str, Any]] | None = None,
     today: dt.date | None = None,
 ) -> Outcome:
     today = today or dt.date.today()
@@ -57,9 +60,11 @@ def run(
         envs = [only_env]
     folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
     dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
-    flows = declared_flows if declared_flows is not None else declared_flows_for(repo_root, envs)
+    # what overlays/ declares, per folder (read from the YAML, not by the generator)
+    specs = specs if specs is not None else declared.for_environments(repo_root / "overlays", envs)
     ids = rule_ids(tools)
 
+    schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
         loaded = {name: dist.load_folder(dist_dir, name) for name in folders}
         # one Kyverno process for every environment, started first: it is the slowest engine
@@ -70,9 +75,10 @@ def run(
             folder = loaded[name]
             mine = [w for w in live if w.environment == name]
             data_file = Path(tmp) / f"{name}-data.json"
+            spec = specs.get(name)
             data = {
-                "environment": name,
-                "declared_flows": flows.get(name, []),
+                "environment": spec["environment"] if spec else name,
+                "spec": spec,
                 "files": folder.files,
                 "dist_paths": dist_paths,
                 "waivers": waivers.conftest_data(mine),
@@ -80,13 +86,17 @@ def run(
             data_file.write_text(json.dumps({"mlplatform": data}, sort_keys=True), encoding="utf-8")
             con = engines.start_conftest(tools, folder, data_file)
             procs.append((name, folder, mine, con))
+        # the engines run in their own processes meanwhile
+        schema_found = {
+            name: crd_schema.findings(schemas, name, folder.documents) for name, folder, *_ in procs
+        }
         kyverno_found: dict[str, list[Finding]] = {}
         for f in kyv.findings():
             kyverno_found.setdefault(f.environment, []).append(f)
         for name, folder, mine, con in procs:
-            found = engines.conftest_findings(con, folder, name)
+            found = engines.conftest_findings(con, folder, name) + schema_found[name]
             found += kyverno_found.get(name, [])
-            for f in found:
+            for f in (_located(f, folder) for f in found):
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -96,9 +106,12 @@ def run(
 
     if (dist_dir / dist.CLUSTER_POLICIES).is_dir() and only_env is None:
         outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies, live)
-        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE]
-    # each engine reports a waived finding only for a real violation (Kyverno's are matched to waivers by
-    # object), so a waiver is used when some finding is waived by it
+        shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
+        found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
+        outcome.findings += [_located(f, shipped) for f in found]
+        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE, CRD_RULE]
+    # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
+    # reports "skip" whenever an exception matches, even where the rule would pass.)
     used = {f.waiver for f in outcome.waived}
     outcome.findings += _waiver_problems(all_waivers, used, today, envs, ids)
     outcome.rules.setdefault("waivers", [WAIVER_RULE])
@@ -107,11 +120,9 @@ def run(
     return outcome
 
 
-def declared_flows_for(repo_root: Path, envs: list[str]) -> dict[str, list[dict[str, Any]]]:
-    from mlplatform import api  # the generator's stable API: the same code renders the NetworkPolicies
-
-    known = set(api.list_environments(repo_root))
-    return {env: api.declared_network_flows(env, repo_root=repo_root) for env in envs if env in known}
+def _located(f: Finding, folder: dist.Folder) -> Finding:
+    line = folder.lines.get((f.kind, f.namespace, f.name), 0) if f.file else 0
+    return dataclasses.replace(f, line=line) if line else f
 
 
 def _matching_waiver(mine: list[waivers.Waiver], f: Finding) -> waivers.Waiver | None:
