@@ -44,7 +44,7 @@ def main() -> None:
     print(f"  first run: {first:.2f} s")
     print(
         f"  warm ({args.runs} runs): min {min(warm):.2f} s, median {statistics.median(warm):.2f} s,"
-        f" max {max(warm):.2f} s (target < 8 s)"
+        f" max {max(warm):.2f} s (target < 3 s)"
     )
 
 

@@ -6,8 +6,8 @@ OpenAPI v3.0 schemas follow). As the apiserver does with strict field validation
 schema does not list is an error unless `x-kubernetes-preserve-unknown-fields` is set; `nullable` admits
 null. Ignored: the CEL rules of `x-kubernetes-validations`, `x-kubernetes-list-type`/`-map-keys`
 uniqueness, and `format` (the apiserver checks those; this check reports the schema's structure, types,
-enums, patterns, required fields and bounds). The extracted schemas are cached per module version under
-~/.cache/mlplatform/crd-schemas/.
+enums, patterns, required fields and bounds). The extracted schemas are cached per module version, one
+file per kind, under ~/.cache/mlplatform/crd-schemas/.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import yaml
 from policy_check.findings import Finding
 
 RULE = "crd-schema"
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "3"  # bump when the cached layout or strict() changes
 
 
 class _Loader(yaml.CSafeLoader):
@@ -92,7 +93,7 @@ class Schemas:
         self.repo_root = repo_root
         self.versions = read_versions(repo_root / "tools" / "versions.env")
         self.cache_dir = cache_dir or Path.home() / ".cache" / "mlplatform" / "crd-schemas"
-        self._loaded: dict[str, dict[str, Any]] = {}
+        self._loaded: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._validators: dict[tuple[str, str, str], jsonschema.Draft4Validator] = {}
         self._modcache: Path | None = None
 
@@ -106,23 +107,34 @@ class Schemas:
             raise CrdError(f"tools/versions.env has no {source.key}_MODULE / {source.key}_VERSION")
         return module, version
 
-    def crds(self, source: Source) -> dict[str, Any]:
-        """{"<group>/<kind>": {"crd": name, "versions": {version: {"served": bool, "schema": {...}}}}}."""
-        if source.key in self._loaded:
-            return self._loaded[source.key]
+    def crd(self, source: Source, group: str, kind: str) -> dict[str, Any] | None:
+        """{"crd": name, "origin": module@version, "versions": {version: {"served", "schema"}}}, or None."""
+        key = (source.key, group, kind)
+        if key not in self._loaded:
+            file = self._cache_folder(source) / f"{group}_{kind}.json"
+            self._loaded[key] = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        return self._loaded[key]
+
+    def _cache_folder(self, source: Source) -> Path:
+        """The source's CRDs, one JSON file per kind, extracted once per module version."""
         module, version = self.module(source)
         tag = hashlib.sha256(f"{CACHE_FORMAT} {module}@{version} {source.folder}".encode()).hexdigest()[:16]
-        cached = self.cache_dir / f"{source.key.lower()}-{version}-{tag}.json"
-        if cached.is_file():
-            data: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
-        else:
-            data = self._extract(self._module_dir(module, version) / source.folder, f"{module}@{version}")
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-            tmp.replace(cached)
-        self._loaded[source.key] = data
-        return data
+        folder = self.cache_dir / f"{source.key.lower()}-{version}-{tag}"
+        if (folder / "complete").is_file():
+            return folder
+        data = self._extract(self._module_dir(module, version) / source.folder, f"{module}@{version}")
+        tmp = self.cache_dir / f".{folder.name}.tmp{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, crd in data.items():
+            (tmp / f"{name.replace('/', '_')}.json").write_text(
+                json.dumps(crd, sort_keys=True), encoding="utf-8"
+            )
+        (tmp / "complete").write_text("", encoding="utf-8")
+        try:
+            tmp.replace(folder)
+        except OSError:  # another run filled it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
 
     def _module_dir(self, module: str, version: str) -> Path:
         if self._modcache is None:
@@ -163,7 +175,7 @@ class Schemas:
                     versions = {
                         v["name"]: {
                             "served": bool(v.get("served", True)),
-                            "schema": (v.get("schema") or {}).get("openAPIV3Schema") or {},
+                            "schema": strict((v.get("schema") or {}).get("openAPIV3Schema") or {}),
                         }
                         for v in spec["versions"]
                     }
@@ -182,14 +194,14 @@ class Schemas:
         source = self.source_of(group)
         if source is None:
             return f"no pinned module provides CRDs of group {group} (known: {_known_groups()})"
-        crd = self.crds(source).get(f"{group}/{kind}")
+        crd = self.crd(source, group, kind)
         module, mversion = self.module(source)
         if crd is None:
             return f"{module}@{mversion} defines no kind {kind} in group {group}"
         served = sorted(v for v, d in crd["versions"].items() if d["served"])
         if version not in served:
             return f"CRD {crd['crd']} from {module}@{mversion} does not serve {version} (served: {served})"
-        root = strict(crd["versions"][version]["schema"])
+        root = crd["versions"][version]["schema"]  # already strict() (at extraction)
         root.setdefault("properties", {})
         for meta in ("apiVersion", "kind"):
             root["properties"].setdefault(meta, {"type": "string"})
@@ -203,7 +215,8 @@ class Schemas:
         if source is None:
             return ""
         module, version = self.module(source)
-        return f"CRD {self.crds(source)[f'{group}/{kind}']['crd']} from {module}@{version}"
+        crd = self.crd(source, group, kind)
+        return f"CRD {crd['crd'] if crd else '?'} from {module}@{version}"
 
 
 def _known_groups() -> str:
@@ -216,10 +229,9 @@ def strict(schema: Any) -> Any:
         return [strict(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {
-        k: strict(v) if k not in ("enum", "required", "example", "default") else v for k, v in schema.items()
-    }
-    if isinstance(out.get("properties"), dict):
+    raw = ("enum", "required", "example", "default", "properties")
+    out = {k: v if k in raw else strict(v) for k, v in schema.items()}
+    if isinstance(schema.get("properties"), dict):
         out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
     preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
     embedded = schema.get("x-kubernetes-embedded-resource") is True
