@@ -366,3 +366,35 @@ def test_print_count_caught(batch: dict[str, set[str]], capsys: pytest.CaptureFi
         print(f"\nmutation suite: {len(caught)} of {len(MUTATIONS) + 1} kinds of break caught")
     assert len(MUTATIONS) + 1 >= 45
     assert len(caught) == len(MUTATIONS) + 1
+
+
+# --- Kyverno-caught breaks (added by the Kyverno half of issue 11) ---
+def _init(docs: Docs) -> dict[str, Any]:
+    c: dict[str, Any] = pod(docs)["initContainers"][0]
+    return c
+
+
+def _unmanaged(docs: Docs) -> None:
+    labels = find(docs, "Namespace")["metadata"]["labels"]
+    labels.pop("mlplatform.io/managed")
+
+
+MUTATIONS.update(
+    {
+        # the cluster policies would not select the namespace: neither the check nor admission would look
+        "namespace-not-managed": Break(_unmanaged, "cluster-policies-scope"),
+        "init-container-tag": Break(
+            lambda d: _init(d).__setitem__("image", _init(d)["image"].split("@")[0] + ":1.2.3"),
+            "require-image-digest",
+        ),
+        "init-container-writable-root": Break(
+            lambda d: _init(d)["securityContext"].__setitem__("readOnlyRootFilesystem", False),
+            "require-read-only-root-filesystem",
+        ),
+        "init-container-without-limits": Break(
+            lambda d: _init(d)["resources"].pop("limits"), "require-resources"
+        ),
+        "selinux-user": Break(set_pod_sc("seLinuxOptions", {"user": "system_u"}), "pod-security"),
+        "windows-host-process": Break(set_sc("windowsOptions", {"hostProcess": True}), "pod-security"),
+    }
+)
