@@ -50,6 +50,9 @@ class RequestMiddleware:
         self.served = frozenset(served_models)
         self.inference = inference
         self._latency: dict[tuple[str, str, str], Any] = {}  # labelled children, looked up once
+        # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
+        self.active = 0
+        metrics.in_flight.set_function(lambda: self.active)
         # Request ids: a random per-process prefix and a counter (unique, and cheaper than a uuid4 each).
         self._id_prefix = os.urandom(6).hex().encode()
         self._ids = itertools.count(1)
@@ -84,8 +87,7 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", []), *id_header]
             await send(message)
 
-        in_flight = self.metrics.in_flight
-        in_flight.inc()
+        self.active += 1
         try:
             if (
                 self.api_keys is not None
@@ -105,7 +107,7 @@ class RequestMiddleware:
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            in_flight.dec()
+            self.active -= 1
             elapsed = time.perf_counter() - started
             if target is not None:
                 template, model = target.template, target.model

@@ -144,6 +144,9 @@ class ServedModel(ABC):
 
     def stack(self, results: Sequence[RowResult]) -> list[Array]:
         """Row results back into one array per output, batch first."""
+        if len(results) == 1:  # the common batch-1 request: a view with a batch axis, no np.stack
+            row = zip(results[0], self._output_dtypes, strict=True)
+            return [np.asarray(a, dtype=d)[np.newaxis] for a, d in row]
         return [
             np.stack([r[i] for r in results]).astype(dtype, copy=False)
             for i, dtype in enumerate(self._output_dtypes)
@@ -178,7 +181,10 @@ class TensorModel(ServedModel):
         return b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
 
     def _run(self, rows: Sequence[Row]) -> list[Array]:
-        feeds = {name: np.stack([r[i] for r in rows]) for i, name in enumerate(self.input_names)}
+        if len(rows) == 1:
+            feeds = {name: part[np.newaxis] for name, part in zip(self.input_names, rows[0], strict=True)}
+        else:
+            feeds = {name: np.stack([r[i] for r in rows]) for i, name in enumerate(self.input_names)}
         outputs: list[Array] = self.session.run(self.output_names, feeds)
         return outputs
 

@@ -23,6 +23,10 @@ from model_build.metadata import TensorSpec
 
 BINARY_HEADER = "inference-header-content-length"
 _NUMERIC_KINDS = {"FP": "fiu", "INT": "iu", "UINT": "iu", "BOOL": "b"}
+_ALLOWED_KINDS = {  # numpy kinds a JSON `data` list may hold, per V2 datatype
+    datatype: next(kinds for prefix, kinds in _NUMERIC_KINDS.items() if datatype.startswith(prefix))
+    for datatype in V2_TO_NUMPY
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,22 +72,35 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 def _check_shape(spec: TensorSpec, shape: Any) -> list[int]:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+    # Plain loops, not generator expressions: this runs on every request.
+    integers = isinstance(shape, list)
+    if integers:
+        for d in shape:
+            if type(d) is not int:  # bool is not a dimension either
+                integers = False
+                break
+    if not integers:
         raise BadRequest(
             f"input '{spec.name}': shape must be a list of integers, expected {_shape_text(spec.shape)}"
         )
-    if len(shape) != len(spec.shape) or any(
-        want >= 0 and got != want for got, want in zip(shape, spec.shape, strict=True)
-    ):
+    matches = len(shape) == len(spec.shape)
+    if matches:
+        for got, want in zip(shape, spec.shape, strict=True):
+            if want >= 0 and got != want:
+                matches = False
+                break
+    if not matches:
         raise BadRequest(
             f"input '{spec.name}': shape {shape} does not match the model's {_shape_text(spec.shape)} "
             "(-1: any size; the first dimension is the batch)"
         )
-    if any(d < 0 for d in shape):
-        raise BadRequest(f"input '{spec.name}': shape {shape} has a negative dimension")
+    for d in shape:
+        if d < 0:
+            raise BadRequest(f"input '{spec.name}': shape {shape} has a negative dimension")
     if shape[0] == 0:
         raise BadRequest(f"input '{spec.name}': the batch dimension is 0; send at least one row")
-    return shape
+    dims: list[int] = shape
+    return dims
 
 
 def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: memoryview | None) -> Array:
@@ -105,7 +122,7 @@ def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: m
         raise BadRequest(
             f"input '{spec.name}': `data` is ragged; send {count} {spec.datatype} values"
         ) from None
-    allowed = next(kinds for prefix, kinds in _NUMERIC_KINDS.items() if spec.datatype.startswith(prefix))
+    allowed = _ALLOWED_KINDS[spec.datatype]
     if raw.dtype.kind not in allowed or raw.size != count:
         what = (
             "values"
@@ -253,7 +270,9 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
     if isinstance(model, TextEmbeddingModel):
         rows = _text_rows(model, elements)
     else:
-        rows = [tuple(a[i] for a in arrays) for i in range(batch)]
+        rows = (
+            [(arrays[0][i],) for i in range(batch)] if len(arrays) == 1 else list(zip(*arrays, strict=True))
+        )
     request_id = doc.get("id")
     return InferRequest(
         id=str(request_id) if request_id is not None else None, rows=rows, outputs=_outputs(model, doc)
