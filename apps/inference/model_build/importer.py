@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,6 +238,7 @@ def _rows_independent(sig: Signature, batched: list[Array], single: list[Array])
 @dataclass(frozen=True, kw_only=True)
 class TextSetup:
     tokenizer: Path
+    data: bytes  # the tokenizer.json bytes that are checked, hashed and written
     max_length: int
 
 
@@ -261,7 +261,7 @@ def _text_signature(sig: Signature, text: TextSetup, problems: list[str]) -> lis
 def _probe_text(session: Any, text: TextSetup, sig: Signature) -> tuple[list[Array], list[Array]]:
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(text.tokenizer))
+    tokenizer = Tokenizer.from_str(text.data.decode("utf-8"))
     tokenizer.enable_truncation(max_length=text.max_length)
     pad_id = tokenizer.token_to_id("[PAD]")
     tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0)
@@ -279,18 +279,45 @@ def _probe_text(session: Any, text: TextSetup, sig: Signature) -> tuple[list[Arr
     return run(PROBE_TEXTS), run(PROBE_TEXTS[:1])
 
 
+def _apply_shapes(sig: Signature, shapes: dict[str, list[int]], problems: list[str]) -> None:
+    """Fixes dynamic input dimensions to the sizes given with --shape (the ONNX file itself is unchanged)."""
+    by_name = {s.name: i for i, s in enumerate(sig.inputs)}
+    for name, dims in shapes.items():
+        index = by_name.get(name)
+        if index is None:
+            problems.append(
+                f"--shape names the input '{name}', which the graph does not have ({sorted(by_name)})"
+            )
+            continue
+        declared = sig.inputs[index].shape
+        if (
+            len(dims) != len(declared)
+            or dims[0] != -1
+            or any(d <= 0 for d in dims[1:])
+            or any(want > 0 and got != want for got, want in zip(dims, declared, strict=True))
+        ):
+            problems.append(
+                f"--shape {name}={','.join(map(str, dims))} does not fit the declared {declared}: give every "
+                "dimension, -1 for the batch, and the declared size wherever the graph fixes one"
+            )
+            continue
+        sig.inputs[index] = sig.inputs[index].model_copy(update={"shape": dims})
+
+
 def inspect(
-    path: Path, *, text: TextSetup | None = None
+    path: Path,
+    data: bytes,
+    *,
+    text: TextSetup | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> tuple[onnx.ModelProto, Signature, dict[str, Any]]:
-    """Reads and checks the model; returns it, its served signature and what the check found.
+    """Checks the model's bytes; returns the model, its served signature and what the check found.
 
     Raises ModelImportError listing every problem found."""
     import onnxruntime as ort
 
-    if not path.is_file():
-        raise ModelImportError(path, ["no such file"])
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_from_string(data)
     except Exception as exc:  # onnx raises DecodeError and others for files that are not ModelProtos
         raise ModelImportError(path, [f"not an ONNX model ({type(exc).__name__}: {exc})"]) from exc
     problems: list[str] = []
@@ -303,6 +330,7 @@ def inspect(
     problems += _opset_problems(model)
     sig = read_signature(model)
     problems += sig.problems
+    _apply_shapes(sig, shapes or {}, problems)
     if text is None:
         for spec in sig.inputs:
             if spec.datatype == "BYTES":
@@ -313,7 +341,8 @@ def inspect(
             elif any(d < 0 for d in spec.shape[1:]):
                 problems.append(
                     f"input '{spec.name}' has the dynamic shape {spec.shape} beyond its batch dimension; the "
-                    "service batches rows of one fixed shape (export it with fixed sizes after the batch)"
+                    "service batches rows of one fixed shape (export fixed sizes, or fix them here with "
+                    f"--shape {spec.name}=-1,...)"
                 )
         served_inputs = sig.inputs
     else:
@@ -330,7 +359,7 @@ def inspect(
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     try:
-        session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types, one per status code
         raise ModelImportError(
             path, [f"onnxruntime {ort.__version__} cannot load it: {_ort_message(exc)}"]
@@ -378,14 +407,19 @@ def import_model(
     labels: list[str] | None = None,
     tokenizer: Path | None = None,
     max_length: int | None = None,
+    shapes: dict[str, list[int]] | None = None,
     force: bool = False,
 ) -> Path:
-    """Checks the model and writes `<out>/<name>/<version>/`; returns that folder."""
+    """Checks the model and writes `<out>/<name>/<version>/`; returns that folder. The bytes written are the
+    ones checked: each file is read once."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelImportError(path, [(exc.strerror or "cannot read it").lower()]) from exc
     text = None
     if tokenizer is not None:
-        text = TextSetup(tokenizer=tokenizer, max_length=_max_length(path, tokenizer, max_length))
-    model, sig, checked = inspect(path, text=text)
-    data = path.read_bytes()
+        text = _text_setup(path, tokenizer, max_length)
+    model, sig, checked = inspect(path, data, text=text, shapes=shapes)
     sha256 = hashlib.sha256(data).hexdigest()
     labels = labels or []
     if problem := _labels_problem(labels, sig.outputs):
@@ -397,13 +431,15 @@ def import_model(
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "import_check": checked,
     }
+    if shapes:
+        details["shapes_fixed_at_import"] = shapes
     if labels:
         details["class_labels"] = labels
     token_spec = None
     if text is not None:
         token_spec = {
             "file": TOKENIZER_FILE,
-            "sha256": hashlib.sha256(text.tokenizer.read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256(text.data).hexdigest(),
             "max_length": text.max_length,
         }
     try:
@@ -439,26 +475,40 @@ def import_model(
     with staged_folder(target) as staging:
         (staging / MODEL_FILE).write_bytes(data)
         if text is not None:
-            shutil.copyfile(text.tokenizer, staging / TOKENIZER_FILE)
+            (staging / TOKENIZER_FILE).write_bytes(text.data)
         (staging / METADATA_FILE).write_bytes(meta_bytes)
     return target
 
 
-def _max_length(path: Path, tokenizer: Path, given: int | None) -> int:
+def _text_setup(path: Path, tokenizer: Path, given: int | None) -> TextSetup:
     from tokenizers import Tokenizer
 
     try:
-        loaded = Tokenizer.from_file(str(tokenizer))
+        data = tokenizer.read_bytes()
+        loaded = Tokenizer.from_str(data.decode("utf-8"))
     except Exception as exc:  # tokenizers raises a bare Exception on malformed files
         raise ModelImportError(
-            path, [f"--tokenizer {tokenizer}: not a tokenizers tokenizer.json ({exc})"]
+            path, [f"--tokenizer {tokenizer}: not a readable tokenizers tokenizer.json ({exc})"]
         ) from exc
     if given is not None:
-        return given
+        return TextSetup(tokenizer=tokenizer, data=data, max_length=given)
     truncation = loaded.truncation
     if truncation and truncation.get("max_length"):
-        return int(truncation["max_length"])
+        return TextSetup(tokenizer=tokenizer, data=data, max_length=int(truncation["max_length"]))
     raise ModelImportError(path, [f"--tokenizer {tokenizer} sets no truncation length: pass --max-length N"])
+
+
+def _parse_shape(text: str) -> tuple[str, list[int]]:
+    name, sep, dims = text.partition("=")
+    try:
+        parsed = [int(d) for d in dims.split(",")]
+    except ValueError:
+        parsed = []
+    if not sep or not name or not parsed:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=-1,D1,D2,... (e.g. image=-1,3,224,224), got {text!r}"
+        )
+    return name, parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,6 +531,14 @@ def main(argv: list[str] | None = None) -> int:
         "--max-length", type=int, help="token limit for --tokenizer (default: the tokenizer's own)"
     )
     parser.add_argument(
+        "--shape",
+        type=_parse_shape,
+        action="append",
+        default=[],
+        metavar="NAME=-1,D1,...",
+        help="fix an input's dynamic dimensions after the batch (repeatable)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace an existing version with other contents"
     )
     args = parser.parse_args(argv)
@@ -488,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target = import_model(
             args.onnx, out=args.out, name=args.name, version=args.version, description=args.description,
-            labels=labels, tokenizer=args.tokenizer, max_length=args.max_length, force=args.force,
+            labels=labels, tokenizer=args.tokenizer, max_length=args.max_length, shapes=dict(args.shape),
+            force=args.force,
         )  # fmt: skip
     except ModelImportError as exc:
         for line in exc.lines:

@@ -233,3 +233,37 @@ def test_a_text_model_imports_with_its_tokenizer_and_embeds_like_the_original(
     want = load_model(original, settings).run_rows(texts)
     for (a,), (b,) in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_dynamic_dimensions_after_the_batch_are_fixed_with_shape(tmp_path) -> None:
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1)
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"]),
+         helper.make_tensor_value_info("axes", TensorProto.INT64, [1])],  # as old exporters list it
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
+    )  # fmt: skip
+    path = tmp_path / "sum.onnx"
+    path.write_bytes(
+        helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8
+        ).SerializeToString()
+    )
+    repo = tmp_path / "repo"
+    refused = run_import(path, repo, "summer", "1")
+    assert refused.returncode == 1
+    assert "input 'x' has the dynamic shape [-1, -1] beyond its batch dimension" in refused.stderr
+    assert "--shape x=-1,..." in refused.stderr and not (repo / "summer").exists()
+    misfit = run_import(path, repo, "summer", "1", "--shape", "x=5")
+    assert misfit.returncode == 1 and "--shape x=5 does not fit the declared [-1, -1]" in misfit.stderr
+    done = run_import(path, repo, "summer", "1", "--shape", "x=-1,4")
+    assert done.returncode == 0, done.stderr
+    meta = ModelMetadata.read(repo / "summer/1/metadata.json")
+    assert meta.inputs[0].shape == [-1, 4] and meta.details["shapes_fixed_at_import"] == {"x": [-1, 4]}
+    assert [s.name for s in meta.inputs] == ["x"]  # "axes" is an initializer, though the graph lists it
+    (entry,) = discover(repo, [("summer", "1")])
+    served = load_model(entry, Settings(model_repository=repo, auth_enabled=False))
+    rows = [(np.arange(4, dtype=np.float32) + i,) for i in range(3)]
+    results = served.run_rows(rows)
+    assert [float(r[0][0]) for r in results] == [6.0, 10.0, 14.0]
