@@ -214,3 +214,40 @@ def test_invalid_custom_resource_names_file_object_and_field(
     ]
     assert hits[0].message.startswith("spec.triggers[0].metadata: '65' is not of type 'object'")
     assert "github.com/kedacore/keda/v2@" in hits[0].message
+
+
+def test_declared_reads_peers_overrides_and_implied_flows(tmp_path: Path) -> None:
+    (tmp_path / "platform.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "services": {"api": {}},
+                "peers": {"gw": {"namespace": "ingress", "podLabels": {"app": "gw"}}},
+                "connections": [{"from": "gw", "to": "api"}, {"from": "api", "to": "redis"}],
+            }
+        )
+    )
+    overlay = {
+        "namespace": "ml-x",
+        "redis": {"replicas": 2},
+        "peers": {"gw": {"namespace": "gw-x", "podLabels": {"k": "v"}}},
+    }
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(overlay))
+    spec = declared.for_environment(tmp_path, "x")
+    assert spec["namespace"] == "ml-x"
+    assert spec["peers"]["gw"]["namespace"] == "gw-x"  # the overlay's override wins
+    edges = [(c["from"], c["to"]) for c in spec["connections"]]
+    assert edges == [("gw", "api"), ("api", "redis"), ("redis", "redis"), ("*", "kube-dns")]
+    overlay["redis"]["replicas"] = 1
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(overlay))
+    assert ("redis", "redis") not in [
+        (c["from"], c["to"]) for c in declared.for_environment(tmp_path, "x")["connections"]
+    ]
+
+
+def test_declared_bad_overlay_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "platform.yaml").write_text("services: {}\n")
+    (tmp_path / "x.yaml").write_text("redis: {}\n")
+    with pytest.raises(declared.SpecError, match=r"x\.yaml: namespace: missing"):
+        declared.for_environment(tmp_path, "x")
+    with pytest.raises(declared.SpecError, match=r"y\.yaml: not found"):
+        declared.for_environment(tmp_path, "y")
