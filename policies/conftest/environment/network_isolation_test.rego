@@ -118,3 +118,18 @@ test_component_without_pods_fails if {
 	some m in net([o | some o in good; o.metadata.name != "redis"])
 	contains(m, "has no pods")
 }
+
+test_port_range_fails if {
+	range_out := json.patch(to_redis, [{"op": "replace", "path": "/spec/egress/0/ports/0", "value": {"port": 6000, "endPort": 7000}}])
+	range_in := json.patch(redis_in, [{"op": "replace", "path": "/spec/ingress/0/ports/0", "value": {"port": 6000, "endPort": 7000}}])
+	msgs := net(replace(replace(good, "allow-inference-to-redis", range_out), "allow-redis-from-inference", range_in))
+	some m in msgs
+	contains(m, "Deployment inference may connect to Deployment redis on TCP/6000, TCP/7000")
+}
+
+test_policy_of_another_namespace_does_not_isolate if {
+	elsewhere := json.patch(fixtures.default_deny, [{"op": "replace", "path": "/metadata/namespace", "value": "other"}])
+	msgs := net(array.concat([o | some o in good; o.metadata.name != "default-deny"], [elsewhere]))
+	some m in msgs
+	contains(m, "no default deny")
+}
