@@ -8,7 +8,6 @@ from mlplatform.components.inference import InferenceService
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
 from mlplatform.components.redis import RedisCache
-from mlplatform.components.routing import Routing
 from mlplatform.spec import Environment
 
 
@@ -22,4 +21,3 @@ class EnvironmentChart(PlatformChart):
         RedisCache(self, "redis", env=env)
         for name in env.platform.services:
             InferenceService(self, f"service-{name}", env=env, service=name)
-            Routing(self, f"routing-{name}", env=env, service=name)

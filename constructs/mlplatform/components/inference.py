@@ -1,5 +1,6 @@
-"""An inference service: ServiceAccount, API-key ExternalSecret, one `ServiceVersion` per track (ConfigMap,
-Deployment, Service), autoscaler (HPA or KEDA), PodDisruptionBudget, optional ServiceMonitor, model cache PVC.
+"""An inference service: ServiceAccount, API-key ExternalSecret, one `service_version` per track (ConfigMap,
+Deployment, Service), autoscaler (HPA or KEDA), PodDisruptionBudget, optional ServiceMonitor, model cache PVC,
+and its route (Ingress or HTTPRoute).
 
 cdk8s-plus L2 constructs make the ServiceAccount and the ConfigMaps. The Deployment and Service are the k8s
 L1 classes: cdk8s-plus's Deployment cannot express what these pods need (ephemeral-storage in Mi, GPU
@@ -35,6 +36,7 @@ from mlplatform.components.pods import (
     PodProps,
     pod_template,
 )
+from mlplatform.components.routing import route
 from mlplatform.components.secrets import external_secret
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
@@ -76,48 +78,38 @@ def _merge(base: Tuning, override: Tuning) -> Tuning:
     return Tuning.model_validate(values)
 
 
-class ServiceVersion(Construct):
+def service_version(
+    scope: Construct, *, meta: Meta, pod: PodProps, models: list[Model], replicas: int | None
+) -> None:
     """One version (stable or canary) of a service: its ConfigMap, Deployment and Service.
 
-    `replicas=None` leaves the count to an autoscaler (the Deployment then carries none).
+    `replicas=None` leaves the count to an autoscaler (the Deployment then carries none). A function, not a
+    construct: each construct is a round trip to cdk8s's Node process, and this one would add nothing else.
     """
-
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        meta: Meta,
-        pod: PodProps,
-        models: list[Model],
-        replicas: int | None,
-    ) -> None:
-        super().__init__(scope, id)
-        env, version = pod.env, pod.version
-        service = env.platform.services[version.service]
-        data = settings(env, service=service, overlay=pod.overlay, models=models)
-        kplus.ConfigMap(self, "config", metadata=meta.api(version.config), data=data)
-        strategy = k8s.DeploymentStrategy(
-            type="RollingUpdate",
-            rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
-        )
-        spec = k8s.DeploymentSpec(
-            replicas=replicas,
-            revision_history_limit=5,
-            selector=k8s.LabelSelector(match_labels=version.selector),
-            strategy=strategy,
-            template=pod_template(pod),
-        )
-        k8s.KubeDeployment(self, "deployment", metadata=meta.l1(version.name), spec=spec)
-        http = k8s.ServicePort(
-            name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP"
-        )
-        service_spec = k8s.ServiceSpec(type="ClusterIP", selector=version.selector, ports=[http])
-        k8s.KubeService(self, "service", metadata=meta.l1(version.name), spec=service_spec)
+    env, version = pod.env, pod.version
+    service = env.platform.services[version.service]
+    data = settings(env, service=service, overlay=pod.overlay, models=models)
+    track = version.track
+    kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
+    strategy = k8s.DeploymentStrategy(
+        type="RollingUpdate",
+        rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
+    )
+    spec = k8s.DeploymentSpec(
+        replicas=replicas,
+        revision_history_limit=5,
+        selector=k8s.LabelSelector(match_labels=version.selector),
+        strategy=strategy,
+        template=pod_template(pod),
+    )
+    k8s.KubeDeployment(scope, f"{track}-deployment", metadata=meta.l1(version.name), spec=spec)
+    http = k8s.ServicePort(name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP")
+    service_spec = k8s.ServiceSpec(type="ClusterIP", selector=version.selector, ports=[http])
+    k8s.KubeService(scope, f"{track}-service", metadata=meta.l1(version.name), spec=service_spec)
 
 
 class InferenceService(Construct):
-    """One model-serving service of one environment."""
+    """One model-serving service of one environment, with its external route (`routing.route`)."""
 
     def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
         super().__init__(scope, id)
@@ -138,7 +130,7 @@ class InferenceService(Construct):
         image = f"{spec.image}@{overlay.image_digest}"
         stable = PodProps(env=env, version=svc.stable, overlay=overlay, image=image, use_cache=spec.use_cache)
         replicas = overlay.replicas if overlay.autoscaling is None else None
-        ServiceVersion(self, "stable", meta=meta, pod=stable, models=spec.models, replicas=replicas)
+        service_version(self, meta=meta, pod=stable, models=spec.models, replicas=replicas)
         budget = k8s.PodDisruptionBudgetSpec(
             max_unavailable=port(1),
             selector=k8s.LabelSelector(match_labels=svc.stable.selector),
@@ -160,7 +152,8 @@ class InferenceService(Construct):
                 image=f"{spec.image}@{canary.image_digest}",
                 use_cache=spec.use_cache,
             )
-            ServiceVersion(self, "canary", meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
+            service_version(self, meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
+        route(self, meta=meta, env=env, service=service)
 
 
 def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels) -> None:

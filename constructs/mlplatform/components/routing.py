@@ -10,7 +10,7 @@ from mlplatform_crds.io.k8s.networking import gateway
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components.base import WAVE_SERVICES, Meta
+from mlplatform.components.base import Meta
 from mlplatform.components.pods import HTTP_PORT
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import GatewayRouting, IngressRouting, ServiceOverlay
@@ -64,15 +64,10 @@ def ingress(
     k8s.KubeIngress(scope, "ingress", metadata=meta.l1(service, annotations=annotations), spec=spec)
 
 
-class Routing(Construct):
-    """The external route to one service."""
-
-    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
-        super().__init__(scope, id)
-        common = names.common(platform=env.platform.name, name=service, component="inference")
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
-        overlay, routing = env.overlay.services[service], env.overlay.routing
-        if isinstance(routing, GatewayRouting):
-            http_route(self, meta=meta, service=service, overlay=overlay, routing=routing)
-        else:
-            ingress(self, meta=meta, service=service, overlay=overlay, routing=routing)
+def route(scope: Construct, *, meta: Meta, env: Environment, service: str) -> None:
+    """The external route to one service: an HTTPRoute on a Gateway, or an Ingress."""
+    overlay, routing = env.overlay.services[service], env.overlay.routing
+    if isinstance(routing, GatewayRouting):
+        http_route(scope, meta=meta, service=service, overlay=overlay, routing=routing)
+    else:
+        ingress(scope, meta=meta, service=service, overlay=overlay, routing=routing)
