@@ -184,3 +184,17 @@ def test_a_policy_without_the_exclusion_fails_synth(tmp_path: Path) -> None:
     (tmp_path / "policies/exceptions.yaml").write_text("waivers: []\n")
     with pytest.raises(cluster_policies.ClusterPolicyError, match="does not exclude argocd, kube-system"):
         cluster_policies.render(tmp_path, protected={"argocd", "kube-system"}, today=dt.date.today())
+
+
+def test_pod_security_may_fail_open_because_managed_namespaces_enforce_the_profile_too() -> None:
+    """pod-security's webhook fails open (it is Kyverno's shared webhook); the built-in admission backs it."""
+    doc = yaml.safe_load((REPO / "policies/kyverno/pod-security/pod-security.yaml").read_text())
+    assert doc["spec"]["webhookConfiguration"]["failurePolicy"] == "Ignore"
+    managed = 0
+    for path in sorted((REPO / "dist").glob("*/namespace-*.yaml")):
+        labels = yaml.safe_load(path.read_text())["metadata"]["labels"]
+        if labels.get("mlplatform.io/managed") == "true":
+            managed += 1
+            assert labels["pod-security.kubernetes.io/enforce"] == "restricted", path
+            assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.33", path
+    assert managed >= 3
