@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import httpx
 
 from inference_service.accesslog import AccessLog
 from inference_service.cache import CachedResponse, ResponseCache
 from inference_service.hotpath import match
-from inference_service.local import free_port
 
 INFER = "/v2/models/breast-cancer/infer"
 
@@ -137,42 +132,17 @@ def test_access_log_writes_in_batches_and_on_flush() -> None:
     assert len(lines) == 101 and lines[-1] == b'{"n": 99}'
 
 
-def test_no_access_log_line_is_lost_on_sigterm(model_repository) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-        "INFERENCE_MODELS": "breast-cancer:1",
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_AUTH_ENABLED": "false",
-    }
-    command = [sys.executable, "-m", "inference_service"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+def test_no_access_log_line_is_lost_on_sigterm(server_process) -> None:
+    with server_process(models="breast-cancer:1") as (proc, base):
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": [0.5] * 30}]}
         with httpx.Client(base_url=base) as client:
             ids = [f"line-{i}" for i in range(200)]
             for request_id in ids:
                 assert client.post(INFER, json=body, headers={"X-Request-ID": request_id}).status_code == 200
-        proc.send_signal(signal.SIGTERM)  # at once: most lines are still in the buffer
+        proc.send_signal(signal.SIGTERM)  # at once: the last lines are still in the buffer
         assert proc.wait(30) in (0, -signal.SIGTERM)
         assert proc.stdout is not None
         logged = [json.loads(line) for line in proc.stdout.read().splitlines() if line.strip()]
         route = "/v2/models/{model_name}/infer"
         served = [line["request_id"] for line in logged if line.get("route") == route]
         assert served == ids
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,7 +12,6 @@ import httpx
 from fastapi.testclient import TestClient
 
 from inference_service.app import create_app
-from inference_service.local import free_port
 from inference_service.settings import Settings
 
 
@@ -96,37 +92,8 @@ def test_metrics_cover_latency_cache_batches_and_load(make_client, tabular, rows
         assert "inference_cache_errors_total" in text and "inference_requests_in_flight" in text
 
 
-def _start_server(model_repository, port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_AUTH_ENABLED": "false",
-        **extra_env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(model_repository) -> None:
-    port = free_port()
-    proc = _start_server(model_repository, port, {"INFERENCE_MODELS": "minilm-embedding:1"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(server_process) -> None:
+    with server_process(models="minilm-embedding:1") as (proc, base):
         # A slow request (many long texts) is in flight when SIGTERM arrives; it must still complete.
         texts = [f"sentence number {i} " + "word " * 120 for i in range(48)]
         body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
@@ -155,10 +122,6 @@ def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(model
         ]
         assert access and access[0]["status"] == 200 and access[0]["model"] == "minilm-embedding"
         assert access[0]["duration_ms"] > 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cheap_models_run_on_the_loop_costly_ones_on_their_thread(
