@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,33 @@ def apply(
     return kyverno.parse_report(proc.stdout, proc.stderr, proc.returncode)
 
 
+def pinned(key: str) -> str:
+    """A value of tools/versions.env."""
+    for line in (REPO / "tools/versions.env").read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1].strip()
+    raise LookupError(f"{key} is not in tools/versions.env")
+
+
+def go_module(name: str, version: str) -> Path:
+    """The module's folder in the Go module cache (tools/setup/go-module-dir.sh downloads it if needed)."""
+    out = subprocess.run(
+        [str(REPO / "tools/setup/go-module-dir.sh"), name, version],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
+    if out.returncode != 0:
+        pytest.fail(f"cannot fetch {name}@{version}: {out.stderr.strip()}")
+    return Path(out.stdout.strip())
+
+
+def pinned_module(key: str) -> Path:
+    """The module <KEY>_MODULE at <KEY>_VERSION of tools/versions.env."""
+    return go_module(pinned(f"{key}_MODULE"), pinned(f"{key}_VERSION"))
+
+
 def shipped_policies() -> list[Path]:
     return sorted(p for p in SHIPPED.glob("*.yaml") if not p.name.startswith("policyexception-"))
 
@@ -73,6 +101,9 @@ class Cli:
     managed = staticmethod(managed)
     shipped_policies = staticmethod(shipped_policies)
     by_result = staticmethod(by_result)
+    pinned = staticmethod(pinned)
+    go_module = staticmethod(go_module)
+    pinned_module = staticmethod(pinned_module)
 
 
 @pytest.fixture(scope="session")

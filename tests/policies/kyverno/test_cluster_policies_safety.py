@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +31,7 @@ from policy_check import cluster_policies, kyverno
 REPO = Path(__file__).resolve().parents[3]
 
 Objects = list[dict[str, Any]]
-
-
-def versions() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (REPO / "tools/versions.env").read_text().splitlines())
-    return {k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
-
-
-def module_dir(key: str) -> Path:
-    v = versions()
-    out = subprocess.run(
-        [str(REPO / "tools/setup/go-module-dir.sh"), v[f"{key}_MODULE"], v[f"{key}_VERSION"]],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GOFLAGS": "-mod=mod"},
-    )
-    if out.returncode != 0:
-        pytest.fail(f"cannot fetch the {key} module: {out.stderr.strip()}")
-    return Path(out.stdout.strip())
+Fetch = Callable[[str], Path]  # versions.env key -> the pinned module's folder
 
 
 def docs(path: Path) -> Objects:
@@ -72,11 +53,11 @@ def in_namespace(objects: Objects, ns: str) -> Objects:
     return out
 
 
-def argocd() -> Objects:
+def argocd(module_dir: Fetch) -> Objects:
     return in_namespace(docs(module_dir("ARGOCD") / "manifests/install.yaml"), "argocd")
 
 
-def keda() -> Objects:
+def keda(module_dir: Fetch) -> Objects:
     config = module_dir("KEDA") / "config"
     objects: Objects = []
     for folder in yaml.safe_load((config / "default/kustomization.yaml").read_text())["resources"]:
@@ -89,7 +70,7 @@ def keda() -> Objects:
     return in_namespace(objects, "keda")
 
 
-def external_secrets() -> Objects:
+def external_secrets(module_dir: Fetch) -> Objects:
     snaps = module_dir("EXTERNAL_SECRETS") / "deploy/charts/external-secrets/tests/__snapshot__"
     objects: Objects = []
     for snap in sorted(snaps.glob("*.snap")):
@@ -99,7 +80,7 @@ def external_secrets() -> Objects:
     return in_namespace(objects, "external-secrets")
 
 
-def cert_manager() -> Objects:
+def cert_manager(module_dir: Fetch) -> Objects:
     root = module_dir("CERT_MANAGER")
     objects = docs(root / "deploy/manifests/01-namespace.yaml")
     for crd in sorted((root / "deploy/crds").glob("*.yaml")):
@@ -118,8 +99,8 @@ POD_KINDS = kyverno.POD_KINDS
 
 
 @pytest.fixture(scope="module")
-def installs() -> dict[str, Objects]:
-    return {name: load() for name, load in PROJECTS.items()}
+def installs(cli: Any) -> dict[str, Objects]:
+    return {name: load(cli.pinned_module) for name, load in PROJECTS.items()}
 
 
 def workloads(objects: Objects) -> Objects:

@@ -9,29 +9,14 @@ policy runs) must agree with it on every check up to 1.33.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
+from typing import Any
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 MINIMUM = re.compile(r"MinimumVersion:\s*api\.MajorMinorVersion\(1, (\d+)\)")
-
-
-def module(name: str, version: str) -> Path:
-    out = subprocess.run(
-        [str(REPO / "tools/setup/go-module-dir.sh"), name, version],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GOFLAGS": "-mod=mod"},
-    )
-    if out.returncode != 0:
-        pytest.fail(f"cannot fetch {name}@{version}: {out.stderr.strip()}")
-    return Path(out.stdout.strip())
 
 
 def minimum_versions(root: Path) -> dict[str, set[int]]:
@@ -43,13 +28,6 @@ def minimum_versions(root: Path) -> dict[str, set[int]]:
     }
 
 
-def pinned(key: str) -> str:
-    for line in (REPO / "tools/versions.env").read_text().splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1].strip()
-    raise LookupError(key)
-
-
 def policy_version() -> int:
     doc = yaml.safe_load((REPO / "policies/kyverno/pod-security/pod-security.yaml").read_text())
     security = doc["spec"]["rules"][0]["validate"]["podSecurity"]
@@ -59,26 +37,28 @@ def policy_version() -> int:
     return int(match.group(1))
 
 
-def test_no_check_of_the_pinned_kubernetes_changes_after_the_policy_version() -> None:
-    patch = pinned("KUBERNETES_PATCH_VERSION")  # v1.33.13 -> staging module v0.33.13
+def test_no_check_of_the_pinned_kubernetes_changes_after_the_policy_version(cli: Any) -> None:
+    patch = cli.pinned("KUBERNETES_PATCH_VERSION")  # v1.33.13 -> staging module v0.33.13
     minor = int(patch.split(".")[1])
-    upstream = minimum_versions(module("k8s.io/pod-security-admission", "v0." + patch.split(".", 1)[1]))
+    upstream = minimum_versions(
+        cli.go_module("k8s.io/pod-security-admission", "v0." + patch.split(".", 1)[1])
+    )
     newest = max(v for vs in upstream.values() for v in vs)
     assert newest <= policy_version() <= minor, (newest, policy_version(), minor)
     assert newest == policy_version(), "pin the newest profile change, not an older one"
 
 
-def test_kyverno_fork_agrees_with_upstream_up_to_the_pinned_minor() -> None:
+def test_kyverno_fork_agrees_with_upstream_up_to_the_pinned_minor(cli: Any) -> None:
     replace = next(
         line
         for line in (REPO / "tools/kyverno/go.mod").read_text().splitlines()
         if "pod-security-admission =>" in line
     )
     name, version = replace.split("=>")[1].split()
-    minor = int(pinned("KUBERNETES_PATCH_VERSION").split(".")[1])
-    patch = pinned("KUBERNETES_PATCH_VERSION").split(".", 1)[1]
-    fork = minimum_versions(module(name, version))
-    upstream = minimum_versions(module("k8s.io/pod-security-admission", "v0." + patch))
+    minor = int(cli.pinned("KUBERNETES_PATCH_VERSION").split(".")[1])
+    patch = cli.pinned("KUBERNETES_PATCH_VERSION").split(".", 1)[1]
+    fork = minimum_versions(cli.go_module(name, version))
+    upstream = minimum_versions(cli.go_module("k8s.io/pod-security-admission", "v0." + patch))
     assert set(upstream) <= set(fork)
     for check, versions in upstream.items():
         assert {v for v in fork[check] if v <= minor} == versions, check
