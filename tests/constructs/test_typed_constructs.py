@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import cdk8s
 import cdk8s_plus_33 as kplus
+import yaml
 
 from mlplatform import jsii_structs
 from mlplatform.argocd import ArgoCdChart
@@ -134,3 +136,23 @@ def test_lean_struct_serializer_changes_nothing(rendered: Rendered, repo_root: P
     finally:
         assert jsii_structs.install()
     assert stock.folders == rendered.folders
+
+
+def test_every_cdk8s_yaml_import_has_its_generated_package(repo_root: Path) -> None:
+    """cdk8s.yaml lists what `cdk8s import` makes; a new entry without its committed classes fails here."""
+    config = yaml.safe_load((repo_root / "cdk8s.yaml").read_text())
+    groups = []
+    for entry in config["imports"]:
+        module, _, source = entry.partition(":=")
+        assert module == "mlplatform_crds", entry
+        groups.append(Path(source).name.removesuffix(".yaml"))
+    packages = {
+        str(p.parent.parent.relative_to(repo_root / "imports")).replace("/", ".")
+        for p in (repo_root / "imports" / "mlplatform_crds").rglob("_jsii/__init__.py")
+    }
+    # cdk8s import names a group's package by the group reversed: gateway.networking.k8s.io -> io.k8s...
+    expected = {"mlplatform_crds." + ".".join(reversed(g.replace("-", "_").split("."))) for g in groups}
+    assert packages == expected
+    for package in expected:
+        module = importlib.import_module(package)
+        assert any(isinstance(v, type) and issubclass(v, cdk8s.ApiObject) for v in vars(module).values())
