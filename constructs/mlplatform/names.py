@@ -101,6 +101,11 @@ class ServiceNames:
         return Version(self.service, CANARY)
 
     @property
+    def service_account(self) -> str:
+        """The ServiceAccount both versions' pods run as."""
+        return self.service
+
+    @property
     def api_keys(self) -> str:
         """The API-key Secret (made by its ExternalSecret of the same name)."""
         return f"{self.service}-api-keys"

@@ -117,7 +117,7 @@ class InferenceService(Construct):
         svc = names.ServiceNames(service)
         common = names.common(platform=env.platform.name, name=service, component="inference")
         meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
-        service_account(self, meta=meta, name=service)
+        service_account(self, meta=meta, name=svc.service_account)
         external_secret(
             self,
             "api-keys",
@@ -140,7 +140,7 @@ class InferenceService(Construct):
         if isinstance(overlay.model_delivery, PvcModels):
             model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
         if overlay.autoscaling is not None:
-            autoscaler(self, meta=meta, name=service, autoscaling=overlay.autoscaling)
+            autoscaler(self, meta=meta, name=service, target=svc.stable.name, autoscaling=overlay.autoscaling)
         if env.overlay.features.service_monitor:
             service_monitor(self, meta=meta, name=service, namespace=env.namespace)
         if overlay.canary is not None:
@@ -168,21 +168,21 @@ def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels)
     )
 
 
-def autoscaler(scope: Construct, *, meta: Meta, name: str, autoscaling: Autoscaling) -> None:
-    """An HPA (autoscaling/v2) or a KEDA ScaledObject on CPU utilization, scaling Deployment `name`."""
+def autoscaler(scope: Construct, *, meta: Meta, name: str, target: str, autoscaling: Autoscaling) -> None:
+    """An HPA (autoscaling/v2) or a KEDA ScaledObject on CPU utilization, scaling Deployment `target`."""
     if autoscaling.engine == "hpa":
-        target = k8s.MetricTargetV2(
+        utilization = k8s.MetricTargetV2(
             type="Utilization", average_utilization=autoscaling.target_cpu_utilization
         )
         hpa = k8s.HorizontalPodAutoscalerSpecV2(
             scale_target_ref=k8s.CrossVersionObjectReferenceV2(
-                api_version="apps/v1", kind="Deployment", name=name
+                api_version="apps/v1", kind="Deployment", name=target
             ),
             min_replicas=autoscaling.min_replicas,
             max_replicas=autoscaling.max_replicas,
             metrics=[
                 k8s.MetricSpecV2(
-                    type="Resource", resource=k8s.ResourceMetricSourceV2(name="cpu", target=target)
+                    type="Resource", resource=k8s.ResourceMetricSourceV2(name="cpu", target=utilization)
                 )
             ],
             behavior=k8s.HorizontalPodAutoscalerBehaviorV2(
@@ -196,7 +196,7 @@ def autoscaler(scope: Construct, *, meta: Meta, name: str, autoscaling: Autoscal
     )
     scaled = keda.ScaledObjectSpec(
         scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(
-            api_version="apps/v1", kind="Deployment", name=name
+            api_version="apps/v1", kind="Deployment", name=target
         ),
         min_replica_count=autoscaling.min_replicas,
         max_replica_count=autoscaling.max_replicas,

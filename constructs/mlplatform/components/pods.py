@@ -147,7 +147,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
     volumes, mounts = _storage(props)
     delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
     spec = k8s.PodSpec(
-        service_account_name=props.version.service,
+        service_account_name=names.ServiceNames(props.version.service).service_account,
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),
