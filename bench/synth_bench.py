@@ -1,12 +1,13 @@
 """Synthesis timings: the reference platform (all environments), and synth time as model services are added.
 
-Run: `.venv/bin/python -O bench/synth_bench.py` (or `make bench`). Prints seconds; "warm" means in the
+Run: `.venv/bin/python bench/synth_bench.py` (or `make bench`). Prints seconds; "warm" means in the
 same process after one untimed synth (jsii's Node process started, modules imported). Synthetic specs with
 N services (each with an Ingress/HTTPRoute, the three connections and its own overlay entries) are generated
 in a temporary folder, and their output too: in RAM (/dev/shm) where there is one, as writing thousands of
 files again and again on a disk soon waits on writeback (0.07 s to 1 s for the same 4,200 files here), which
 would measure the disk, not the generator. `--on-disk` uses the default temporary folder instead;
-`--sizes 1,20` measures other spec sizes. Run it under `python -O` too: that is how `make synth` runs.
+`--sizes 1,20` measures other spec sizes. It runs itself under `python -O`, as `make synth` does;
+`--no-optimize` measures without.
 Each timing is the median of 3 runs, as wall-clock time and as the CPU time of this process plus jsii's
 Node process (on a busy shared machine, CPU time is what the synth costs).
 """
@@ -27,6 +28,9 @@ from typing import Any
 import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+if not sys.flags.optimize and "--no-optimize" not in sys.argv[1:]:
+    # measure synthesis as `make synth` runs it: under -O (jsii's runtime type checks off)
+    os.execv(sys.executable, [sys.executable, "-O", *sys.argv])
 STARTED = time.perf_counter()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "constructs"))
