@@ -2,12 +2,17 @@
 # Regenerates the typed custom-resource classes under imports/mlplatform_crds/ with `cdk8s import`.
 #
 # The CRD files come from the projects' own Go modules at the versions pinned in tools/versions.env; they are
-# staged under build/crds/ (one file per API group), which is where cdk8s.yaml's `imports:` entries point.
-# Run from anywhere: `imports/generate.sh` (needs go, node and the pinned cdk8s CLI in node_modules/.bin,
-# or CDK8S=/path/to/cdk8s). The output is committed; synthesis never runs this.
+# staged under build/crds/ (one file per API group), which is where cdk8s.yaml's `imports:` entries point, and
+# `cdk8s import` (the pinned CLI in node_modules/.bin, or CDK8S=/path/to/cdk8s) runs on cdk8s.yaml in a
+# scratch folder. The output is committed; synthesis never runs this.
+#
+#   imports/generate.sh           replace imports/mlplatform_crds/ with a fresh import
+#   imports/generate.sh --check   only say whether the committed classes are what a fresh import gives
 . "$(dirname "$0")/../tools/setup/lib.sh"
 root=$(repo_root)
 load_versions
+check=false
+[ "${1:-}" = "--check" ] && check=true
 cdk8s=${CDK8S:-$root/node_modules/.bin/cdk8s}
 [ -x "$cdk8s" ] || die "no cdk8s CLI at $cdk8s (run \`make setup\`, or set CDK8S)"
 dir() { "$root/tools/setup/go-module-dir.sh" "$1" "$2"; }
@@ -17,8 +22,10 @@ keda=$(dir "$KEDA_MODULE" "$KEDA_VERSION")
 prom=$(dir "$PROMETHEUS_OPERATOR_MODULE" "$PROMETHEUS_OPERATOR_VERSION")
 argocd=$(dir "$ARGOCD_MODULE" "$ARGOCD_VERSION")
 
-staged="$root/build/crds"
-rm -rf "$staged" && mkdir -p "$staged"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+staged="$scratch/build/crds"
+mkdir -p "$staged"
 cp "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$staged/gateway.networking.k8s.io.yaml"
 cp "$eso/config/crds/bases/external-secrets.io_externalsecrets.yaml" "$staged/external-secrets.io.yaml"
 cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$staged/keda.sh.yaml"
@@ -27,8 +34,19 @@ cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.
 { cat "$argocd/manifests/crds/application-crd.yaml"; printf -- '---\n'; cat "$argocd/manifests/crds/appproject-crd.yaml"; } \
   > "$staged/argoproj.io.yaml"
 chmod u+w "$staged"/*.yaml
+cp "$root/cdk8s.yaml" "$scratch/"
+mkdir -p "$scratch/imports/mlplatform_crds"
+cp "$root/imports/mlplatform_crds/__init__.py" "$scratch/imports/mlplatform_crds/"  # hand-written, kept
+say "cdk8s import (every entry of cdk8s.yaml imports:)"
+(cd "$scratch" && CDK8S_CHECK_UPGRADE=false "$cdk8s" import --language python --output imports >/dev/null)
 
 out="$root/imports/mlplatform_crds"
-find "$out" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +  # keeps the hand-written __init__.py
-say "cdk8s import (every entry of cdk8s.yaml imports:)"
-(cd "$root" && CDK8S_CHECK_UPGRADE=false "$cdk8s" import --language python --output imports)
+if $check; then
+  diff -rq -x __pycache__ "$scratch/imports/mlplatform_crds" "$out" \
+    || die "imports/mlplatform_crds/ is not what cdk8s import makes from the pinned CRDs: run imports/generate.sh"
+  say "imports/mlplatform_crds/ is up to date"
+  exit 0
+fi
+rm -rf "$out"  # stale modules of a dropped group go too
+cp -R "$scratch/imports/mlplatform_crds" "$out"
+say "wrote $out"
