@@ -21,6 +21,7 @@ KUBE_DNS = {
     "ports": [{"port": 53, "protocol": "UDP", "name": ""}, {"port": 53, "protocol": "TCP", "name": ""}],
 }
 EVERY_POD = "*"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 20x faster
 
 
 class SpecError(Exception):
@@ -29,7 +30,7 @@ class SpecError(Exception):
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 (a safe loader)
     except FileNotFoundError as err:
         raise SpecError(f"{path}: not found") from err
     except yaml.YAMLError as err:
@@ -43,9 +44,9 @@ def environments(overlays: Path) -> list[str]:
     return sorted(p.stem for p in overlays.glob("*.yaml") if p.name != PLATFORM_FILE)
 
 
-def for_environment(overlays: Path, env: str) -> dict[str, Any]:
+def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = None) -> dict[str, Any]:
     """{environment, namespace, components, peers, connections} for overlays/<env>.yaml."""
-    platform = _load(overlays / PLATFORM_FILE)
+    platform = platform if platform is not None else _load(overlays / PLATFORM_FILE)
     overlay = _load(overlays / f"{env}.yaml")
     where = f"{overlays / (env + '.yaml')}"
     namespace = overlay.get("namespace")
@@ -78,4 +79,5 @@ def for_environment(overlays: Path, env: str) -> dict[str, Any]:
 
 def for_environments(overlays: Path, envs: list[str]) -> dict[str, dict[str, Any]]:
     known = set(environments(overlays))
-    return {env: for_environment(overlays, env) for env in envs if env in known}
+    platform = _load(overlays / PLATFORM_FILE)
+    return {env: for_environment(overlays, env, platform) for env in envs if env in known}
