@@ -5,17 +5,15 @@ The classes are made by `cdk8s import` from the pinned Argo CD CRDs (imports/mlp
 
 from __future__ import annotations
 
-import re
-
 from mlplatform_crds.io import argoproj as argo
 
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta, PlatformChart
+from mlplatform.names import IN_CLUSTER
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import Platform
 
-IN_CLUSTER = "https://kubernetes.default.svc"
 POLICIES_NAMESPACE = "kyverno"
 ARGOCD_DIR = "argocd"
 POLICIES_DIR = "cluster-policies"
@@ -45,13 +43,6 @@ NAMESPACED_KINDS = (
     ("policies.kyverno.io", "PolicyException"),
     ("policy", "PodDisruptionBudget"),
 )
-
-
-def _cluster_label(server: str) -> str:
-    if server.rstrip("/") == IN_CLUSTER:
-        return "in-cluster"
-    host = re.sub(r"^https?://", "", server).split("/")[0].split(":")[0]
-    return re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-")
 
 
 AUTOMATED = argo.ApplicationSpecSyncPolicy(
@@ -130,7 +121,7 @@ class ArgoCdChart(PlatformChart):
             name = names.environment_application(platform.name, env.name)
             argo.Application(self, name, metadata=meta.api(name), spec=environment_spec(platform, env))
         for server in sorted({str(e.overlay.cluster.server) for e in envs}):
-            name = names.policies_application(platform.name, _cluster_label(server))
+            name = names.policies_application(platform.name, server)
             destination = argo.ApplicationSpecDestination(server=server, namespace=POLICIES_NAMESPACE)
             spec = argo.ApplicationSpec(
                 project=platform.argocd.project,

@@ -8,6 +8,7 @@ construct paths.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -124,8 +125,21 @@ def environment_application(platform: str, env: str) -> str:
     return f"{platform}-{env}"
 
 
-def policies_application(platform: str, cluster: str) -> str:
-    return f"{platform}-cluster-policies-{cluster}"
+#: The API server address of the cluster Argo CD runs in.
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+
+def cluster_label(server: str) -> str:
+    """A cluster's API server address as a name part: `in-cluster`, or its host with `-` for the rest."""
+    if server.rstrip("/") == IN_CLUSTER:
+        return "in-cluster"
+    host = re.sub(r"^https?://", "", server).split("/")[0].split(":")[0]
+    return re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-")
+
+
+def policies_application(platform: str, server: str) -> str:
+    """The Application that syncs dist/cluster-policies/ to the cluster at `server`."""
+    return f"{platform}-cluster-policies-{cluster_label(server)}"
 
 
 def root_application(platform: str) -> str:
