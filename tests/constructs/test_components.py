@@ -56,6 +56,10 @@ def test_every_pod_is_restricted_pinned_and_bounded(objects: dict[str, list[dict
                     assert {"cpu", "memory", "ephemeral-storage"} <= set(c["resources"][part]), where
             for c in pod["containers"]:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c), f"{env}/{name}"
+        accounts = [o for o in objects[env] if o["kind"] == "ServiceAccount"]
+        assert len(accounts) == 2  # redis and inference (cdk8s-plus L2: no token mounted, kept)
+        for account in accounts:
+            assert account["automountServiceAccountToken"] is False, account["metadata"]["name"]
 
 
 def test_inference_deployment(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
