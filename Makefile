@@ -24,12 +24,12 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: setup models lint policy-test ## Set up, then run the whole test suite (lint, type checks, policy unit tests, pytest)
+test: setup models lint policy-test cluster-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster test, pytest)
 	$(PY) -m pytest
 
 ##@ Steps
 .PHONY: setup
-setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed redis ## Install the pinned toolchain (idempotent)
+setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp .tools/k8s.stamp node_modules/.installed redis ## Install the pinned toolchain (idempotent)
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
@@ -43,6 +43,10 @@ check: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## Run Kyve
 policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own unit tests (kyverno test, conftest verify)
 	$(KYVERNO) test policies/kyverno
 	$(CONFTEST) verify --policy policies/conftest --no-color
+
+.PHONY: cluster-test
+cluster-test: setup models ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the service
+	$(PY) -m testcluster
 
 .PHONY: models
 models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model) into build/models and the catalog
@@ -100,6 +104,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
 
 .tools/%.stamp: tools/versions.env tools/kyverno/go.mod tools/setup/go-tool.sh
 	@tools/setup/go-tool.sh $*
+	@touch $@
+
+.tools/k8s.stamp: tools/versions.env tools/k8s/go.mod tools/setup/k8s-tools.sh
+	@tools/setup/k8s-tools.sh
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -1,0 +1,58 @@
+"""The boot check runs the inference Deployment as its manifest says and fails when the manifest is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from testcluster.apply import load_folder
+from testcluster.boot import boot_environment
+
+from .conftest import Docs, first
+
+
+def config(docs: Docs) -> dict[str, Any]:
+    data: dict[str, Any] = first(docs, "ConfigMap", "inference-config")["data"]
+    return data
+
+
+def test_dev_boots_redis_and_the_service() -> None:
+    booted, failures = boot_environment(load_folder(Path(__file__).resolve().parents[3] / "dist" / "dev"))
+    assert failures == []
+    assert booted == ["StatefulSet redis", "Deployment inference"]
+
+
+def test_a_model_version_the_image_lacks_never_becomes_ready(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    _, folder = mutant("dev", lambda docs: config(docs).__setitem__("INFERENCE_MODELS", "breast-cancer:99"))
+    booted, failures = boot_environment(load_folder(folder))
+    assert "Deployment inference" not in booted
+    assert len(failures) == 1 and "container inference exited" in failures[0], failures
+    assert "breast-cancer" in failures[0]
+
+
+def test_the_api_keys_file_must_be_where_the_settings_say(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    def move_keys(docs: Docs) -> None:
+        config(docs)["INFERENCE_API_KEYS_FILE"] = "/var/run/secrets/elsewhere/api-keys"
+
+    _, folder = mutant("dev", move_keys)
+    booted, failures = boot_environment(load_folder(folder))
+    assert "Deployment inference" not in booted
+    assert any("api-keys" in f or "api_keys" in f for f in failures), failures
+
+
+def test_the_root_filesystem_is_read_only_as_the_manifest_asks(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    def write_outside_tmp(docs: Docs) -> None:
+        c = first(docs, "Deployment", "inference")["spec"]["template"]["spec"]["containers"][0]
+        c["command"] = ["sh", "-c", "touch /app/written && exec python -m inference_service"]
+
+    _, folder = mutant("dev", write_outside_tmp)
+    booted, failures = boot_environment(load_folder(folder))
+    assert "Deployment inference" not in booted
+    assert any("Read-only file system" in f for f in failures), failures
