@@ -13,8 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -49,12 +48,14 @@ class LocalCache(Generic[V]):
         return len(self._data)
 
 
-@dataclass(frozen=True, slots=True)
-class CachedResponse:
-    """A whole inference response, ready to send: body bytes, raw ASGI headers, and how many rows it holds."""
+class CachedResponse(NamedTuple):
+    """A whole inference response, ready to send: body bytes, raw ASGI headers, and how many rows it holds.
+
+    A tuple of bytes, tuples of bytes and an int: the cyclic GC stops tracking it after its first pass, so
+    ten thousand cached responses do not lengthen every full collection (a p99 cost)."""
 
     body: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: tuple[tuple[bytes, bytes], ...]
     rows: int
 
     @property

@@ -84,7 +84,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 def error_response(status: int, message: str) -> CachedResponse:
     body = orjson.dumps({"error": message})
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+    headers = ((b"content-type", _JSON), (b"content-length", str(len(body)).encode()))
     return CachedResponse(body=body, headers=headers, rows=0)
 
 
@@ -167,7 +167,7 @@ class InferenceHandler:
             rows = len(instances)
             content = encode_v1(model, await runtime.infer(instances))
             media = _JSON
-        head = [(b"content-type", media), (b"content-length", str(len(content)).encode()), *extra]
+        head = ((b"content-type", media), (b"content-length", str(len(content)).encode()), *extra)
         return CachedResponse(body=content, headers=head, rows=rows)
 
 

@@ -77,7 +77,7 @@ def test_a_repeated_request_is_answered_from_the_response_cache(
 
 def test_response_cache_is_bounded_by_entries_and_bytes() -> None:
     def response(size: int) -> CachedResponse:
-        return CachedResponse(body=b"x" * size, headers=[(b"content-type", b"application/json")], rows=1)
+        return CachedResponse(body=b"x" * size, headers=((b"content-type", b"application/json"),), rows=1)
 
     by_entries = ResponseCache(max_entries=3, max_bytes=1 << 20)
     keys = [ResponseCache.key(b"v2", None, f"body {i}".encode()) for i in range(5)]
