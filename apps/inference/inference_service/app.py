@@ -18,6 +18,8 @@ from inference_service import __version__
 from inference_service.accesslog import AccessLog
 from inference_service.errors import InferenceError
 from inference_service.hotpath import InferenceHandler
+from inference_service.identity.build import build_gate
+from inference_service.identity.gate import Gate
 from inference_service.logs import configure_logging
 from inference_service.metrics import Metrics
 from inference_service.middleware import RequestMiddleware
@@ -26,7 +28,6 @@ from inference_service.repository import discover
 from inference_service.routes import health, v1, v2
 from inference_service.routes import metrics as metrics_route
 from inference_service.routes.common import json_response
-from inference_service.security import ApiKeys
 from inference_service.settings import Settings
 from inference_service.state import ServiceState
 
@@ -52,14 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging()
     entries = discover(settings.model_repository, settings.model_refs)
-    api_keys: ApiKeys | None = None
+    api_keys: Gate | None = None  # API keys and OIDC tokens, the access policy, the audit trail
     if settings.auth_enabled:
-        api_keys = ApiKeys(settings.load_api_keys())
-        if not len(api_keys):
-            raise ValueError(
-                "authentication is on (INFERENCE_AUTH_ENABLED=true) but no API key is configured: set "
-                "INFERENCE_API_KEYS_FILE or INFERENCE_API_KEYS, or INFERENCE_AUTH_ENABLED=false for local use"
-            )
+        api_keys = build_gate(settings, {e.name: e.version for e in entries})
     metrics = Metrics()
     state = ServiceState(settings=settings, entries=entries, metrics=metrics)
     access_log = AccessLog(sys.stdout.buffer) if settings.access_log else None

@@ -21,13 +21,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.accesslog import AccessLog
 from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
+from inference_service.identity.gate import Gate
 from inference_service.metrics import Metrics
-from inference_service.security import OPEN_PATHS, ApiKeys, presented_key
+from inference_service.security import OPEN_PATHS
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNKNOWN_MODEL = "(unknown)"  # not a valid model name: it cannot collide with a served one
-_AUTH_MESSAGE = "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
-_AUTH_HEADERS = [(b"www-authenticate", b'Bearer realm="inference"')]
 
 
 class RequestMiddleware:
@@ -36,7 +35,7 @@ class RequestMiddleware:
         app: ASGIApp,
         *,
         metrics: Metrics,
-        api_keys: ApiKeys | None,
+        api_keys: Gate | None,
         max_body_bytes: int,
         access_log: AccessLog | None,
         served_models: Collection[str],
@@ -92,11 +91,10 @@ class RequestMiddleware:
             if (
                 self.api_keys is not None
                 and path not in OPEN_PATHS
-                and not self.api_keys.check(presented_key(scope["headers"]))
+                and (refusal := await self.api_keys.refuse(scope, request_id)) is not None
             ):
-                status = 401
-                refusal = error_response(status, _AUTH_MESSAGE)
-                await send_response(send, status, refusal, [*_AUTH_HEADERS, *id_header])
+                status = refusal.status
+                await send_response(send, status, refusal.response, [*refusal.headers, *id_header])
             elif content_length > self.max_body_bytes:
                 status = 413
                 message = f"request body of {content_length} bytes exceeds the limit of {self.max_body_bytes}"

@@ -45,6 +45,24 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(default=None, description="one API key per line (mounted secret)")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
 
+    # Identity (inference_service.identity): OIDC tokens, the access policy, the audit trail
+    oidc_issuer: str = Field(default="", description="accepted `iss` of bearer JWTs; empty: API keys only")
+    oidc_audience: str = Field(default="", description="required `aud` (needed with oidc_issuer)")
+    oidc_jwks_file: Path | None = Field(default=None, description="the issuer's JWKS (a mounted file)")
+    oidc_jwks_url: str = Field(default="", description="or its https URL (one of the two)")
+    oidc_algorithms: str = Field(default="RS256,ES256", description="allowed `alg`s; asymmetric only")
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300, description="clock skew on exp/nbf/iat")
+    oidc_jwks_refresh_min_seconds: float = Field(
+        default=30.0, ge=0, description="at most one JWKS refresh per this interval (unknown kid)"
+    )
+    oidc_jwks_max_age_seconds: float = Field(default=300.0, gt=0, description="background JWKS refresh age")
+    token_cache_entries: int = Field(default=10_000, ge=0, description="verified tokens kept (until exp)")
+    access_policy_file: Path | None = Field(
+        default=None, description="JSON access policy (identity/policy.py); none: every key, no token"
+    )
+    access_policy: str = Field(default="", description="the same policy inline (JSON)")
+    audit_log: str = Field(default="stderr", description="audit lines: stderr, stdout or a file path")
+
     # Cache
     redis_url: str = Field(default="", description="e.g. redis://redis:6379/0; empty: no Redis tier")
     redis_password_file: Path | None = Field(default=None, description="file holding the Redis password")

@@ -1,0 +1,137 @@
+"""Gate: authenticates a request (API key or OIDC token), authorizes it by the access policy, audits it.
+
+The request middleware calls `Gate.refuse` once per request outside the open paths (health, metrics) and
+sends the refusal it returns, if any. 401: no credentials, an unknown key, an invalid token. 403: a known
+principal without a grant for the action on the model. A 403 reads the same whether the model exists or
+not, and comes before any 404, so a caller learns only about models it may use.
+A bearer value with two dots is taken for a JWT when tokens are configured, anything else for an API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import Scope
+
+from inference_service.cache import CachedResponse
+from inference_service.hotpath import error_response
+from inference_service.identity.audit import AuditLog
+from inference_service.identity.keys import KeyRing
+from inference_service.identity.policy import AccessPolicy, Permissions
+from inference_service.identity.requests import OPENAPI, Action, Request, classify
+from inference_service.identity.tokens import TokenError, TokenVerifier
+
+_UNAUTHENTICATED = (
+    "missing or invalid credentials: send `Authorization: Bearer <API key or OIDC token>` or "
+    "`X-API-Key: <API key>`"
+)
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="inference"')]
+_INVALID_TOKEN = [(b"www-authenticate", b'Bearer realm="inference", error="invalid_token"')]
+_INSUFFICIENT = [(b"www-authenticate", b'Bearer realm="inference", error="insufficient_scope"')]
+
+
+class Refusal:
+    __slots__ = ("headers", "response", "status")
+
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.response: CachedResponse = error_response(status, message)
+        self.headers = headers
+
+
+def _credential(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bool]:
+    """The presented credential and whether it came as a Bearer value (X-API-Key: always a key)."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return token.strip() or None, True
+        elif name == b"x-api-key":
+            return value.strip() or None, False
+    return None, False
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        keys: KeyRing,
+        policy: AccessPolicy,
+        tokens: TokenVerifier | None,
+        audit: AuditLog | None,
+        live: Mapping[str, str],
+    ) -> None:
+        self.keys = keys
+        self.policy = policy
+        self.tokens = tokens
+        self.audit = audit
+        self.live = dict(live)  # model name -> live version
+        self._key_permissions = {key_id: policy.for_key(key_id) for key_id in keys.ids}
+
+    async def refuse(self, scope: Scope, request_id: bytes) -> Refusal | None:
+        """None to let the request through; else the refusal to send. Writes the audit line either way."""
+        presented, bearer = _credential(scope["headers"])
+        method: str = scope["method"]
+        path: str = scope["path"]
+        request = classify(method, path)
+        line: dict[str, Any] = {"request_id": request_id.decode(), "method": method, "path": path}
+        if request.action is not None:
+            line["action"] = request.action.value
+            line["model"] = request.model
+        refusal: Refusal | None = None
+        permissions: Permissions | None = None
+        if presented is None:
+            refusal, reason = Refusal(401, _UNAUTHENTICATED, _CHALLENGE), "no credentials"
+        elif self.tokens is not None and bearer and presented.count(b".") == 2:
+            line["principal"] = "token"
+            try:
+                verified = await self.tokens.verify(presented)
+            except TokenError as exc:
+                reason = str(exc)
+                refusal = Refusal(401, f"invalid token: {reason}", _INVALID_TOKEN)
+            else:
+                line["subject"], line["issuer"] = verified.subject, verified.issuer
+                permissions = verified.permissions
+        else:
+            line["principal"] = "key"
+            key_id = self.keys.identify(presented)
+            if key_id is None:
+                refusal, reason = Refusal(401, _UNAUTHENTICATED, _CHALLENGE), "unknown API key"
+            else:
+                line["key_id"] = key_id
+                permissions = self._key_permissions[key_id]
+        if permissions is not None:
+            refusal, reason = self._authorize(permissions, request, path, line)
+        line["decision"] = "deny" if refusal is not None else "allow"
+        line["status"] = refusal.status if refusal is not None else None
+        line["reason"] = reason
+        if self.audit is not None:
+            self.audit.write(line)
+        return refusal
+
+    def _authorize(
+        self,
+        permissions: Permissions,
+        request: Request,
+        path: str,
+        line: dict[str, Any],
+    ) -> tuple[Refusal | None, str]:
+        action, model, version = request.action, request.model, request.version
+        if action is not None and model is None:  # a job by id
+            if permissions.any(action):
+                return None, "granted"
+            return Refusal(403, f"not allowed: action '{action.value}'", _INSUFFICIENT), "not granted"
+        if action is None or model is None:
+            if path == OPENAPI and not all(
+                permissions.allows(Action.METADATA, name, v) for name, v in self.live.items()
+            ):
+                message = "not allowed: the API document describes every model; it needs metadata on all"
+                return Refusal(403, message, _INSUFFICIENT), "metadata not granted on every model"
+            return None, "authenticated"
+        resolved = version if version is not None else self.live.get(model, "")
+        line["version"] = resolved or version
+        if permissions.allows(action, model, resolved):
+            return None, "granted"
+        which = f"model '{model}'" + (f" version '{version}'" if version is not None else "")
+        return Refusal(403, f"not allowed: action '{action.value}' on {which}", _INSUFFICIENT), "not granted"
