@@ -73,7 +73,6 @@ class TokenVerifier:
         leeway: float,
         permissions: Callable[[Mapping[str, Any]], Permissions],
         max_entries: int = 10_000,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         bad = algorithms & UNSAFE
         if bad or not algorithms:
@@ -89,7 +88,6 @@ class TokenVerifier:
         self.leeway = leeway
         self._permissions = permissions
         self.max_entries = max_entries
-        self._clock = clock
         self._cache: dict[bytes, Verified] = {}
         self._options: Any = {"require": ["exp", "iss", "aud", "sub"]}
 
@@ -101,7 +99,7 @@ class TokenVerifier:
         self.jwks.tick()
         cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires + self.leeway > self._clock() and self._still_signed(cached):
+            if cached.expires + self.leeway > time.time() and self._still_signed(cached):
                 return cached
             del self._cache[token]
         verified = await self._verify(token)
