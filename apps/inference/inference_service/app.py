@@ -17,9 +17,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from inference_service import __version__
 from inference_service.accesslog import AccessLog
 from inference_service.errors import InferenceError
-from inference_service.hotpath import InferenceHandler
 from inference_service.identity.build import build_gate
 from inference_service.identity.gate import Gate
+from inference_service.jobs.wiring import install as install_jobs
 from inference_service.logs import configure_logging
 from inference_service.metrics import Metrics
 from inference_service.middleware import RequestMiddleware
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.inference = state
-    app.state.inference_handler = handler = InferenceHandler(state)
+    app.state.inference_handler = handler = install_jobs(app, state)  # jobs API, quotas when configured
     app.router.routes[:0] = [*v2.HOT_ROUTES, *v1.HOT_ROUTES]  # first: matched before anything else
     app.include_router(health.router)
     app.include_router(v2.router)

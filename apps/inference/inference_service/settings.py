@@ -88,6 +88,27 @@ class Settings(BaseSettings):
         "(at most local_cache_entries of them); 0 or local_cache_entries=0: off",
     )
 
+    # Jobs and quotas (inference_service.jobs, inference_service.quotas)
+    jobs_redis_url: str = Field(
+        default="",
+        description="the job store and quota counters: a persistent, noeviction Redis (never the cache's); "
+        "empty: no jobs API and no quotas",
+    )
+    jobs_redis_password_file: Path | None = Field(default=None, description="file holding its password")
+    jobs_redis_timeout_ms: float = Field(default=500.0, gt=0, description="ceiling on one jobs Redis call")
+    jobs_prefix: str = Field(default="jobs", pattern=r"^[a-z0-9-]{1,32}$", description="key prefix")
+    jobs_visibility_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a job idle this long (its worker died or stalled) is reclaimed"
+    )
+    jobs_max_attempts: int = Field(default=3, ge=1, description="deliveries before the dead-letter stream")
+    jobs_result_ttl_seconds: int = Field(default=86400, ge=1, description="finished jobs are kept this long")
+    jobs_worker_concurrency: int = Field(default=64, ge=1, description="jobs one worker runs at once")
+    quota_requests_per_minute: int = Field(default=0, ge=0, description="per caller; 0: no limit")
+    quota_rows_per_day: int = Field(default=0, ge=0, description="per caller, rows inferred; 0: no limit")
+    quota_fail_open: bool = Field(
+        default=False, description="quota store unreachable: admit (true) or refuse with 503 (false)"
+    )
+
     # Throughput
     max_batch_size: int = Field(default=32, ge=1)
     max_batch_wait_ms: float = Field(
@@ -151,4 +172,14 @@ class Settings(BaseSettings):
         except OSError as exc:
             raise ValueError(
                 f"INFERENCE_REDIS_PASSWORD_FILE {self.redis_password_file}: cannot read: {exc}"
+            ) from exc
+
+    def jobs_redis_password(self) -> str | None:
+        if self.jobs_redis_password_file is None:
+            return None
+        try:
+            return self.jobs_redis_password_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ValueError(
+                f"INFERENCE_JOBS_REDIS_PASSWORD_FILE {self.jobs_redis_password_file}: cannot read: {exc}"
             ) from exc

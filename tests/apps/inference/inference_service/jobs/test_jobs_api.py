@@ -1,0 +1,99 @@
+"""The jobs API in process (real app, real persistent redis-server) with real worker processes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def wait_status(client: Any, job_id: str, *wanted: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v2/jobs/{job_id}").json()
+        if body.get("status") in wanted:
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body}"
+        time.sleep(0.02)
+
+
+def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_redis, jobs_db, tabular, rows):
+    with make_client(jobs_redis_url=jobs_redis.url) as client:
+        bad_shape = tabular(rows(1))
+        bad_shape["inputs"][0]["shape"] = [1, 29]
+        reply = client.post("/v2/models/breast-cancer/jobs", json=bad_shape)
+        assert reply.status_code == 400 and "does not match the model's [-1, 30]" in reply.json()["error"]
+        reply = client.post("/v2/models/breast-cancer/jobs", content=b"{not json")
+        assert reply.status_code == 400 and "not valid JSON" in reply.json()["error"]
+        binary_out = tabular(rows(1), parameters={"binary_data_output": True})
+        reply = client.post("/v2/models/breast-cancer/jobs", json=binary_out)
+        assert reply.status_code == 400 and "binary outputs" in reply.json()["error"]
+        reply = client.post("/v2/models/no-such/jobs", json=tabular(rows(1)))
+        assert reply.status_code == 404
+        reply = client.post("/v2/models/breast-cancer/versions/9/jobs", json=tabular(rows(1)))
+        assert reply.status_code == 404
+        assert jobs_db.exists("jobs:stream") == 0 or jobs_db.xlen("jobs:stream") == 0
+
+
+def test_a_job_runs_on_a_worker_and_returns_the_infer_response(
+    make_client, jobs_redis, start_worker, tabular, rows
+):
+    request = tabular(rows(5, seed=3))
+    with make_client(jobs_redis_url=jobs_redis.url, api_keys="key-a-0123456789,key-b-0123456789") as client:
+        other = {"Authorization": "Bearer key-b-0123456789"}
+        submitted = client.post(
+            "/v2/models/breast-cancer/jobs",
+            json=request,
+            headers={"Authorization": "Bearer key-a-0123456789"},
+        )
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert submitted.headers["location"] == f"/v2/jobs/{job_id}"
+        mine = {"Authorization": "Bearer key-a-0123456789"}
+        queued = client.get(f"/v2/jobs/{job_id}", headers=mine).json()
+        assert queued["status"] == "queued" and queued["attempts"] == 0 and "result" not in queued
+        assert client.get(f"/v2/jobs/{job_id}", headers=other).status_code == 404  # not the submitter's
+        assert client.get("/v2/jobs/" + "0" * 32, headers=mine).status_code == 404
+        start_worker()
+        client.headers["Authorization"] = "Bearer key-a-0123456789"
+        done = wait_status(client, job_id, "done", "failed")
+        assert done["status"] == "done" and done["attempts"] == 1, done
+        expected = client.post("/v2/models/breast-cancer/infer", json=request).json()
+        assert done["result"] == expected
+        assert done["created"] <= done["started"] <= done["finished"]
+
+
+def test_the_same_idempotency_key_and_body_give_the_same_job(make_client, jobs_redis, jobs_db, tabular, rows):
+    with make_client(jobs_redis_url=jobs_redis.url) as client:
+        first = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(2)), headers={"Idempotency-Key": "k-1"}
+        )
+        again = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(2)), headers={"Idempotency-Key": "k-1"}
+        )
+        assert first.status_code == again.status_code == 202
+        assert first.json()["id"] == again.json()["id"] and again.headers["idempotent-replayed"] == "true"
+        other = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(3)), headers={"Idempotency-Key": "k-1"}
+        )
+        assert other.status_code == 422 and first.json()["id"] in other.json()["error"]
+        fresh = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(2)), headers={"Idempotency-Key": "k-2"}
+        )
+        assert fresh.status_code == 202 and fresh.json()["id"] != first.json()["id"]
+        assert jobs_db.xlen("jobs:stream") == 2  # k-1 once, k-2 once
+
+
+def test_rows_of_concurrent_jobs_share_batches_on_a_worker(
+    make_client, jobs_redis, start_worker, tabular, rows
+):
+    with make_client(jobs_redis_url=jobs_redis.url) as client:
+        ids = [
+            client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(1, seed=i))).json()["id"]
+            for i in range(40)
+        ]
+        worker = start_worker(max_batch_size=32)
+        for job_id in ids:
+            assert wait_status(client, job_id, "done", "failed")["status"] == "done"
+        batches = worker.metric("inference_batch_size_count", model="breast-cancer")
+        assert worker.metric("inference_jobs_total", outcome="done") == 40
+        assert 0 < batches < 40  # 40 one-row jobs ran in fewer onnxruntime calls

@@ -1,0 +1,103 @@
+"""Faults, with real processes: a worker killed mid-job, the job store restarted, a poison job."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import httpx
+
+
+def wait_status(client: Any, job_id: str, *wanted: str, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v2/jobs/{job_id}").json()
+        if body.get("status") in wanted:
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body}"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_each_job_completes_once(
+    make_client, jobs_redis, jobs_db, start_worker, text, tabular, rows
+):
+    long_job = text(
+        [f"document {i}: " + "the quick brown fox jumps over the lazy dog " * 4 for i in range(600)]
+    )
+    with make_client(models="", jobs_redis_url=jobs_redis.url) as client:
+        long_id = client.post("/v2/models/minilm-embedding/jobs", json=long_job).json()["id"]
+        short_ids = [
+            client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(2, seed=i))).json()["id"]
+            for i in range(20)
+        ]
+        first = start_worker(models="", jobs_worker_concurrency=4)
+        wait_status(client, long_id, "running", "done", timeout=60)
+        time.sleep(0.3)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        left = [j for j in [long_id, *short_ids] if client.get(f"/v2/jobs/{j}").json()["status"] != "done"]
+        assert long_id in left, "the long job finished before the kill; the test proves nothing"
+        assert jobs_db.xpending("jobs:stream", "workers")["pending"] >= 1  # claimed, never acked
+
+        second = start_worker(models="")
+        results = {j: wait_status(client, j, "done", "failed") for j in [long_id, *short_ids]}
+        assert all(r["status"] == "done" for r in results.values()), results
+        assert results[long_id]["attempts"] == 2  # the killed delivery and the reclaimed one
+        expected = client.post("/v2/models/minilm-embedding/infer", json=long_job).json()
+        assert results[long_id]["result"]["outputs"][0]["shape"] == expected["outputs"][0]["shape"]
+        got, want = results[long_id]["result"]["outputs"][0]["data"], expected["outputs"][0]["data"]
+        assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 1e-4
+        # Stored once: the second worker completed exactly the jobs left unfinished by the first.
+        assert second.metric("inference_jobs_total", outcome="done") == len(left)
+        assert second.metric("inference_jobs_total", outcome="already_finished") == 0
+        assert second.metric("inference_jobs_reclaimed_total") >= 1
+        assert jobs_db.xlen("jobs:stream") == 0 and jobs_db.xpending("jobs:stream", "workers")["pending"] == 0
+        assert jobs_db.exists("jobs:dead") == 0
+
+
+def test_queued_jobs_survive_a_restart_of_the_job_store(
+    make_client, jobs_redis, jobs_db, start_worker, tabular, rows
+):
+    with make_client(jobs_redis_url=jobs_redis.url) as client:
+        ids = [
+            client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(1, seed=i))).json()["id"]
+            for i in range(25)
+        ]
+        jobs_redis.kill()  # SIGKILL: a crash, no shutdown save
+        down = client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(1)))
+        assert down.status_code == 503 and "job store is unreachable" in down.json()["error"]
+        assert down.headers["retry-after"] == "1"
+        jobs_redis.start()  # same port, same data folder: replays the append-only file
+        assert jobs_db.xlen("jobs:stream") == 25
+        worker = start_worker()
+        for job_id in ids:
+            assert wait_status(client, job_id, "done", "failed")["status"] == "done"
+        assert worker.metric("inference_jobs_total", outcome="done") == 25
+        assert jobs_db.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+
+
+def test_a_poison_job_ends_in_the_dead_letter_stream_after_n_tries(
+    make_client, jobs_redis, jobs_db, start_worker, text
+):
+    # The API serves the embedding model; the worker does not (a misconfigured worker): every try fails.
+    with make_client(models="", jobs_redis_url=jobs_redis.url) as client:
+        poison = client.post("/v2/models/minilm-embedding/jobs", json=text(["hello"])).json()["id"]
+        worker = start_worker(jobs_max_attempts=3, jobs_visibility_timeout_seconds=0.3)
+        failed = wait_status(client, poison, "failed", "done", timeout=30)
+        assert failed["status"] == "failed" and failed["attempts"] == 3, failed
+        assert (
+            "gave up after 3 attempts" in failed["error"]
+            and "unknown model 'minilm-embedding'" in failed["error"]
+        )
+        ((_entry_id, fields),) = jobs_db.xrange("jobs:dead")
+        assert fields[b"id"].decode() == poison and fields[b"attempts"] == b"3"
+        assert fields[b"model"] == b"minilm-embedding" and b'"hello"' in fields[b"body"]
+        assert worker.metric("inference_jobs_total", outcome="retry") == 3
+        assert worker.metric("inference_jobs_total", outcome="dead_lettered") == 1
+        deadline = time.monotonic() + 5
+        while worker.metric("inference_jobs_dead_letter_entries") != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert jobs_db.xlen("jobs:stream") == 0
+        assert httpx.get(f"{worker.base}/v2/health/live").status_code == 200
