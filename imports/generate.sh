@@ -21,6 +21,7 @@ eso=$(dir "$EXTERNAL_SECRETS_MODULE" "$EXTERNAL_SECRETS_VERSION")
 keda=$(dir "$KEDA_MODULE" "$KEDA_VERSION")
 prom=$(dir "$PROMETHEUS_OPERATOR_MODULE" "$PROMETHEUS_OPERATOR_VERSION")
 argocd=$(dir "$ARGOCD_MODULE" "$ARGOCD_VERSION")
+kserve=$(dir "$KSERVE_MODULE" "$KSERVE_VERSION")
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -29,6 +30,7 @@ mkdir -p "$staged"
 cp "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$staged/gateway.networking.k8s.io.yaml"
 cp "$eso/config/crds/bases/external-secrets.io_externalsecrets.yaml" "$staged/external-secrets.io.yaml"
 cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$staged/keda.sh.yaml"
+cp "$kserve/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$staged/serving.kserve.io.yaml"
 cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$staged/monitoring.coreos.com.yaml"
 # Both Argo CD kinds are in API group argoproj.io: one file, so cdk8s import makes one module for the group.
 { cat "$argocd/manifests/crds/application-crd.yaml"; printf -- '---\n'; cat "$argocd/manifests/crds/appproject-crd.yaml"; } \

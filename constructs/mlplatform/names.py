@@ -83,6 +83,11 @@ class Version:
         return f"{self.name}-config"
 
     @property
+    def predictor(self) -> str:
+        """The predictor Service KServe makes for this version's InferenceService (`runtime: kserve`)."""
+        return f"{self.name}-predictor"
+
+    @property
     def selector(self) -> dict[str, str]:
         return {NAME: self.service, TRACK: self.track}
 

@@ -27,10 +27,23 @@ from policy_check.findings import Finding
 
 SCOPE_RULE = "cluster-policies-scope"
 ENGINE = "kyverno"
-#: Pods and the controllers Kyverno's auto-generation extends Pod policies to.
+#: Pods, the controllers Kyverno's auto-generation extends Pod policies to, and KServe's InferenceService
+#: (its predictor is a pod spec: policies/kyverno/inferenceservice-pod-spec/).
 POD_KINDS = frozenset(
-    {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob"}
+    {
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+        "InferenceService",
+    }
 )
+#: What the Kyverno half checks: the pod kinds, and the other kinds a Kyverno policy owns (ingress-tls).
+CHECKED_KINDS = POD_KINDS | {"Ingress"}
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
@@ -97,7 +110,7 @@ class Run:
 
 
 def _folder_parts(folder: dist.Folder) -> tuple[dict[Key, str], list[Path], list[dict[str, Any]]]:
-    pods = {key: file for key, file in folder.objects.items() if key[0] in POD_KINDS}
+    pods = {key: file for key, file in folder.objects.items() if key[0] in CHECKED_KINDS}
     files = sorted({folder.path / f for f in pods.values()})
     namespaces = []
     for key, file in folder.objects.items():

@@ -87,6 +87,13 @@ CRD_SOURCES: tuple[CrdSource, ...] = (
         "Application, AppProject: dist/argocd/",
     ),
     CrdSource(
+        "KServe",
+        "KSERVE_MODULE",
+        "KSERVE_VERSION",
+        ("config/crd/full",),
+        "InferenceService: each service with `runtime: kserve` (the CRD only: no KServe controller runs)",
+    ),
+    CrdSource(
         "Kyverno",
         "KYVERNO_MODULE",
         "KYVERNO_VERSION",

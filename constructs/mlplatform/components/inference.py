@@ -17,6 +17,7 @@ from mlplatform_crds.sh import keda
 
 from constructs import Construct
 from mlplatform import names
+from mlplatform.components import kserve
 from mlplatform.components.base import (
     NO_PRUNE,
     WAVE_DATA,
@@ -79,9 +80,16 @@ def _merge(base: Tuning, override: Tuning) -> Tuning:
 
 
 def service_version(
-    scope: Construct, *, meta: Meta, pod: PodProps, models: list[Model], replicas: int | None
+    scope: Construct,
+    *,
+    meta: Meta,
+    pod: PodProps,
+    models: list[Model],
+    replicas: int | None,
+    autoscaling: Autoscaling | None = None,
 ) -> None:
-    """One version (stable or canary) of a service: its ConfigMap, Deployment and Service.
+    """One version (stable or canary) of a service: its ConfigMap, Deployment and Service (with
+    `runtime: kserve`, its ConfigMap and an InferenceService, whose controller makes the rest).
 
     `replicas=None` leaves the count to an autoscaler (the Deployment then carries none). A function, not a
     construct: each construct is a round trip to cdk8s's Node process, and this one would add nothing else.
@@ -91,6 +99,9 @@ def service_version(
     data = settings(env, service=service, overlay=pod.overlay, models=models)
     track = version.track
     kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
+    if env.overlay.runtime == "kserve":
+        kserve.inference_service(scope, meta=meta, pod=pod, replicas=replicas, autoscaling=autoscaling)
+        return
     strategy = k8s.DeploymentStrategy(
         type="RollingUpdate",
         rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
@@ -130,7 +141,10 @@ class InferenceService(Construct):
         image = f"{spec.image}@{overlay.image_digest}"
         stable = PodProps(env=env, version=svc.stable, overlay=overlay, image=image, use_cache=spec.use_cache)
         replicas = overlay.replicas if overlay.autoscaling is None else None
-        service_version(self, meta=meta, pod=stable, models=spec.models, replicas=replicas)
+        scaling = overlay.autoscaling
+        service_version(
+            self, meta=meta, pod=stable, models=spec.models, replicas=replicas, autoscaling=scaling
+        )
         budget = k8s.PodDisruptionBudgetSpec(
             max_unavailable=port(1),
             selector=k8s.LabelSelector(match_labels=svc.stable.selector),
@@ -139,7 +153,7 @@ class InferenceService(Construct):
         k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(service), spec=budget)
         if isinstance(overlay.model_delivery, PvcModels):
             model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
-        if overlay.autoscaling is not None:
+        if overlay.autoscaling is not None and env.overlay.runtime == "deployment":
             autoscaler(self, meta=meta, name=service, target=svc.stable.name, autoscaling=overlay.autoscaling)
         if env.overlay.features.service_monitor:
             service_monitor(self, meta=meta, name=service, namespace=env.namespace)

@@ -2,6 +2,9 @@
 
 `apps/inference/model_build/catalog.json` is committed and written by the model build (`make models`):
 `{"models": {"<name>": {"<version>": {"sha256": "<hex of model.onnx>", "source": {"kind": "image"}}}}}`.
+`source` says where the version comes from: `image` (inside the inference image, the default), or a tar of
+the version folder from an OCI artifact, an https:// URL or a file on an existing PVC, always with the
+tar's sha256 (an init container fetches it, checks the digest and unpacks it before the service starts).
 The spec refuses any model version that is not in it: a Deployment asking for a version nothing builds would
 never become ready.
 """
@@ -9,7 +12,7 @@ never become ready.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,8 +31,49 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class ModelSource(_Open):
-    kind: str = Field(min_length=1)
+Sha256 = Annotated[str, matching(r"^[a-f0-9]{64}$", "64 lowercase hex digits (a sha256)")]
+
+
+class ImageSource(_Open):
+    """Baked into the inference image's model repository by the model build (the default)."""
+
+    kind: Literal["image"]
+
+
+class OciSource(_Open):
+    """An OCI artifact whose one layer is a tar of the version folder; `sha256` is that layer's digest."""
+
+    kind: Literal["oci"]
+    reference: Annotated[
+        str,
+        matching(
+            r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[a-f0-9]{64}$",
+            "an artifact pinned by digest: registry/repository@sha256:<64 hex>",
+        ),
+    ]
+    sha256: Sha256
+
+
+class HttpsSource(_Open):
+    """A tar of the version folder at an https:// URL; `sha256` is the tar's digest."""
+
+    kind: Literal["https"]
+    url: Annotated[str, matching(r"^https://[a-z0-9.-]+(:[0-9]+)?/[^\s]*$", "an https:// URL")]
+    sha256: Sha256
+
+
+class PvcSource(_Open):
+    """A tar of the version folder at `path` on an existing PVC of the namespace; `sha256` is its digest."""
+
+    kind: Literal["pvc"]
+    claim: DnsLabel
+    path: Annotated[str, matching(r"^/[^\s]*[^\s/]$", "an absolute file path such as /models/m-1.tar")]
+    sha256: Sha256
+
+
+ModelSource = Annotated[ImageSource | OciSource | HttpsSource | PvcSource, Field(discriminator="kind")]
+#: Sources an init container fetches (everything but `image`).
+RemoteSource = OciSource | HttpsSource | PvcSource
 
 
 class CatalogEntry(_Open):
@@ -48,6 +92,9 @@ class Catalog(_Open):
 
     def has(self, name: str, version: str) -> bool:
         return version in self.models.get(name, {})
+
+    def entry(self, name: str, version: str) -> CatalogEntry:
+        return self.models[name][version]
 
 
 def catalog_path(repo_root: Path) -> Path:

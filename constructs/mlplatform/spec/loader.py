@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import difflib
 import typing
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from mlplatform.spec import checks
-from mlplatform.spec.catalog import CATALOG_FILE, Catalog
+from mlplatform.spec.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
 from mlplatform.spec.common import ALLOWED_BY_PATTERN
 from mlplatform.spec.errors import MAX_LINE, FieldProblems, Problem, SpecError, choices, short
 from mlplatform.spec.overlay import Overlay
-from mlplatform.spec.platform import Platform
+from mlplatform.spec.platform import Model, Platform
 from mlplatform.spec.source import Source, read
 
 OVERLAYS_DIR = "overlays"
@@ -39,10 +40,23 @@ class Environment:
     name: str
     platform: Platform
     overlay: Overlay
+    #: The model catalog (where each model version comes from); empty where a caller built the environment
+    #: by hand: every model is then inside the image.
+    catalog: Catalog = field(default_factory=lambda: Catalog(models={}))
 
     @property
     def namespace(self) -> str:
         return self.overlay.namespace
+
+    def remote_sources(self, models: Sequence[Model]) -> list[tuple[Model, RemoteSource]]:
+        """The models an init container must fetch (every source but `image`), in the given order."""
+        found: list[tuple[Model, RemoteSource]] = []
+        for model in models:
+            if self.catalog.has(model.name, model.version):
+                source = self.catalog.entry(model.name, model.version).source
+                if not isinstance(source, ImageSource):
+                    found.append((model, source))
+        return found
 
 
 def list_environments(repo_root: Path) -> list[str]:
@@ -71,9 +85,9 @@ def load_environment(env: str, *, repo_root: Path, platform: Platform | None = N
     catalog = _catalog(repo_root, problems)
     platform = platform if platform is not None else _platform(repo_root, catalog, problems)
     loaded = _environment(repo_root, env, platform, catalog, problems)
-    if problems or loaded.overlay is None or platform is None:
+    if problems or loaded.overlay is None or platform is None or catalog is None:
         raise SpecError(problems)
-    return Environment(name=env, platform=platform, overlay=loaded.overlay)
+    return Environment(name=env, platform=platform, overlay=loaded.overlay, catalog=catalog)
 
 
 def load_all(repo_root: Path) -> list[Environment]:
@@ -92,9 +106,13 @@ def load_all(repo_root: Path) -> list[Environment]:
         problems.append(
             Problem(OVERLAYS_DIR, 1, "", f"no environment; allowed: one overlays/<env>{OVERLAY_SUFFIX}")
         )
-    if problems or platform is None:
+    if problems or platform is None or catalog is None:
         raise SpecError(problems)
-    return [Environment(name=i.env, platform=platform, overlay=i.overlay) for i in loaded if i.overlay]
+    return [
+        Environment(name=i.env, platform=platform, overlay=i.overlay, catalog=catalog)
+        for i in loaded
+        if i.overlay
+    ]
 
 
 def _stray_files(repo_root: Path) -> list[Problem]:

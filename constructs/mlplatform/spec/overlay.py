@@ -202,9 +202,15 @@ class PeerOverride(Strict):
 
 
 class Overlay(Strict):
-    """The whole overlays/<env>.yaml."""
+    """The whole overlays/<env>.yaml.
+
+    `runtime`: `deployment` (default) renders each service as Deployments and Services; `kserve` renders each
+    version as a KServe InferenceService (serving.kserve.io/v1beta1) in Standard (RawDeployment) mode, for
+    clusters that run the KServe controller (README "Which runtime when").
+    """
 
     namespace: DnsLabel
+    runtime: Literal["deployment", "kserve"] = "deployment"
     cluster: Cluster
     sync: Sync
     secret_store: DnsLabel

@@ -24,12 +24,18 @@ scaled_min(w) := object.get(s.obj.spec, "minReplicaCount", 0) if {
 
 min_replicas(w) := scaled_min(w)
 
-min_replicas(w) := object.get(w.obj.spec, "replicas", 1) if not scaler_of(w)
+min_replicas(w) := object.get(w.obj.spec, "replicas", 1) if {
+	not scaler_of(w)
+	w.obj.kind != "InferenceService"
+}
+
+# A KServe predictor runs at least minReplicas (KServe's default 1).
+min_replicas(w) := object.get(w.obj.spec.predictor, "minReplicas", 1) if w.obj.kind == "InferenceService"
 
 prod_workloads contains w if {
 	in_production
 	some w in lib.documents
-	w.obj.kind in {"Deployment", "StatefulSet"}
+	w.obj.kind in {"Deployment", "StatefulSet", "InferenceService"}
 	object.get(lib.pod_labels(w.obj), "track", "") != "canary"
 }
 

@@ -1,4 +1,4 @@
-# In prod, every Deployment and StatefulSet runs at least 2 replicas: spec.replicas >= 2, or an HPA /
+# In prod, every Deployment, StatefulSet and InferenceService predictor runs at least 2 replicas: spec.replicas >= 2, or an HPA /
 # KEDA ScaledObject whose minimum is >= 2. Why: with one replica every node drain, eviction or crash is an
 # outage. Canary tracks (pod label track: canary) are a deliberate, temporary fraction of the traffic and
 # are left out; their share of requests fails while their single pod moves.
@@ -17,4 +17,9 @@ findings contains lib.finding(
 
 replica_source(w) := sprintf("%s %s minimum", [scaler_of(w).obj.kind, scaler_of(w).obj.metadata.name]) if scaler_of(w)
 
-replica_source(w) := "spec.replicas" if not scaler_of(w)
+replica_source(w) := "spec.replicas" if {
+	not scaler_of(w)
+	w.obj.kind != "InferenceService"
+}
+
+replica_source(w) := "spec.predictor.minReplicas" if w.obj.kind == "InferenceService"

@@ -40,7 +40,24 @@ peak_replicas(w) := object.get(w.obj.spec, "replicas", 1) if {
 
 peak_replicas(w) := 1 if w.obj.kind == "Pod"
 
-surge(w, _) := 0 if w.obj.kind != "Deployment"
+# KServe (RawDeployment) scales the predictor between minReplicas and maxReplicas (its own HPA or KEDA object,
+# made by the controller, is not in dist/); maxReplicas 0 or unset means no more than minReplicas (default 1).
+peak_replicas(w) := max([object.get(w.obj.spec.predictor, "maxReplicas", 0), object.get(w.obj.spec.predictor, "minReplicas", 1)]) if {
+	w.obj.kind == "InferenceService"
+}
+
+surge(w, _) := 0 if not w.obj.kind in {"Deployment", "InferenceService"}
+
+# The Deployment KServe makes for an InferenceService rolls out with the predictor's deploymentStrategy.
+surge(w, replicas) := scaled(object.get(w.obj.spec.predictor, ["deploymentStrategy", "rollingUpdate", "maxSurge"], "25%"), replicas) if {
+	w.obj.kind == "InferenceService"
+	object.get(w.obj.spec.predictor, ["deploymentStrategy", "type"], "RollingUpdate") != "Recreate"
+}
+
+surge(w, _) := 0 if {
+	w.obj.kind == "InferenceService"
+	object.get(w.obj.spec.predictor, ["deploymentStrategy", "type"], "RollingUpdate") == "Recreate"
+}
 
 surge(w, _) := 0 if {
 	w.obj.kind == "Deployment"

@@ -22,7 +22,9 @@ settings := data.mlplatform
 
 pod_template_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
-workload_kinds := pod_template_kinds | {"CronJob", "Pod"}
+# A KServe InferenceService (runtime: kserve) is a workload too: its predictor is a pod spec, and KServe gives
+# the predictor's pods the InferenceService's labels plus the predictor's own (predictor labels win).
+workload_kinds := pod_template_kinds | {"CronJob", "Pod", "InferenceService"}
 
 pod_spec(obj) := obj.spec if obj.kind == "Pod"
 
@@ -30,12 +32,18 @@ pod_spec(obj) := obj.spec.template.spec if obj.kind in pod_template_kinds
 
 pod_spec(obj) := obj.spec.jobTemplate.spec.template.spec if obj.kind == "CronJob"
 
+pod_spec(obj) := obj.spec.predictor if obj.kind == "InferenceService"
+
 pod_labels(obj) := object.get(obj, ["metadata", "labels"], {}) if obj.kind == "Pod"
 
 pod_labels(obj) := object.get(obj, ["spec", "template", "metadata", "labels"], {}) if obj.kind in pod_template_kinds
 
 pod_labels(obj) := object.get(obj, ["spec", "jobTemplate", "spec", "template", "metadata", "labels"], {}) if {
 	obj.kind == "CronJob"
+}
+
+pod_labels(obj) := object.union(object.get(obj, ["metadata", "labels"], {}), object.get(obj, ["spec", "predictor", "labels"], {})) if {
+	obj.kind == "InferenceService"
 }
 
 # Every container and init container of a pod spec.

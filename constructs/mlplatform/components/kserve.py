@@ -1,0 +1,127 @@
+"""The KServe runtime (`runtime: kserve`): each version of a service as a KServe InferenceService.
+
+Standard deployment mode (KServe's RawDeployment: a plain Deployment, Service and HPA or KEDA ScaledObject
+made by the KServe controller, no Knative). The predictor is a custom container running our image: the pod
+spec is the one `pods.pod_template` builds for the Deployment runtime (same container, V2 probes, restricted
+security context, resources, volumes, model-fetch init container), carried over field by field into the typed
+classes `cdk8s import` made from KServe's CRD (`mlplatform_crds.io.kserve.serving`).
+
+Canary: KServe's `canaryTrafficPercent` is honoured by its Serverless (Knative) reconciler only; in
+RawDeployment mode a changed predictor simply rolls out. So the canary is a second InferenceService
+(`<service>-canary`) and the weighted split happens in the platform's HTTPRoute over the two predictor
+Services, as for the Deployment runtime. The InferenceServices are labelled cluster-local, so KServe makes no
+Ingress or HTTPRoute of its own (its hosts come from a cluster-wide domain template, not from the overlay);
+the overlay's route (Ingress or Gateway API) points at the predictor Services instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from typing import Any
+
+from cdk8s_plus_33 import k8s
+
+from constructs import Construct
+from mlplatform.components.base import Meta
+from mlplatform.components.pods import PodProps, pod_template
+from mlplatform.spec.overlay import Autoscaling
+
+#: KServe's annotations and label (pkg/constants in the pinned module).
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+RAW_DEPLOYMENT = "RawDeployment"  # "Standard" in KServe's docs
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+VISIBILITY = "networking.kserve.io/visibility"
+CLUSTER_LOCAL = "cluster-local"
+#: KServe's predictor Service listens on 80 and targets the container's first port (ours: `http`, 8080).
+PREDICTOR_PORT = 80
+PREDICTOR = "InferenceServiceSpecPredictor"
+
+
+def _serving() -> Any:
+    """The imported KServe classes, loaded on first use (a large module: only kserve environments pay)."""
+    return importlib.import_module("mlplatform_crds.io.kserve.serving")
+
+
+def _pascal(field: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in field.split("_"))
+
+
+def _scalar(serving: Any, cls: str, value: Any) -> Any:
+    """A k8s Quantity or IntOrString as the imported class of the same place (`from_string`/`from_number`)."""
+    raw = value.value
+    target = getattr(serving, cls)
+    return target.from_number(raw) if isinstance(raw, int | float) else target.from_string(raw)
+
+
+def _convert(serving: Any, cls: str, value: Any) -> Any:
+    """A k8s struct (and everything under it) as the imported KServe struct at the same place of the schema.
+
+    `cdk8s import` names the class of each nested field after its path
+    (`...PredictorContainersSecurityContext`), so the class of a field is the parent's name plus the field's.
+    """
+    if isinstance(value, list):
+        return [_convert(serving, cls, item) for item in value]
+    if isinstance(value, k8s.Quantity | k8s.IntOrString):
+        return _scalar(serving, cls, value)
+    if isinstance(value, dict):
+        return {key: _convert(serving, cls, item) for key, item in value.items()}
+    fields = getattr(value, "_values", None)
+    if fields is None or isinstance(value, enum.Enum):
+        return value
+    target = getattr(serving, cls)
+    return target(**{f: _convert(serving, cls + _pascal(f), v) for f, v in fields.items() if v is not None})
+
+
+def _scaling(
+    serving: Any, replicas: int | None, autoscaling: Autoscaling | None
+) -> tuple[str, dict[str, Any]]:
+    """The autoscaler class annotation and the predictor's replica fields."""
+    if autoscaling is None:
+        count = replicas or 1
+        return "none", {"min_replicas": count, "max_replicas": count}
+    bounds = {"min_replicas": autoscaling.min_replicas, "max_replicas": autoscaling.max_replicas}
+    if autoscaling.engine == "hpa":
+        cpu = serving.InferenceServiceSpecPredictorScaleMetric.CPU
+        kind = serving.InferenceServiceSpecPredictorScaleMetricType.UTILIZATION
+        scale = {"scale_metric": cpu, "scale_metric_type": kind}
+        return "hpa", bounds | scale | {"scale_target": autoscaling.target_cpu_utilization}
+    target = serving.InferenceServiceSpecPredictorAutoScalingMetricsResourceTarget(
+        type=serving.InferenceServiceSpecPredictorAutoScalingMetricsResourceTargetType.UTILIZATION,
+        average_utilization=autoscaling.target_cpu_utilization,
+    )
+    metric = serving.InferenceServiceSpecPredictorAutoScalingMetrics(
+        type=serving.InferenceServiceSpecPredictorAutoScalingMetricsType.RESOURCE,
+        resource=serving.InferenceServiceSpecPredictorAutoScalingMetricsResource(
+            name=serving.InferenceServiceSpecPredictorAutoScalingMetricsResourceName.CPU, target=target
+        ),
+    )
+    scaling = serving.InferenceServiceSpecPredictorAutoScaling(metrics=[metric])
+    return "keda", bounds | {"auto_scaling": scaling}
+
+
+def inference_service(
+    scope: Construct, *, meta: Meta, pod: PodProps, replicas: int | None, autoscaling: Autoscaling | None
+) -> None:
+    """One version (stable or canary) as an InferenceService; KServe makes its Deployment, Service, scaler."""
+    serving = _serving()
+    template = pod_template(pod)
+    spec_fields = getattr(template.spec, "_values", {})
+    predictor = {f: _convert(serving, PREDICTOR + _pascal(f), v) for f, v in spec_fields.items()}
+    labels = getattr(template.metadata, "_values", {}).get("labels", {})
+    autoscaler, scaling = _scaling(serving, replicas, autoscaling)
+    strategy = k8s.DeploymentStrategy(
+        type="RollingUpdate",
+        rolling_update=k8s.RollingUpdateDeployment(
+            max_surge=k8s.IntOrString.from_number(1), max_unavailable=k8s.IntOrString.from_number(0)
+        ),
+    )
+    predictor["deployment_strategy"] = _convert(serving, PREDICTOR + "DeploymentStrategy", strategy)
+    spec = serving.InferenceServiceSpec(
+        predictor=serving.InferenceServiceSpecPredictor(**predictor, **scaling, labels=labels)
+    )
+    local = Meta(namespace=meta.namespace, labels=meta.labels | {VISIBILITY: CLUSTER_LOCAL}, wave=meta.wave)
+    annotations = {DEPLOYMENT_MODE: RAW_DEPLOYMENT, AUTOSCALER_CLASS: autoscaler}
+    track = pod.version.track
+    metadata = local.api(pod.version.name, annotations=annotations)
+    serving.InferenceService(scope, f"{track}-inference-service", metadata=metadata, spec=spec)

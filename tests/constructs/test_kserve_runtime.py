@@ -1,0 +1,96 @@
+"""`runtime: kserve`: each version of a service is a KServe InferenceService in RawDeployment mode, whose
+predictor carries the very pod spec the Deployment runtime renders for the same overlay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlplatform.synth import render
+
+
+def _objects(root: Path, env: str) -> list[dict[str, Any]]:
+    files = render(root, only=[env]).folders[env]
+    return [yaml.safe_load(text) for name, text in files.items() if name.endswith(".yaml")]
+
+
+@pytest.fixture
+def both(spec_copy: Path, edit_yaml: Any) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """prod and stage, rendered as Deployments and then, after `runtime: kserve`, as InferenceServices."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for env in ("prod", "stage"):
+        out.setdefault(env, {})["deployment"] = _objects(spec_copy, env)
+    for env in ("prod", "stage"):
+        edit_yaml(spec_copy / "overlays" / f"{env}.yaml", lambda d: d.update(runtime="kserve"))
+        out[env]["kserve"] = _objects(spec_copy, env)
+    return out
+
+
+def _kinds(objs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objs}
+
+
+def test_each_version_is_an_inference_service_and_kserve_makes_the_rest(both: Any, find_object: Any) -> None:
+    for env, rendered in both.items():
+        deployment, kserve = _kinds(rendered["deployment"]), _kinds(rendered["kserve"])
+        versions = {
+            name for kind, name in deployment if kind == "Deployment" and name.startswith("inference")
+        }
+        assert versions, env
+        assert {("InferenceService", v) for v in versions} <= kserve
+        made_by_kserve = {"Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject"}
+        gone = {(k, n) for k, n in deployment - kserve}
+        assert all(k in made_by_kserve and n.startswith("inference") for k, n in gone), gone
+        for version in versions:
+            isvc = find_object(rendered["kserve"], "InferenceService", version)
+            assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+            assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+            assert isvc["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
+
+
+def test_the_predictor_is_the_deployments_pod_spec(both: Any, find_object: Any) -> None:
+    for rendered in both.values():
+        for isvc in [o for o in rendered["kserve"] if o["kind"] == "InferenceService"]:
+            name = isvc["metadata"]["name"]
+            template = find_object(rendered["deployment"], "Deployment", name)["spec"]["template"]
+            predictor = dict(isvc["spec"]["predictor"])
+            assert predictor.pop("labels") == template["metadata"]["labels"]
+            scaling = {"minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget"}
+            for key in (*scaling, "autoScaling", "deploymentStrategy"):
+                predictor.pop(key, None)
+            assert predictor == template["spec"], name
+
+
+def test_scaling_and_rollout_follow_the_overlay(both: Any, find_object: Any) -> None:
+    prod = find_object(both["prod"]["kserve"], "InferenceService", "inference")
+    assert prod["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    predictor = prod["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (3, 12)
+    assert predictor["autoScaling"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 65
+    assert predictor["deploymentStrategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    stage = find_object(both["stage"]["kserve"], "InferenceService", "inference")
+    assert stage["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert stage["spec"]["predictor"]["scaleMetric"] == "cpu"
+    canary = find_object(both["prod"]["kserve"], "InferenceService", "inference-canary")
+    assert canary["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+    assert (canary["spec"]["predictor"]["minReplicas"], canary["spec"]["predictor"]["maxReplicas"]) == (1, 1)
+
+
+def test_routes_point_at_the_predictor_services(both: Any, find_object: Any) -> None:
+    route = find_object(both["prod"]["kserve"], "HTTPRoute", "inference")
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["port"], b["weight"]) for b in backends] == [
+        ("inference-predictor", 80, 90),
+        ("inference-canary-predictor", 80, 10),
+    ]
+    ingress = find_object(both["stage"]["kserve"], "Ingress", "inference")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "inference-predictor", "port": {"name": "http"}}
+
+
+def test_the_deployment_runtime_is_the_default(both: Any) -> None:
+    for rendered in both.values():
+        assert not [o for o in rendered["deployment"] if o["kind"] == "InferenceService"]
