@@ -8,6 +8,8 @@ for byte, so the catalog cannot drift from what the build makes.
     {"models": {"<name>": {"<version>": {"sha256": "<hex of model.onnx>", "source": {"kind": "image"}}}}}
 
 `source.kind` "image": the version is baked into the inference image's model repository by this build.
+Entries with another source (`oci`, `https`, `pvc`: a tar of the version folder and its sha256, fetched and
+verified by `model_build.fetch` in the pod's init container) are registered by hand and kept by every build.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ Catalog = dict[str, dict[str, dict[str, Any]]]  # name -> version -> entry
 def entry(sha256: str) -> dict[str, Any]:
     """The catalog entry of a version the build bakes into the image."""
     return {"sha256": sha256, "source": {"kind": "image"}}
+
+
+def is_built(item: dict[str, Any]) -> bool:
+    """Whether the build makes this entry (source `image`); registered sources are kept as they are."""
+    source = item.get("source")
+    return not isinstance(source, dict) or source.get("kind") == "image"
 
 
 def to_bytes(models: Catalog) -> bytes:
@@ -50,12 +58,13 @@ def read(path: Path) -> Catalog:
 
 def write(path: Path, *, built: dict[tuple[str, str], str], known: set[tuple[str, str]]) -> bool:
     """Records the sha256 of every version built in this run and keeps the entries of known versions that
-    were not (a `--only` build); versions no recipe makes any more are dropped. Writes atomically and only
+    were not (a `--only` build) and every registered (not built) source; built versions no recipe makes any
+    more are dropped. Writes atomically and only
     when the bytes change; returns whether it wrote."""
     models: Catalog = {}
     for name, versions in read(path).items():
         for version, item in versions.items():
-            if (name, version) in known:
+            if (name, version) in known or not is_built(item):
                 models.setdefault(name, {})[version] = item
     for (name, version), sha256 in built.items():
         models.setdefault(name, {})[version] = entry(sha256)
