@@ -5,6 +5,8 @@ sends the refusal it returns, if any. 401: no credentials, an unknown key, an in
 principal without a grant for the action on the model. A 403 reads the same whether the model exists or
 not, and comes before any 404, so a caller learns only about models it may use.
 A bearer value with two dots is taken for a JWT when tokens are configured, anything else for an API key.
+An identified caller is named in `scope["principal"]` (`key:<id>` or `token:<issuer> <subject>`): what the
+job API and the quotas count and scope per caller (inference_service.quotas.owner_of).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Gate:
             else:
                 line["subject"], line["issuer"] = verified.subject, verified.issuer
                 permissions = verified.permissions
+                scope["principal"] = verified.principal
         else:
             line["principal"] = "key"
             key_id = self.keys.identify(presented)
@@ -101,6 +104,7 @@ class Gate:
             else:
                 line["key_id"] = key_id
                 permissions = self._key_permissions[key_id]
+                scope["principal"] = f"key:{key_id}"
         if permissions is not None:
             refusal, reason = self._authorize(permissions, request, path, line)
         line["decision"] = "deny" if refusal is not None else "allow"

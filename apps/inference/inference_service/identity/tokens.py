@@ -29,7 +29,7 @@ class TokenError(Exception):
 
 
 class Verified:
-    __slots__ = ("expires", "generation", "issuer", "key", "kid", "permissions", "subject")
+    __slots__ = ("expires", "generation", "issuer", "key", "kid", "permissions", "principal", "subject")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Verified:
         self.key = key
         self.generation = generation
         self.permissions = permissions
+        self.principal = f"token:{issuer} {subject}"
 
 
 _REASONS: list[tuple[type[Exception], str]] = [

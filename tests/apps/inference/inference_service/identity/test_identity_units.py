@@ -196,3 +196,25 @@ def test_unsafe_configurations_refuse_to_start(model_repository, tmp_path) -> No
         build_gate(Settings(**base, access_policy_file=tmp_path / "no"), live)
     with pytest.raises(ValueError, match="INFERENCE_ACCESS_POLICY: access policy field"):
         build_gate(Settings(**base, access_policy='{"rules": 1}'), live)
+
+
+def test_the_gate_names_the_principal_for_jobs_and_quotas(model_repository, tmp_path) -> None:
+    policy = '{"api_keys": {"ci": {"models": ["breast-cancer"], "actions": ["infer"]}}}'
+    settings = Settings(
+        model_repository=model_repository, api_keys="ci:k-one,k-two", access_policy=policy,
+        audit_log=str(tmp_path / "audit"),
+    )  # fmt: skip
+    gate = build_gate(settings, {"breast-cancer": "1"})
+
+    def scope(key: bytes) -> dict[str, object]:
+        return {"method": "POST", "path": "/v2/models/breast-cancer/infer", "headers": [(b"x-api-key", key)]}
+
+    allowed = scope(b"k-one")
+    assert asyncio.run(gate.refuse(allowed, b"r1")) is None
+    assert allowed["principal"] == "key:ci"
+    forbidden, unknown = scope(b"k-two"), scope(b"k-three")
+    refusal = asyncio.run(gate.refuse(forbidden, b"r2"))
+    assert refusal is not None and refusal.status == 403  # known (principal named), not granted
+    assert forbidden["principal"].startswith("key:key-")
+    refusal = asyncio.run(gate.refuse(unknown, b"r3"))
+    assert refusal is not None and refusal.status == 401 and "principal" not in unknown
