@@ -24,7 +24,7 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: setup models lint policy-test cluster-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster test, pytest)
+test: setup models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
 	$(PY) -m pytest
 
 ##@ Steps
@@ -47,6 +47,10 @@ policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own
 .PHONY: cluster-test
 cluster-test: setup models ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the service
 	$(PY) -m testcluster
+
+.PHONY: argocd-test
+argocd-test: setup .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health)
+	$(PY) -m testcluster.argocd_sync
 
 .PHONY: models
 models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model) into build/models and the catalog
@@ -108,6 +112,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
 
 .tools/k8s.stamp: tools/versions.env tools/k8s/go.mod tools/setup/k8s-tools.sh
 	@tools/setup/k8s-tools.sh
+	@touch $@
+
+.tools/argocd.stamp: tools/versions.env tools/argocd/go.mod tools/kwok/go.mod tools/setup/argocd-tools.sh
+	@tools/setup/argocd-tools.sh
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

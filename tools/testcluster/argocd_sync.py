@@ -1,0 +1,748 @@
+"""`python -m testcluster.argocd_sync [--keep]` (make argocd-test): Argo CD itself syncs this repository.
+
+On fresh control planes with simulated nodes (one per destination cluster), the pinned Argo CD (repo server +
+application controller, out of cluster) is pointed at a loopback git server that serves this repository at
+HEAD. Bootstrapping is what a person does once: apply the root Application. Everything after that is Argo CD's
+doing, and the evidence is Argo CD's own status (Application sync/health, operationState.syncResult).
+Expectations come from the spec (overlays/*.yaml: environments, their clusters and sync modes) and from the
+manifests' own annotations, not from dist/argocd/.
+
+The only change made to what is served: the repository URL in dist/argocd/ points at the loopback server
+(Applications' repoURL and, so that the project check still applies, the AppProject's sourceRepos entry for
+the same URL). Destinations are not rewritten: cluster Secrets keep their URLs (testcluster.argocd).
+
+Where no operator runs here (External Secrets, KEDA, ingress and Gateway controllers, a volume provisioner),
+testcluster.standins writes the status the operator would; Deployments, StatefulSets and Pods get theirs from
+the real controllers, kube-scheduler and kwok.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from testcluster import argocd, standins
+from testcluster.apply import WAVE, install_crds, kinds_in, load_folder
+from testcluster.controlplane import control_plane
+from testcluster.errors import ClusterTestError
+from testcluster.gitserver import GitServer, git, git_server
+from testcluster.kubeapi import Kube
+from testcluster.nodes import start_nodes
+from testcluster.proxy import cluster_proxy
+from testcluster.versions import REPO_ROOT
+
+APP = ("argoproj.io/v1alpha1", "Application")
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+NON_ENVS = ("argocd", "cluster-policies")
+EXTRA_SERVICE = "scorer"  # the service the test-only branch adds and then removes
+
+
+class Failed(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Env:
+    name: str
+    namespace: str
+    server: str
+    automated: bool
+
+
+def spec_environments(root: Path) -> list[Env]:
+    """Environments as the spec defines them (overlays/<env>.yaml), not as dist/argocd/ says."""
+    found = []
+    for path in sorted((root / "overlays").glob("*.yaml")):
+        if path.stem == "platform":
+            continue
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        found.append(
+            Env(
+                path.stem,
+                spec["namespace"],
+                spec["cluster"]["server"],
+                spec.get("sync", {}).get("mode") == "automated",
+            )
+        )
+    return found
+
+
+def platform_spec(root: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((root / "overlays" / "platform.yaml").read_text(encoding="utf-8"))
+    return data
+
+
+@dataclass
+class Log:
+    started: float = field(default_factory=time.monotonic)
+    lines: list[str] = field(default_factory=list)
+
+    def __call__(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failed(message)
+
+
+# --- the served repository -------------------------------------------------------------------------------
+
+
+def point_at(server: GitServer, repo_url: str) -> None:
+    """Replace the repository URL in the work clone's dist/argocd/ with the loopback server's."""
+    for path in sorted((server.work / "dist" / "argocd").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        if repo_url in text:
+            path.write_text(text.replace(repo_url, server.url), encoding="utf-8")
+
+
+def synth(work: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "main.py"], cwd=work, capture_output=True, text=True, check=False, timeout=300
+    )
+    if proc.returncode != 0:
+        tail = [line for line in proc.stderr.splitlines() if not line.startswith("b'")][-3:]
+        raise ClusterTestError(f"synth in the test clone failed: {' | '.join(tail)}")
+
+
+def add_service(work: Path, name: str) -> None:
+    """The spec change of the test-only branch: a second service shaped like the first, in every overlay."""
+    path = work / "overlays" / "platform.yaml"
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    first = next(iter(spec["services"]))
+    spec["services"][name] = copy.deepcopy(spec["services"][first])
+    spec["connections"] += [
+        {k: (name if v == first else v) for k, v in c.items()}
+        for c in spec["connections"]
+        if first in (c["from"], c["to"])
+    ]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    for env in spec_environments(work):
+        path = work / "overlays" / f"{env.name}.yaml"
+        overlay = yaml.safe_load(path.read_text(encoding="utf-8"))
+        service = copy.deepcopy(overlay["services"][first])
+        service.pop("canary", None)
+        if "host" in service:
+            service["host"] = f"{name}.{service['host']}"
+        overlay["services"][name] = service
+        path.write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+
+
+# --- Argo CD's status ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Apps:
+    kube: Kube
+    log: Log
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get(*APP, argocd.NAMESPACE, name)
+
+    def names(self) -> set[str]:
+        return {a["metadata"]["name"] for a in self.kube.list(*APP, argocd.NAMESPACE)}
+
+    @staticmethod
+    def state(app: dict[str, Any] | None) -> str:
+        if app is None:
+            return "absent"
+        status = app.get("status", {})
+        op = status.get("operationState", {})
+        return (
+            f"sync={status.get('sync', {}).get('status')} health={status.get('health', {}).get('status')} "
+            f"revision={str(status.get('sync', {}).get('revision'))[:10]} operation={op.get('phase')}"
+        )
+
+    def describe(self, name: str) -> str:
+        app = self.get(name)
+        if app is None:
+            return f"{name}: absent"
+        status = app.get("status", {})
+        bad = [
+            f"{r.get('kind')} {r.get('namespace', '')}/{r.get('name')} "
+            f"{r.get('status')}/{r.get('health', {}).get('status')}"
+            f"{': ' + r['health']['message'] if r.get('health', {}).get('message') else ''}"
+            for r in status.get("resources", [])
+            if r.get("status") != "Synced" or r.get("health", {}).get("status") not in (None, "Healthy")
+        ]
+        conditions = [f"{c.get('type')}: {c.get('message')}" for c in status.get("conditions", [])]
+        op = status.get("operationState", {})
+        return (
+            f"{name}: {self.state(app)}; operation message: {op.get('message')}; conditions: {conditions}; "
+            f"not synced/healthy: {bad[:8]}"
+        )
+
+    def refresh(self, *names: str) -> None:
+        """What a git webhook does: ask Argo CD to look at the repository now."""
+        for name in names:
+            self.kube.patch(
+                *APP,
+                argocd.NAMESPACE,
+                name,
+                {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}},
+            )
+
+    def wait(
+        self,
+        names: list[str],
+        ok: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout_s: float,
+        alive: Callable[[], None],
+        refresh_every_s: float = 0,
+    ) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        last_refresh = time.monotonic()
+        while True:
+            alive()
+            apps = {n: self.get(n) for n in names}
+            if all(a is not None and ok(a) for a in apps.values()):
+                self.log(f"{what}: " + "; ".join(f"{n} {self.state(a)}" for n, a in apps.items()))
+                return {n: a for n, a in apps.items() if a is not None}
+            if time.monotonic() > deadline:
+                raise Failed(
+                    f"{what} not reached in {timeout_s:.0f} s: "
+                    + " || ".join(self.describe(n) for n in names)
+                )
+            if refresh_every_s and time.monotonic() - last_refresh > refresh_every_s:
+                self.refresh(*[n for n, a in apps.items() if a is not None])
+                last_refresh = time.monotonic()
+            time.sleep(1.0)
+
+
+def refreshed_since(before: str | None) -> Callable[[dict[str, Any]], bool]:
+    """Argo CD has compared the app again (the refresh annotation is consumed, reconciledAt moved)."""
+
+    def ok(app: dict[str, Any]) -> bool:
+        annotations = app.get("metadata", {}).get("annotations") or {}
+        return bool(
+            app.get("status", {}).get("reconciledAt") != before
+            and "argocd.argoproj.io/refresh" not in annotations
+        )
+
+    return ok
+
+
+def synced_except_kept(revision: str, kept: set[tuple[str, str]]) -> Callable[[dict[str, Any]], bool]:
+    """Synced at `revision`, except objects that Argo CD must not prune (Prune=false): those stay listed as
+    OutOfSync with requiresPruning, which is how Argo CD shows what a person has to delete."""
+
+    def ok(app: dict[str, Any]) -> bool:
+        status = app.get("status", {})
+        op = status.get("operationState", {})
+        out = [r for r in status.get("resources", []) if r.get("status") != "Synced"]
+        return bool(
+            op.get("phase") == "Succeeded"
+            and op.get("syncResult", {}).get("revision") == revision
+            and status.get("sync", {}).get("revision") == revision
+            and status.get("health", {}).get("status") == "Healthy"
+            and all(r.get("requiresPruning") and (r["kind"], r["name"]) in kept for r in out)
+            and app.get("operation") is None
+        )
+
+    return ok
+
+
+def synced_healthy(revision: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    def ok(app: dict[str, Any]) -> bool:
+        status = app.get("status", {})
+        return (
+            status.get("sync", {}).get("status") == "Synced"
+            and status.get("health", {}).get("status") == "Healthy"
+            and status.get("operationState", {}).get("phase") in (None, "Succeeded")
+            and (revision is None or status.get("sync", {}).get("revision") == revision)
+            and app.get("operation") is None
+        )
+
+    return ok
+
+
+# --- the scenario ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    kube: Kube  # the cluster Argo CD runs in
+    kubes: dict[str, Kube]  # destination server -> its cluster
+    apps: Apps
+    served: GitServer
+    log: Log
+    alive: Callable[[], None]
+    envs: list[Env]
+    timeout_s: float = 180.0
+
+    def app_of(self, path: str) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in self.kube.list(*APP, argocd.NAMESPACE)
+            if a["spec"].get("source", {}).get("path") == path
+        ]
+
+    def env_app(self, env: Env) -> str:
+        found = self.app_of(f"dist/{env.name}")
+        check(len(found) == 1, f"expected one Application for dist/{env.name}, found {len(found)}")
+        return str(found[0]["metadata"]["name"])
+
+    def root_creates_every_app(self, root: str) -> tuple[list[str], list[str]]:
+        deadline = time.monotonic() + self.timeout_s
+        servers = sorted({e.server for e in self.envs})
+        while True:
+            self.alive()
+            envs_found = {e.name: self.app_of(f"dist/{e.name}") for e in self.envs}
+            policies = self.app_of("dist/cluster-policies")
+            policy_servers = sorted(a["spec"]["destination"]["server"] for a in policies)
+            if all(len(v) == 1 for v in envs_found.values()) and policy_servers == servers:
+                break
+            if time.monotonic() > deadline:
+                raise Failed(
+                    f"the root app did not create every Application in {self.timeout_s:.0f} s: environments "
+                    f"{ {k: len(v) for k, v in envs_found.items()} }, cluster-policies for {policy_servers} "
+                    f"(want {servers}); {self.apps.describe(root)}"
+                )
+            time.sleep(1.0)
+        for env in self.envs:
+            app = envs_found[env.name][0]
+            check(
+                app["spec"]["destination"] == {"server": env.server, "namespace": env.namespace},
+                f"Application for {env.name} has destination {app['spec']['destination']}, the spec says "
+                f"{env.server} {env.namespace}",
+            )
+        env_apps = [str(v[0]["metadata"]["name"]) for v in envs_found.values()]
+        policy_apps = sorted(str(a["metadata"]["name"]) for a in policies)
+        self.log(f"root app created {', '.join(env_apps)} and cluster-policies {', '.join(policy_apps)}")
+        return env_apps, policy_apps
+
+    def sync_order(self, env: Env, app: dict[str, Any]) -> None:
+        """Waves from the manifests' annotations; order from Argo CD's sync result and from creation times."""
+        waves = {
+            (m.obj["kind"], m.obj["metadata"]["name"]): int(
+                (m.obj["metadata"].get("annotations") or {}).get(WAVE, "0")
+            )
+            for m in load_folder(self.served.work / "dist" / env.name)
+        }
+        results = app["status"]["operationState"]["syncResult"]["resources"]
+        order = [(r["kind"], r["name"]) for r in results if (r["kind"], r["name"]) in waves]
+        check(len(order) == len(waves), f"{env.name}: sync result lists {len(order)} of {len(waves)} objects")
+        seen = [waves[k] for k in order]
+        check(
+            seen == sorted(seen),
+            f"{env.name}: Argo CD synced out of wave order: {list(zip(order, seen, strict=True))}",
+        )
+
+        def position(pred: Callable[[tuple[str, str]], bool]) -> list[int]:
+            return [i for i, k in enumerate(order) if pred(k)]
+
+        first_tier = position(lambda k: k[0] in ("Namespace", "ResourceQuota", "NetworkPolicy"))
+        middle = position(lambda k: k[0] == "ExternalSecret" or k == ("StatefulSet", "redis"))
+        service = position(lambda k: k[0] in ("Deployment",) or k == ("Service", "inference"))
+        check(
+            bool(first_tier and middle and service)
+            and max(first_tier) < min(middle)
+            and max(middle) < min(service),
+            f"{env.name}: expected namespace, quota and network policies before secrets and Redis before the "
+            f"service; Argo CD's order was {order}",
+        )
+        # Independent of the sync result: the API server's creation times follow the waves too.
+        created: dict[int, list[str]] = {}
+        for (kind, name), wave in waves.items():
+            api_version = next(
+                m.obj["apiVersion"]
+                for m in load_folder(self.served.work / "dist" / env.name)
+                if (m.obj["kind"], m.obj["metadata"]["name"]) == (kind, name)
+            )
+            ns = None if kind == "Namespace" else env.namespace
+            live = self.kubes[env.server].get(api_version, kind, ns, name)
+            check(live is not None, f"{env.name}: {kind} {name} is not in the cluster after the sync")
+            assert live is not None
+            created.setdefault(wave, []).append(live["metadata"]["creationTimestamp"])
+        ordered = sorted(created)
+        for a, b in itertools.pairwise(ordered):
+            check(
+                max(created[a]) <= min(created[b]),
+                f"{env.name}: an object of wave {a} was created after one of wave {b}",
+            )
+        summary = " -> ".join(
+            f"wave {w}: " + ", ".join(sorted({k for (k, _n), v in waves.items() if v == w})) for w in ordered
+        )
+        self.log(f"{env.name} synced in wave order ({len(order)} objects): {summary}")
+
+
+def _autoscaled(work: Path, env: Env) -> tuple[str, int] | None:
+    """(Deployment name, a replica count an autoscaler could set) from the env's HPA or ScaledObject."""
+    for m in load_folder(work / "dist" / env.name):
+        spec = m.obj.get("spec", {})
+        if m.obj["kind"] == "HorizontalPodAutoscaler":
+            return str(spec["scaleTargetRef"]["name"]), int(spec["maxReplicas"])
+        if m.obj["kind"] == "ScaledObject":
+            return str(spec["scaleTargetRef"]["name"]), int(spec["maxReplicaCount"])
+    return None
+
+
+IN_CLUSTER = argocd.IN_CLUSTER
+
+
+def cluster_name(server: str) -> str:
+    return "in-cluster" if server == IN_CLUSTER else (urlsplit(server).hostname or server).split(".")[0]
+
+
+def run(keep: bool = False) -> list[str]:
+    log = Log()
+    envs = spec_environments(REPO_ROOT)
+    repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
+    root_file = REPO_ROOT / "dist" / "argocd" / "application-mlplatform-root.yaml"
+    # One control plane per destination cluster: Argo CD runs against the in-cluster one. Clusters are kept
+    # apart because dist/cluster-policies/ goes to every cluster: on one apiserver two Applications would own
+    # the same ClusterPolicies and undo each other's sync.
+    servers = sorted({e.server for e in envs} | {IN_CLUSTER}, key=lambda s: (s != IN_CLUSTER, s))
+    with ExitStack() as stack:
+        kubes: dict[str, Kube] = {}
+        tokens: dict[str, str] = {}
+        urls: dict[str, str] = {}
+        planes = []
+        kinds = kinds_in(REPO_ROOT / "dist")  # the CRDs dist/ uses, Application and AppProject among them
+        loops: list[standins.StandInLoop] = []
+        for server in servers:
+            plane = stack.enter_context(control_plane(keep=keep))
+            planes.append(plane)
+            kube = Kube(stack.enter_context(plane.client()))
+            crds = install_crds(kube, kinds)
+            nodes = start_nodes(plane, kube)
+            kubes[server], tokens[server], urls[server] = kube, plane.token, plane.url
+            log(
+                f"{cluster_name(server)}: control plane at {plane.url} ({plane.workdir}), {crds} CRDs, "
+                f"{len(nodes)} nodes"
+            )
+            managed = {e.namespace for e in envs if e.server == server} | {"kyverno"}
+            helper = Kube(stack.enter_context(plane.client()))
+            loops.append(stack.enter_context(standins.StandInLoop(standins.StandIns(helper, managed))))
+        home = planes[0]
+        served = stack.enter_context(git_server(REPO_ROOT, home.workdir / "git"))
+        point_at(served, repo_url)
+        head = served.push(served.commit("test: serve the repository from the loopback git server"), "main")
+        log(
+            f"git server {served.url} serves {git(REPO_ROOT, 'rev-parse', '--short', 'HEAD')} "
+            f"(+ URL commit {head[:10]})"
+        )
+        proxy = stack.enter_context(cluster_proxy(urls))
+        clusters = {cluster_name(s): (s, tokens[s]) for s in servers}
+        argocd.configure(kubes[IN_CLUSTER], clusters, proxy.url)
+        argocd.start(home)
+        log(
+            f"Argo CD up (repo server, application controller, Redis); clusters {sorted(clusters)} "
+            f"via {proxy.url}"
+        )
+
+        def alive() -> None:
+            for plane in planes:
+                plane.check_alive()
+            for loop in loops:
+                if loop.error is not None:
+                    raise ClusterTestError(f"an operator stand-in failed: {loop.error}")
+
+        apps = Apps(kubes[IN_CLUSTER], log)
+        scenario = Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs)
+        return _assertions(scenario, served, root_file, log)
+    raise AssertionError("unreachable")
+
+
+def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> list[str]:
+    kube, apps = s.kube, s.apps
+    root_doc = yaml.safe_load((served.work / "dist" / "argocd" / root_file.name).read_text(encoding="utf-8"))
+    result = kube.apply(root_doc)
+    check(result.ok, f"applying the root Application: {result.message}")
+    root = str(root_doc["metadata"]["name"])
+    log(f"applied the root Application {root} (the one manual bootstrap step)")
+
+    env_apps, policy_apps = s.root_creates_every_app(root)
+    auto = [e for e in s.envs if e.automated]
+    manual = [e for e in s.envs if not e.automated]
+    head = git(served.bare, "rev-parse", "refs/heads/main")
+    done = apps.wait(
+        [root, *policy_apps, *[s.env_app(e) for e in auto]],
+        synced_healthy(head),
+        "automated sync done",
+        s.timeout_s,
+        s.alive,
+    )
+    for env in auto:
+        op = done[s.env_app(env)]["status"]["operationState"]
+        check(
+            op.get("operation", {}).get("initiatedBy", {}).get("automated") is True,
+            f"{env.name} was synced, but not by Argo CD's automated policy: {op.get('operation')}",
+        )
+    for env in manual:
+        app = apps.get(s.env_app(env))
+        assert app is not None
+        status = app.get("status", {})
+        check(
+            status.get("sync", {}).get("status") == "OutOfSync" and "operationState" not in status,
+            f"{env.name} should wait for a person, but is {apps.state(app)}",
+        )
+        check(
+            s.kubes[env.server].get("v1", "Namespace", None, env.namespace) is None,
+            f"{env.name}'s namespace {env.namespace} exists before anyone synced it",
+        )
+        log(f"{env.name} waits for a person: {apps.state(app)}, namespace {env.namespace} not created")
+
+    for env in manual:
+        name = s.env_app(env)
+        kube.patch(
+            *APP,
+            argocd.NAMESPACE,
+            name,
+            {"operation": {"initiatedBy": {"username": "argocd-test"}, "sync": {"revision": head}}},
+        )
+        log(f"triggered the sync of {name} (as `argocd app sync {name}` does)")
+    apps.wait([s.env_app(e) for e in manual], synced_healthy(head), "manual sync done", s.timeout_s, s.alive)
+
+    for env in s.envs:
+        app = apps.get(s.env_app(env))
+        assert app is not None
+        s.sync_order(env, app)
+
+    # An autoscaler changes replicas: the app stays Synced.
+    for env in s.envs:
+        target = _autoscaled(served.work, env)
+        if target is None:
+            continue
+        deployment, replicas = target
+        s.kubes[env.server].patch(
+            "apps/v1",
+            "Deployment",
+            env.namespace,
+            deployment,
+            {"spec": {"replicas": replicas}},
+            subresource="scale",
+        )
+        name = s.env_app(env)
+        before = (apps.get(name) or {}).get("status", {}).get("reconciledAt")
+        apps.refresh(name)
+        apps.wait(
+            [name],
+            refreshed_since(before),
+            f"{env.name} refreshed after scaling",
+            s.timeout_s,
+            s.alive,
+        )
+        app = apps.get(name)
+        assert app is not None
+        live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
+        assert live is not None
+        check(
+            app["status"]["sync"]["status"] == "Synced" and live["spec"]["replicas"] == replicas,
+            f"{env.name}: after scaling {deployment} to {replicas}: {apps.state(app)}, live replicas "
+            f"{live['spec']['replicas']}",
+        )
+        log(
+            f"{env.name}: {deployment} scaled to {replicas} as its autoscaler would; "
+            f"app still {apps.state(app)}"
+        )
+
+    _self_heal_control(s)
+    _remove_service(s, served, env_apps, log)
+    _policy_gate(served, log)
+    took = time.monotonic() - log.started
+    log(f"Argo CD test passed in {took:.0f} s")
+    return log.lines
+
+
+def _self_heal_control(s: Scenario) -> None:
+    """The control for the autoscaling check: a Deployment whose replicas git does set, with no autoscaler, is
+    put back by Argo CD's self-heal when scaled, so the diff does see replica changes where nothing says
+    otherwise."""
+    for env in s.envs:
+        if not env.automated or _autoscaled(s.served.work, env) is not None:
+            continue
+        for m in load_folder(s.served.work / "dist" / env.name):
+            want = m.obj.get("spec", {}).get("replicas")
+            if m.obj["kind"] != "Deployment" or want is None:
+                continue
+            name, kube = m.obj["metadata"]["name"], s.kubes[env.server]
+            kube.patch(
+                "apps/v1",
+                "Deployment",
+                env.namespace,
+                name,
+                {"spec": {"replicas": want + 1}},
+                subresource="scale",
+            )
+            s.apps.refresh(s.env_app(env))
+            deadline = time.monotonic() + s.timeout_s
+            while (live := kube.get("apps/v1", "Deployment", env.namespace, name)) and live["spec"][
+                "replicas"
+            ] != want:
+                s.alive()
+                check(
+                    time.monotonic() < deadline,
+                    f"{env.name}: self-heal did not put {name} back to {want} replicas",
+                )
+                time.sleep(1.0)
+            s.log(
+                f"control: {env.name}'s {name} (replicas {want} in git, no autoscaler) scaled to {want + 1} "
+                f"was put back to {want} by Argo CD's self-heal"
+            )
+            return
+
+
+def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Log) -> None:
+    """Test-only branch: add a service (commit B), sync; remove it (commit C), sync: pruned, PVCs kept."""
+    apps = s.apps
+    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
+    git(served.work, "checkout", "-q", "-b", "test/remove-service")
+    add_service(served.work, EXTRA_SERVICE)
+    synth(served.work)
+    point_at(served, repo_url)
+    added = served.commit(f"test: add a service {EXTRA_SERVICE}")
+    before = git(served.work, "rev-parse", "HEAD~1")
+    new_files = git(
+        served.work, "diff", "--name-only", "--diff-filter=A", before, added, "--", "dist/"
+    ).splitlines()
+    auto = [e for e in s.envs if e.automated]
+    served.push(added, "main")
+    apps.refresh("mlplatform-root", *[s.env_app(e) for e in auto])
+    apps.wait(
+        [s.env_app(e) for e in auto],
+        synced_healthy(added),
+        f"{EXTRA_SERVICE} synced",
+        s.timeout_s,
+        s.alive,
+        10,
+    )
+    claims = {
+        e.name: {
+            p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in s.kubes[e.server].list("v1", "PersistentVolumeClaim", e.namespace)
+            if p["metadata"]["name"].startswith("data-redis-")
+        }
+        for e in auto
+    }
+    check(all(claims.values()), f"no Redis PVCs found to watch: {claims}")
+    objects = []
+    for env in auto:
+        for rel in [f for f in new_files if f.startswith(f"dist/{env.name}/")]:
+            for doc in yaml.safe_load_all((served.work / rel).read_text(encoding="utf-8")):
+                if isinstance(doc, dict) and doc:
+                    options = (doc["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")
+                    keep = "Prune=false" in options.replace(" ", "").split(",")
+                    objects.append((env, doc["apiVersion"], doc["kind"], doc["metadata"]["name"], keep))
+    check(bool(objects), f"adding {EXTRA_SERVICE} added no objects under dist/")
+    for env, api_version, kind, name, _keep in objects:
+        check(
+            s.kubes[env.server].get(api_version, kind, env.namespace, name) is not None,
+            f"{env.name}: {kind} {name} not synced",
+        )
+    log(f"{EXTRA_SERVICE} added and synced: {len(objects)} objects in {', '.join(e.name for e in auto)}")
+
+    git(served.work, "revert", "--no-edit", added)
+    removed = git(served.work, "rev-parse", "HEAD")
+    served.push(removed, "main")
+    apps.refresh("mlplatform-root", *[s.env_app(e) for e in auto])
+    kept = {(e.name, k, n) for e, _av, k, n, keep in objects if keep}
+    apps.wait(
+        [s.env_app(e) for e in auto],
+        synced_except_kept(removed, {(k, n) for _e, k, n in kept}),
+        f"{EXTRA_SERVICE} removed",
+        s.timeout_s,
+        s.alive,
+        10,
+    )
+    left = [(e.name, k, n) for e, av, k, n, _keep in objects if s.kubes[e.server].get(av, k, e.namespace, n)]
+    check(
+        set(left) == kept,
+        f"after removing {EXTRA_SERVICE}: left in the cluster {sorted(left)}, expected only the objects "
+        f"marked Prune=false {sorted(kept)}",
+    )
+    for env in auto:
+        now = {
+            p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in s.kubes[env.server].list("v1", "PersistentVolumeClaim", env.namespace)
+            if p["metadata"]["name"].startswith("data-redis-") and not p["metadata"].get("deletionTimestamp")
+        }
+        check(
+            now == claims[env.name],
+            f"{env.name}: Redis PVCs changed by the prune: {claims[env.name]} -> {now}",
+        )
+    log(
+        f"removing {EXTRA_SERVICE} pruned {len(objects) - len(kept)} of its {len(objects)} objects; kept as "
+        f"their Prune=false asks (Argo CD lists them as requiring pruning): {sorted(kept) or 'none'}; "
+        "Redis PVCs kept: " + ", ".join(f"{k}: {sorted(v)}" for k, v in claims.items())
+    )
+
+
+def gate(work: Path, env: str) -> subprocess.CompletedProcess[str]:
+    """`make check`'s command (python -m policy_check) on a clone's dist/, for one environment."""
+    with tempfile.TemporaryDirectory() as reports:
+        command = [sys.executable, "-m", "policy_check", "--reports", reports, "--dist", str(work / "dist")]
+        return subprocess.run(
+            [*command, "--env", env], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300
+        )
+
+
+def _policy_gate(served: GitServer, log: Log) -> None:
+    """A policy-breaking commit on a test-only branch: the gate (`make check`'s command) stops it before
+    merge, while the same gate passes the commit Argo CD synced."""
+    git(served.work, "checkout", "-q", "main")
+    control = gate(served.work, "dev")
+    check(control.returncode == 0, f"the gate fails the synced commit itself: {control.stdout[-500:]}")
+    git(served.work, "checkout", "-q", "-b", "test/break-policy", "main")
+    path = served.work / "dist" / "dev" / "deployment-inference.yaml"
+    text = path.read_text(encoding="utf-8")
+    image = next(line.split("image:", 1)[1].strip() for line in text.splitlines() if "image:" in line)
+    path.write_text(text.replace(image, image.split("@", 1)[0] + ":latest"), encoding="utf-8")
+    served.commit("test: deploy a mutable image tag (breaks require-image-digest)")
+    broken = gate(served.work, "dev")
+    found = [
+        line.strip()
+        for line in (broken.stdout + broken.stderr).splitlines()
+        if "deployment-inference.yaml" in line and "violates require-image-digest" in line
+    ]
+    check(
+        broken.returncode != 0 and bool(found),
+        f"the gate let a mutable image tag through (exit {broken.returncode}): {broken.stdout[-500:]}",
+    )
+    served_main = git(served.bare, "rev-parse", "refs/heads/main")
+    check(served_main != git(served.work, "rev-parse", "HEAD"), "the policy-breaking commit reached main")
+    log(
+        f"the gate passes main and stops the policy-breaking branch (exit {broken.returncode}): "
+        f"{found[0][:200]}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testcluster.argocd_sync", description=__doc__)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the control plane's folder (logs) afterwards"
+    )
+    args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout, `kill`) unwinds like an error, so every process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run(keep=args.keep)
+    except ClusterTestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Failed as exc:
+        print(f"FAIL {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
