@@ -139,7 +139,7 @@ def install_crds(kube: Kube, kinds: set[tuple[str, str]] | None = None, timeout_
     while pending:
         for name in sorted(pending):
             crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
-            conditions = (crd or {}).get("status", {}).get("conditions", [])
+            conditions = (crd or {}).get("status", {}).get("conditions") or []
             if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 pending.discard(name)
         if pending and time.monotonic() > deadline:
