@@ -18,12 +18,15 @@ request shows too. The target (issue 15): token req/s and server CPU per request
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import secrets
+import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -124,29 +127,80 @@ def main() -> int:
             _stop(server.proc)
         redis.close()
     report(cells, args.concurrency)
+    gate_cost(token, settings)
     audit = WORK / "identity-audit.log"
     lines = audit.read_text().count("\n") if audit.exists() else 0
     print(f"\naudit lines written: {lines} (token in the audit log: {token in audit.read_text()})")
     return 0 if all(c.errors == 0 for c in cells.values()) else 1
 
 
+def _paired(cell: Cell, ref: Cell, attr: str) -> float:
+    """The median over rounds of cell/ref, each round's two samples taken minutes apart at most."""
+    return float(
+        statistics.median(
+            getattr(a, attr) / getattr(b, attr) for a, b in zip(cell.samples, ref.samples, strict=True)
+        )
+    )
+
+
 def report(cells: dict[tuple[str, int], Cell], c: int) -> None:
-    head = "| req/s | p50 ms | p99 ms | server CPU us/req | token / key req/s | key / token CPU |"
-    print(f"\n| workload (c={c}) {head}")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    head = "| req/s | p50 ms | p99 ms | server CPU us/req | x key req/s | x key CPU/req |"
+    print(f"\n| workload (c={c}) {head}\n|---|---:|---:|---:|---:|---:|---:|")
     for kind in ("hit", "miss"):
         key = cells[(f"key v2 {kind}", c)]
         for name in ("key", "token", "before"):
             cell = cells.get((f"{name} v2 {kind}", c))
             if cell is None:
                 continue
-            rps, cpu = cell.median("rps"), cell.median("cpu_us")
-            ratio = f"{rps / key.median('rps'):.3f}" if name != "key" else "1"
-            cpu_ratio = f"{key.median('cpu_us') / cpu:.3f}" if name != "key" else "1"
             print(
-                f"| {cell.workload} | {rps:.0f} | {cell.median('p50_ms'):.2f} | {cell.median('p99_ms'):.2f} "
-                f"| {cpu:.0f} | {ratio} | {cpu_ratio} |"
+                f"| {cell.workload} | {cell.median('rps'):.0f} | {cell.median('p50_ms'):.2f} "
+                f"| {cell.median('p99_ms'):.2f} | {cell.median('cpu_us'):.0f} "
+                f"| {_paired(cell, key, 'rps'):.3f} | {_paired(cell, key, 'cpu_us'):.3f} |"
             )
+    print("(x key: median over rounds of this cell / the key cell of the same round)")
+
+
+def gate_cost(token: str, settings: dict[str, str], n: int = 100_000) -> None:
+    """In-process cost of one authorization decision (audit line included), beside the API-key check the
+    middleware made before identity existed (security.ApiKeys, still in the tree)."""
+    from inference_service.identity.build import build_gate
+    from inference_service.security import ApiKeys, presented_key
+    from inference_service.settings import Settings
+
+    values: dict[str, Any] = {k.removeprefix("INFERENCE_").lower(): v for k, v in settings.items()}
+    values["audit_log"] = str(WORK / "identity-audit-gate.log")
+    gate = build_gate(Settings(api_keys=f"{KEY_ID}:bench-key", **values), {TABULAR: "1"})
+    old = ApiKeys([b"bench-key"])
+
+    def scope(credential: str) -> dict[str, Any]:
+        headers = [(b"host", b"x"), (b"content-type", b"application/json")]
+        headers.append((b"authorization", f"Bearer {credential}".encode()))
+        return {"type": "http", "method": "POST", "path": f"/v2/models/{TABULAR}/infer", "headers": headers}
+
+    async def run() -> dict[str, float]:
+        out: dict[str, float] = {}
+        key_scope = scope("bench-key")
+        started = time.perf_counter()
+        for _ in range(n):
+            old.check(presented_key(key_scope["headers"]))
+        out["API-key check before identity (security.ApiKeys)"] = time.perf_counter() - started
+        for name, credential in (("Gate: API key", "bench-key"), ("Gate: token, cached", token)):
+            s = scope(credential)
+            assert await gate.refuse(s, b"warm") is None
+            started = time.perf_counter()
+            for _ in range(n):
+                await gate.refuse(s, b"bench")
+            out[name] = time.perf_counter() - started
+        assert gate.tokens is not None
+        started = time.perf_counter()
+        for _ in range(n // 100):
+            await gate.tokens._verify(token.encode())
+        out["token verification, uncached (RS256)"] = (time.perf_counter() - started) * 100
+        return out
+
+    print(f"\nper decision, in process ({n} calls each, same run):")
+    for name, seconds in asyncio.run(run()).items():
+        print(f"  {name:52} {seconds / n * 1e6:7.2f} us")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ class Gate:
         elif self.tokens is not None and bearer and presented.count(b".") == 2:
             line["principal"] = "token"
             try:
-                verified = await self.tokens.verify(presented)
+                verified = self.tokens.cached(presented) or await self.tokens.verify(presented)
             except TokenError as exc:
                 reason = str(exc)
                 refusal = Refusal(401, f"invalid token: {reason}", _INVALID_TOKEN)
