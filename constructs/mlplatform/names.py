@@ -66,6 +66,11 @@ def allow_from(target: str, source: str) -> str:
     return f"allow-{target}-from-{source}"
 
 
+def allow_model_sources(service: str) -> str:
+    """The NetworkPolicy that lets `service` fetch models from OCI registries or https:// URLs (443)."""
+    return f"allow-{service}-to-model-sources"
+
+
 @dataclass(frozen=True, slots=True)
 class Version:
     """One version (track) of one model service: its Deployment, Service, ConfigMap and pod selector."""

@@ -21,14 +21,28 @@ Direction = Literal["ingress", "egress"]
 
 
 @dataclass(frozen=True, slots=True)
+class IpBlock:
+    """Addresses outside the cluster: a CIDR less the ranges that are not."""
+
+    cidr: str
+    excepted: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cidr": self.cidr, "except": list(self.excepted)}
+
+
+@dataclass(frozen=True, slots=True)
 class Peer:
-    """Pods by labels: in the policy's own namespace (`namespace=None`) or in the named one."""
+    """Pods by labels: in the policy's own namespace (`namespace=None`) or in the named one; or addresses."""
 
     pod_labels: dict[str, str]
     namespace: str | None = None
+    ip_block: IpBlock | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The NetworkPolicyPeer exactly as rendered in dist/."""
+        if self.ip_block is not None:
+            return {"ipBlock": self.ip_block.as_dict()}
         peer: dict[str, Any] = {}
         if self.namespace is not None:
             peer["namespaceSelector"] = {"matchLabels": {NAMESPACE_NAME: self.namespace}}
@@ -47,6 +61,18 @@ class Port:
 
 KUBE_DNS = Peer(DNS_POD_LABELS, DNS_NAMESPACE)
 DNS_PORTS = (Port(53, "UDP"), Port(53, "TCP"))
+#: Where model sources (an OCI registry, an https:// URL) are: any public address on 443. Private, shared
+#: (CGNAT), loopback and link-local ranges are excepted: they hold the cluster's pods and services and the
+#: cloud metadata endpoint, which a model fetch has no business reaching.
+PUBLIC_V4 = IpBlock(
+    "0.0.0.0/0",
+    ("10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"),
+)
+PUBLIC_V6 = IpBlock("::/0", ("::1/128", "fc00::/7", "fe80::/10"))
+MODEL_SOURCE_PEERS = (Peer({}, ip_block=PUBLIC_V4), Peer({}, ip_block=PUBLIC_V6))
+HTTPS_PORTS = (Port(443),)
+#: Catalog source kinds fetched over the network (a `pvc` source is read from a volume).
+NETWORK_SOURCES = ("https", "oci")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +123,10 @@ def planned_rules(env: Environment) -> list[Rule]:
             rules.append(Rule(names.allow_to(conn.source, conn.target), own, "egress", peer, ports))
         own, peer = names.select(conn.target), peer_of(env, conn.source)
         rules.append(Rule(names.allow_from(conn.target, conn.source), own, "ingress", peer, ports))
+    for name in sorted(platform.services):
+        if fetches_over_network(env, name):
+            policy, own = names.allow_model_sources(name), names.select(name)
+            rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
     if env.overlay.redis.replicas > 1:
         # replicas replicate from redis-0: redis pods talk to each other on the redis port
         ports = (Port(platform.port_of(names.REDIS)[1]),)
@@ -104,6 +134,14 @@ def planned_rules(env: Environment) -> list[Rule]:
         rules.append(Rule(names.REDIS_REPLICATION, own, "egress", peer, ports))
         rules.append(Rule(names.REDIS_REPLICATION, own, "ingress", peer, ports))
     return rules
+
+
+def fetches_over_network(env: Environment, service: str) -> bool:
+    """Whether some version of the service has a model whose catalog source is an OCI artifact or a URL."""
+    models = list(env.platform.services[service].models)
+    canary = env.overlay.services[service].canary
+    models += canary.models if canary is not None else []
+    return any(source.kind in NETWORK_SOURCES for _, source in env.remote_sources(models))
 
 
 def policies(env: Environment) -> list[Policy]:

@@ -2,18 +2,27 @@
 
 The network-isolation rule compares these declared connections with the flows the NetworkPolicies in dist/
 allow, so the expectation must not come from the code that wrote those NetworkPolicies: this module parses
-the YAML itself and adds only two flows that the spec implies without listing them (cluster DNS, and Redis
-replicas replicating from each other when an overlay runs more than one).
+the YAML itself and adds only the flows that the spec implies without listing them (cluster DNS, Redis
+replicas replicating from each other when an overlay runs more than one, and a service's fetch of model
+versions whose source in the model catalog is an OCI artifact or an https:// URL: egress to `external`
+model-sources on 443).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 PLATFORM_FILE = "platform.yaml"
+#: The model catalog, relative to the repository root (overlays/..): where each model version comes from.
+CATALOG_FILE = Path("apps/inference/model_build/catalog.json")
+#: Catalog source kinds fetched over the network, and the one port the fetch uses.
+NETWORK_SOURCES = ("https", "oci")
+MODEL_SOURCES = "model-sources"
+EXTERNAL = {MODEL_SOURCES: {"ports": [{"port": 443, "protocol": "TCP", "name": ""}]}}
 # Every pod resolves names through the cluster DNS (kube-dns / CoreDNS in kube-system, its standard labels).
 KUBE_DNS = {
     "namespace": "kube-system",
@@ -38,6 +47,40 @@ def _load(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping, got {type(raw).__name__}")
     return raw
+
+
+def _catalog_sources(overlays: Path) -> dict[tuple[str, str], str]:
+    """(model, version) -> source kind, read from the catalog's JSON (absent catalog: nothing is fetched)."""
+    path = overlays.parent / CATALOG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        models = json.loads(path.read_text(encoding="utf-8")).get("models") or {}
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise SpecError(f"{path}: not a model catalog: {err}") from err
+    return {
+        (str(name), str(version)): str((entry.get("source") or {}).get("kind", ""))
+        for name, versions in models.items()
+        for version, entry in versions.items()
+    }
+
+
+def _fetching_services(
+    overlays: Path, platform: dict[str, Any], overlay: dict[str, Any], env: str
+) -> list[tuple[str, str]]:
+    """(service, why) for each service with a model version from an OCI registry or an https:// URL."""
+    kinds = _catalog_sources(overlays)
+    found = []
+    for name, service in sorted((platform.get("services") or {}).items()):
+        canary = ((overlay.get("services") or {}).get(name) or {}).get("canary") or {}
+        for model in [*(service.get("models") or []), *(canary.get("models") or [])]:
+            kind = kinds.get((str(model.get("name")), str(model.get("version"))), "")
+            if kind in NETWORK_SOURCES:
+                at = f"overlays/{env}.yaml"
+                why = f"{CATALOG_FILE}: {model['name']} {model['version']} comes from {kind} ({at})"
+                found.append((str(name), why))
+                break
+    return found
 
 
 def environments(overlays: Path) -> list[str]:
@@ -68,11 +111,14 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
         connections.append({"from": "redis", "to": "redis", "why": why})
     why = "every pod resolves names through the cluster DNS"
     connections.append({"from": EVERY_POD, "to": "kube-dns", "why": why})
+    for service, why in _fetching_services(overlays, platform, overlay, env):
+        connections.append({"from": service, "to": MODEL_SOURCES, "why": why})
     return {
         "environment": env,
         "namespace": namespace,
         "components": sorted([*(platform.get("services") or {}), "redis"]),
         "peers": peers,
+        "external": EXTERNAL,
         "connections": connections,
     }
 

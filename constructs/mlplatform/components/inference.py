@@ -139,7 +139,14 @@ class InferenceService(Construct):
             key=API_KEYS_KEY,
         )
         image = f"{spec.image}@{overlay.image_digest}"
-        stable = PodProps(env=env, version=svc.stable, overlay=overlay, image=image, use_cache=spec.use_cache)
+        stable = PodProps(
+            env=env,
+            version=svc.stable,
+            overlay=overlay,
+            image=image,
+            use_cache=spec.use_cache,
+            models=tuple(spec.models),
+        )
         replicas = overlay.replicas if overlay.autoscaling is None else None
         scaling = overlay.autoscaling
         service_version(
@@ -165,6 +172,7 @@ class InferenceService(Construct):
                 overlay=overlay,
                 image=f"{spec.image}@{canary.image_digest}",
                 use_cache=spec.use_cache,
+                models=tuple(canary.models),
             )
             service_version(self, meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
         route(self, meta=meta, env=env, service=service)

@@ -16,9 +16,10 @@ from mlplatform.components.base import (
     secret_volume,
     tcp_port,
 )
+from mlplatform.components.model_source import fetched
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Gpu, PvcModels, ServiceOverlay
-from mlplatform.spec.platform import INFERENCE_PORT
+from mlplatform.spec.platform import INFERENCE_PORT, Model
 
 APP_UID = 10001
 HTTP_PORT = "http"  # the container port's name: probes, Services, routes and monitors refer to it by name
@@ -52,6 +53,8 @@ class PodProps:
     overlay: ServiceOverlay
     image: str
     use_cache: bool
+    #: The version's models: those whose catalog source is not the image get the model-source init container.
+    models: tuple[Model, ...] = ()
 
 
 def http_probe(path: str, budget: tuple[int, int, int]) -> k8s.Probe:
@@ -146,13 +149,28 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
     labels = names.common(platform=props.env.platform.name, name=props.version.service, component="inference")
     volumes, mounts = _storage(props)
     delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
+    init = [model_fetch(delivery)] if isinstance(delivery, PvcModels) else []
+    sources = props.env.remote_sources(props.models)
+    if sources:
+        extra = fetched(
+            sources=sources,
+            catalog_sha256={
+                (m.name, m.version): props.env.catalog.entry(m.name, m.version).sha256 for m, _ in sources
+            },
+            image=props.image,
+            model_dir=MODEL_DIR,
+            size_limit=props.overlay.resources.limits.ephemeral_storage,
+            uid=APP_UID,
+            init_resources=INIT_RESOURCES,
+        )
+        volumes, mounts, init = volumes + extra.volumes, mounts + extra.mounts, [*init, extra.init]
     spec = k8s.PodSpec(
         service_account_name=names.ServiceNames(props.version.service).service_account,
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),
         termination_grace_period_seconds=30,
-        init_containers=[model_fetch(delivery)] if isinstance(delivery, PvcModels) else None,
+        init_containers=init or None,
         containers=[_container(props, mounts)],
         volumes=volumes,
         node_selector=dict(sorted(gpu.node_selector.items())) if gpu else None,

@@ -302,6 +302,16 @@ declared_flow(src, dst, cp) if {
 	serves(dst, cp)
 }
 
+# A declared flow to addresses outside the cluster (spec.external: model sources, on their ports).
+declared_flow(src, dst, cp) if {
+	dst.outside
+	some c in spec.connections
+	connects(c, src)
+	some p in object.get(spec, ["external", c.to, "ports"], [])
+	p.port == cp.port
+	p.protocol == cp.protocol
+}
+
 involves_ours(src, _) if src.ours
 
 involves_ours(_, dst) if dst.ours
@@ -356,6 +366,17 @@ declared_blocked contains [c, src_id, dst_id, p] if {
 	not allowed(src_id, dst_id, p)
 }
 
+declared_blocked contains [c, src_id, dst_id, p] if {
+	spec != null
+	some c in spec.connections
+	some p in object.get(spec, ["external", c.to, "ports"], [])
+	some src_id, src in endpoints
+	required_from(c, src)
+	some dst_id, dst in endpoints
+	dst.outside
+	not allowed(src_id, dst_id, p)
+}
+
 findings contains lib.finding(
 	blame({"doc": doc}), net_rule,
 	sprintf("the declared connection %s -> %s (%s) is not allowed: %s cannot reach %s on %s", [c.from, c.to, c.why, src_id, dst_id, describe_port(p)]),
@@ -373,6 +394,7 @@ findings contains lib.env_finding(
 	spec != null
 	some c in spec.connections
 	not c.to in object.keys(spec.peers)
+	not c.to in object.keys(object.get(spec, "external", {}))
 	not any_component(c.to)
 }
 

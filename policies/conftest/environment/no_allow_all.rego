@@ -1,5 +1,8 @@
 # No allow rule opens a pod to every source or destination: a rule without peers, an empty peer,
 # a peer that selects every namespace without narrowing the pods, or an ipBlock of the whole internet.
+# One exception, declared in the spec: egress of a component whose models come from an OCI registry or an
+# https:// URL (spec.external, read from the model catalog by the check) to public addresses, on the declared
+# ports only, with the private, shared, loopback and link-local ranges excepted.
 package environment
 
 import data.lib
@@ -39,4 +42,27 @@ findings contains lib.finding(
 	some i, rule in object.get(doc.obj, ["spec", direction], [])
 	some p in object.get(rule, key, [])
 	open_peer(p)
+	not declared_public_egress(doc, direction, rule, p)
+}
+
+# Ranges a public-egress ipBlock must leave out: pods, services, nodes and the cloud metadata endpoint.
+never_public := {
+	"0.0.0.0/0": {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"},
+	"::/0": {"fc00::/7", "fe80::/10"},
+}
+
+declared_public_egress(doc, "egress", rule, p) if {
+	every r in never_public[p.ipBlock.cidr] {
+		r in object.get(p.ipBlock, "except", [])
+	}
+	some c in object.get(spec, "connections", [])
+	ports := object.get(spec, ["external", c.to, "ports"], [])
+	count(ports) > 0
+	object.get(doc.obj.spec, ["podSelector", "matchLabels", name_label], "") == c.from
+	count(object.get(rule, "ports", [])) > 0
+	every rp in rule.ports {
+		some dp in ports
+		rp.port == dp.port
+		object.get(rp, "protocol", "TCP") == dp.protocol
+	}
 }
