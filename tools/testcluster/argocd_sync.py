@@ -287,6 +287,7 @@ class Scenario:
     alive: Callable[[], None]
     envs: list[Env]
     timeout_s: float = 180.0
+    scaled: dict[str, tuple[str, int]] = field(default_factory=dict)  # env -> (Deployment, replicas) set
 
     def app_of(self, path: str) -> list[dict[str, Any]]:
         return [
@@ -523,6 +524,7 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
         if target is None:
             continue
         deployment, replicas = target
+        s.scaled[env.name] = target
         s.kubes[env.server].patch(
             "apps/v1",
             "Deployment",
@@ -649,6 +651,19 @@ def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Lo
             f"{env.name}: {kind} {name} not synced",
         )
     log(f"{EXTRA_SERVICE} added and synced: {len(objects)} objects in {', '.join(e.name for e in auto)}")
+    for env in auto:
+        if env.name in s.scaled:  # a later sync must not undo what the autoscaler set
+            deployment, replicas = s.scaled[env.name]
+            live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
+            assert live is not None
+            check(
+                live["spec"]["replicas"] == replicas,
+                f"{env.name}: syncing a new commit reset {deployment} from {replicas} to "
+                f"{live['spec']['replicas']} replicas",
+            )
+            log(
+                f"{env.name}: the new commit's sync left {deployment} at the autoscaler's {replicas} replicas"
+            )
 
     git(served.work, "revert", "--no-edit", added)
     removed = git(served.work, "rev-parse", "HEAD")
