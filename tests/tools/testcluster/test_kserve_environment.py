@@ -2,13 +2,15 @@
 
 No KServe controller runs here: the InferenceServices are only admitted (validated against the CRD's schema
 and stored); nothing makes their Deployments, Services or pods, so there is nothing to scale or boot for
-them. What this shows: the KServe render of prod (Gateway API, canary, KEDA) and of stage (Ingress, HPA, the
-model-cache PVC) is accepted as a whole, in Argo CD's order, and a predictor field the CRD does not know is
+them. What this shows: the KServe render of prod (Gateway API, KEDA, a canary whose model comes from an https://
+source: the model-source init container and its egress policy) and of stage (Ingress, HPA, the model-cache
+PVC) is accepted as a whole, in Argo CD's order, and a predictor field the CRD does not know is
 rejected by the apiserver as it would be in a cluster that runs KServe.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -30,11 +32,17 @@ def kserve_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kserve-spec")
     shutil.copytree(REPO / "overlays", root / "overlays")
     (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
-    shutil.copy2(REPO / CATALOG_FILE, root / CATALOG_FILE)
+    catalog = json.loads((REPO / CATALOG_FILE).read_text())
+    source = {"kind": "https", "url": "https://models.example.com/bc-3.tar", "sha256": "cd" * 32}
+    catalog["models"]["breast-cancer"]["3"] = {"sha256": "ab" * 32, "source": source}
+    (root / CATALOG_FILE).write_text(json.dumps(catalog))
     for env in ("prod", "stage"):
         source = root / "overlays" / f"{env}.yaml"
         data = yaml.safe_load(source.read_text())
         data.update(runtime="kserve", namespace=f"{data['namespace']}-kserve")
+        canary = data["services"]["inference"].get("canary")
+        if canary:  # prod's canary serves a version fetched from an https:// URL (model-source, its egress)
+            canary["models"] = [{"name": "breast-cancer", "version": "3"}, *canary["models"][1:]]
         for service in data["services"].values():
             service["host"] = f"kserve-{service['host']}"
         source.unlink()
@@ -60,6 +68,13 @@ def test_the_kserve_render_is_admitted(kube: Kube, kserve_dist: Path) -> None:
             assert stored is not None, name
             assert stored["spec"]["predictor"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == "http"
         assert not [o for o in applied if o["kind"] == "Deployment" and o["metadata"]["name"] != "redis"]
+    canary = kube.get(
+        "serving.kserve.io/v1beta1", "InferenceService", "mlplatform-prod-kserve", "inference-canary"
+    )
+    assert canary is not None
+    assert [c["name"] for c in canary["spec"]["predictor"]["initContainers"]] == ["model-source"]
+    egress = "allow-inference-to-model-sources"
+    assert kube.get("networking.k8s.io/v1", "NetworkPolicy", "mlplatform-prod-kserve", egress) is not None
 
 
 def test_a_predictor_field_the_crd_lacks_is_rejected(kube: Kube, kserve_dist: Path, tmp_path: Path) -> None:
