@@ -159,43 +159,27 @@ def test_verified_tokens_are_cached_bounded_and_until_expiry(tmp_path) -> None:
     asyncio.run(run())
 
 
-def test_unsafe_configurations_refuse_to_start(model_repository, tmp_path) -> None:
-    live = {"breast-cancer": "1"}
-    base = {"model_repository": model_repository, "api_keys": "k"}
-    with pytest.raises(ValueError, match="HS256 not allowed"):
+OIDC = {"oidc_issuer": "i", "oidc_audience": "a", "oidc_jwks_url": "https://x/j"}
+UNSAFE = [
+    ({**OIDC, "oidc_algorithms": "RS256,HS256"}, "HS256 not allowed"),
+    ({**OIDC, "oidc_algorithms": "none"}, "none not allowed"),
+    ({"oidc_issuer": "i", "oidc_jwks_url": "https://x/j"}, "AUDIENCE is empty"),
+    ({"oidc_issuer": "i", "oidc_audience": "a"}, "exactly one"),
+    ({**OIDC, "oidc_jwks_url": "http://idp.example.test/j"}, "must be https"),
+    ({"oidc_jwks_url": "https://x/j"}, "OIDC_ISSUER is not"),
+    ({"oidc_issuer": "i", "oidc_audience": "a", "oidc_jwks_file": "MISSING"}, "JWKS_FILE .*cannot read"),
+    ({"access_policy_file": "MISSING"}, "ACCESS_POLICY_FILE .*cannot read"),
+    ({"access_policy": '{"rules": 1}'}, "INFERENCE_ACCESS_POLICY: access policy field rules"),
+]
+
+
+@pytest.mark.parametrize(("settings", "message"), UNSAFE)
+def test_unsafe_configurations_refuse_to_start(model_repository, tmp_path, settings, message) -> None:
+    values = {k: tmp_path / "missing" if v == "MISSING" else v for k, v in settings.items()}
+    with pytest.raises(ValueError, match=message):
         build_gate(
-            Settings(
-                **base,
-                oidc_issuer="i",
-                oidc_audience="a",
-                oidc_jwks_url="https://x/j",
-                oidc_algorithms="RS256,HS256",
-            ),
-            live,
+            Settings(model_repository=model_repository, api_keys="k", **values), {"breast-cancer": "1"}
         )
-    with pytest.raises(ValueError, match="none not allowed"):
-        build_gate(
-            Settings(
-                **base,
-                oidc_issuer="i",
-                oidc_audience="a",
-                oidc_jwks_url="https://x/j",
-                oidc_algorithms="none",
-            ),
-            live,
-        )
-    with pytest.raises(ValueError, match="AUDIENCE is empty"):
-        build_gate(Settings(**base, oidc_issuer="i", oidc_jwks_url="https://x/j"), live)
-    with pytest.raises(ValueError, match="exactly one"):
-        build_gate(Settings(**base, oidc_issuer="i", oidc_audience="a"), live)
-    with pytest.raises(ValueError, match="OIDC_ISSUER is not"):
-        build_gate(Settings(**base, oidc_jwks_url="https://x/j"), live)
-    with pytest.raises(ValueError, match="cannot read"):
-        build_gate(Settings(**base, oidc_issuer="i", oidc_audience="a", oidc_jwks_file=tmp_path / "no"), live)
-    with pytest.raises(ValueError, match=r"ACCESS_POLICY_FILE .*cannot read"):
-        build_gate(Settings(**base, access_policy_file=tmp_path / "no"), live)
-    with pytest.raises(ValueError, match="INFERENCE_ACCESS_POLICY: access policy field"):
-        build_gate(Settings(**base, access_policy='{"rules": 1}'), live)
 
 
 def test_the_gate_names_the_principal_for_jobs_and_quotas(model_repository, tmp_path) -> None:
