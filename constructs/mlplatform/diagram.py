@@ -7,6 +7,10 @@ from mlplatform.spec import Environment
 from mlplatform.spec.overlay import GatewayRouting
 from mlplatform.spec.platform import Model
 
+#: Where OCI and https:// model sources are (the model-source init container's egress).
+MODEL_SOURCES = "model_sources"
+MODEL_SOURCES_NODE = f'  {MODEL_SOURCES}(("model sources<br/>public addresses"))'
+
 
 def _node(name: str) -> str:
     return name.replace("-", "_")
@@ -35,10 +39,11 @@ def _nodes(env: Environment) -> list[str]:
             if over.autoscaling
             else f"{over.replicas} replica(s)"
         )
-        lines.append(f'    {_node(name)}["{name}<br/>{_models(svc.models)}<br/>{scale}"]')
+        kind = "<br/>KServe InferenceService" if overlay.runtime == "kserve" else ""
+        lines.append(f'    {_node(name)}["{name}<br/>{_models(svc.models)}<br/>{scale}{kind}"]')
         if over.canary:
             canary = names.ServiceNames(name).canary.name
-            lines.append(f'    {_node(name)}_canary["{canary}<br/>{_models(over.canary.models)}"]')
+            lines.append(f'    {_node(name)}_canary["{canary}<br/>{_models(over.canary.models)}{kind}"]')
     redis = overlay.redis
     lines.append(
         f'    redis[("redis<br/>{redis.replicas} pod(s), {redis.storage_size} {redis.storage_class}")]'
@@ -70,6 +75,14 @@ def _edges(env: Environment) -> list[str]:
         edge = f"  {_node(source)} -->|tcp {port}| {_node(target)}"
         if edge not in lines:
             lines.append(edge)
+    for rule in network.planned_rules(env):
+        if rule.direction == "egress" and rule.peer.ip_block is not None:
+            port = ",".join(str(p.port) for p in rule.ports)
+            edge = f"  {_node(rule.pod_selector.get(names.NAME, '?'))} -->|tcp {port}| {MODEL_SOURCES}"
+            if MODEL_SOURCES_NODE not in lines:
+                lines.append(MODEL_SOURCES_NODE)
+            if edge not in lines:
+                lines.append(edge)
     return lines
 
 
