@@ -38,6 +38,9 @@ def fetched_prod(spec_copy: Path, edit_yaml: Any) -> list[dict[str, Any]]:
 
     edit_yaml(spec_copy / "overlays" / "prod.yaml", canary)
     files = render(spec_copy, only=["prod"]).folders["prod"]
+    diagram = files["ARCHITECTURE.md"]
+    assert isinstance(diagram, str)
+    assert "inference -->|tcp 443| model_sources" in diagram  # the egress is drawn, as every allowed flow is
     return [yaml.safe_load(t) for n, t in files.items() if n.endswith(".yaml")]
 
 
