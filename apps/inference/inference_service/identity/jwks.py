@@ -124,8 +124,8 @@ class JwksCache:
         self._loaded_at = time.monotonic()
 
     def load(self) -> None:
-        """The first load, at startup: a file must be readable; an unreachable URL is retried on demand."""
-        self._attempted_at = time.monotonic()
+        """The first load, at startup: a file must be readable; an unreachable URL is retried on demand.
+        It does not count against the refresh interval: a key rotated just after the start is fetched."""
         try:
             self._install(self._read())
         except ValueError:

@@ -108,7 +108,13 @@ def test_missing_scope_is_403_and_reveals_no_models(service, issuer, tabular_bod
     embedder = issuer.token(groups=["embedders"])
     assert service.client.post(EMBED, json=text_body, headers=bearer(embedder)).status_code == 200
     assert service.client.post(INFER, json=tabular_body, headers=bearer(embedder)).status_code == 403
+    # Jobs are an action of their own: a caller granted infer may not queue jobs, nor read one by id.
+    jobs = service.client.post("/v2/models/breast-cancer/jobs", json=tabular_body, headers=bearer(tabular))
+    assert jobs.status_code == 403
+    assert jobs.json()["error"] == "not allowed: action 'jobs' on model 'breast-cancer'"
+    assert service.client.get("/v2/jobs/0123abcd", headers=bearer(tabular)).status_code == 403
     admin = issuer.token(realm_access={"roles": ["ml-admin"]})
+    assert service.client.get("/v2/jobs/0123abcd", headers=bearer(admin)).status_code not in (401, 403)
     assert service.client.get("/openapi.json", headers=bearer(admin)).status_code == 200
     unknown = service.client.post("/v2/models/ghost/infer", json=tabular_body, headers=bearer(admin))
     assert unknown.status_code == 404  # allowed everything: may learn what exists

@@ -202,3 +202,27 @@ def test_the_gate_names_the_principal_for_jobs_and_quotas(model_repository, tmp_
     assert forbidden["principal"].startswith("key:key-")
     refusal = asyncio.run(gate.refuse(unknown, b"r3"))
     assert refusal is not None and refusal.status == 401 and "principal" not in unknown
+
+
+def test_jwks_file_is_reread_on_an_unknown_kid_at_most_once_per_interval(tmp_path) -> None:
+    path = tmp_path / "jwks.json"
+    _, first = _rsa_jwk("k1")
+    _, second = _rsa_jwk("k2")
+    path.write_text(json.dumps({"keys": [first]}))
+    jwks = JwksCache(file=path, url="", algorithms=ALGS, min_interval=60, max_age=3600)
+    jwks.load()
+    assert sorted(jwks.keys) == ["k1"] and jwks.fetches == 1
+    path.write_text(json.dumps({"keys": [first, second]}))  # the mounted ConfigMap was updated
+
+    async def run() -> None:
+        generation = jwks.generation
+        assert await jwks.key("k1") is not None and jwks.fetches == 1  # known: no read
+        assert await jwks.key("k2") is not None and jwks.fetches == 2  # unknown: read again
+        assert jwks.generation == generation + 1
+        assert await jwks.key("k3") is None and jwks.fetches == 2  # within the interval: no read
+        path.write_text("not json")
+        jwks._attempted_at = -float("inf")  # as if the interval had passed
+        assert await jwks.key("k3") is None and jwks.fetches == 3
+        assert sorted(jwks.keys) == ["k1", "k2"]  # a failed refresh keeps the known keys
+
+    asyncio.run(run())
