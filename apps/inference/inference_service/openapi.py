@@ -125,7 +125,8 @@ def _model_paths(entry: ModelEntry, schemas: dict[str, Any]) -> dict[str, Any]:
         str(code): {"description": text, "content": error_body}
         for code, text in (
             (400, "invalid input"),
-            (401, "missing or invalid API key"),
+            (401, "missing or invalid API key or OIDC token"),
+            (403, "the caller is not granted this action on this model (access policy)"),
             (404, "unknown model or version"),
             (413, "body too large"),
             (503, "model still loading"),
@@ -202,7 +203,7 @@ def build_openapi(app: FastAPI, entries: list[ModelEntry], *, auth: bool) -> dic
         paths.update(_model_paths(entry, schemas))
     if auth:
         components["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer"},
+            "bearer": {"type": "http", "scheme": "bearer", "description": "API key or OIDC token (JWT)"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
         for path, operations in paths.items():
