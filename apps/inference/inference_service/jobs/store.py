@@ -239,12 +239,30 @@ class JobStore:
         )
         return [(_text(e), _text(f.get(b"id", b""))) for _, entries in reply or [] for e, f in entries]
 
-    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, str]]:
-        """Entries idle past the visibility timeout (their worker died or stalled), now this consumer's."""
+    async def reclaim(
+        self, consumer: str, min_idle_ms: int, count: int, start: str = "0-0"
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """Entries idle past the visibility timeout (their worker died or stalled), now this consumer's,
+        scanning the pending list from `start`; returns where the next scan starts ("0-0": from the top)."""
         reply: Any = await self.client.xautoclaim(
-            self.stream, self.group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+            self.stream, self.group, consumer, min_idle_time=min_idle_ms, start_id=start, count=count
         )
-        return [(_text(e), _text(f.get(b"id", b""))) for e, f in reply[1] if f]
+        return _text(reply[0]), [(_text(e), _text(f.get(b"id", b""))) for e, f in reply[1] if f]
+
+    async def own_pending(self, consumer: str, count: int) -> list[tuple[str, str]]:
+        """Entries delivered to this consumer and never acked: after a lost XREADGROUP reply (a timeout or
+        a dropped connection after the server delivered), they would otherwise wait for the visibility
+        timeout. XCLAIM to itself returns their fields."""
+        pending: Any = await self.client.xpending_range(
+            self.stream, self.group, min="-", max="+", count=count, consumername=consumer
+        )
+        ids = [p["message_id"] for p in pending]
+        if not ids:
+            return []
+        claimed: Any = await self.client.xclaim(
+            self.stream, self.group, consumer, min_idle_time=0, message_ids=ids
+        )
+        return [(_text(e), _text(f.get(b"id", b""))) for e, f in claimed if f]
 
     async def keep_alive(self, consumer: str, entry_ids: list[Any]) -> None:
         """Resets the idle time of entries this consumer is running (XCLAIM JUSTID: no delivery counted)."""

@@ -28,6 +28,7 @@ from functools import partial
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.exceptions import RedisError
 
 from inference_service import __version__
 from inference_service.errors import InferenceError
@@ -99,6 +100,10 @@ class Worker:
         keeper = asyncio.get_running_loop().create_task(self._keep_alive())
         tick = self.visibility_ms / 2000
         last_reclaim = 0.0
+        cursor = "0-0"
+        # After a failed loop (e.g. a read whose reply was lost), take back what was delivered to us.
+        recovered = await self.store.own_pending(self.consumer, self.concurrency)
+        self._start([e for e in recovered if e[0] not in self.running])
         try:
             while not self.stopping.is_set():
                 free = self.concurrency - len(self.running)
@@ -111,24 +116,32 @@ class Worker:
                 now = time.monotonic()
                 if now - last_reclaim >= tick:
                     last_reclaim = now
-                    reclaimed = [e for e in await self.store.reclaim(self.consumer, self.visibility_ms, free)
-                                 if e[0] not in self.running]  # fmt: skip
+                    # A cursor over the pending list: one scan reads about 10 x `free` entries, so with many
+                    # live jobs pending, idle ones further down are still reached on later ticks.
+                    cursor, found = await self.store.reclaim(self.consumer, self.visibility_ms, free, cursor)
+                    reclaimed = [e for e in found if e[0] not in self.running]
                     self.metrics.reclaimed.inc(len(reclaimed))
                     entries += reclaimed
+                    # Delivered to us but not running: a read whose reply was lost. Ours: no need to wait.
+                    mine = await self.store.own_pending(self.consumer, self.concurrency)
+                    entries += [e for e in mine if e[0] not in self.running and e not in entries]
                     queued, dead = await self.store.depth()
                     self.metrics.queued.set(queued)
                     self.metrics.dead_entries.set(dead)
                 if len(entries) < free:
                     block = 1 if entries or self.running else min(1000, max(1, int(tick * 1000)))
                     entries += await self.store.read_new(self.consumer, free - len(entries), block)
-                for entry_id, job_id in entries:
-                    task = asyncio.get_running_loop().create_task(self._one(entry_id, job_id))
-                    self.running[entry_id] = task
-                    task.add_done_callback(partial(self._forget, entry_id))
+                self._start(entries)
                 if not entries and self.running:
                     await asyncio.sleep(0.001)  # let the running jobs make progress before asking again
         finally:
             keeper.cancel()
+
+    def _start(self, entries: list[tuple[str, str]]) -> None:
+        for entry_id, job_id in entries:
+            task = asyncio.get_running_loop().create_task(self._one(entry_id, job_id))
+            self.running[entry_id] = task
+            task.add_done_callback(partial(self._forget, entry_id))
 
     def _forget(self, entry_id: str, _: object) -> None:
         self.running.pop(entry_id, None)
@@ -222,6 +235,9 @@ def create_worker_app(settings: Settings | None = None) -> FastAPI:
             while not worker.stopping.is_set():
                 try:
                     await worker.run()
+                except (RedisError, OSError) as exc:
+                    log.warning("the jobs Redis failed (%s: %s); retrying in 1 s", type(exc).__name__, exc)
+                    await asyncio.sleep(1)
                 except Exception:
                     log.exception("the job loop failed; restarting it in 1 s")
                     await asyncio.sleep(1)

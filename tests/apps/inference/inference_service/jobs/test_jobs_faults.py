@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from typing import Any
 
@@ -101,3 +102,33 @@ def test_a_poison_job_ends_in_the_dead_letter_stream_after_n_tries(
             time.sleep(0.1)
         assert jobs_db.xlen("jobs:stream") == 0
         assert httpx.get(f"{worker.base}/v2/health/live").status_code == 200
+
+
+def test_jobs_delivered_to_a_worker_whose_read_reply_was_lost_run_without_waiting_for_the_timeout(
+    make_client, jobs_redis, jobs_db, start_worker, tabular, rows
+):
+    # A read the server answered but the worker never saw (a timeout or a dropped connection after
+    # delivery): the entries are pending for that worker. It takes them back on its next reclaim tick
+    # (half the visibility timeout), not only after they have been idle for the whole timeout.
+    with make_client(jobs_redis_url=jobs_redis.url) as client:
+        worker = start_worker(jobs_visibility_timeout_seconds=10)
+        consumer = f"{socket.gethostname()}-{worker.proc.pid}"
+        deadline = time.monotonic() + 10
+        while not jobs_db.exists("jobs:stream"):  # the worker creates its group once its models are loaded
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.proc.send_signal(signal.SIGSTOP)
+        ids = [
+            client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(1, seed=i))).json()["id"]
+            for i in range(5)
+        ]
+        # The reply "lost": the worker's own blocked read may already have been handed the first job.
+        lost = jobs_db.xreadgroup("workers", consumer, {"jobs:stream": ">"}, count=5)
+        assert len(lost[0][1]) >= 4
+        worker.proc.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        for job_id in ids:
+            assert wait_status(client, job_id, "done", "failed", timeout=20)["status"] == "done"
+        assert time.monotonic() - resumed < 8  # under the 10 s an idle entry needs to be reclaimed
+        assert worker.metric("inference_jobs_total", outcome="done") == 5
+        assert worker.metric("inference_jobs_reclaimed_total") == 0
