@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 MODELS = ROOT / "build" / "models"
 WORK = ROOT / "build" / "bench"
+SCRATCH = WORK / f"run-{os.getpid()}"  # bodies, wrk outputs, access logs of this process only
 KSERVE_VENV = ROOT / "build" / "kserve-venv"
 KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.31.1", "numpy==2.4.6"]
 TABULAR = "breast-cancer"
@@ -198,8 +199,8 @@ def start_ours(
     """The service as deployed: auth on, access log on (to a file), metrics on, Redis tier on."""
     api_key = secrets.token_urlsafe(16)
     port = free_port()
-    WORK.mkdir(parents=True, exist_ok=True)
-    log_file = WORK / f"access-{name.replace('@', '-')}.log"
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    log_file = SCRATCH / f"access-{name.replace('@', '-')}.log"
     env = {
         **os.environ,
         "INFERENCE_MODEL_REPOSITORY": str(MODELS),
@@ -332,17 +333,17 @@ _runs = iter(range(1, 10**9))
 
 def _body_files(workload: Workload) -> dict[str, str]:
     """WRK_BODIES or WRK_TEMPLATE (+ WRK_START) for one wrk run; every miss run gets bodies of its own."""
-    WORK.mkdir(parents=True, exist_ok=True)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
     run = next(_runs)
     if workload.hit:
-        path = WORK / f"bodies-{workload.key.replace(' ', '-')}.txt"
+        path = SCRATCH / f"bodies-{workload.key.replace(' ', '-')}.txt"
         if workload.model == EMBEDDING:
             lines = [workload.make(f"cached sentence number {i} about the weather") for i in range(32)]
         else:
             lines = [workload.make(_tabular_row(i)) for i in range(HOT_BODIES)]
         path.write_bytes(b"\n".join(lines) + b"\n")
         return {"WRK_BODIES": str(path), "WRK_START": "0"}
-    path = WORK / f"template-{run}.txt"
+    path = SCRATCH / f"template-{run}.txt"
     if workload.model == EMBEDDING:
         body = workload.make(f"a fresh sentence @N@ in run {run} on the topic of {secrets.token_hex(4)}")
     else:
@@ -381,7 +382,8 @@ class Sample:
 
 
 def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
-    out = Path(tempfile.mkstemp(prefix="wrk-", suffix=".json", dir=WORK)[1])
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkstemp(prefix="wrk-", suffix=".json", dir=SCRATCH)[1])
     env = {
         **os.environ,
         "WRK_PATH": workload.path,
@@ -706,8 +708,11 @@ def main() -> int:
         for name, s in servers.items()
         if s.log_file is not None
     }
-    scale_lines = scaling(redis.url, args) if args.scaling else []
-    redis.close()
+    try:
+        scale_lines = scaling(redis.url, args) if args.scaling else []
+    finally:
+        redis.close()
+        shutil.rmtree(SCRATCH, ignore_errors=True)  # the access logs are large; their lines are counted
 
     results["cells"] = [asdict(c) for c in cells.values()]
     summary = targets(cells)
