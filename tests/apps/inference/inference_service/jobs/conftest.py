@@ -55,6 +55,22 @@ class Worker:
 WorkerFactory = Callable[..., Worker]
 
 
+def _wait_status(client: Any, job_id: str, *wanted: str, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v2/jobs/{job_id}").json()
+        if body.get("status") in wanted:
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def wait_status() -> Callable[..., dict[str, Any]]:
+    """wait_status(client, job_id, *statuses, timeout=90): polls GET /v2/jobs/{id} until one is reached."""
+    return _wait_status
+
+
 @pytest.fixture
 def start_worker(
     model_repository: Path, jobs_redis: JobsRedisProcess, tmp_path: Path

@@ -2,19 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-
-def wait_status(client: Any, job_id: str, *wanted: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(f"/v2/jobs/{job_id}").json()
-        if body.get("status") in wanted:
-            return body
-        assert time.monotonic() < deadline, f"job {job_id} still {body}"
-        time.sleep(0.02)
-
 
 def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_redis, jobs_db, tabular, rows):
     with make_client(jobs_redis_url=jobs_redis.url) as client:
@@ -35,7 +22,7 @@ def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_re
 
 
 def test_a_job_runs_on_a_worker_and_returns_the_infer_response(
-    make_client, jobs_redis, start_worker, tabular, rows
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
 ):
     request = tabular(rows(5, seed=3))
     with make_client(jobs_redis_url=jobs_redis.url, api_keys="key-a-0123456789,key-b-0123456789") as client:
@@ -84,7 +71,7 @@ def test_the_same_idempotency_key_and_body_give_the_same_job(make_client, jobs_r
 
 
 def test_rows_of_concurrent_jobs_share_batches_on_a_worker(
-    make_client, jobs_redis, start_worker, tabular, rows
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
 ):
     with make_client(jobs_redis_url=jobs_redis.url) as client:
         ids = [

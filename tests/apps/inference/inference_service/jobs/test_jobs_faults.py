@@ -5,23 +5,12 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from typing import Any
 
 import httpx
 
 
-def wait_status(client: Any, job_id: str, *wanted: str, timeout: float = 90.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(f"/v2/jobs/{job_id}").json()
-        if body.get("status") in wanted:
-            return body
-        assert time.monotonic() < deadline, f"job {job_id} still {body}"
-        time.sleep(0.02)
-
-
 def test_a_worker_killed_mid_job_loses_nothing_and_each_job_completes_once(
-    make_client, jobs_redis, jobs_db, start_worker, text, tabular, rows
+    wait_status, make_client, jobs_redis, jobs_db, start_worker, text, tabular, rows
 ):
     long_job = text(
         [f"document {i}: " + "the quick brown fox jumps over the lazy dog " * 4 for i in range(600)]
@@ -58,7 +47,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_each_job_completes_once(
 
 
 def test_queued_jobs_survive_a_restart_of_the_job_store(
-    make_client, jobs_redis, jobs_db, start_worker, tabular, rows
+    wait_status, make_client, jobs_redis, jobs_db, start_worker, tabular, rows
 ):
     with make_client(jobs_redis_url=jobs_redis.url) as client:
         ids = [
@@ -79,7 +68,7 @@ def test_queued_jobs_survive_a_restart_of_the_job_store(
 
 
 def test_a_poison_job_ends_in_the_dead_letter_stream_after_n_tries(
-    make_client, jobs_redis, jobs_db, start_worker, text
+    wait_status, make_client, jobs_redis, jobs_db, start_worker, text
 ):
     # The API serves the embedding model; the worker does not (a misconfigured worker): every try fails.
     with make_client(models="", jobs_redis_url=jobs_redis.url) as client:
@@ -105,7 +94,7 @@ def test_a_poison_job_ends_in_the_dead_letter_stream_after_n_tries(
 
 
 def test_jobs_delivered_to_a_worker_whose_read_reply_was_lost_run_without_waiting_for_the_timeout(
-    make_client, jobs_redis, jobs_db, start_worker, tabular, rows
+    wait_status, make_client, jobs_redis, jobs_db, start_worker, tabular, rows
 ):
     # A read the server answered but the worker never saw (a timeout or a dropped connection after
     # delivery): the entries are pending for that worker. It takes them back on its next reclaim tick
