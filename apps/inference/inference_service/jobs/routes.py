@@ -4,7 +4,7 @@
   validated against the model's signature here, so bad input is a 400 now, not a failed job later; binary
   outputs are refused (a job's result is JSON). 202 `{"id", "status": "queued", ...}` with
   `Location: /v2/jobs/<id>`. With `Idempotency-Key`, the same key and body give the same job (202 again,
-  `Idempotent-Replayed: true`); the same key with another body is a 422.
+  `Idempotent-Replayed: true`, with the earlier job's status now); the same key with another body is a 422.
 - `GET /v2/jobs/{id}`: `{"id", "status", "model_name", "model_version", "attempts", "created", ...}`;
   `error` once failed, `result` (the V2 infer response) once done. A job is visible to the caller that
   submitted it only (another caller gets the same 404 as for an unknown id).
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -85,9 +86,14 @@ async def _submit(request: Request, model_name: str, model_version: str | None) 
     headers = {"Location": f"/v2/jobs/{submitted.job_id}"}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
+    status = "queued"
+    if not submitted.created:  # the earlier job's status now (it may have run already)
+        with contextlib.suppress(RedisError, OSError):
+            found = await _store(request).status(submitted.job_id)
+            status = found[0]["status"] if found is not None else "expired"
     content = {
         "id": submitted.job_id,
-        "status": "queued" if submitted.created else "submitted earlier",
+        "status": status,
         "model_name": runtime.name,
         "model_version": runtime.version,
     }

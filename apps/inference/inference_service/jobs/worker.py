@@ -8,8 +8,9 @@ counted too); past `jobs_max_attempts` the job goes to the dead-letter stream. T
 entry acked in one script. While a job runs, its entry's idle time is reset every third of the visibility
 timeout, so a long job on a live worker is not taken over.
 
-It serves `/v2/health/live`, `/v2/health/ready` (models loaded and the jobs Redis reachable at start) and
-`/metrics` on `INFERENCE_PORT`, nothing else. SIGTERM stops reading, lets running jobs finish within
+It serves `/v2/health/live`, `/v2/health/ready` (every model loaded and warm, as the service) and
+`/metrics` on `INFERENCE_PORT`, nothing else; a jobs Redis outage shows as a warning per retry, not as
+unreadiness (restarting the worker would not help). SIGTERM stops reading, lets running jobs finish within
 `INFERENCE_SHUTDOWN_DRAIN_SECONDS`; what is left stays pending and another worker reclaims it.
 """
 

@@ -59,6 +59,7 @@ def test_the_same_idempotency_key_and_body_give_the_same_job(make_client, jobs_r
         )
         assert first.status_code == again.status_code == 202
         assert first.json()["id"] == again.json()["id"] and again.headers["idempotent-replayed"] == "true"
+        assert again.json()["status"] == "queued" and "idempotent-replayed" not in first.headers
         other = client.post(
             "/v2/models/breast-cancer/jobs", json=tabular(rows(3)), headers={"Idempotency-Key": "k-1"}
         )
