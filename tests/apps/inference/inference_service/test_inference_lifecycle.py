@@ -109,7 +109,11 @@ def test_server_process_logs_json_and_drains_in_flight_requests_on_sigterm(serve
             )
         )
         sender.start()
-        time.sleep(0.15)
+        # SIGTERM once the request is being served (the scrape itself is the other request in flight).
+        deadline = time.monotonic() + 20
+        while "inference_requests_in_flight 2.0" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline and sender.is_alive()
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         sender.join(30)
         assert result["r"].status_code == 200
