@@ -43,6 +43,8 @@ NAMESPACED_KINDS = (
     ("policies.kyverno.io", "PolicyException"),
     ("policy", "PodDisruptionBudget"),
 )
+#: Added to the AppProject only where an environment has `runtime: kserve` (only the kinds we ship).
+KSERVE_KINDS = (("serving.kserve.io", "InferenceService"),)
 
 
 AUTOMATED = argo.ApplicationSpecSyncPolicy(
@@ -60,6 +62,7 @@ def _source(platform: Platform, folder: str) -> argo.ApplicationSpecSource:
 def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProjectSpec:
     """Only this repository, only the environments' namespaces (and Kyverno's), only the kinds we ship."""
     servers = sorted({str(e.overlay.cluster.server) for e in envs})
+    kserve = any(e.overlay.runtime == "kserve" for e in envs)
     destinations = [(str(e.overlay.cluster.server), e.namespace) for e in envs]
     destinations += [(s, POLICIES_NAMESPACE) for s in servers]
     return argo.AppProjectSpec(
@@ -72,7 +75,8 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
             argo.AppProjectSpecClusterResourceWhitelist(group=g, kind=k) for g, k in CLUSTER_SCOPED
         ],
         namespace_resource_whitelist=[
-            argo.AppProjectSpecNamespaceResourceWhitelist(group=g, kind=k) for g, k in NAMESPACED_KINDS
+            argo.AppProjectSpecNamespaceResourceWhitelist(group=g, kind=k)
+            for g, k in sorted({*NAMESPACED_KINDS, *(KSERVE_KINDS if kserve else ())})
         ],
     )
 

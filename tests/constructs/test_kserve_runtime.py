@@ -94,3 +94,16 @@ def test_routes_point_at_the_predictor_services(both: Any, find_object: Any) -> 
 def test_the_deployment_runtime_is_the_default(both: Any) -> None:
     for rendered in both.values():
         assert not [o for o in rendered["deployment"] if o["kind"] == "InferenceService"]
+
+
+def test_argo_cd_may_sync_inference_services_only_where_an_environment_has_them(
+    spec_copy: Path, edit_yaml: Any
+) -> None:
+    def whitelisted() -> set[tuple[str, str]]:
+        files = render(spec_copy, only=["prod"]).folders["argocd"]
+        (project,) = [yaml.safe_load(t) for n, t in files.items() if n.startswith("appproject-")]
+        return {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
+
+    assert ("serving.kserve.io", "InferenceService") not in whitelisted()
+    edit_yaml(spec_copy / "overlays" / "prod.yaml", lambda d: d.update(runtime="kserve"))
+    assert ("serving.kserve.io", "InferenceService") in whitelisted()
