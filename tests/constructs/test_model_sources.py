@@ -76,3 +76,21 @@ def test_a_remote_source_without_a_digest_is_one_clear_line(spec_copy: Path) -> 
         load_environment("prod", repo_root=spec_copy)
     (line,) = err.value.lines
     assert line.startswith(f"{CATALOG_FILE}:") and "sha256" in line and "missing" in line.lower(), line
+
+
+def test_with_a_model_cache_the_versions_are_fetched_into_the_cache(
+    spec_copy: Path, edit_yaml: Any, find_object: Any
+) -> None:
+    _register(spec_copy, "breast-cancer", "3", HTTPS)
+
+    def models(d: dict[str, Any]) -> None:
+        d["services"]["inference"]["models"] = [{"name": "breast-cancer", "version": "3"}]
+
+    edit_yaml(spec_copy / "overlays" / "platform.yaml", models)
+    files = render(spec_copy, only=["stage"]).folders["stage"]
+    objs = [yaml.safe_load(t) for n, t in files.items() if n.endswith(".yaml")]
+    pod = find_object(objs, "Deployment", "inference")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-fetch", "model-source"]
+    assert pod["initContainers"][1]["volumeMounts"] == [{"mountPath": "/models-fetched", "name": "models"}]
+    assert not [v for v in pod["volumes"] if v["name"] == "model-source"]
+    assert not [m for m in pod["containers"][0]["volumeMounts"] if "subPath" in m]

@@ -10,7 +10,8 @@ tokenizer); its
 bytes are streamed to a temporary file while hashed, and nothing is unpacked unless the digest is the
 catalog's. After unpacking, model.onnx must hash to the catalog's model sha256 too; only then is the folder
 moved to DEST/<name>/<version>. Any failure exits non-zero with one line naming the model and what was wrong,
-so the pod never starts (init containers must all succeed first) and no unverified byte is served.
+so the pod never starts (init containers must all succeed first) and no unverified byte is served. On a
+shared model-cache volume a version already there whose model.onnx hashes to the catalog's is kept as it is.
 
 Kinds: `https` (GET the URL), `pvc` (a file under /sources/<claim>/, the claim mounted read-only), `oci` (the
 artifact's manifest by digest from the registry's HTTP API, verified against the digest in the reference,
@@ -122,6 +123,8 @@ def fetch_one(entry: dict[str, Any], dest: Path) -> Path:
     name, version, source = str(entry["name"]), str(entry["version"]), entry["source"]
     where = f"{name}:{version} ({source.get('kind')})"
     final = dest / name / version
+    if _verified(final, entry):
+        return final  # on a shared model cache: fetched and checked by an earlier pod
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as scratch:
         archive = Path(scratch) / "model.tar"
@@ -145,9 +148,19 @@ def fetch_one(entry: dict[str, Any], dest: Path) -> Path:
             raise FetchError(f"{where}: the archive has no model.onnx at its top")
         if _file_sha256(model) != entry["sha256"]:
             raise FetchError(f"{where}: model.onnx does not hash to the catalog's {entry['sha256']}")
-        shutil.rmtree(final, ignore_errors=True)
-        unpacked.rename(final)
+        if final.exists() and not _verified(final, entry):
+            shutil.rmtree(final)  # a partial or stale copy nothing can serve
+        try:
+            unpacked.rename(final)
+        except OSError:
+            if not _verified(final, entry):  # another pod sharing the cache won the race with a good copy
+                raise FetchError(f"{where}: cannot move the checked copy into {final}") from None
     return final
+
+
+def _verified(folder: Path, entry: dict[str, Any]) -> bool:
+    model = folder / "model.onnx"
+    return model.is_file() and _file_sha256(model) == entry["sha256"]
 
 
 def fetch_all(entries: Iterable[dict[str, Any]], dest: Path) -> list[Path]:

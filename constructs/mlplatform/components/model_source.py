@@ -49,11 +49,20 @@ def fetched(
     size_limit: str,
     uid: int,
     init_resources: dict[str, dict[str, str]],
+    cache_volume: str | None = None,
 ) -> Fetched:
-    """The volumes, init container and mounts for the given (model, source) pairs (at least one)."""
+    """The volumes, init container and mounts for the given (model, source) pairs (at least one).
+
+    With a model-cache PVC (`cache_volume`, the pod's volume holding /models), the versions are fetched into
+    the cache itself: the service sees them at /models/<name>/<version> with no mount of their own (a mount
+    point inside the read-only cache mount could not be made).
+    """
     claims = sorted({s.claim for _, s in sources if isinstance(s, PvcSource)})
-    volumes = [k8s.Volume(name=VOLUME, empty_dir=k8s.EmptyDirVolumeSource(size_limit=quantity(size_limit)))]
-    init_mounts = [k8s.VolumeMount(name=VOLUME, mount_path=FETCH_DIR)]
+    volumes = []
+    if cache_volume is None:
+        empty = k8s.EmptyDirVolumeSource(size_limit=quantity(size_limit))
+        volumes.append(k8s.Volume(name=VOLUME, empty_dir=empty))
+    init_mounts = [k8s.VolumeMount(name=cache_volume or VOLUME, mount_path=FETCH_DIR)]
     for claim in claims:
         volume = k8s.PersistentVolumeClaimVolumeSource(claim_name=claim, read_only=True)
         volumes.append(k8s.Volume(name=_claim_volume(claim), persistent_volume_claim=volume))
@@ -68,6 +77,8 @@ def fetched(
         entry: dict[str, object] = {"name": model.name, "version": model.version}
         entry |= {"sha256": catalog_sha256[key], "source": source.model_dump(mode="json")}
         entries.append(json.dumps(entry, sort_keys=True, separators=(",", ":")))
+        if cache_volume is not None:
+            continue
         mounts.append(
             k8s.VolumeMount(
                 name=VOLUME,

@@ -30,6 +30,7 @@ REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
 API_KEYS_DIR = "/var/run/secrets/inference"
 API_KEYS_KEY = "api-keys"
 MODEL_FETCH_DIR = "/mnt/models"
+MODEL_CACHE_VOLUME = "models"  # the model-cache PVC's volume in the pod
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 #: Probe budgets (period, failures, timeout): startup allows 5 minutes for loading and warming the models;
@@ -84,8 +85,8 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
     if isinstance(props.overlay.model_delivery, PvcModels):
         claim = k8s.PersistentVolumeClaimVolumeSource(claim_name=service.model_cache)
-        volumes.append(k8s.Volume(name="models", persistent_volume_claim=claim))
-        mounts.append(k8s.VolumeMount(name="models", mount_path=MODEL_DIR, read_only=True))
+        volumes.append(k8s.Volume(name=MODEL_CACHE_VOLUME, persistent_volume_claim=claim))
+        mounts.append(k8s.VolumeMount(name=MODEL_CACHE_VOLUME, mount_path=MODEL_DIR, read_only=True))
     return volumes, mounts
 
 
@@ -119,7 +120,7 @@ def model_fetch(delivery: PvcModels) -> k8s.Container:
         command=["sh", "-c", script],
         resources=resources(INIT_RESOURCES),
         security_context=container_security_context(APP_UID),
-        volume_mounts=[k8s.VolumeMount(name="models", mount_path=MODEL_FETCH_DIR)],
+        volume_mounts=[k8s.VolumeMount(name=MODEL_CACHE_VOLUME, mount_path=MODEL_FETCH_DIR)],
     )
 
 
@@ -162,6 +163,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
             size_limit=props.overlay.resources.limits.ephemeral_storage,
             uid=APP_UID,
             init_resources=INIT_RESOURCES,
+            cache_volume=MODEL_CACHE_VOLUME if isinstance(delivery, PvcModels) else None,
         )
         volumes, mounts, init = volumes + extra.volumes, mounts + extra.mounts, [*init, extra.init]
     spec = k8s.PodSpec(

@@ -64,6 +64,19 @@ def test_a_pvc_source_is_verified_and_unpacked(claim: Path, tmp_path: Path) -> N
     assert [p.name for p in dest.iterdir()] == ["m"]  # no scratch left behind
 
 
+def test_on_a_shared_cache_a_verified_copy_is_kept_and_a_bad_one_replaced(
+    claim: Path, tmp_path: Path
+) -> None:
+    (claim / "m-3.tar").write_bytes(ARCHIVE)
+    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": _sha(ARCHIVE)}
+    dest = tmp_path / "cache"
+    (dest / "m" / "3").mkdir(parents=True)
+    (dest / "m" / "3" / "model.onnx").write_bytes(b"stale")
+    assert (fetch.fetch_one(_entry(source), dest) / "model.onnx").read_bytes() == MODEL  # replaced
+    (claim / "m-3.tar").unlink()  # the source is gone: the checked copy on the cache is enough
+    assert (fetch.fetch_one(_entry(source), dest) / "model.onnx").read_bytes() == MODEL
+
+
 def test_a_tampered_archive_is_refused_before_anything_is_unpacked(claim: Path, tmp_path: Path) -> None:
     (claim / "m-3.tar").write_bytes(ARCHIVE + b"\0" * 512)
     dest = tmp_path / "dest"
