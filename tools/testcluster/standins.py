@@ -11,7 +11,8 @@ more:
 - Ingress (an ingress controller): `status.loadBalancer.ingress` set to a loopback address.
 - HTTPRoute (a Gateway controller): `Accepted=True` and `ResolvedRefs=True` for each parentRef.
 - PersistentVolumeClaim (a provisioner): a PersistentVolume of the claim's class, size and access modes,
-  pre-bound to it; kube-controller-manager's PV controller does the binding itself.
+  pre-bound to it (for a StatefulSet's claims, as soon as the StatefulSet exists); kube-controller-manager's
+  PV controller does the binding itself.
 
 Argo CD's own health checks (the Lua scripts built into the pinned binary) then read these as they would on a
 real cluster. The stand-ins never touch a Deployment, StatefulSet or Pod: their health comes from the real
@@ -199,35 +200,44 @@ class StandIns:
                 f"HTTPRoute {meta['namespace']}/{meta['name']} accepted",
             )
 
+    def _provide(self, namespace: str, claim: str, spec: dict[str, Any], uid: str | None = None) -> None:
+        """A PersistentVolume pre-bound to the claim namespace/claim, as a provisioner would make."""
+        name = f"pv-{namespace}-{claim}"[:63]
+        if self.kube.get("v1", "PersistentVolume", None, name) is not None:
+            return
+        claim_ref = {"namespace": namespace, "name": claim, **({"uid": uid} if uid else {})}
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name, "labels": {"mlplatform.io/test": STANDIN}},
+            "spec": {
+                "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "storageClassName": spec.get("storageClassName") or "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": f"/var/lib/mlplatform-test/{name}"},  # never mounted: kwok runs no pods
+                "claimRef": claim_ref,
+            },
+        }
+        result = self.kube.apply(pv)
+        if not result.ok:
+            raise ApiError(f"stand-in provisioner: PersistentVolume {name}: {result.message}")
+        self.acted.append(f"PersistentVolume {name} for {namespace}/{claim}")
+
     def volumes(self) -> None:
+        # A StatefulSet's claims get their volumes before the StatefulSet controller creates them, so each
+        # claim is bound when its pod reaches the scheduler (else its pod may wait for a retry).
+        for sts in self._list("apps/v1", "StatefulSet"):
+            meta = sts["metadata"]
+            for template in sts["spec"].get("volumeClaimTemplates") or []:
+                for i in range(int(sts["spec"].get("replicas", 1))):
+                    claim = f"{template['metadata']['name']}-{meta['name']}-{i}"
+                    self._provide(meta["namespace"], claim, template["spec"])
         for pvc in self._list("v1", "PersistentVolumeClaim"):
             meta, spec = pvc["metadata"], pvc["spec"]
-            if (
-                not self._in_scope(pvc)
-                or spec.get("volumeName")
-                or pvc.get("status", {}).get("phase") == "Bound"
-            ):
+            if spec.get("volumeName") or pvc.get("status", {}).get("phase") == "Bound":
                 continue
-            name = f"pv-{meta['namespace']}-{meta['name']}"[:63]
-            pv = {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": name, "labels": {"mlplatform.io/test": STANDIN}},
-                "spec": {
-                    "capacity": {"storage": spec["resources"]["requests"]["storage"]},
-                    "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-                    "storageClassName": spec.get("storageClassName") or "",
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {
-                        "path": f"/var/lib/mlplatform-test/{name}"
-                    },  # never mounted: kwok runs no pods
-                    "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
-                },
-            }
-            result = self.kube.apply(pv)
-            if not result.ok:
-                raise ApiError(f"stand-in provisioner: PersistentVolume {name}: {result.message}")
-            self.acted.append(f"PersistentVolume {name} for {meta['namespace']}/{meta['name']}")
+            self._provide(meta["namespace"], meta["name"], spec, meta["uid"])
 
     def once(self) -> None:
         self.external_secrets()
