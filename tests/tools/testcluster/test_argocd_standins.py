@@ -6,16 +6,30 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from testcluster.kubeapi import Kube
+from testcluster.kubeapi import ApiError, Kube
 from testcluster.standins import StandIns
 
 from .conftest import DIST
 
 NS = "standin-test"
+
+
+def _run(step: Callable[[], None]) -> None:
+    """One stand-in pass; after CRD installs the apiserver answers "storage is (re)initializing" a while."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            step()
+            return
+        except ApiError as exc:
+            if "initializing" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _namespace(kube: Kube) -> None:
@@ -33,7 +47,7 @@ def test_external_secret_gets_its_secret_and_ready(kube: Kube) -> None:
     es = _from_dist("externalsecret-redis-auth.yaml")
     assert kube.apply(es).ok
     standins = StandIns(kube, {NS})
-    standins.once()
+    _run(standins.external_secrets)
     live = kube.get(es["apiVersion"], "ExternalSecret", NS, es["metadata"]["name"])
     assert live is not None
     assert [c["status"] for c in live["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
@@ -46,7 +60,9 @@ def test_external_secret_gets_its_secret_and_ready(kube: Kube) -> None:
     # The template of dist/ is rendered with the same value, as ESO does.
     assert f"requirepass {password}" in data["auth.conf"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == live["metadata"]["uid"]
-    standins.once()  # already Ready: left alone, the password does not change under a running Redis
+    _run(
+        standins.external_secrets
+    )  # already Ready: left alone, the password does not change under a running Redis
     again = kube.get("v1", "Secret", NS, target)
     assert again is not None and again["data"] == secret["data"]
 
@@ -64,7 +80,7 @@ def test_claim_gets_a_volume_and_binds(kube: Kube) -> None:
         },
     }
     assert kube.apply(claim).ok
-    StandIns(kube, {NS}).once()
+    _run(StandIns(kube, {NS}).volumes)
     deadline = time.monotonic() + 30
     while True:
         live = kube.get("v1", "PersistentVolumeClaim", NS, "data")
@@ -82,6 +98,6 @@ def test_out_of_scope_namespaces_are_untouched(kube: Kube) -> None:
     es = _from_dist("externalsecret-inference-api-keys.yaml")
     es["metadata"]["namespace"] = "standin-other"
     assert kube.apply(es).ok
-    StandIns(kube, {NS}).once()
+    _run(StandIns(kube, {NS}).external_secrets)
     live = kube.get(es["apiVersion"], "ExternalSecret", "standin-other", es["metadata"]["name"])
     assert live is not None and not live.get("status", {}).get("conditions")
