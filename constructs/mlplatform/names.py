@@ -71,6 +71,11 @@ def allow_model_sources(service: str) -> str:
     return f"allow-{service}-to-model-sources"
 
 
+def allow_oidc_jwks(service: str) -> str:
+    """The NetworkPolicy that lets `service` fetch its OIDC issuer's JWKS by URL (overlay CIDRs, 443)."""
+    return f"allow-{service}-to-oidc-jwks"
+
+
 @dataclass(frozen=True, slots=True)
 class Version:
     """One version (track) of one model service: its Deployment, Service, ConfigMap and pod selector."""
@@ -86,6 +91,11 @@ class Version:
     @property
     def config(self) -> str:
         return f"{self.name}-config"
+
+    @property
+    def identity(self) -> str:
+        """The ConfigMap with the version's access policy (`access-policy.json`), where identity is set."""
+        return f"{self.name}-identity"
 
     @property
     def predictor(self) -> str:
@@ -124,6 +134,11 @@ class ServiceNames:
     @property
     def model_cache(self) -> str:
         return f"{self.service}-model-cache"
+
+    @property
+    def oidc_jwks(self) -> str:
+        """The Secret (and its ExternalSecret) with the issuer's JWKS, where the overlay's JWKS is one."""
+        return f"{self.service}-oidc-jwks"
 
     @property
     def tls(self) -> str:

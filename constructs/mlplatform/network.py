@@ -28,7 +28,7 @@ class IpBlock:
     excepted: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cidr": self.cidr, "except": list(self.excepted)}
+        return {"cidr": self.cidr, "except": list(self.excepted)} if self.excepted else {"cidr": self.cidr}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,8 @@ def planned_rules(env: Environment) -> list[Rule]:
         if fetches_over_network(env, name):
             policy, own = names.allow_model_sources(name), names.select(name)
             rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
+    for name in sorted(platform.services):
+        rules += jwks_rules(env, name)
     if env.overlay.redis.replicas > 1:
         # replicas replicate from redis-0: redis pods talk to each other on the redis port
         ports = (Port(platform.port_of(names.REDIS)[1]),)
@@ -134,6 +136,20 @@ def planned_rules(env: Environment) -> list[Rule]:
         rules.append(Rule(names.REDIS_REPLICATION, own, "egress", peer, ports))
         rules.append(Rule(names.REDIS_REPLICATION, own, "ingress", peer, ports))
     return rules
+
+
+def jwks_rules(env: Environment, service: str) -> list[Rule]:
+    """Egress to the OIDC issuer's JWKS URL: exactly the overlay's CIDRs on its port (443), nothing else.
+
+    The one egress that is not a declared connection between components: the issuer is outside the cluster
+    and named by addresses (README "Network"), so it is allowed per service, only where its JWKS is a URL.
+    """
+    identity = env.overlay.services[service].identity
+    egress = identity.jwks.egress if identity is not None else None
+    if egress is None:
+        return []
+    policy, own, ports = names.allow_oidc_jwks(service), names.select(service), (Port(egress.port),)
+    return [Rule(policy, own, "egress", Peer({}, ip_block=IpBlock(cidr, ())), ports) for cidr in egress.cidrs]
 
 
 def fetches_over_network(env: Environment, service: str) -> bool:

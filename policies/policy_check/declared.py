@@ -3,9 +3,10 @@
 The network-isolation rule compares these declared connections with the flows the NetworkPolicies in dist/
 allow, so the expectation must not come from the code that wrote those NetworkPolicies: this module parses
 the YAML itself and adds only the flows that the spec implies without listing them (cluster DNS, Redis
-replicas replicating from each other when an overlay runs more than one, and a service's fetch of model
+replicas replicating from each other when an overlay runs more than one, a service's fetch of model
 versions whose source in the model catalog is an OCI artifact or an https:// URL: egress to `external`
-model-sources on 443).
+model-sources on 443, and a service whose overlay sets `identity.jwks.url`: egress to `external`
+`<service>-oidc-jwks`, exactly the overlay's `egress.cidrs` on its port, 443).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ KUBE_DNS = {
     "ports": [{"port": 53, "protocol": "UDP", "name": ""}, {"port": 53, "protocol": "TCP", "name": ""}],
 }
 EVERY_POD = "*"
+#: Components that exist only where an overlay sets `jobs.enabled: true` (issue 14): the jobs Redis and each
+#: service's job worker, `<service>-worker` (the naming rule of overlays/platform.yaml's connections).
+JOBS_REDIS = "jobs-redis"
+WORKER_SUFFIX = "-worker"
+#: The OIDC issuer's JWKS by URL: the overlay names its addresses and port (the one port allowed).
+JWKS_PORT = 443
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 20x faster
 
 
@@ -83,6 +90,24 @@ def _fetching_services(
     return found
 
 
+def _jwks_egress(overlay: dict[str, Any], env: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(service, external name, {ports, cidrs}, why) for each service whose JWKS comes by URL."""
+    found = []
+    for name, service in sorted((overlay.get("services") or {}).items()):
+        jwks = ((service or {}).get("identity") or {}).get("jwks") or {}
+        if "url" not in jwks:
+            continue
+        egress = jwks.get("egress") or {}
+        cidrs = egress.get("cidrs")
+        if not isinstance(cidrs, list) or not cidrs:
+            raise SpecError(f"overlays/{env}.yaml: services.{name}.identity.jwks.egress.cidrs: missing")
+        port = int(egress.get("port", JWKS_PORT))
+        entry = {"ports": [{"port": port, "protocol": "TCP", "name": ""}], "cidrs": sorted(map(str, cidrs))}
+        why = f"overlays/{env}.yaml services.{name}.identity.jwks.url: the OIDC issuer's JWKS"
+        found.append((str(name), f"{name}-oidc-jwks", entry, why))
+    return found
+
+
 def environments(overlays: Path) -> list[str]:
     return sorted(p.stem for p in overlays.glob("*.yaml") if p.name != PLATFORM_FILE)
 
@@ -101,8 +126,13 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
             raise SpecError(f"{where}: peers.{name}: needs namespace and podLabels")
         peers[name] = {"namespace": peer["namespace"], "podLabels": peer["podLabels"], "ports": []}
     peers["kube-dns"] = KUBE_DNS
+    jobs_on = bool((overlay.get("jobs") or {}).get("enabled", False))
+    services = [str(s) for s in platform.get("services") or {}]
+    jobs_components = {JOBS_REDIS, *(f"{s}{WORKER_SUFFIX}" for s in services)}
     connections = []
     for i, conn in enumerate(platform.get("connections") or []):
+        if not jobs_on and {str(conn["from"]), str(conn["to"])} & jobs_components:
+            continue  # no jobs Redis and no workers in this environment
         why = f"overlays/{PLATFORM_FILE} connections[{i}]"
         connections.append({"from": str(conn["from"]), "to": str(conn["to"]), "why": why})
     redis_replicas = int((overlay.get("redis") or {}).get("replicas", 1))
@@ -113,12 +143,18 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
     connections.append({"from": EVERY_POD, "to": "kube-dns", "why": why})
     for service, why in _fetching_services(overlays, platform, overlay, env):
         connections.append({"from": service, "to": MODEL_SOURCES, "why": why})
+        if jobs_on:  # the service's job worker loads the same models
+            connections.append({"from": f"{service}{WORKER_SUFFIX}", "to": MODEL_SOURCES, "why": why})
+    external = dict(EXTERNAL)
+    for service, target, entry, why in _jwks_egress(overlay, env):
+        external[target] = entry
+        connections.append({"from": service, "to": target, "why": why})
     return {
         "environment": env,
         "namespace": namespace,
-        "components": sorted([*(platform.get("services") or {}), "redis"]),
+        "components": sorted([*services, "redis", *(sorted(jobs_components) if jobs_on else [])]),
         "peers": peers,
-        "external": EXTERNAL,
+        "external": external,
         "connections": connections,
     }
 

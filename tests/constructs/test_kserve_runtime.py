@@ -58,6 +58,7 @@ def test_the_predictor_is_the_deployments_pod_spec(both: Any, find_object: Any) 
             template = find_object(rendered["deployment"], "Deployment", name)["spec"]["template"]
             predictor = dict(isvc["spec"]["predictor"])
             assert predictor.pop("labels") == template["metadata"]["labels"]
+            assert predictor.pop("annotations", None) == template["metadata"].get("annotations")
             scaling = {"minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget"}
             for key in (*scaling, "autoScaling", "deploymentStrategy"):
                 predictor.pop(key, None)

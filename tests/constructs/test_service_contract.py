@@ -244,6 +244,9 @@ def test_mounted_secret_files_are_where_the_settings_read_them(
         mounts = [m for m in spec["volumeMounts"] if file.is_relative_to(m["mountPath"])]
         assert len(mounts) == 1, f"{workload}: {PREFIX}{field.upper()}={file} is not under one volumeMount"
         mount = mounts[0]
+        if "projected" in volumes[mount["name"]]:  # the identity files (access policy, JWKS)
+            _projected_file(volumes[mount["name"]]["projected"], mount, file, pod, objs)
+            continue
         secret = volumes[mount["name"]].get("secret")
         assert secret is not None, f"{workload}: {file} is not on a secret volume"
         assert mount.get("readOnly") is True
@@ -273,6 +276,39 @@ def test_mounted_secret_files_are_where_the_settings_read_them(
         assert key in keys, (
             f"{file}: secret {secret['secretName']} has no key {key!r} (it has {sorted(keys)})"
         )
+
+
+def _projected_file(
+    projected: dict[str, Any], mount: dict[str, Any], file: PurePosixPath, pod: dict[str, Any], objs: Any
+) -> None:
+    """A file of a read-only projected volume: one source's item, readable, and that key exists in git
+    (a ConfigMap) or is filled by the ExternalSecret of the Secret."""
+    assert mount.get("readOnly") is True and not mount.get("subPath")
+    relative = str(file.relative_to(mount["mountPath"]))
+    found = [
+        (kind, source[kind], item)
+        for source in projected["sources"]
+        for kind in ("configMap", "secret")
+        if kind in source
+        for item in source[kind].get("items", [])
+        if item["path"] == relative
+    ]
+    assert len(found) == 1, f"{file}: {len(found)} projected items are {relative!r}"
+    kind, ref, item = found[0]
+    mode = item.get("mode", projected.get("defaultMode", 0o644))
+    group = pod["securityContext"].get("fsGroup")
+    assert mode & 0o004 or (mode & 0o040 and group is not None), f"{file}: mode {mode:o} unreadable"
+    if kind == "configMap":
+        maps = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref["name"]]
+        assert len(maps) == 1 and item["key"] in maps[0].get("data", {}), f"{file}: ConfigMap {ref['name']}"
+        return
+    makers = [
+        o
+        for o in objs
+        if o["kind"] == "ExternalSecret"
+        and o["spec"].get("target", {}).get("name", o["metadata"]["name"]) == ref["name"]
+    ]
+    assert len(makers) == 1 and item["key"] in {d["secretKey"] for d in makers[0]["spec"].get("data", [])}
 
 
 @pytest.mark.parametrize(("env", "workload", "container"), CONTAINERS)

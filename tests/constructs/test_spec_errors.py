@@ -265,11 +265,14 @@ CASES = [
     # field errors (what there was before, now with lines)
     Case(
         "unknown-field",
-        _r("dev.yaml", "    replicas: 1", "    replicaz: 1"),
+        _r("dev.yaml", "  replicas: 1\n  storageClass", "  replicaz: 1\n  storageClass"),
         "dev.yaml",
         "replicaz",
-        "services.inference.replicaz",
-        ("unknown field (did you mean replicas?)", "allowed: autoscaling, canary, gpu, host, imageDigest"),
+        "redis.replicaz",
+        (
+            "unknown field (did you mean replicas?)",
+            "allowed: imageDigest, maxmemory, replicas, resources, storageClass, storageSize",
+        ),
     ),
     Case(
         "unknown-field-of-a-long-list",

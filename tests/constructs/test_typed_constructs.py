@@ -114,6 +114,13 @@ def test_canary_is_the_stable_builder_with_its_own_version(
     assert images[0] != images[1]
     configs = [p["containers"][0]["envFrom"][0]["configMapRef"]["name"] for p in pods]
     assert configs == ["inference-config", "inference-canary-config"]
+    policies = [
+        next(v for v in p["volumes"] if v["name"] == "identity")["projected"]["sources"][0] for p in pods
+    ]
+    assert [s["configMap"].pop("name") for s in policies] == [
+        "inference-identity",
+        "inference-canary-identity",
+    ]
     for pod in pods:
         pod["containers"][0].pop("image")
         pod["containers"][0].pop("envFrom")

@@ -124,6 +124,8 @@ def _volumes(pod: Pod, objects: Objects, work: Path) -> dict[str, Path]:
             src = vol["configMap"]
             data = objects.configmap(src["name"], pod.label)
             _write_files(folder, data, src.get("items"), src.get("defaultMode", 0o644), fs_group)
+        elif "projected" in vol:
+            _projected(pod, vol["projected"], objects, folder, fs_group)
         elif "persistentVolumeClaim" in vol:
             folder = _claim(work, vol["persistentVolumeClaim"]["claimName"], fs_group)
         else:
@@ -134,6 +136,27 @@ def _volumes(pod: Pod, objects: Objects, work: Path) -> dict[str, Path]:
     for name, claim in pod.claims.items():
         found[name] = _claim(work, claim, fs_group)
     return found
+
+
+def _projected(pod: Pod, src: dict[str, Any], objects: Objects, folder: Path, gid: int | None) -> None:
+    """A projected volume of ConfigMaps and Secrets: each source's items written into one folder."""
+    folder.mkdir(parents=True)
+    mode = src.get("defaultMode", 0o644)
+    for source in src.get("sources") or []:
+        if "configMap" in source:
+            ref, data = source["configMap"], objects.configmap(source["configMap"]["name"], pod.label)
+        elif "secret" in source:
+            ref, data = source["secret"], objects.secret(source["secret"]["name"], pod.label)
+        else:
+            raise ClusterTestError(f"{pod.label}: projected source {sorted(source)} is not supported here")
+        items = ref.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            target = folder / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]], encoding="utf-8")
+            target.chmod(item.get("mode", mode))
+            if gid is not None:
+                shutil.chown(target, group=gid)
 
 
 def _claim(work: Path, claim: str, fs_group: int | None) -> Path:

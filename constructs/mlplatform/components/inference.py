@@ -17,7 +17,7 @@ from mlplatform_crds.sh import keda
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components import kserve
+from mlplatform.components import identity, kserve
 from mlplatform.components.base import (
     NO_PRUNE,
     WAVE_DATA,
@@ -70,6 +70,8 @@ def settings(
             data[key] = str(value)
     if tuning.execution_providers is not None:
         data["INFERENCE_EXECUTION_PROVIDERS"] = ",".join(tuning.execution_providers)
+    if overlay.identity is not None:
+        data |= identity.settings(overlay.identity)
     return dict(sorted(data.items()))
 
 
@@ -99,6 +101,8 @@ def service_version(
     data = settings(env, service=service, overlay=pod.overlay, models=models)
     track = version.track
     kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
+    if pod.overlay.identity is not None:
+        identity.version_config(scope, meta=meta, version=version, identity=pod.overlay.identity)
     if env.overlay.runtime == "kserve":
         kserve.inference_service(scope, meta=meta, pod=pod, replicas=replicas, autoscaling=autoscaling)
         return
@@ -138,6 +142,9 @@ class InferenceService(Construct):
             ref=spec.api_keys,
             key=API_KEYS_KEY,
         )
+        if overlay.identity is not None:
+            ident = overlay.identity
+            identity.jwks_source(self, meta=meta.at(WAVE_DATA), env=env, service=service, identity=ident)
         image = f"{spec.image}@{overlay.image_digest}"
         stable = PodProps(
             env=env,

@@ -109,6 +109,7 @@ def inference_service(
     spec_fields = getattr(template.spec, "_values", {})
     predictor = {f: _convert(serving, PREDICTOR + _pascal(f), v) for f, v in spec_fields.items()}
     labels = getattr(template.metadata, "_values", {}).get("labels", {})
+    pod_annotations = getattr(template.metadata, "_values", {}).get("annotations")
     autoscaler, scaling = _scaling(serving, replicas, autoscaling)
     strategy = k8s.DeploymentStrategy(
         type="RollingUpdate",
@@ -118,7 +119,9 @@ def inference_service(
     )
     predictor["deployment_strategy"] = _convert(serving, PREDICTOR + "DeploymentStrategy", strategy)
     spec = serving.InferenceServiceSpec(
-        predictor=serving.InferenceServiceSpecPredictor(**predictor, **scaling, labels=labels)
+        predictor=serving.InferenceServiceSpecPredictor(
+            **predictor, **scaling, labels=labels, annotations=pod_annotations
+        )
     )
     local = Meta(namespace=meta.namespace, labels=meta.labels | {VISIBILITY: CLUSTER_LOCAL}, wave=meta.wave)
     annotations = {DEPLOYMENT_MODE: RAW_DEPLOYMENT, AUTOSCALER_CLASS: autoscaler}

@@ -16,7 +16,7 @@ def _selector(match_labels: dict[str, str]) -> k8s.LabelSelector:
 
 def _peer(peer: network.Peer) -> k8s.NetworkPolicyPeer:
     if peer.ip_block is not None:
-        block = k8s.IpBlock(cidr=peer.ip_block.cidr, except_=list(peer.ip_block.excepted))
+        block = k8s.IpBlock(cidr=peer.ip_block.cidr, except_=list(peer.ip_block.excepted) or None)
         return k8s.NetworkPolicyPeer(ip_block=block)
     namespace = None
     if peer.namespace is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cdk8s_plus_33 import k8s
 
 from mlplatform import names
+from mlplatform.components import identity
 from mlplatform.components.base import (
     container_security_context,
     pod_security_context,
@@ -83,6 +84,10 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     if props.use_cache:
         volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
+    if props.overlay.identity is not None:
+        ident = props.overlay.identity
+        volumes.append(identity.volume(service=props.version.service, version=props.version, identity=ident))
+        mounts.append(identity.MOUNT)
     if isinstance(props.overlay.model_delivery, PvcModels):
         claim = k8s.PersistentVolumeClaimVolumeSource(claim_name=service.model_cache)
         volumes.append(k8s.Volume(name=MODEL_CACHE_VOLUME, persistent_volume_claim=claim))
@@ -179,6 +184,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         tolerations=_tolerations(gpu),
         topology_spread_constraints=_spread(props.env, props.version),
     )
-    return k8s.PodTemplateSpec(
-        metadata=k8s.ObjectMeta(labels=labels | {names.TRACK: props.version.track}), spec=spec
-    )
+    ident = props.overlay.identity
+    annotations = identity.policy_hash(ident) if ident is not None else None
+    metadata = k8s.ObjectMeta(labels=labels | {names.TRACK: props.version.track}, annotations=annotations)
+    return k8s.PodTemplateSpec(metadata=metadata, spec=spec)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.spec import checks
+from mlplatform.spec import checks, identity
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
 from mlplatform.spec.common import ALLOWED_BY_PATTERN
 from mlplatform.spec.errors import MAX_LINE, FieldProblems, Problem, SpecError, choices, short
@@ -43,6 +43,8 @@ class Environment:
     #: The model catalog (where each model version comes from); empty where a caller built the environment
     #: by hand: every model is then inside the image.
     catalog: Catalog = field(default_factory=lambda: Catalog(models={}))
+    #: Files the overlay names under overlays/ (a JWKS ConfigMap's `file`): path -> canonical content.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -87,7 +89,8 @@ def load_environment(env: str, *, repo_root: Path, platform: Platform | None = N
     loaded = _environment(repo_root, env, platform, catalog, problems)
     if problems or loaded.overlay is None or platform is None or catalog is None:
         raise SpecError(problems)
-    return Environment(name=env, platform=platform, overlay=loaded.overlay, catalog=catalog)
+    files = _files(repo_root, loaded, [])  # its problems are in `problems` already
+    return Environment(name=env, platform=platform, overlay=loaded.overlay, catalog=catalog, files=files)
 
 
 def load_all(repo_root: Path) -> list[Environment]:
@@ -109,7 +112,9 @@ def load_all(repo_root: Path) -> list[Environment]:
     if problems or platform is None or catalog is None:
         raise SpecError(problems)
     return [
-        Environment(name=i.env, platform=platform, overlay=i.overlay, catalog=catalog)
+        Environment(
+            name=i.env, platform=platform, overlay=i.overlay, catalog=catalog, files=_files(repo_root, i, [])
+        )
         for i in loaded
         if i.overlay
     ]
@@ -154,7 +159,18 @@ def _environment(
         problems += checks.overlay_against_platform(platform, overlay, source)
     if overlay is not None and catalog is not None:
         problems += checks.overlay_models(overlay, source, catalog)
-    return checks.Loaded(env=env, source=source, overlay=overlay)
+    loaded = checks.Loaded(env=env, source=source, overlay=overlay)
+    _files(repo_root, loaded, problems)
+    return loaded
+
+
+def _files(repo_root: Path, loaded: checks.Loaded, problems: list[Problem]) -> dict[str, str]:
+    """The files under overlays/ that the overlay names (JWKS ConfigMaps); their problems are added."""
+    if loaded.overlay is None:
+        return {}
+    files, found = identity.services_jwks_files(repo_root, dict(loaded.overlay.services), loaded.source)
+    problems += found
+    return files
 
 
 def _read(repo_root: Path, relative: str) -> Source:

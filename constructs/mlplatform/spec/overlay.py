@@ -17,6 +17,7 @@ from mlplatform.spec.common import (
     matching,
 )
 from mlplatform.spec.errors import FieldProblems
+from mlplatform.spec.identity import Identity
 from mlplatform.spec.platform import Model, Tuning
 
 
@@ -169,6 +170,8 @@ class ServiceOverlay(Strict):
     model_delivery: ModelDelivery = ImageModels(source="image")
     gpu: Gpu | None = None
     canary: Canary | None = None
+    #: OIDC tokens and the access policy (spec/identity.py); absent: API keys only, as before.
+    identity: Identity | None = None
 
     @model_validator(mode="after")
     def _one_owner_of_replicas(self) -> ServiceOverlay:

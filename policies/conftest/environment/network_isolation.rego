@@ -411,3 +411,35 @@ findings contains lib.env_finding(
 	spec == null
 	some d in network_policies
 }
+
+# --- addresses: an ipBlock names addresses, so which ones is checked here (the flows above see one "outside")
+
+# An egress ipBlock narrower than the whole internet must be one of the CIDRs the spec declares for an
+# external of the policy's component (spec.external[name].cidrs: an OIDC issuer's JWKS by URL), on its ports.
+declared_cidr(doc, rule, p) if {
+	some c in spec.connections
+	c.from == object.get(doc.obj.spec, ["podSelector", "matchLabels", name_label], "")
+	p.ipBlock.cidr in object.get(spec, ["external", c.to, "cidrs"], [])
+	count(object.get(p.ipBlock, "except", [])) == 0
+	count(object.get(rule, "ports", [])) > 0
+	every rp in rule.ports {
+		some dp in spec.external[c.to].ports
+		rp.port == dp.port
+		object.get(rp, "protocol", "TCP") == dp.protocol
+	}
+}
+
+findings contains lib.finding(
+	doc, net_rule,
+	sprintf("egress rule %d allows the addresses %s, which no declared external of %s names (on these ports)", [i, p.ipBlock.cidr, component]),
+	"allow only the CIDRs and port of the overlay's identity.jwks.egress (or a declared public egress)",
+) if {
+	spec != null
+	some doc in network_policies
+	some i, rule in object.get(doc.obj.spec, "egress", [])
+	some p in object.get(rule, "to", [])
+	p.ipBlock
+	not p.ipBlock.cidr in {"0.0.0.0/0", "::/0"}
+	not declared_cidr(doc, rule, p)
+	component := object.get(doc.obj.spec, ["podSelector", "matchLabels", name_label], "(every pod)")
+}

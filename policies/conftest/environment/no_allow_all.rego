@@ -2,7 +2,9 @@
 # a peer that selects every namespace without narrowing the pods, or an ipBlock of the whole internet.
 # One exception, declared in the spec: egress of a component whose models come from an OCI registry or an
 # https:// URL (spec.external, read from the model catalog by the check) to public addresses, on the declared
-# ports only, with the private, shared, loopback and link-local ranges excepted.
+# ports only, with the private, shared, loopback and link-local ranges excepted. A connection to an external
+# that names its own addresses (`cidrs`: an OIDC issuer's JWKS by URL) is no such exception: it never
+# excuses 0.0.0.0/0 or ::/0.
 package environment
 
 import data.lib
@@ -58,6 +60,7 @@ declared_public_egress(doc, "egress", rule, p) if {
 	some c in object.get(spec, "connections", [])
 	ports := object.get(spec, ["external", c.to, "ports"], [])
 	count(ports) > 0
+	not object.get(spec, ["external", c.to, "cidrs"], false)
 	object.get(doc.obj.spec, ["podSelector", "matchLabels", name_label], "") == c.from
 	count(object.get(rule, "ports", [])) > 0
 	every rp in rule.ports {
