@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policy_check import __main__ as cli
-from policy_check import declared, dist, engines
+from policy_check import declared, dist, engines, runner
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,3 +24,26 @@ def base_dist() -> tuple[Path, dict[str, dict[str, Any]]]:
     """The committed dist/ and, per environment, what overlays/ declares (read from the YAML)."""
     source = REPO / "dist"
     return source, declared.for_environments(REPO / "overlays", dist.environments(source))
+
+
+def check_environment(root: Path, dist_dir: Path, tools: Any, env: str, tmp_path: Path) -> list[str]:
+    """`rule: message` of every finding for `env` of `dist_dir`, with what `root`/overlays declares (no
+    waivers; the CRD schemas and versions come from this repository)."""
+    waiver_file = tmp_path / "exceptions.yaml"
+    waiver_file.write_text("waivers: []\n")
+    outcome = runner.run(
+        repo_root=REPO,
+        dist_dir=dist_dir,
+        tools=tools,
+        waiver_file=waiver_file,
+        only_env=env,
+        specs=declared.for_environments(root / "overlays", [env]),
+        today=dt.date(2026, 6, 1),
+    )
+    return [f"{f.rule}: {f.message}" for f in outcome.findings if f.environment == env]
+
+
+@pytest.fixture(scope="session")
+def check_env() -> Any:
+    """check_env(root, dist_dir, tools, env, tmp_path): the findings of one environment (`rule: message`)."""
+    return check_environment

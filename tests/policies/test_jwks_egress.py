@@ -5,7 +5,6 @@ violation, and no-allow-all never excuses 0.0.0.0/0 for it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import yaml
 
 from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
-from policy_check import declared, runner
+from policy_check import declared
 
 POLICY = "networkpolicy-allow-inference-to-oidc-jwks.yaml"
 CIDRS = ["198.51.100.0/24", "203.0.113.16/28"]
@@ -44,21 +43,6 @@ def by_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, out
 
 
-def _check(root: Path, dist_dir: Path, tools: Any, env: str, tmp_path: Path) -> list[str]:
-    waiver_file = tmp_path / "exceptions.yaml"
-    waiver_file.write_text("waivers: []\n")
-    outcome = runner.run(
-        repo_root=REPO,
-        dist_dir=dist_dir,
-        tools=tools,
-        waiver_file=waiver_file,
-        only_env=env,
-        specs=declared.for_environments(root / "overlays", [env]),
-        today=dt.date(2026, 6, 1),
-    )
-    return [f"{f.rule}: {f.message}" for f in outcome.findings if f.environment == env]
-
-
 def test_declared_from_the_overlay_only_where_the_jwks_is_a_url(by_url: tuple[Path, Path]) -> None:
     root, _ = by_url
     specs = declared.for_environments(root / "overlays", ["dev", "prod", "stage"])
@@ -74,7 +58,7 @@ def test_declared_from_the_overlay_only_where_the_jwks_is_a_url(by_url: tuple[Pa
 
 
 def test_rendered_with_exactly_the_cidrs_and_the_gate_passes(
-    by_url: tuple[Path, Path], tools: Any, tmp_path: Path
+    by_url: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
 ) -> None:
     root, out = by_url
     policy = yaml.safe_load((out / "stage" / POLICY).read_text())
@@ -87,7 +71,7 @@ def test_rendered_with_exactly_the_cidrs_and_the_gate_passes(
     config = yaml.safe_load((out / "stage" / "configmap-inference-config.yaml").read_text())["data"]
     assert config["INFERENCE_OIDC_JWKS_URL"] == "https://login.example.com/jwks"
     assert "INFERENCE_OIDC_JWKS_FILE" not in config
-    network = [f for f in _check(root, out, tools, "stage", tmp_path) if f.startswith(NETWORK_RULES)]
+    network = [f for f in check_env(root, out, tools, "stage", tmp_path) if f.startswith(NETWORK_RULES)]
     assert network == []
 
 
@@ -101,17 +85,21 @@ def _broken(out: Path, tmp_path: Path, change: Any) -> Path:
     return broken
 
 
-def test_another_cidr_is_a_violation(by_url: tuple[Path, Path], tools: Any, tmp_path: Path) -> None:
+def test_another_cidr_is_a_violation(
+    by_url: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
+) -> None:
     root, out = by_url
 
     def other(policy: dict[str, Any]) -> None:
         policy["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"] = "192.0.2.0/24"
 
-    found = _check(root, _broken(out, tmp_path, other), tools, "stage", tmp_path)
+    found = check_env(root, _broken(out, tmp_path, other), tools, "stage", tmp_path)
     assert any(f.startswith("network-isolation:") and "192.0.2.0/24" in f for f in found), found
 
 
-def test_the_whole_internet_is_refused(by_url: tuple[Path, Path], tools: Any, tmp_path: Path) -> None:
+def test_the_whole_internet_is_refused(
+    by_url: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
+) -> None:
     root, out = by_url
     wide = {
         "cidr": "0.0.0.0/0",
@@ -121,15 +109,17 @@ def test_the_whole_internet_is_refused(by_url: tuple[Path, Path], tools: Any, tm
     def internet(policy: dict[str, Any]) -> None:
         policy["spec"]["egress"][0]["to"][0]["ipBlock"] = wide
 
-    found = _check(root, _broken(out, tmp_path, internet), tools, "stage", tmp_path)
+    found = check_env(root, _broken(out, tmp_path, internet), tools, "stage", tmp_path)
     assert any(f.startswith("no-allow-all:") and "matches everything" in f for f in found), found
 
 
-def test_a_missing_jwks_egress_is_a_violation(by_url: tuple[Path, Path], tools: Any, tmp_path: Path) -> None:
+def test_a_missing_jwks_egress_is_a_violation(
+    by_url: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
+) -> None:
     root, out = by_url
     broken = tmp_path / "dist"
     shutil.copytree(out, broken)
     (broken / "stage" / POLICY).unlink()
-    found = _check(root, broken, tools, "stage", tmp_path)
+    found = check_env(root, broken, tools, "stage", tmp_path)
     network = [f for f in found if f.startswith(NETWORK_RULES)]
     assert network and all("inference -> inference-oidc-jwks" in f and "is not allowed" in f for f in network)

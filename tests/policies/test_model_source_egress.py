@@ -4,7 +4,6 @@ ways by the network rules (real conftest): missing where declared, or present wh
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
-from policy_check import declared, runner
+from policy_check import declared
 
 POLICY = "networkpolicy-allow-inference-to-model-sources.yaml"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,21 +40,6 @@ def fetching(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, out
 
 
-def _check(root: Path, dist_dir: Path, tools: Any, env: str, tmp_path: Path) -> list[str]:
-    waiver_file = tmp_path / "exceptions.yaml"
-    waiver_file.write_text("waivers: []\n")
-    outcome = runner.run(
-        repo_root=REPO,  # the CRD schemas and versions; what overlays/ declares comes from `root` below
-        dist_dir=dist_dir,
-        tools=tools,
-        waiver_file=waiver_file,
-        only_env=env,
-        specs=declared.for_environments(root / "overlays", [env]),
-        today=dt.date(2026, 6, 1),
-    )
-    return [f"{f.rule}: {f.message}" for f in outcome.findings if f.environment == env]
-
-
 def test_declared_only_where_a_version_is_fetched_over_the_network(fetching: tuple[Path, Path]) -> None:
     root, _ = fetching
     specs = declared.for_environments(root / "overlays", ["prod", "stage"])
@@ -65,33 +49,33 @@ def test_declared_only_where_a_version_is_fetched_over_the_network(fetching: tup
 
 
 def test_rendered_only_where_declared_and_the_gate_passes(
-    fetching: tuple[Path, Path], tools: Any, tmp_path: Path
+    fetching: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
 ) -> None:
     root, out = fetching
     assert (out / "prod" / POLICY).is_file()
     assert not (out / "stage" / POLICY).exists()
-    assert _check(root, out, tools, "prod", tmp_path) == []
+    assert check_env(root, out, tools, "prod", tmp_path) == []
 
 
 def test_a_missing_fetch_egress_is_a_violation(
-    fetching: tuple[Path, Path], tools: Any, tmp_path: Path
+    fetching: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
 ) -> None:
     root, out = fetching
     broken = tmp_path / "dist"
     shutil.copytree(out, broken)
     (broken / "prod" / POLICY).unlink()
-    found = _check(root, broken, tools, "prod", tmp_path)
+    found = check_env(root, broken, tools, "prod", tmp_path)
     assert found and all("inference -> model-sources" in f and "is not allowed" in f for f in found), found
 
 
 def test_an_undeclared_fetch_egress_is_a_violation(
-    fetching: tuple[Path, Path], tools: Any, tmp_path: Path
+    fetching: tuple[Path, Path], tools: Any, tmp_path: Path, check_env: Any
 ) -> None:
     root, out = fetching
     broken = tmp_path / "dist"
     shutil.copytree(out, broken)
     text = (out / "prod" / POLICY).read_text().replace("mlplatform-prod", "mlplatform-stage")
     (broken / "stage" / POLICY).write_text(text)
-    found = _check(root, broken, tools, "stage", tmp_path)
+    found = check_env(root, broken, tools, "stage", tmp_path)
     assert any(f.startswith("network-isolation:") and "outside the cluster on TCP/443" in f for f in found)
     assert any(f.startswith("no-allow-all:") for f in found), found
