@@ -29,7 +29,9 @@ staged="$scratch/build/crds"
 mkdir -p "$staged"
 cp "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$staged/gateway.networking.k8s.io.yaml"
 cp "$eso/config/crds/bases/external-secrets.io_externalsecrets.yaml" "$staged/external-secrets.io.yaml"
-cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$staged/keda.sh.yaml"
+# Both KEDA kinds are in API group keda.sh: one file, so cdk8s import makes one module for the group.
+{ cat "$keda/config/crd/bases/keda.sh_scaledobjects.yaml"; printf -- '---\n'; cat "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml"; } \
+  > "$staged/keda.sh.yaml"
 cp "$kserve/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$staged/serving.kserve.io.yaml"
 cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$staged/monitoring.coreos.com.yaml"
 # Both Argo CD kinds are in API group argoproj.io: one file, so cdk8s import makes one module for the group.

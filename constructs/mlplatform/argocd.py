@@ -36,6 +36,7 @@ NAMESPACED_KINDS = (
     ("external-secrets.io", "ExternalSecret"),
     ("gateway.networking.k8s.io", "HTTPRoute"),
     ("keda.sh", "ScaledObject"),
+    ("keda.sh", "TriggerAuthentication"),
     ("kyverno.io", "PolicyException"),  # dist/cluster-policies: waivers, in the kyverno namespace
     ("monitoring.coreos.com", "ServiceMonitor"),
     ("networking.k8s.io", "Ingress"),
@@ -99,6 +100,17 @@ def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSp
         for name, svc in env.overlay.services.items()
         if svc.autoscaling is not None
     ]
+    if env.overlay.jobs.enabled:  # each service's job worker: KEDA owns its replica count
+        ignore += [
+            argo.ApplicationSpecIgnoreDifferences(
+                group="apps",
+                kind="Deployment",
+                name=names.ServiceNames(name).worker,
+                namespace=env.namespace,
+                json_pointers=["/spec/replicas"],
+            )
+            for name in env.overlay.services
+        ]
     return argo.ApplicationSpec(
         project=platform.argocd.project,
         source=_source(platform, env.name),

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from mlplatform.spec.platform import JOBS_REDIS as JOBS_REDIS
+from mlplatform.spec.platform import WORKER_SUFFIX
+
 NAME = "app.kubernetes.io/name"
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -41,6 +44,14 @@ REDIS_HEADLESS = f"{REDIS}-headless"
 REDIS_CONFIG = f"{REDIS}-config"
 REDIS_AUTH = f"{REDIS}-auth"
 REDIS_PRIMARY_POD = f"{REDIS}-0"  # the StatefulSet's first pod
+#: The jobs Redis (queue and quota counters; persistent, noeviction; its name `JOBS_REDIS` is the spec's
+#: component name): the same objects as the cache's under its own names.
+JOBS_REDIS_HEADLESS = f"{JOBS_REDIS}-headless"
+JOBS_REDIS_CONFIG = f"{JOBS_REDIS}-config"
+JOBS_REDIS_AUTH = f"{JOBS_REDIS}-auth"
+JOBS_REDIS_PRIMARY_POD = f"{JOBS_REDIS}-0"
+#: The KEDA TriggerAuthentication that gives the redis-streams scaler the jobs Redis's password.
+JOBS_REDIS_TRIGGER_AUTH = f"{JOBS_REDIS}-scaler"
 
 
 def common(*, platform: str, name: str, component: str | None = None) -> dict[str, str]:
@@ -139,6 +150,15 @@ class ServiceNames:
     def oidc_jwks(self) -> str:
         """The Secret (and its ExternalSecret) with the issuer's JWKS, where the overlay's JWKS is one."""
         return f"{self.service}-oidc-jwks"
+
+    @property
+    def worker(self) -> str:
+        """The job worker's Deployment, ConfigMap prefix, ScaledObject, PDB and pods' name label."""
+        return f"{self.service}{WORKER_SUFFIX}"
+
+    @property
+    def worker_config(self) -> str:
+        return f"{self.worker}-config"
 
     @property
     def tls(self) -> str:

@@ -116,7 +116,10 @@ def planned_rules(env: Environment) -> list[Rule]:
     platform = env.platform
     rules = [Rule(names.ALLOW_DNS, {}, "egress", KUBE_DNS, DNS_PORTS)]
     external = set(platform.peers)
+    absent = set() if env.overlay.jobs.enabled else platform.job_components()
     for conn in platform.connections:
+        if {conn.source, conn.target} & absent:
+            continue  # jobs are off here: no jobs Redis, no workers
         ports = (Port(platform.port_of(conn.target)[1]),)
         if conn.source not in external:
             own, peer = names.select(conn.source), peer_of(env, conn.target)
@@ -125,8 +128,11 @@ def planned_rules(env: Environment) -> list[Rule]:
         rules.append(Rule(names.allow_from(conn.target, conn.source), own, "ingress", peer, ports))
     for name in sorted(platform.services):
         if fetches_over_network(env, name):
-            policy, own = names.allow_model_sources(name), names.select(name)
-            rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
+            # the service's job worker loads the same models the same way
+            fetchers = [name, names.ServiceNames(name).worker] if env.overlay.jobs.enabled else [name]
+            for fetcher in fetchers:
+                policy, own = names.allow_model_sources(fetcher), names.select(fetcher)
+                rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
     for name in sorted(platform.services):
         rules += jwks_rules(env, name)
     if env.overlay.redis.replicas > 1:

@@ -36,8 +36,10 @@ def _kinds(objs: list[dict[str, Any]]) -> set[tuple[str, str]]:
 def test_each_version_is_an_inference_service_and_kserve_makes_the_rest(both: Any, find_object: Any) -> None:
     for env, rendered in both.items():
         deployment, kserve = _kinds(rendered["deployment"]), _kinds(rendered["kserve"])
-        versions = {
-            name for kind, name in deployment if kind == "Deployment" and name.startswith("inference")
+        versions = {  # the job worker stays a Deployment: KServe serves requests, it runs no queue consumer
+            name
+            for kind, name in deployment
+            if kind == "Deployment" and name.startswith("inference") and not name.endswith("-worker")
         }
         assert versions, env
         assert {("InferenceService", v) for v in versions} <= kserve

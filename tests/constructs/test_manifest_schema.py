@@ -21,6 +21,7 @@ CRD_API_VERSIONS = {
     "AppProject": {"argoproj.io/v1alpha1"},
     "ExternalSecret": {"external-secrets.io/v1"},
     "ScaledObject": {"keda.sh/v1alpha1"},
+    "TriggerAuthentication": {"keda.sh/v1alpha1"},
     "ServiceMonitor": {"monitoring.coreos.com/v1"},
     "HTTPRoute": {"gateway.networking.k8s.io/v1"},
     "ClusterPolicy": {"kyverno.io/v1"},

@@ -65,8 +65,15 @@ def test_allowed_edges_are_exactly_the_connections(
         env = load_environment(env_name, repo_root=repo_root)
         peers = env.platform.peers | env.overlay.peers
         by_labels = {tuple(sorted(p.pod_labels.items())): name for name, p in peers.items()}
-        expected_in = {(c.source, c.target) for c in env.platform.connections}
-        expected_out = {(c.source, c.target) for c in env.platform.connections if c.source not in peers}
+        # connections with the jobs Redis or a job worker exist only where the overlay enables jobs
+        jobs_parts = {"jobs-redis", *(f"{s}-worker" for s in env.platform.services)}
+        connections = [
+            c
+            for c in env.platform.connections
+            if env.overlay.jobs.enabled or not {c.source, c.target} & jobs_parts
+        ]
+        expected_in = {(c.source, c.target) for c in connections}
+        expected_out = {(c.source, c.target) for c in connections if c.source not in peers}
         if env.overlay.redis.replicas > 1:
             expected_in.add(("redis", "redis"))
             expected_out.add(("redis", "redis"))
@@ -85,7 +92,8 @@ def test_allowed_edges_are_exactly_the_connections(
                 assert ns == peers[other].namespace
             else:
                 other = peer_labels[NAME]
-            port = 6379 if (me if flow["direction"] == "ingress" else other) == "redis" else 8080
+            target = me if flow["direction"] == "ingress" else other
+            port = 6379 if target in ("redis", "jobs-redis") else 8080
             assert flow["ports"] == [{"port": port, "protocol": "TCP"}]
             if flow["direction"] == "ingress":
                 got_in.add((other, me))

@@ -172,7 +172,8 @@ def test_every_inference_setting_is_a_field_the_service_accepts(
         assert field in settings.model_fields_set, f"{key} was not read"
         if field == "models":
             assert ",".join(f"{n}:{v}" for n, v in settings.model_refs) == value
-    if settings.auth_enabled:
+    worker = spec.get("command", [])[-1:] == ["inference_service.jobs.worker"]  # serves no callers
+    if settings.auth_enabled and not worker:
         assert settings.api_keys_file is not None or settings.api_keys.get_secret_value(), (
             f"{workload}: authentication is on but no API key source is set; the service would not start"
         )
@@ -317,9 +318,10 @@ def test_redis_url_names_a_service_port_of_the_environment(
 ) -> None:
     _, spec = find(env, workload, container)
     settings = settings_of({k: v for k, v in container_env(env, spec).items() if k.startswith(PREFIX)})
-    if not settings.redis_url:
-        return
-    url = urlsplit(settings.redis_url)
-    host = (url.hostname or "").split(".")[0]
-    svc = one(objects(env), "Service", host)
-    assert url.port in {p["port"] for p in svc["spec"]["ports"]}, f"{settings.redis_url}: no such port"
+    for configured in (settings.redis_url, settings.jobs_redis_url):  # the cache, the jobs Redis
+        if not configured:
+            continue
+        url = urlsplit(configured)
+        host = (url.hostname or "").split(".")[0]
+        svc = one(objects(env), "Service", host)
+        assert url.port in {p["port"] for p in svc["spec"]["ports"]}, f"{configured}: no such port"

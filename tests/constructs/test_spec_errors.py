@@ -381,7 +381,11 @@ CASES = [
         "platform.yaml",
         "to: postgres",
         "connections[2].to",
-        ("unknown component 'postgres'", "allowed: inference, ingress-controller, metrics-scraper, redis"),
+        (
+            "unknown component 'postgres'",
+            "allowed: inference, inference-worker, ingress-controller, jobs-redis, keda-operator, "
+            "metrics-scraper, redis",
+        ),
     ),
     Case(
         "use-cache-without-edge",

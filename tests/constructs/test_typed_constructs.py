@@ -17,7 +17,15 @@ from mlplatform.spec import load_environment, load_platform
 from mlplatform.spec.loader import list_environments
 from mlplatform.synth import Rendered, render
 
-CUSTOM_KINDS = {"ExternalSecret", "ScaledObject", "HTTPRoute", "ServiceMonitor", "Application", "AppProject"}
+CUSTOM_KINDS = {
+    "ExternalSecret",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "HTTPRoute",
+    "ServiceMonitor",
+    "Application",
+    "AppProject",
+}
 
 
 def _api_objects(chart: cdk8s.Chart) -> list[cdk8s.ApiObject]:

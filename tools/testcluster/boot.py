@@ -26,6 +26,8 @@ from testcluster.errors import ClusterTestError
 PROBE_BUDGET_CAP_S = 180.0
 INIT_TIMEOUT_S = 120.0
 _TEMPLATE = re.compile(r"\{\{\s*\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+#: The label the StatefulSet controller sets on each of its pods (a client Service may select one pod by it).
+POD_NAME = "statefulset.kubernetes.io/pod-name"
 _VAR = re.compile(r"\$\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -314,19 +316,35 @@ def boot_pod(
     return started, None
 
 
-def hosts_file(objects: Objects, namespace: str, path: Path) -> Path:
-    """Every Service name of the namespace (and each StatefulSet pod's stable name) resolves to loopback."""
-    names = ["localhost"]
-    for svc in objects.by_kind.get("Service", {}):
-        names += [svc, f"{svc}.{namespace}", f"{svc}.{namespace}.svc", f"{svc}.{namespace}.svc.cluster.local"]
-    for sts in objects.by_kind.get("StatefulSet", {}).values():
+def hosts_file(objects: Objects, namespace: str, path: Path, pods: dict[str, str] | None = None) -> Path:
+    """Every Service name of the namespace (and each StatefulSet pod's stable name) resolves to loopback, or
+    to the address of the StatefulSet pod it selects (`pods`: StatefulSet name -> its first pod's address)."""
+    pods = pods or {}
+    by_address: dict[str, list[str]] = {"127.0.0.1": ["localhost"]}
+    labels = {
+        name: sts.obj["spec"]["template"]["metadata"].get("labels") or {}
+        for name, sts in objects.by_kind.get("StatefulSet", {}).items()
+    }
+    for svc, manifest in objects.by_kind.get("Service", {}).items():
+        selector = dict((manifest.obj.get("spec") or {}).get("selector") or {})
+        pod_name = selector.pop(POD_NAME, None)
+        selected = [
+            n
+            for n, pod_labels in labels.items()
+            if selector and selector.items() <= pod_labels.items() and pod_name in (None, f"{n}-0")
+        ]
+        address = pods.get(selected[0], "127.0.0.1") if selected else "127.0.0.1"
+        by_address.setdefault(address, []).extend(
+            [svc, f"{svc}.{namespace}", f"{svc}.{namespace}.svc", f"{svc}.{namespace}.svc.cluster.local"]
+        )
+    for name, sts in objects.by_kind.get("StatefulSet", {}).items():
         service = sts.obj["spec"].get("serviceName")
         if service:
-            names += [
-                f"{sts.obj['metadata']['name']}-0.{service}",
-                f"{sts.obj['metadata']['name']}-0.{service}.{namespace}.svc.cluster.local",
-            ]
-    path.write_text("127.0.0.1 " + " ".join(names) + "\n", encoding="utf-8")
+            by_address.setdefault(pods.get(name, "127.0.0.1"), []).extend(
+                [f"{name}-0.{service}", f"{name}-0.{service}.{namespace}.svc.cluster.local"]
+            )
+    lines = [f"{address} {' '.join(names)}" for address, names in by_address.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o644)
     return path
 
@@ -350,16 +368,24 @@ def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
     work = Path(tempfile.mkdtemp(prefix="mlplatform-boot-"))
     work.chmod(0o755)
     running: list[sandbox.Running] = []
+    statefulsets = list(objects.by_kind.get("StatefulSet", {}).values())
+    linked: list[sandbox.Network] = []
     try:
-        with sandbox.network(hosts_file(objects, namespace, work / "hosts")) as net:
-            for sts in objects.by_kind.get("StatefulSet", {}).values():
+        with sandbox.network(work / "hosts") as net:
+            # each StatefulSet's first pod in a network of its own (two Redis both listen on 6379)
+            addresses: dict[str, str] = {}
+            for index, sts in enumerate(statefulsets):
+                pod_net, addresses[sts.obj["metadata"]["name"]] = net.linked(index)
+                linked.append(pod_net)
+            hosts_file(objects, namespace, work / "hosts", addresses)
+            for sts, pod_net in zip(statefulsets, linked, strict=True):
                 name = f"{sts.obj['metadata']['name']}-0"
                 claims = {
                     t["metadata"]["name"]: f"{t['metadata']['name']}-{name}"
                     for t in sts.obj["spec"].get("volumeClaimTemplates") or []
                 }
                 pod = Pod(name, namespace, sts.label, sts.obj["spec"]["template"]["spec"], claims)
-                started, problem = boot_pod(pod, objects, work, net)
+                started, problem = boot_pod(pod, objects, work, pod_net)
                 running += started
                 if problem:
                     failures.append(problem)
@@ -382,6 +408,8 @@ def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
     finally:
         for r in running:
             r.stop()
+        for pod_net in linked:
+            pod_net.close()
         _cleanup(work)
     return booted, failures
 

@@ -85,6 +85,29 @@ class Network:
     def ns(self) -> str:
         return f"/proc/{self.holder.pid}/ns/net"
 
+    def linked(self, index: int) -> tuple[Network, str]:
+        """A pod's own network namespace, joined to this one by a veth pair (10.213.<index>.1 here, .2 there),
+        and its address: two pods may then listen on the same port, as pods with their own IPs do."""
+        pod = Network(self.hosts_file)
+        here, there = f"mlp{index}h", f"mlp{index}p"
+        subnet = f"10.213.{index}"
+        steps = [
+            ["nsenter", f"--net={self.ns}", "--", "ip", "link", "add", here, "type", "veth", "peer", there],
+            ["nsenter", f"--net={self.ns}", "--", "ip", "link", "set", there, "netns", str(pod.holder.pid)],
+            ["nsenter", f"--net={self.ns}", "--", "ip", "addr", "add", f"{subnet}.1/24", "dev", here],
+            ["nsenter", f"--net={self.ns}", "--", "ip", "link", "set", here, "up"],
+            ["nsenter", f"--net={pod.ns}", "--", "ip", "addr", "add", f"{subnet}.2/24", "dev", there],
+            ["nsenter", f"--net={pod.ns}", "--", "ip", "link", "set", there, "up"],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                pod.close()
+                raise ClusterTestError(
+                    f"cannot link a pod network ({shlex.join(step)}): {done.stderr.strip()}"
+                )
+        return pod, f"{subnet}.2"
+
     def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """A command on the host's filesystem inside this network namespace (probes)."""
         return subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from constructs import Construct
 from mlplatform.components.base import PlatformChart
 from mlplatform.components.inference import InferenceService
+from mlplatform.components.jobs import AsyncJobs
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
 from mlplatform.components.redis import RedisCache
@@ -19,5 +20,6 @@ class EnvironmentChart(PlatformChart):
         NamespaceBaseline(self, "namespace", env=env)
         NetworkPolicies(self, "network", env=env)
         RedisCache(self, "redis", env=env)
+        AsyncJobs(self, "jobs", env=env)
         for name in env.platform.services:
             InferenceService(self, f"service-{name}", env=env, service=name)

@@ -27,6 +27,7 @@ from mlplatform.components.base import (
     quantity,
     service_account,
 )
+from mlplatform.components.jobs_settings import jobs_settings
 from mlplatform.components.pods import (
     API_KEYS_DIR,
     API_KEYS_KEY,
@@ -70,6 +71,7 @@ def settings(
             data[key] = str(value)
     if tuning.execution_providers is not None:
         data["INFERENCE_EXECUTION_PROVIDERS"] = ",".join(tuning.execution_providers)
+    data |= jobs_settings(env)
     if overlay.identity is not None:
         data |= identity.settings(overlay.identity)
     return dict(sorted(data.items()))
@@ -153,6 +155,7 @@ class InferenceService(Construct):
             image=image,
             use_cache=spec.use_cache,
             models=tuple(spec.models),
+            jobs=env.overlay.jobs.enabled,
         )
         replicas = overlay.replicas if overlay.autoscaling is None else None
         scaling = overlay.autoscaling
@@ -180,6 +183,7 @@ class InferenceService(Construct):
                 image=f"{spec.image}@{canary.image_digest}",
                 use_cache=spec.use_cache,
                 models=tuple(canary.models),
+                jobs=env.overlay.jobs.enabled,
             )
             service_version(self, meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
         route(self, meta=meta, env=env, service=service)

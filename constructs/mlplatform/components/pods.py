@@ -28,11 +28,14 @@ MODEL_DIR = "/models"
 TMP_DIR = "/tmp"  # noqa: S108  (the one writable path of the runtime contract)
 REDIS_PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path, not a password)
 REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
+JOBS_REDIS_PASSWORD_DIR = "/var/run/secrets/jobs-redis"  # noqa: S105  (a mount path)
 API_KEYS_DIR = "/var/run/secrets/inference"
 API_KEYS_KEY = "api-keys"
 MODEL_FETCH_DIR = "/mnt/models"
 MODEL_CACHE_VOLUME = "models"  # the model-cache PVC's volume in the pod
 READY_PATH = "/v2/health/ready"
+#: The job worker's entry point in the inference image (apps/inference/README.md "Jobs and quotas").
+WORKER_COMMAND = ("python", "-m", "inference_service.jobs.worker")
 LIVE_PATH = "/v2/health/live"
 #: Probe budgets (period, failures, timeout): startup allows 5 minutes for loading and warming the models;
 #: after that readiness reacts within 15 s and liveness restarts a hung process after 30 s.
@@ -57,6 +60,19 @@ class PodProps:
     use_cache: bool
     #: The version's models: those whose catalog source is not the image get the model-source init container.
     models: tuple[Model, ...] = ()
+    #: Mount the jobs Redis's password (the overlay enables jobs).
+    jobs: bool = False
+    #: The service's job worker (`WORKER_COMMAND`, no API keys, its own name label) instead of its API.
+    worker: bool = False
+
+    @property
+    def name_label(self) -> str:
+        """The pods' app.kubernetes.io/name: the component NetworkPolicies and PDBs select."""
+        return names.ServiceNames(self.version.service).worker if self.worker else self.version.service
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return names.select(self.name_label) if self.worker else self.version.selector
 
 
 def http_probe(path: str, budget: tuple[int, int, int]) -> k8s.Probe:
@@ -73,17 +89,20 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     """The volumes and the main container's mounts: /tmp, the API keys, the Redis password, the models."""
     service = names.ServiceNames(props.version.service)
     tmp = k8s.EmptyDirVolumeSource(size_limit=quantity(props.overlay.resources.limits.ephemeral_storage))
-    volumes = [
-        k8s.Volume(name="tmp", empty_dir=tmp),
-        secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY),
-    ]
-    mounts = [
-        k8s.VolumeMount(name="tmp", mount_path=TMP_DIR),
-        k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True),
-    ]
+    volumes = [k8s.Volume(name="tmp", empty_dir=tmp)]
+    mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
+    if not props.worker:
+        volumes.append(secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY))
+        mounts.append(k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True))
     if props.use_cache:
         volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
+    if props.jobs:
+        password = secret_volume("jobs-redis-password", secret=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_KEY)
+        volumes.append(password)
+        mounts.append(
+            k8s.VolumeMount(name="jobs-redis-password", mount_path=JOBS_REDIS_PASSWORD_DIR, read_only=True)
+        )
     if props.overlay.identity is not None:
         ident = props.overlay.identity
         volumes.append(identity.volume(service=props.version.service, version=props.version, identity=ident))
@@ -98,12 +117,14 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
 def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
     gpu = props.overlay.gpu
     extra = {gpu.resource_name: str(gpu.count)} if gpu else None
+    config = names.ServiceNames(props.version.service).worker_config if props.worker else props.version.config
     return k8s.Container(
         name="inference",
         image=props.image,
         image_pull_policy="IfNotPresent",
+        command=list(WORKER_COMMAND) if props.worker else None,
         ports=[tcp_port(HTTP_PORT, INFERENCE_PORT)],
-        env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=props.version.config))],
+        env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
         resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
         security_context=container_security_context(APP_UID),
         startup_probe=http_probe(READY_PATH, STARTUP_PROBE),
@@ -129,10 +150,10 @@ def model_fetch(delivery: PvcModels) -> k8s.Container:
     )
 
 
-def _spread(env: Environment, version: names.Version) -> list[k8s.TopologySpreadConstraint] | None:
+def _spread(env: Environment, match: dict[str, str]) -> list[k8s.TopologySpreadConstraint] | None:
     if not env.overlay.features.topology_spread:
         return None
-    selector = k8s.LabelSelector(match_labels=version.selector)
+    selector = k8s.LabelSelector(match_labels=match)
     return [
         k8s.TopologySpreadConstraint(
             max_skew=1, topology_key=key, when_unsatisfiable="ScheduleAnyway", label_selector=selector
@@ -150,9 +171,15 @@ def _tolerations(gpu: Gpu | None) -> list[k8s.Toleration] | None:
     ]
 
 
+def _track(props: PodProps) -> dict[str, str]:
+    """The track label (stable or canary); a worker serves no traffic, so it has none."""
+    return {} if props.worker else {names.TRACK: props.version.track}
+
+
 def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
     """The pod template of one version of a service."""
-    labels = names.common(platform=props.env.platform.name, name=props.version.service, component="inference")
+    component = "worker" if props.worker else "inference"
+    labels = names.common(platform=props.env.platform.name, name=props.name_label, component=component)
     volumes, mounts = _storage(props)
     delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
     init = [model_fetch(delivery)] if isinstance(delivery, PvcModels) else []
@@ -182,9 +209,9 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         volumes=volumes,
         node_selector=dict(sorted(gpu.node_selector.items())) if gpu else None,
         tolerations=_tolerations(gpu),
-        topology_spread_constraints=_spread(props.env, props.version),
+        topology_spread_constraints=_spread(props.env, props.selector),
     )
     ident = props.overlay.identity
     annotations = identity.policy_hash(ident) if ident is not None else None
-    metadata = k8s.ObjectMeta(labels=labels | {names.TRACK: props.version.track}, annotations=annotations)
+    metadata = k8s.ObjectMeta(labels=labels | _track(props), annotations=annotations)
     return k8s.PodTemplateSpec(metadata=metadata, spec=spec)

@@ -1,4 +1,5 @@
-"""The Redis cache: StatefulSet with volumeClaimTemplate, headless and client Services, config, auth, PDB.
+"""The Redis cache and the jobs Redis: StatefulSet with volumeClaimTemplate, headless and client Services,
+config, auth, PDB. Both are one `RedisStatefulSet` with their own names and redis.conf policy (`Store`).
 
 The ServiceAccount and ConfigMap are cdk8s-plus L2 constructs. The StatefulSet and Services are k8s L1
 classes: cdk8s-plus cannot express the exec readiness probe on a named port, ephemeral-storage in Mi, or
@@ -6,6 +7,8 @@ Services that target the container port by name.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
@@ -27,6 +30,8 @@ from mlplatform.components.base import (
 )
 from mlplatform.components.secrets import external_secret
 from mlplatform.spec import Environment
+from mlplatform.spec.common import SecretRef
+from mlplatform.spec.overlay import JobsRedis, RedisOverlay
 from mlplatform.spec.platform import REDIS_PORT
 
 REDIS_UID = 999  # the `redis` user of the official image
@@ -40,29 +45,80 @@ AUTH_TEMPLATE = {
 }
 
 
-def redis_conf(env: Environment) -> str:
-    """A redis.conf for a cache: bounded memory with an eviction policy, RDB snapshots for warm restarts."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Store:
+    """One Redis StatefulSet: its names, its overlay settings, its password and its redis.conf policy."""
+
+    name: str
+    headless: str
+    config: str
+    auth: str
+    primary_pod: str
+    component: str
+    overlay: RedisOverlay | JobsRedis
+    password: SecretRef
+    replicas: int
+    #: The lines of redis.conf after maxmemory: eviction and persistence.
+    policy: tuple[str, ...]
+
+
+def cache_store(env: Environment) -> Store:
+    """The cache: bounded memory with an eviction policy, RDB snapshots for warm restarts."""
+    over = env.overlay.redis
+    policy = (f"maxmemory-policy {env.platform.redis.maxmemory_policy}", "appendonly no", "save 300 100")
+    return Store(
+        name=names.REDIS,
+        headless=names.REDIS_HEADLESS,
+        config=names.REDIS_CONFIG,
+        auth=names.REDIS_AUTH,
+        primary_pod=names.REDIS_PRIMARY_POD,
+        component="cache",
+        overlay=over,
+        password=env.platform.redis.password,
+        replicas=over.replicas,
+        policy=policy,
+    )
+
+
+def jobs_store(over: JobsRedis, password: SecretRef) -> Store:
+    """The job queue and quota counters: never evicts (a full store refuses writes), every write on disk
+    before it is acknowledged (AOF, fsync always), no RDB snapshots."""
+    policy = ("maxmemory-policy noeviction", "appendonly yes", "appendfsync always", 'save ""')
+    return Store(
+        name=names.JOBS_REDIS,
+        headless=names.JOBS_REDIS_HEADLESS,
+        config=names.JOBS_REDIS_CONFIG,
+        auth=names.JOBS_REDIS_AUTH,
+        primary_pod=names.JOBS_REDIS_PRIMARY_POD,
+        component="jobs-store",
+        overlay=over,
+        password=password,
+        replicas=1,
+        policy=policy,
+    )
+
+
+def redis_conf(store: Store) -> str:
+    """The store's redis.conf: port, bind, bounded memory, its policy lines, the password include."""
     return "\n".join(
         [
             f"port {REDIS_PORT}",
             "bind * -::*",
             "protected-mode yes",
             "dir /data",
-            f"maxmemory {env.overlay.redis.maxmemory}",
-            f"maxmemory-policy {env.platform.redis.maxmemory_policy}",
-            "appendonly no",
-            "save 300 100",
+            f"maxmemory {store.overlay.maxmemory}",
+            *store.policy,
             f"include {AUTH_DIR}/auth.conf",
             "",
         ]
     )
 
 
-def _command(replicas: int) -> list[str]:
-    if replicas == 1:
+def _command(store: Store) -> list[str]:
+    if store.replicas == 1:
         return ["redis-server", CONF]
-    # every pod but redis-0 replicates from redis-0; the client Service sends traffic to redis-0 only
-    primary = f"{names.REDIS_PRIMARY_POD}.{names.REDIS_HEADLESS}"
+    # every pod but <name>-0 replicates from <name>-0; the client Service sends traffic to <name>-0 only
+    primary = f"{store.primary_pod}.{store.headless}"
     return [
         "sh",
         "-c",
@@ -79,15 +135,15 @@ def _probe(action: k8s.TcpSocketAction | k8s.ExecAction, period: int, failures: 
     )
 
 
-def _container(env: Environment) -> k8s.Container:
-    over = env.overlay.redis
+def _container(env: Environment, store: Store) -> k8s.Container:
+    over = store.overlay
     tcp = k8s.TcpSocketAction(port=port(PORT_NAME))
     ping = f'REDISCLI_AUTH="$(cat {PASSWORD_DIR}/password)" redis-cli -p {REDIS_PORT} ping | grep -q PONG'
     return k8s.Container(
         name=names.REDIS,
         image=f"{env.platform.redis.image}@{over.image_digest}",
         image_pull_policy="IfNotPresent",
-        command=_command(over.replicas),
+        command=_command(store),
         ports=[tcp_port(PORT_NAME, REDIS_PORT)],
         resources=resources(over.resources.as_k8s()),
         security_context=container_security_context(REDIS_UID),
@@ -103,26 +159,26 @@ def _container(env: Environment) -> k8s.Container:
     )
 
 
-def _pod_spec(env: Environment) -> k8s.PodSpec:
-    config = k8s.ConfigMapVolumeSource(name=names.REDIS_CONFIG, default_mode=0o444)
+def _pod_spec(env: Environment, store: Store) -> k8s.PodSpec:
+    config = k8s.ConfigMapVolumeSource(name=store.config, default_mode=0o444)
     return k8s.PodSpec(
-        service_account_name=names.REDIS,
+        service_account_name=store.name,
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(REDIS_UID),
         termination_grace_period_seconds=30,
-        containers=[_container(env)],
+        containers=[_container(env, store)],
         volumes=[
             k8s.Volume(name="config", config_map=config),
-            secret_volume("auth", secret=names.REDIS_AUTH, key="auth.conf"),
-            secret_volume("password", secret=names.REDIS_AUTH, key="password"),
+            secret_volume("auth", secret=store.auth, key="auth.conf"),
+            secret_volume("password", secret=store.auth, key="password"),
         ],
     )
 
 
-def _data_claim(env: Environment, labels: dict[str, str]) -> k8s.KubePersistentVolumeClaimProps:
+def _data_claim(store: Store, labels: dict[str, str]) -> k8s.KubePersistentVolumeClaimProps:
     """The volumeClaimTemplate of each pod's /data; never pruned by Argo CD."""
-    over = env.overlay.redis
+    over = store.overlay
     return k8s.KubePersistentVolumeClaimProps(
         metadata=k8s.ObjectMeta(name="data", labels=labels, annotations=dict(NO_PRUNE)),
         spec=k8s.PersistentVolumeClaimSpec(
@@ -137,49 +193,65 @@ def _service_port() -> k8s.ServicePort:
     return k8s.ServicePort(name=PORT_NAME, port=REDIS_PORT, target_port=port(PORT_NAME), protocol="TCP")
 
 
-class RedisCache(Construct):
-    """The shared Redis cache of one environment."""
+class RedisStatefulSet(Construct):
+    """One Redis of one environment: ServiceAccount, auth ExternalSecret, config, Services, StatefulSet,
+    and a PDB where it runs more than one pod."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+    def __init__(self, scope: Construct, id: str, *, env: Environment, store: Store) -> None:
         super().__init__(scope, id)
-        common = names.common(platform=env.platform.name, name=names.REDIS, component="cache")
+        common = names.common(platform=env.platform.name, name=store.name, component=store.component)
         meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_DATA)
-        selector = names.select(names.REDIS)
-        service_account(self, meta=meta, name=names.REDIS)
+        selector = names.select(store.name)
+        service_account(self, meta=meta, name=store.name)
         external_secret(
             self,
             "auth",
             meta=meta,
-            name=names.REDIS_AUTH,
+            name=store.auth,
             store=env.overlay.secret_store,
-            ref=env.platform.redis.password,
+            ref=store.password,
             key="password",
             template=AUTH_TEMPLATE,
         )
         kplus.ConfigMap(
-            self, "config", metadata=meta.api(names.REDIS_CONFIG), data={"redis.conf": redis_conf(env)}
+            self, "config", metadata=meta.api(store.config), data={"redis.conf": redis_conf(store)}
         )
         headless = k8s.ServiceSpec(
             cluster_ip="None", publish_not_ready_addresses=True, selector=selector, ports=[_service_port()]
         )
-        k8s.KubeService(self, "headless", metadata=meta.l1(names.REDIS_HEADLESS), spec=headless)
-        primary = selector | {names.STATEFULSET_POD_NAME: names.REDIS_PRIMARY_POD}
+        k8s.KubeService(self, "headless", metadata=meta.l1(store.headless), spec=headless)
+        primary = selector | {names.STATEFULSET_POD_NAME: store.primary_pod}
         client = k8s.ServiceSpec(type="ClusterIP", selector=primary, ports=[_service_port()])
-        k8s.KubeService(self, "client", metadata=meta.l1(names.REDIS), spec=client)
-        replicas = env.overlay.redis.replicas
+        k8s.KubeService(self, "client", metadata=meta.l1(store.name), spec=client)
         spec = k8s.StatefulSetSpec(
-            service_name=names.REDIS_HEADLESS,
-            replicas=replicas,
+            service_name=store.headless,
+            replicas=store.replicas,
             selector=k8s.LabelSelector(match_labels=selector),
             persistent_volume_claim_retention_policy=k8s.StatefulSetPersistentVolumeClaimRetentionPolicy(
                 when_deleted="Retain", when_scaled="Retain"
             ),
-            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=common), spec=_pod_spec(env)),
-            volume_claim_templates=[_data_claim(env, common)],
+            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=common), spec=_pod_spec(env, store)),
+            volume_claim_templates=[_data_claim(store, common)],
         )
-        k8s.KubeStatefulSet(self, "statefulset", metadata=meta.l1(names.REDIS), spec=spec)
-        if replicas > 1:
+        k8s.KubeStatefulSet(self, "statefulset", metadata=meta.l1(store.name), spec=spec)
+        if store.replicas > 1:
             budget = k8s.PodDisruptionBudgetSpec(
                 max_unavailable=port(1), selector=k8s.LabelSelector(match_labels=selector)
             )
-            k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(names.REDIS), spec=budget)
+            k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(store.name), spec=budget)
+
+
+class RedisCache(RedisStatefulSet):
+    """The shared Redis cache of one environment."""
+
+    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+        super().__init__(scope, id, env=env, store=cache_store(env))
+
+
+class JobsRedisStore(RedisStatefulSet):
+    """The jobs Redis of an environment that enables jobs (one pod: no PDB)."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, env: Environment, over: JobsRedis, password: SecretRef
+    ) -> None:
+        super().__init__(scope, id, env=env, store=jobs_store(over, password))

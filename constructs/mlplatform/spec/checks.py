@@ -86,6 +86,14 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                     "allowed: at most the quota",
                 )
             )
+    if overlay.jobs.enabled and platform.jobs is None:
+        problems.append(
+            source.problem(
+                ("jobs", "enabled"),
+                f"true, but {PLATFORM_FILE} has no jobs.password for the jobs Redis; "
+                f"allowed: add jobs.password to {PLATFORM_FILE}, or enabled: false",
+            )
+        )
     for name in sorted(set(overlay.peers) - set(platform.peers)):
         problems.append(
             source.problem(

@@ -16,7 +16,7 @@ from mlplatform.spec.common import (
     Strict,
     matching,
 )
-from mlplatform.spec.errors import FieldProblems
+from mlplatform.spec.errors import FieldPath, FieldProblems
 from mlplatform.spec.identity import Identity
 from mlplatform.spec.platform import Model, Tuning
 
@@ -197,6 +197,54 @@ class RedisOverlay(Strict):
     resources: Resources
 
 
+class JobsRedis(Strict):
+    """The jobs Redis: one persistent `noeviction` pod (apps/inference/README.md "Jobs and quotas")."""
+
+    image_digest: Digest
+    storage_class: DnsLabel
+    storage_size: Quantity
+    maxmemory: Annotated[str, matching(r"^[0-9]+(mb|gb)$", "a Redis size such as 128mb or 1gb")]
+    resources: Resources
+
+
+class Jobs(Strict):
+    """Asynchronous jobs: the jobs Redis, and per service a worker Deployment KEDA scales on the queue."""
+
+    enabled: bool = False
+    min_workers: int = Field(default=0, ge=0)
+    max_workers: int = Field(default=1, ge=1)
+    stream_length_per_worker: int = Field(default=64, ge=1)
+    visibility_timeout_seconds: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
+    result_ttl_seconds: int | None = Field(default=None, ge=1)
+    redis: JobsRedis | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Jobs:
+        problems: list[tuple[FieldPath, str]] = []
+        if self.max_workers < self.min_workers:
+            problems.append(
+                (
+                    ("maxWorkers",),
+                    f"{self.max_workers} is below minWorkers ({self.min_workers}); "
+                    "allowed: maxWorkers >= minWorkers",
+                )
+            )
+        if self.enabled and self.redis is None:
+            problems.append((("redis",), "missing, but enabled is true; allowed: the jobs Redis's settings"))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class Quotas(Strict):
+    """Per-caller quotas (0: no limit), counted in the jobs Redis; failOpen: admit when it is unreachable."""
+
+    requests_per_minute: int = Field(default=0, ge=0)
+    rows_per_day: int = Field(default=0, ge=0)
+    fail_open: bool = False
+
+
 class PeerOverride(Strict):
     """Where a peer declared in platform.yaml runs in this environment."""
 
@@ -223,3 +271,20 @@ class Overlay(Strict):
     redis: RedisOverlay
     services: dict[DnsLabel, ServiceOverlay] = Field(min_length=1)
     peers: dict[DnsLabel, PeerOverride] = Field(default_factory=dict)
+    jobs: Jobs = Jobs()
+    quotas: Quotas = Quotas()
+
+    @model_validator(mode="after")
+    def _quotas_need_jobs(self) -> Overlay:
+        limited = self.quotas.requests_per_minute or self.quotas.rows_per_day
+        if limited and not self.jobs.enabled:
+            raise FieldProblems(
+                [
+                    (
+                        ("quotas",),
+                        "limits are set but jobs.enabled is false (the counters live in the jobs Redis); "
+                        "allowed: jobs.enabled: true, or limits of 0",
+                    )
+                ]
+            )
+        return self

@@ -13,6 +13,9 @@ VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
 INFERENCE_PORT = 8080
 REDIS_PORT = 6379
+#: The jobs Redis's component name, and what a service's job worker adds to the service's name.
+JOBS_REDIS = "jobs-redis"
+WORKER_SUFFIX = "-worker"
 
 
 class ArgoCd(Strict):
@@ -75,6 +78,12 @@ class Redis(Strict):
     password: SecretRef
 
 
+class Jobs(Strict):
+    """The jobs Redis (same image as the cache; digest and sizes per overlay): where its password is kept."""
+
+    password: SecretRef
+
+
 class Connection(Strict):
     """`from` may open connections to `to` on the target's port; names are services, `redis` or peers."""
 
@@ -89,16 +98,21 @@ class Platform(Strict):
     argocd: ArgoCd
     peers: dict[DnsLabel, Peer] = Field(default_factory=dict)
     redis: Redis
+    jobs: Jobs | None = None
     services: dict[DnsLabel, Service] = Field(min_length=1)
     connections: list[Connection] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_names(self) -> Platform:
         problems: list[tuple[FieldPath, str]] = []
-        for name in sorted((set(self.services) | {"redis"}) & set(self.peers)):
+        for name in sorted(self.own_components() & set(self.peers)):
             problems.append((("peers", name), f"peer {name!r} reuses a component name; allowed: a new name"))
         if "redis" in self.services:
             problems.append((("services", "redis"), "'redis' is the cache's name; allowed: another name"))
+        for name in sorted(set(self.services) & self.job_components()):
+            problems.append(
+                (("services", name), f"{name!r} is a jobs component's name; allowed: another name")
+            )
         problems += self._check_connections()
         for name, svc in sorted(self.services.items()):
             if svc.use_cache and not any(c.source == name and c.target == "redis" for c in self.connections):
@@ -145,11 +159,19 @@ class Platform(Strict):
             seen.setdefault(edge, i)
         return problems
 
+    def own_components(self) -> set[str]:
+        """The platform's own workloads: services, the cache, the jobs Redis and each service's job worker."""
+        return set(self.services) | {"redis"} | self.job_components()
+
+    def job_components(self) -> set[str]:
+        """What exists only where an overlay enables jobs (connections with them are rendered only there)."""
+        return {JOBS_REDIS} | {f"{name}{WORKER_SUFFIX}" for name in self.services}
+
     def component_names(self) -> set[str]:
-        return set(self.services) | {"redis"} | set(self.peers)
+        return self.own_components() | set(self.peers)
 
     def port_of(self, component: str) -> tuple[str, int]:
         """The named port a component accepts connections on."""
-        if component == "redis":
+        if component in ("redis", JOBS_REDIS):
             return "redis", REDIS_PORT
         return "http", INFERENCE_PORT

@@ -56,3 +56,20 @@ def test_the_root_filesystem_is_read_only_as_the_manifest_asks(
     booted, failures = boot_environment(load_folder(folder))
     assert "Deployment inference" not in booted
     assert any("Read-only file system" in f for f in failures), failures
+
+
+def test_the_jwks_and_the_access_policy_must_be_where_the_settings_say(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    """prod takes tokens: its projected identity volume must hold the JWKS and the policy the service reads."""
+
+    def move_jwks(docs: Docs) -> None:
+        for name in ("inference", "inference-canary"):
+            pod = first(docs, "Deployment", name)["spec"]["template"]["spec"]
+            identity = next(v for v in pod["volumes"] if v["name"] == "identity")["projected"]
+            identity["sources"][1]["configMap"]["items"][0]["path"] = "jwks/elsewhere.json"
+
+    _, folder = mutant("prod", move_jwks)
+    booted, failures = boot_environment(load_folder(folder))
+    assert "Deployment inference" not in booted and "Deployment inference-canary" not in booted
+    assert failures and all("INFERENCE_OIDC_JWKS_FILE" in f for f in failures), failures

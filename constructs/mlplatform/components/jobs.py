@@ -1,0 +1,135 @@
+"""Asynchronous jobs (issue 14): the jobs Redis, and per service a job worker that KEDA scales on the queue.
+
+The worker runs the service's image with `python -m inference_service.jobs.worker` (the service's model and
+ORT settings, the jobs Redis and no API keys: it takes work from the queue, never from callers). Its
+ScaledObject uses KEDA's redis-streams scaler on `XLEN jobs:stream` (`streamLength`, no `consumerGroup`:
+with a group KEDA 2.21 counts pending entries only, which stay 0 at 0 workers and would never wake them; see
+apps/inference/README.md "Jobs and quotas"). The Deployment, Service and PDB are the k8s L1 classes (as the
+service's, `components.inference`); the ScaledObject and TriggerAuthentication are the classes `cdk8s import`
+made from KEDA's CRDs.
+"""
+
+from __future__ import annotations
+
+import cdk8s_plus_33 as kplus
+from cdk8s_plus_33 import k8s
+from mlplatform_crds.sh import keda
+
+from constructs import Construct
+from mlplatform import names
+from mlplatform.components.base import WAVE_SERVICES, Meta, port
+from mlplatform.components.inference import service_monitor, settings
+from mlplatform.components.jobs_settings import QUOTA_PREFIX, STREAM
+from mlplatform.components.pods import HTTP_PORT, REDIS_PASSWORD_KEY, PodProps, pod_template
+from mlplatform.components.redis import JobsRedisStore
+from mlplatform.spec import Environment
+from mlplatform.spec.overlay import Jobs
+from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT
+
+
+def worker_settings(env: Environment, service: str) -> dict[str, str]:
+    """The service's model and ORT settings plus the jobs Redis; no API keys and no quotas (callers never
+    reach a worker; quotas are counted at submit)."""
+    spec, overlay = env.platform.services[service], env.overlay.services[service]
+    data = settings(env, service=spec, overlay=overlay, models=spec.models)
+    dropped = ("INFERENCE_API_KEYS_FILE",)
+    return {k: v for k, v in data.items() if k not in dropped and not k.startswith(QUOTA_PREFIX)}
+
+
+def scaler_address(env: Environment) -> str:
+    """The jobs Redis as KEDA's operator reaches it: from its own namespace, so by the full Service name."""
+    return f"{names.JOBS_REDIS}.{env.namespace}.svc.cluster.local:{REDIS_PORT}"
+
+
+def worker_autoscaler(scope: Construct, *, meta: Meta, env: Environment, worker: str, jobs: Jobs) -> None:
+    """A TriggerAuthentication with the jobs Redis's password, and the ScaledObject on the stream's length."""
+    auth_ref = keda.TriggerAuthenticationSpecSecretTargetRef(
+        parameter="password", name=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_KEY
+    )
+    keda.TriggerAuthentication(
+        scope,
+        "trigger-auth",
+        metadata=meta.api(f"{worker}-{names.JOBS_REDIS_TRIGGER_AUTH}"),
+        spec=keda.TriggerAuthenticationSpec(secret_target_ref=[auth_ref]),
+    )
+    trigger = keda.ScaledObjectSpecTriggers(
+        type="redis-streams",
+        metadata={
+            "address": scaler_address(env),
+            "databaseIndex": "0",
+            "stream": STREAM,
+            "streamLength": str(jobs.stream_length_per_worker),
+        },
+        authentication_ref=keda.ScaledObjectSpecTriggersAuthenticationRef(
+            name=f"{worker}-{names.JOBS_REDIS_TRIGGER_AUTH}"
+        ),
+    )
+    scaled = keda.ScaledObjectSpec(
+        scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(
+            api_version="apps/v1", kind="Deployment", name=worker
+        ),
+        min_replica_count=jobs.min_workers,
+        max_replica_count=jobs.max_workers,
+        triggers=[trigger],
+    )
+    keda.ScaledObject(scope, "autoscaler", metadata=meta.api(worker), spec=scaled)
+
+
+class JobWorker(Construct):
+    """One service's job worker: ConfigMap, Deployment (replicas owned by KEDA), Service for its metrics,
+    PDB, ScaledObject with its TriggerAuthentication, and a ServiceMonitor where the environment has them."""
+
+    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
+        super().__init__(scope, id)
+        spec, overlay = env.platform.services[service], env.overlay.services[service]
+        svc = names.ServiceNames(service)
+        worker = svc.worker
+        common = names.common(platform=env.platform.name, name=worker, component="worker")
+        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
+        kplus.ConfigMap(
+            self, "config", metadata=meta.api(svc.worker_config), data=worker_settings(env, service)
+        )
+        pod = PodProps(
+            env=env,
+            version=svc.stable,
+            overlay=overlay,
+            image=f"{spec.image}@{overlay.image_digest}",
+            use_cache=spec.use_cache,
+            models=tuple(spec.models),
+            jobs=True,
+            worker=True,
+        )
+        selector = k8s.LabelSelector(match_labels=pod.selector)
+        strategy = k8s.DeploymentStrategy(
+            type="RollingUpdate",
+            rolling_update=k8s.RollingUpdateDeployment(max_surge=port(1), max_unavailable=port(0)),
+        )
+        deployment = k8s.DeploymentSpec(
+            revision_history_limit=5, selector=selector, strategy=strategy, template=pod_template(pod)
+        )
+        k8s.KubeDeployment(self, "deployment", metadata=meta.l1(worker), spec=deployment)
+        http = k8s.ServicePort(
+            name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP"
+        )
+        service_spec = k8s.ServiceSpec(type="ClusterIP", selector=pod.selector, ports=[http])
+        k8s.KubeService(self, "service", metadata=meta.l1(worker), spec=service_spec)
+        budget = k8s.PodDisruptionBudgetSpec(
+            max_unavailable=port(1), selector=selector, unhealthy_pod_eviction_policy="AlwaysAllow"
+        )
+        k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(worker), spec=budget)
+        worker_autoscaler(self, meta=meta, env=env, worker=worker, jobs=env.overlay.jobs)
+        if env.overlay.features.service_monitor:
+            service_monitor(self, meta=meta, name=worker, namespace=env.namespace)
+
+
+class AsyncJobs(Construct):
+    """Everything jobs add to an environment that enables them (`jobs.enabled`), nothing otherwise."""
+
+    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+        super().__init__(scope, id)
+        jobs, platform_jobs = env.overlay.jobs, env.platform.jobs
+        if not jobs.enabled or jobs.redis is None or platform_jobs is None:
+            return
+        JobsRedisStore(self, "redis", env=env, over=jobs.redis, password=platform_jobs.password)
+        for name in env.platform.services:
+            JobWorker(self, f"worker-{name}", env=env, service=name)
