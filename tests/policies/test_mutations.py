@@ -86,6 +86,25 @@ def image_tag(tag: str) -> Callable[[Docs], None]:
     return lambda docs: container(docs).__setitem__("image", container(docs)["image"].split("@")[0] + tag)
 
 
+def worker(docs: Docs) -> dict[str, Any]:
+    """The job worker's container (stage enables jobs)."""
+    c: dict[str, Any] = find(docs, "Deployment", "inference-worker")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return c
+
+
+def worker_to_api(docs: Docs) -> None:
+    """The worker may reach Redis only: both ends opened for worker -> API is an undeclared flow."""
+    worker_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "inference-worker"}}}
+    api_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "inference"}}}
+    ports = [{"port": 8080, "protocol": "TCP"}]
+    egress = {**worker_pods, "policyTypes": ["Egress"], "egress": [{"to": [api_pods], "ports": ports}]}
+    ingress = {**api_pods, "policyTypes": ["Ingress"], "ingress": [{"from": [worker_pods], "ports": ports}]}
+    add(docs, netpol(docs, "allow-inference-worker-to-inference", egress))
+    add(docs, netpol(docs, "allow-inference-from-inference-worker", ingress))
+
+
 def drop_pdbs(docs: Docs) -> None:
     drop(docs, lambda d: d.get("kind") != "PodDisruptionBudget")
 
@@ -195,6 +214,17 @@ MUTATIONS: dict[str, Break] = {
         "network-isolation",
     ),
     "redis-on-every-port": Break(redis_on_every_port, "network-isolation"),
+    # asynchronous jobs (stage): the worker reaches Redis only, KEDA must reach the jobs Redis
+    "worker-to-api": Break(worker_to_api, "network-isolation"),
+    "keda-cannot-read-the-queue": Break(
+        lambda d: drop(d, lambda x: x["metadata"].get("name") != "allow-jobs-redis-from-keda-operator"),
+        "network-isolation",
+    ),
+    "worker-max-over-quota": Break(
+        lambda d: find(d, "ScaledObject", "inference-worker")["spec"].__setitem__("maxReplicaCount", 40),
+        "quota-admits-max-scale",
+    ),
+    "worker-missing-readiness-probe": Break(lambda d: worker(d).pop("readinessProbe"), "require-probes"),
     "namespace-wide-ingress-peer": Break(namespace_wide_ingress, "network-isolation"),
     # other rules on one environment
     "plaintext-secret": Break(
