@@ -4,6 +4,7 @@ predictor, and spec errors as one line each. Expectations come from the overlay 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -213,3 +214,42 @@ def test_a_private_key_in_the_jwks_file_is_refused(spec_copy: Path) -> None:
     path.write_text(json.dumps(doc))
     found = [p for p in _problems(spec_copy) if ".identity." in p]
     assert len(found) == 1 and "private or symmetric" in found[0] and "prod-rsa-2026-12" in found[0], found
+
+
+def test_services_of_one_issuer_share_its_jwks_configmap(spec_copy: Path, edit_yaml: Any) -> None:
+    def platform(d: Any) -> None:
+        d["services"]["ranker"] = dict(
+            d["services"]["inference"], models=[{"name": "minilm-embedding", "version": "1"}]
+        )
+        d["connections"] += [
+            {"from": "ingress-controller", "to": "ranker"},
+            {"from": "ranker", "to": "redis"},
+        ]
+
+    edit_yaml(spec_copy / "overlays" / "platform.yaml", platform)
+    for env in ("dev", "prod", "stage"):
+        host = f"ranker.{env}.example.com"
+        edit_yaml(
+            spec_copy / "overlays" / f"{env}.yaml",
+            lambda d, h=host: d["services"].update(
+                ranker={**copy.deepcopy(d["services"]["inference"]), "host": h, "canary": None}
+            ),
+        )
+    objs = _objects(spec_copy, "prod")
+    jwks = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "inference-oidc-jwks"]
+    assert len(jwks) == 1 and jwks[0]["metadata"]["labels"]["app.kubernetes.io/name"] == "inference"
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "ConfigMap"} >= {
+        "inference-identity",
+        "ranker-identity",
+    }
+
+    edit_yaml(
+        spec_copy / "overlays" / "prod.yaml",
+        lambda d: d["services"]["ranker"]["identity"]["jwks"]["configMap"].update(key="other.json"),
+    )
+    found = [p for p in _problems(spec_copy) if ".identity." in p]
+    assert (
+        len(found) == 1
+        and "ranker.identity.jwks.configMap: ConfigMap inference-oidc-jwks is also services.inference"
+        in found[0]
+    ), found

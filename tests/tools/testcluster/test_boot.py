@@ -61,7 +61,7 @@ def test_the_root_filesystem_is_read_only_as_the_manifest_asks(
 def test_the_jwks_and_the_access_policy_must_be_where_the_settings_say(
     mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
 ) -> None:
-    """prod takes tokens: its projected identity volume must hold the JWKS and the policy the service reads."""
+    """prod takes tokens: its projected identity volume must hold the JWKS where the settings say."""
 
     def move_jwks(docs: Docs) -> None:
         for name in ("inference", "inference-canary"):
