@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from testcluster.apply import load_folder
-from testcluster.boot import boot_environment
+from testcluster.boot import Objects, boot_environment, hosts_file
 
 from .conftest import Docs, first
 
@@ -73,3 +73,30 @@ def test_the_jwks_and_the_access_policy_must_be_where_the_settings_say(
     booted, failures = boot_environment(load_folder(folder))
     assert "Deployment inference" not in booted and "Deployment inference-canary" not in booted
     assert failures and all("INFERENCE_OIDC_JWKS_FILE" in f for f in failures), failures
+
+
+STAGE = Path(__file__).resolve().parents[3] / "dist" / "stage"
+
+
+def test_stage_boots_both_redis_the_job_worker_and_the_service() -> None:
+    """Stage enables jobs: the jobs Redis and the cache both listen on 6379, each in its own pod network."""
+    booted, failures = boot_environment(load_folder(STAGE))
+    assert failures == []
+    assert set(booted) == {
+        "StatefulSet jobs-redis",
+        "StatefulSet redis",
+        "Deployment inference-worker",
+        "Deployment inference",
+    }
+
+
+def test_each_redis_service_resolves_to_its_own_pod(tmp_path: Path) -> None:
+    manifests = load_folder(STAGE)
+    namespace = next(m.obj["metadata"]["namespace"] for m in manifests if m.obj["kind"] == "StatefulSet")
+    pods = {"redis": "10.213.0.2", "jobs-redis": "10.213.1.2"}
+    path = hosts_file(Objects.of(manifests), namespace, tmp_path / "hosts", pods)
+    address = {name: line.split()[0] for line in path.read_text().splitlines() for name in line.split()[1:]}
+    assert address["redis"] == address["redis-headless"] == address["redis-0.redis-headless"] == "10.213.0.2"
+    assert address["jobs-redis"] == address[f"jobs-redis.{namespace}.svc.cluster.local"] == "10.213.1.2"
+    assert address["jobs-redis-0.jobs-redis-headless"] == "10.213.1.2"
+    assert address["inference"] == address["inference-worker"] == address["localhost"] == "127.0.0.1"
