@@ -275,3 +275,19 @@ def test_jobs_without_the_platform_password_is_one_line(spec_copy: Path) -> None
     stage = spec_copy / "overlays" / "stage.yaml"
     assert line.startswith(f"overlays/stage.yaml:{_line_of(stage, '  enabled: true')}: jobs.enabled: ")
     assert "allowed: add jobs.password to platform.yaml, or enabled: false" in line
+
+
+def test_jobs_with_a_canary_of_other_models_is_one_line(spec_copy: Path) -> None:
+    """Workers run the stable models: a job sent to a canary of another model version would fail later."""
+    prod = spec_copy / "overlays" / "prod.yaml"
+    stage = (spec_copy / "overlays" / "stage.yaml").read_text()
+    jobs_block = stage[stage.index("jobs:\n") : stage.index("quotas:\n")]
+    text = prod.read_text()
+    prod.write_text(text + jobs_block)
+    lines = _problems(spec_copy)
+    models_line = _line_of(prod, "    canary:") + 2  # canary:, imageDigest:, models:
+    assert prod.read_text().splitlines()[models_line - 1].strip() == "models:"
+    (line,) = [x for x in lines if "job worker" in x]
+    assert line.startswith(f"overlays/prod.yaml:{models_line}: services.inference.canary.models: ")
+    assert "breast-cancer 2 is not a stable model" in line
+    assert "allowed: canary models among the stable ones, or no jobs" in line

@@ -86,6 +86,22 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                     "allowed: at most the quota",
                 )
             )
+    for name, svc in sorted(overlay.services.items()):
+        stable = (
+            {(m.name, m.version) for m in platform.services[name].models}
+            if name in platform.services
+            else set()
+        )
+        extra = sorted({(m.name, m.version) for m in svc.canary.models} - stable) if svc.canary else []
+        if overlay.jobs.enabled and extra:
+            model, version = extra[0]
+            problems.append(
+                source.problem(
+                    ("services", name, "canary", "models"),
+                    f"{model} {version} is not a stable model, but jobs.enabled is true and the job worker "
+                    "runs the stable models only; allowed: canary models among the stable ones, or no jobs",
+                )
+            )
     if overlay.jobs.enabled and platform.jobs is None:
         problems.append(
             source.problem(
