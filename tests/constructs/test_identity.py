@@ -253,3 +253,24 @@ def test_services_of_one_issuer_share_its_jwks_configmap(spec_copy: Path, edit_y
         and "ranker.identity.jwks.configMap: ConfigMap inference-oidc-jwks is also services.inference"
         in found[0]
     ), found
+
+
+def test_the_job_worker_gets_no_identity(spec_copy: Path, edit_yaml: Any, find_object: Any) -> None:
+    """stage runs job workers: with identity on, the API takes tokens and the worker (no callers) nothing."""
+    prod = _overlay(spec_copy, "prod")["services"]["inference"]["identity"]
+    edit_yaml(
+        spec_copy / "overlays" / "stage.yaml", lambda d: d["services"]["inference"].update(identity=prod)
+    )
+    objs = _objects(spec_copy, "stage")
+    _check_version(
+        objs,
+        find_object,
+        "Deployment",
+        "inference",
+        _overlay(spec_copy, "stage")["services"]["inference"]["identity"],
+    )
+    worker = find_object(objs, "Deployment", "inference-worker")["spec"]["template"]
+    assert "identity" not in {v["name"] for v in worker["spec"]["volumes"]}
+    assert "mlplatform.io/access-policy-sha256" not in worker["metadata"].get("annotations", {})
+    config = find_object(objs, "ConfigMap", "inference-worker-config")["data"]
+    assert not [k for k in config if k.startswith(("INFERENCE_OIDC_", "INFERENCE_ACCESS_POLICY"))], config

@@ -34,6 +34,16 @@ FILE_MODE = 0o440
 #: Pod-template annotation: the access policy's sha256 (a change rolls the pods).
 POLICY_HASH = "mlplatform.io/access-policy-sha256"
 AUDIT_LOG = "stderr"
+#: Every setting `settings` may write (a job worker, which serves no callers, is given none of them).
+SETTINGS_KEYS = (
+    "INFERENCE_OIDC_ISSUER",
+    "INFERENCE_OIDC_AUDIENCE",
+    "INFERENCE_OIDC_ALGORITHMS",
+    "INFERENCE_OIDC_JWKS_FILE",
+    "INFERENCE_OIDC_JWKS_URL",
+    "INFERENCE_ACCESS_POLICY_FILE",
+    "INFERENCE_AUDIT_LOG",
+)
 
 
 def settings(identity: Identity) -> dict[str, str]:

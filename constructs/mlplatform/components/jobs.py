@@ -17,6 +17,7 @@ from mlplatform_crds.sh import keda
 
 from constructs import Construct
 from mlplatform import names
+from mlplatform.components import identity
 from mlplatform.components.base import WAVE_SERVICES, Meta, port
 from mlplatform.components.inference import service_monitor, settings
 from mlplatform.components.jobs_settings import QUOTA_PREFIX, STREAM
@@ -32,7 +33,7 @@ def worker_settings(env: Environment, service: str) -> dict[str, str]:
     reach a worker; quotas are counted at submit)."""
     spec, overlay = env.platform.services[service], env.overlay.services[service]
     data = settings(env, service=spec, overlay=overlay, models=spec.models)
-    dropped = ("INFERENCE_API_KEYS_FILE",)
+    dropped = ("INFERENCE_API_KEYS_FILE", *identity.SETTINGS_KEYS)  # nor tokens: callers never reach it
     return {k: v for k, v in data.items() if k not in dropped and not k.startswith(QUOTA_PREFIX)}
 
 

@@ -103,7 +103,7 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
         mounts.append(
             k8s.VolumeMount(name="jobs-redis-password", mount_path=JOBS_REDIS_PASSWORD_DIR, read_only=True)
         )
-    if props.overlay.identity is not None:
+    if props.overlay.identity is not None and not props.worker:  # a job worker serves no callers
         ident = props.overlay.identity
         volumes.append(identity.volume(service=props.version.service, version=props.version, identity=ident))
         mounts.append(identity.MOUNT)
@@ -212,6 +212,6 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         topology_spread_constraints=_spread(props.env, props.selector),
     )
     ident = props.overlay.identity
-    annotations = identity.policy_hash(ident) if ident is not None else None
+    annotations = identity.policy_hash(ident) if ident is not None and not props.worker else None
     metadata = k8s.ObjectMeta(labels=labels | _track(props), annotations=annotations)
     return k8s.PodTemplateSpec(metadata=metadata, spec=spec)
