@@ -48,6 +48,16 @@ def _nodes(env: Environment) -> list[str]:
     lines.append(
         f'    redis[("redis<br/>{redis.replicas} pod(s), {redis.storage_size} {redis.storage_class}")]'
     )
+    jobs = overlay.jobs
+    if jobs.enabled and jobs.redis is not None:
+        for name in platform.services:
+            worker = names.ServiceNames(name).worker
+            scale = f"keda redis-streams {jobs.min_workers}-{jobs.max_workers}"
+            lines.append(f'    {_node(worker)}["{worker}<br/>job worker<br/>{scale}"]')
+        store = f"{jobs.redis.storage_size} {jobs.redis.storage_class}"
+        lines.append(
+            f'    {_node(names.JOBS_REDIS)}[("{names.JOBS_REDIS}<br/>job queue, noeviction<br/>{store}")]'
+        )
     lines.append("  end")
     return lines
 

@@ -291,3 +291,18 @@ def test_jobs_with_a_canary_of_other_models_is_one_line(spec_copy: Path) -> None
     assert line.startswith(f"overlays/prod.yaml:{models_line}: services.inference.canary.models: ")
     assert "breast-cancer 2 is not a stable model" in line
     assert "allowed: canary models among the stable ones, or no jobs" in line
+
+
+def test_the_diagram_draws_the_worker_and_the_jobs_redis_in_the_namespace(repo_root: Path) -> None:
+    for env in jobs_envs(repo_root):
+        text = (repo_root / "dist" / env / "ARCHITECTURE.md").read_text()
+        inside = text.split("  subgraph ", 1)[1].split("\n  end\n", 1)[0]
+        declared = {line.split("[", 1)[0].strip() for line in inside.splitlines()[1:]}
+        assert {"inference_worker", "jobs_redis"} <= declared
+        # every arrow's ends are nodes drawn somewhere (mermaid would invent a bare node otherwise)
+        nodes = {line.split("[", 1)[0].split("((", 1)[0].strip() for line in text.splitlines() if "[" in line}
+        for line in text.splitlines():
+            if "-->|" in line:
+                source, rest = line.strip().split(" -->|", 1)
+                target = rest.split("| ", 1)[1]
+                assert {source, target} <= nodes | {"users"}, line
