@@ -162,7 +162,7 @@ CASES = [
             (f"limit '{new.split(': ')[1]}'", f"request '{request}'", "allowed: a limit >= its request"),
         )
         for resource, old, new, request in (
-            ("cpu", 'cpu: "1"', "cpu: 100m", "250m"),
+            ("cpu", 'cpu: "1"', "cpu: 100m", "1"),
             ("memory", "memory: 768Mi", "memory: 256Mi", "768Mi"),
             ("ephemeral-storage", "ephemeral-storage: 512Mi", "ephemeral-storage: 128Mi", "256Mi"),
         )
@@ -472,7 +472,7 @@ def test_catalog_of_the_wrong_shape(root: Path) -> None:
 
 def test_numbers_are_accepted_where_kubernetes_accepts_quantities(root: Path) -> None:
     replace(root, "dev.yaml", DEV_LIMITS, "limits: {cpu: 1, memory: 768Mi, ephemeral-storage: 512Mi}")
-    replace(root, "dev.yaml", "requests: {cpu: 250m,", "requests: {cpu: 0.25,")
+    replace(root, "dev.yaml", 'requests: {cpu: "1", memory: 768Mi', "requests: {cpu: 0.25, memory: 768Mi")
     replace(root, "dev.yaml", 'requestsCpu: "4"', "requestsCpu: 4")
     replace(root, "platform.yaml", 'version: "1"', "version: 1")
     env = load_environment("dev", repo_root=root)
@@ -483,7 +483,9 @@ def test_numbers_are_accepted_where_kubernetes_accepts_quantities(root: Path) ->
 
 
 def test_limit_equal_to_request_and_other_units_are_fine(root: Path) -> None:
-    replace(root, "dev.yaml", DEV_LIMITS, "limits: {cpu: 250m, memory: 0.75Gi, ephemeral-storage: 268435456}")
+    replace(
+        root, "dev.yaml", DEV_LIMITS, "limits: {cpu: 1000m, memory: 0.75Gi, ephemeral-storage: 268435456}"
+    )
     resources = load_environment("dev", repo_root=root).overlay.services["inference"].resources
     assert resources.limits.ephemeral_storage == "268435456"
 
