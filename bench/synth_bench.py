@@ -47,6 +47,9 @@ REPEATS = 3
 def make_spec(root: Path, services: int) -> None:
     """Copy overlays/ and grow it to `services` services (copies of `inference`)."""
     (root / "overlays").mkdir(parents=True)
+    for folder in (REPO_ROOT / "overlays").iterdir():  # files the overlays name (e.g. identity/*.json)
+        if folder.is_dir():
+            shutil.copytree(folder, root / "overlays" / folder.name)
     catalog = root / CATALOG_FILE  # the spec checks every model version against it
     catalog.parent.mkdir(parents=True)
     shutil.copy2(REPO_ROOT / CATALOG_FILE, catalog)
