@@ -19,10 +19,8 @@ the real controllers, kube-scheduler and kwok.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from testcluster import argocd, standins
+from testcluster import argocd, processes, standins
 from testcluster.apply import WAVE, install_crds, kinds_in, load_folder
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.errors import ClusterTestError
@@ -411,9 +409,7 @@ def cluster_name(server: str) -> str:
 def _terminate(planes: list[ControlPlane]) -> None:
     for plane in planes:
         for proc in plane.processes:
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
+            processes.signal_group(proc.popen, signal.SIGTERM)
 
 
 def run(keep: bool = False) -> list[str]:

@@ -10,7 +10,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from testcluster.errors import ClusterTestError
+from testcluster.processes import stop_all
 from testcluster.versions import REPO_ROOT
 
 BIN_DIR = REPO_ROOT / ".tools" / "bin"
@@ -109,18 +109,7 @@ class ControlPlane:
         return proc
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in reversed(self.processes):
-            try:
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait()
+        stop_all(p.popen for p in reversed(self.processes))
         self.processes.clear()
 
 

@@ -14,7 +14,6 @@ from testcluster.apply import (
     ensure_namespace,
     expected_warnings,
     load_folder,
-    rel,
 )
 from testcluster.kubeapi import Kube
 from testcluster.workloads import plan, scale_to_max
@@ -93,6 +92,3 @@ def summary(envs: list[EnvironmentResult], others: list[FolderResult]) -> list[s
     for other in others:
         lines.append(f"{other.folder}: {len(other.applied)} objects applied")
     return lines
-
-
-__all__ = ["check_dist", "check_environment", "environments", "rel", "summary"]

@@ -11,7 +11,6 @@ of the namespace resolves to 127.0.0.1: the declared ports are the real ones, an
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from testcluster import processes
 from testcluster.errors import ClusterTestError
 
 HOST_DIRS = ("usr", "dev")  # bound read-only into every root
@@ -119,8 +119,7 @@ class Network:
         )
 
     def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.holder.pid, signal.SIGKILL)
+        processes.signal_group(self.holder, signal.SIGKILL)
         self.holder.wait()
 
 
@@ -209,15 +208,7 @@ class Running:
         return self.popen.pid
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        processes.stop_all([self.popen])
 
 
 def start(spec: Spec, network: Network, workdir: Path) -> Running:
