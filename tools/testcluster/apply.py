@@ -72,7 +72,8 @@ def load_folder(folder: Path) -> list[Manifest]:
 
 def sync_order(manifests: list[Manifest]) -> list[Manifest]:
     """Argo CD's order: wave, then kind (gitops-engine's list; custom resources last), then name."""
-    order = {kind: i - len(kinds) for kinds in [gitops_engine_kind_order()] for i, kind in enumerate(kinds)}
+    kinds = gitops_engine_kind_order()  # read once per process (cached)
+    order = {kind: i - len(kinds) for i, kind in enumerate(kinds)}
 
     def key(m: Manifest) -> tuple[int, int, str]:
         annotations = m.obj.get("metadata", {}).get("annotations") or {}

@@ -129,7 +129,8 @@ def crd_files(source: CrdSource) -> list[Path]:
     return sorted(files)
 
 
-def gitops_engine_kind_order() -> list[str]:
+@cache
+def gitops_engine_kind_order() -> tuple[str, ...]:
     """Argo CD's apply order of built-in kinds, read from the gitops-engine source its pinned module uses.
 
     Read from Argo CD's own dependency rather than written down here, so the test orders a sync the way the
@@ -154,4 +155,4 @@ def gitops_engine_kind_order() -> list[str]:
     ]
     if "Namespace" not in kinds or "Deployment" not in kinds:
         raise ClusterTestError(f"could not read the kind order from {source}")
-    return kinds
+    return tuple(kinds)
