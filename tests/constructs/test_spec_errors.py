@@ -100,6 +100,21 @@ def _r(file: str, old: str, new: str) -> Callable[[Path], None]:
     return lambda root: replace(root, file, old, new)
 
 
+def _rs(file: str, *changes: tuple[str, str]) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        for old, new in changes:
+            replace(root, file, old, new)
+
+    return edit
+
+
+#: prod with KServe's Gateway API integration making its routes (`routing.madeBy: kserve`).
+KSERVE_ROUTES = (
+    "    sectionName: https\n",
+    "    sectionName: https\n  madeBy: kserve\n  ingressDomain: models.example.com\n",
+)
+KSERVE_RUNTIME = ("namespace: mlplatform-prod\n", "namespace: mlplatform-prod\nruntime: kserve\n")
+KSERVE_HOST = ("host: inference.mlplatform.example.com", "host: inference-mlplatform-prod.models.example.com")
 DEV_LIMITS = 'limits: {cpu: "1", memory: 768Mi, ephemeral-storage: 512Mi}'
 CASES = [
     # duplicate keys
@@ -374,6 +389,62 @@ CASES = [
         "canary:",
         "services.inference.canary",
         ("routing.kind 'Gateway'", "got 'Ingress'"),
+    ),
+    Case(
+        "kserve-ingress-has-no-tls",
+        _r(
+            "stage.yaml",
+            "  tlsIssuer: letsencrypt-prod\n",
+            "  tlsIssuer: letsencrypt-prod\n  madeBy: kserve\n",
+        ),
+        "stage.yaml",
+        "madeBy: kserve",
+        "routing.madeBy",
+        ("KServe v0.15.2 makes its Ingress without TLS", "allowed: madeBy platform"),
+    ),
+    Case(
+        "kserve-routes-need-kserve-runtime",
+        _rs("prod.yaml", KSERVE_ROUTES, KSERVE_HOST),
+        "prod.yaml",
+        "madeBy: kserve",
+        "routing.madeBy",
+        ("needs runtime: kserve", "allowed: madeBy platform"),
+    ),
+    Case(
+        "kserve-routes-need-ingress-domain",
+        _r("prod.yaml", "    sectionName: https\n", "    sectionName: https\n  madeBy: kserve\n"),
+        "prod.yaml",
+        "routing:",
+        "routing.ingressDomain",
+        ("missing", "KServe's ingressDomain"),
+    ),
+    Case(
+        "ingress-domain-without-kserve-routes",
+        _r(
+            "prod.yaml",
+            "    sectionName: https\n",
+            "    sectionName: https\n  ingressDomain: models.example.com\n",
+        ),
+        "prod.yaml",
+        "ingressDomain:",
+        "routing.ingressDomain",
+        ("madeBy is platform", "allowed: madeBy kserve"),
+    ),
+    Case(
+        "kserve-routes-split-no-canary",
+        _rs("prod.yaml", KSERVE_ROUTES, KSERVE_RUNTIME, KSERVE_HOST),
+        "prod.yaml",
+        "canary:",
+        "services.inference.canary",
+        ("do not split traffic", "allowed: no canary, or routing.madeBy platform"),
+    ),
+    Case(
+        "kserve-routes-name-the-host",
+        _rs("prod.yaml", KSERVE_ROUTES, KSERVE_RUNTIME),
+        "prod.yaml",
+        "host: inference.mlplatform.example.com",
+        "services.inference.host",
+        ("'inference.mlplatform.example.com'", "'inference-mlplatform-prod.models.example.com'"),
     ),
     Case(
         "connection-unknown",

@@ -9,9 +9,14 @@ classes `cdk8s import` made from KServe's CRD (`mlplatform_crds.io.kserve.servin
 Canary: KServe's `canaryTrafficPercent` is honoured by its Serverless (Knative) reconciler only; in
 RawDeployment mode a changed predictor simply rolls out. So the canary is a second InferenceService
 (`<service>-canary`) and the weighted split happens in the platform's HTTPRoute over the two predictor
-Services, as for the Deployment runtime. The InferenceServices are labelled cluster-local, so KServe makes no
-Ingress or HTTPRoute of its own (its hosts come from a cluster-wide domain template, not from the overlay);
-the overlay's route (Ingress or Gateway API) points at the predictor Services instead.
+Services, as for the Deployment runtime.
+
+Routes, as the overlay chooses (`routing.madeBy`):
+- `platform` (default): the overlay's Ingress or HTTPRoute points at the predictor Services, and the
+  InferenceServices are labelled cluster-local, so KServe makes no Ingress or HTTPRoute of its own (a second,
+  TLS-less way in otherwise).
+- `kserve`: KServe's Gateway API integration makes the stable InferenceService's HTTPRoute on the Gateway its
+  `inferenceservice-config` names; the InferenceService is not cluster-local and dist/ holds no route.
 """
 
 from __future__ import annotations
@@ -123,7 +128,9 @@ def inference_service(
             **predictor, **scaling, labels=labels, annotations=pod_annotations
         )
     )
-    local = Meta(namespace=meta.namespace, labels=meta.labels | {VISIBILITY: CLUSTER_LOCAL}, wave=meta.wave)
+    made_by_kserve = pod.env.overlay.routing.made_by == "kserve"
+    visibility = {} if made_by_kserve else {VISIBILITY: CLUSTER_LOCAL}
+    local = Meta(namespace=meta.namespace, labels=meta.labels | visibility, wave=meta.wave)
     annotations = {DEPLOYMENT_MODE: RAW_DEPLOYMENT, AUTOSCALER_CLASS: autoscaler}
     track = pod.version.track
     metadata = local.api(pod.version.name, annotations=annotations)

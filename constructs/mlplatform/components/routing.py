@@ -87,8 +87,11 @@ def ingress(
 
 
 def route(scope: Construct, *, meta: Meta, env: Environment, service: str) -> None:
-    """The external route to one service: an HTTPRoute on a Gateway, or an Ingress."""
+    """The external route to one service: an HTTPRoute on a Gateway, or an Ingress (none where KServe's
+    controller makes it: `routing.madeBy: kserve`)."""
     overlay, routing = env.overlay.services[service], env.overlay.routing
+    if routing.made_by == "kserve":
+        return
     kserve = env.overlay.runtime == "kserve"
     if isinstance(routing, GatewayRouting):
         http_route(scope, meta=meta, service=service, overlay=overlay, routing=routing, kserve=kserve)

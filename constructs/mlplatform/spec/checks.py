@@ -70,6 +70,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
         problems.append(
             source.problem(("services",), f"{name}: missing; every service of {PLATFORM_FILE} needs an entry")
         )
+    problems += _kserve_routes(overlay, source)
     for name, svc in sorted(overlay.services.items()):
         if svc.canary is not None and not isinstance(overlay.routing, GatewayRouting):
             problems.append(
@@ -127,6 +128,50 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 )
             )
     return problems + _namespace(platform, overlay, source)
+
+
+def _kserve_routes(overlay: Overlay, source: Source) -> list[Problem]:
+    """`routing.madeBy: kserve`: only with `runtime: kserve`, no canary, hosts as KServe's domain template.
+
+    KServe's default `domainTemplate` is `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}` and its
+    HTTPRoute matches every path, so the overlay's host and path must be those (a review of dist/ then
+    shows the host that will answer).
+    """
+    routing = overlay.routing
+    if not isinstance(routing, GatewayRouting) or routing.made_by != "kserve":
+        return []
+    if overlay.runtime != "kserve":
+        why = (
+            "'kserve' needs runtime: kserve (KServe's controller makes that route); allowed: madeBy platform"
+        )
+        return [source.problem(("routing", "madeBy"), why)]
+    problems = []
+    for name, svc in sorted(overlay.services.items()):
+        if svc.canary is not None:
+            problems.append(
+                source.problem(
+                    ("services", name, "canary"),
+                    "KServe's RawDeployment routes do not split traffic (routing.madeBy: kserve); "
+                    "allowed: no canary, or routing.madeBy platform",
+                )
+            )
+        host = f"{name}-{overlay.namespace}.{routing.ingress_domain}"
+        if svc.host != host:
+            problems.append(
+                source.problem(
+                    ("services", name, "host"),
+                    f"{svc.host!r}, but KServe names it <service>-<namespace>.<ingressDomain>; "
+                    f"allowed: {host!r}",
+                )
+            )
+        if svc.path != "/":
+            problems.append(
+                source.problem(
+                    ("services", name, "path"),
+                    f"{svc.path!r}, but KServe's HTTPRoute serves the whole host; allowed: /",
+                )
+            )
+    return problems
 
 
 def _namespace(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:

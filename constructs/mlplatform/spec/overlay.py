@@ -61,12 +61,39 @@ class Quota(Strict):
     requests_gpu: int = Field(default=0, ge=0)
 
 
+#: Who makes the route object. `platform`: this repository renders it (the Ingress or HTTPRoute in dist/).
+#: `kserve` (with `runtime: kserve`): the KServe controller makes it from its own `inferenceservice-config`
+#: (KServe's Gateway API integration), and dist/ holds no route of ours.
+RouteMaker = Literal["platform", "kserve"]
+
+
 class IngressRouting(Strict):
-    """networking.k8s.io/v1 Ingress with TLS from cert-manager."""
+    """networking.k8s.io/v1 Ingress with TLS from cert-manager.
+
+    `madeBy: kserve` is refused: KServe v0.15.2 makes its Ingress without `spec.tls`
+    (pkg/controller/v1beta1/inferenceservice/reconcilers/ingress/kube_ingress_reconciler.go), so traffic
+    and credentials would cross in clear text, and the `ingress-tls` policy refuses such an Ingress at
+    admission: the InferenceService would never become ready.
+    """
 
     kind: Literal["Ingress"]
     class_name: DnsLabel
     tls_issuer: DnsLabel
+    made_by: RouteMaker = "platform"
+
+    @model_validator(mode="after")
+    def _tls_needs_our_ingress(self) -> IngressRouting:
+        if self.made_by == "kserve":
+            raise FieldProblems(
+                [
+                    (
+                        ("madeBy",),
+                        "'kserve' with kind Ingress: KServe v0.15.2 makes its Ingress without TLS; "
+                        "allowed: madeBy platform, or kind Gateway with madeBy kserve",
+                    )
+                ]
+            )
+        return self
 
 
 class GatewayRef(Strict):
@@ -76,10 +103,36 @@ class GatewayRef(Strict):
 
 
 class GatewayRouting(Strict):
-    """Gateway API HTTPRoute attached to an existing Gateway (which terminates TLS)."""
+    """Gateway API HTTPRoute attached to an existing Gateway (which terminates TLS).
+
+    `madeBy: kserve` (with `runtime: kserve`): KServe's Gateway API integration makes each stable
+    InferenceService's HTTPRoute. The cluster's KServe must be configured to match (its
+    `inferenceservice-config` `ingress`: `enableGatewayApi: true`, `kserveIngressGateway:
+    <gateway.namespace>/<gateway.name>`, `ingressDomain: <ingressDomain>`, the default `domainTemplate`), so
+    each service's host is `<service>-<namespace>.<ingressDomain>` on path `/`, and there is no canary
+    (KServe's RawDeployment routes do not split traffic).
+    """
 
     kind: Literal["Gateway"]
     gateway: GatewayRef
+    made_by: RouteMaker = "platform"
+    #: KServe's `ingressDomain` (only with `madeBy: kserve`).
+    ingress_domain: Hostname | None = None
+
+    @model_validator(mode="after")
+    def _domain_with_kserve(self) -> GatewayRouting:
+        if self.made_by == "kserve" and self.ingress_domain is None:
+            message = (
+                "missing; with madeBy kserve, KServe's ingressDomain (its hosts are "
+                "<service>-<namespace>.<ingressDomain>), e.g. models.example.com"
+            )
+            raise FieldProblems([(("ingressDomain",), message)])
+        if self.made_by == "platform" and self.ingress_domain is not None:
+            message = (
+                "set, but madeBy is platform (our HTTPRoute uses each service's host); allowed: madeBy kserve"
+            )
+            raise FieldProblems([(("ingressDomain",), message)])
+        return self
 
 
 Routing = Annotated[IngressRouting | GatewayRouting, Field(discriminator="kind")]
