@@ -131,6 +131,8 @@ def fetch_one(entry: dict[str, Any], dest: Path) -> Path:
         try:
             with _open_source(source) as src, archive.open("wb") as out:
                 got = _copy_hashing(src, out)
+        except FetchError as err:  # the source's own refusal (oci manifest, pvc path): name the model too
+            raise FetchError(f"{where}: {err}") from None
         except (OSError, ValueError) as err:
             raise FetchError(f"{where}: cannot read the source: {err}") from err
         if got != source["sha256"]:

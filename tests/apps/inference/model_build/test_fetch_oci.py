@@ -1,0 +1,251 @@
+"""model_build.fetch, oci kind, against a real OCI registry: distribution's `registry` (tools/registry/).
+
+The registry listens on a free loopback port with TLS (a certificate made for the test with the openssl CLI,
+trusted through SSL_CERT_FILE) and keeps its blobs in a temporary folder. The test pushes the model tars the
+way any OCI client would, through the registry's own HTTP API: each blob with POST then PUT ?digest=, the
+empty config, and an image manifest with one layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_build import fetch
+
+REPO = Path(__file__).resolve().parents[4]
+REGISTRY = REPO / ".tools" / "bin" / "registry"
+REPOSITORY = "models/m"
+EMPTY_CONFIG = b"{}"
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+MODEL = b"\x08\x07not-really-onnx-but-bytes-to-hash"
+ARCHIVE = _tar({"model.onnx": MODEL, "metadata.json": b'{"name": "m"}'})
+# Pushed fine and listed in its manifest, but its model.onnx is not the catalog's model.
+OTHER_ARCHIVE = _tar({"model.onnx": b"another model", "metadata.json": b'{"name": "m"}'})
+# In the repository, but in no manifest.
+LOOSE_BLOB = _tar({"model.onnx": MODEL})
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str  # 127.0.0.1:PORT
+    manifest: str  # sha256:... of the manifest whose one layer is ARCHIVE
+    other_manifest: str  # sha256:... of the manifest whose one layer is OTHER_ARCHIVE
+    log: Path
+
+    def reference(self, digest: str) -> str:
+        return f"{self.host}/{REPOSITORY}@{digest}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _call(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    return urllib.request.urlopen(request, timeout=30)
+
+
+def _push_blob(base: str, data: bytes) -> str:
+    digest = f"sha256:{_sha(data)}"
+    with _call("POST", f"{base}/v2/{REPOSITORY}/blobs/uploads/") as started:
+        assert started.status == 202
+        location = urllib.parse.urljoin(base, started.headers["Location"])
+    separator = "&" if "?" in location else "?"
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
+    with _call("PUT", f"{location}{separator}digest={digest}", data, headers) as done:
+        assert done.status == 201 and done.headers["Docker-Content-Digest"] == digest
+    return digest
+
+
+def _push_model(base: str, archive: bytes, tag: str) -> str:
+    """Pushes ARCHIVE as a one-layer OCI artifact; returns the manifest's digest as the registry names it."""
+    config = _push_blob(base, EMPTY_CONFIG)
+    layer = _push_blob(base, archive)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": fetch.OCI_MANIFEST,
+            "artifactType": "application/vnd.mlplatform.model.v1",
+            "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": config, "size": len(EMPTY_CONFIG)},
+            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer, "size": len(archive)}],
+        }
+    ).encode()
+    headers = {"Content-Type": fetch.OCI_MANIFEST}
+    with _call("PUT", f"{base}/v2/{REPOSITORY}/manifests/{tag}", manifest, headers) as done:
+        assert done.status == 201
+        digest = str(done.headers["Docker-Content-Digest"])
+    assert digest == f"sha256:{_sha(manifest)}"
+    return digest
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if not REGISTRY.exists():
+        pytest.fail(f"{REGISTRY} is missing; run tools/setup/registry-tool.sh", pytrace=False)
+    assert shutil.which("openssl"), "the openssl CLI makes the registry's certificate"
+    work = tmp_path_factory.mktemp("registry")
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    config = work / "config.yml"
+    config.write_text(
+        json.dumps(  # YAML is a superset of JSON
+            {
+                "version": 0.1,
+                "log": {"level": "info", "accesslog": {"disabled": True}},
+                "storage": {"filesystem": {"rootdirectory": str(work / "storage")}},
+                "http": {"addr": f"127.0.0.1:{port}", "tls": {"certificate": str(cert), "key": str(key)}},
+            }
+        )
+    )
+    log = work / "registry.log"
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(REGISTRY), "serve", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    base = f"https://127.0.0.1:{port}"
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SSL_CERT_FILE", str(cert))  # read by every new TLS context, the subprocess's too
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, f"the registry exited: {log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"{base}/v2/ silent for 30 s: {log.read_text()[-2000:]}"
+                try:
+                    with _call("GET", f"{base}/v2/") as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.1)
+            manifest = _push_model(base, ARCHIVE, "3")
+            other = _push_model(base, OTHER_ARCHIVE, "other")
+            _push_blob(base, LOOSE_BLOB)
+            yield Registry(host=f"127.0.0.1:{port}", manifest=manifest, other_manifest=other, log=log)
+    finally:
+        _stop(process)
+
+
+def _entry(source: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "m", "version": "3", "sha256": _sha(MODEL), "source": source}
+
+
+def _oci(reference: str, layer: bytes) -> dict[str, Any]:
+    return {"kind": "oci", "reference": reference, "sha256": _sha(layer)}
+
+
+def _files(dest: Path) -> list[Path]:
+    return [path for path in dest.rglob("*") if not path.is_dir()]
+
+
+def test_an_oci_artifact_is_pulled_verified_and_unpacked(registry: Registry, tmp_path: Path) -> None:
+    folder = fetch.fetch_one(_entry(_oci(registry.reference(registry.manifest), ARCHIVE)), tmp_path)
+    assert folder == tmp_path / "m" / "3"
+    assert (folder / "model.onnx").read_bytes() == MODEL
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no scratch left behind
+
+
+def test_the_init_container_command_pulls_from_the_registry(registry: Registry, tmp_path: Path) -> None:
+    entry = _entry(_oci(registry.reference(registry.manifest), ARCHIVE))
+    run = subprocess.run(
+        [sys.executable, "-m", "model_build.fetch", "--dest", str(tmp_path), json.dumps(entry)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"model_build.fetch: verified and unpacked {tmp_path / 'm' / '3'}\n"
+    assert (tmp_path / "m" / "3" / "model.onnx").read_bytes() == MODEL
+
+
+def test_a_reference_to_another_manifest_fails_the_init_container(registry: Registry, tmp_path: Path) -> None:
+    unknown = f"sha256:{_sha(b'a manifest nobody pushed')}"
+    entry = _entry(_oci(registry.reference(unknown), ARCHIVE))
+    run = subprocess.run(
+        [sys.executable, "-m", "model_build.fetch", "--dest", str(tmp_path), json.dumps(entry)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("model_build.fetch: m:3 (oci): cannot read the source: HTTP Error 404"), line
+    assert _files(tmp_path) == []
+
+
+def test_a_layer_the_manifest_does_not_list_is_refused(registry: Registry, tmp_path: Path) -> None:
+    # LOOSE_BLOB is in the repository and hashes to the catalog's sha256: only the manifest check refuses it.
+    with _call("GET", f"https://{registry.host}/v2/{REPOSITORY}/blobs/sha256:{_sha(LOOSE_BLOB)}") as blob:
+        assert blob.read() == LOOSE_BLOB
+    source = _oci(registry.reference(registry.manifest), LOOSE_BLOB)
+    with pytest.raises(fetch.FetchError) as refused:
+        fetch.fetch_one(_entry(source), tmp_path)
+    message = str(refused.value)
+    assert message.startswith("m:3 (oci): ") and "\n" not in message
+    assert f"no layer sha256:{_sha(LOOSE_BLOB)} in the manifest" in message
+    assert _files(tmp_path) == []
+
+
+def test_a_listed_layer_with_another_model_is_refused(registry: Registry, tmp_path: Path) -> None:
+    source = _oci(registry.reference(registry.other_manifest), OTHER_ARCHIVE)
+    with pytest.raises(fetch.FetchError, match=r"^m:3 \(oci\): model\.onnx does not hash to the catalog's"):
+        fetch.fetch_one(_entry(source), tmp_path)
+    assert _files(tmp_path) == []
+    assert not (tmp_path / "m" / "3").exists()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Usage: tools/setup/registry-tool.sh
+#
+# Puts distribution's `registry` (a real OCI registry, for the model-source test of the oci kind:
+# tests/apps/inference/model_build/test_fetch_oci.py) at .tools/bin/registry, built from tools/registry/ at the
+# version of tools/versions.env. Built once per machine and cached outside the clone, like the other Go tools.
+. "$(dirname "$0")/lib.sh"
+load_versions
+root=$(repo_root)
+module=$REGISTRY_MODULE
+version=$REGISTRY_VERSION
+cached="$(tools_cache)/registry-$version/registry"
+
+grep -q "$module $version" "$root/tools/registry/go.mod" \
+  || die "tools/registry/go.mod does not require $module $version (tools/versions.env); run: cd tools/registry && go get -tool $module/cmd/registry@$version"
+
+# `registry --version` prints "<binary> <module> <version>"; the version is stamped by the -X below.
+reports_version() { "$1" --version 2>/dev/null | grep -q " $module ${version}\( \|$\)"; }
+
+mkdir -p "$root/.tools/bin" "$(dirname "$cached")"
+if [ -x "$cached" ] && reports_version "$cached"; then
+  say "Using cached registry $version at $cached."
+else
+  say "Building the registry $version from tools/registry/ (a minute or two the first time; later clones reuse the cached binary)."
+  start=$(date +%s)
+  (cd "$root/tools/registry" && CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X $module/version.version=$version" \
+    -o "$cached.tmp" "$module/cmd/registry") \
+    || die "building the registry ($module/cmd/registry) failed; see the go output above"
+  reports_version "$cached.tmp" || die "the freshly built registry does not report version $version; check the -X flags in $0"
+  mv -f "$cached.tmp" "$cached"
+  say "Built the registry in $(( $(date +%s) - start )) s; cached at $cached."
+fi
+ln -sfn "$cached" "$root/.tools/bin/registry"
