@@ -3,26 +3,32 @@
 The registry listens on a free loopback port with TLS (a certificate made for the test with the openssl CLI,
 trusted through SSL_CERT_FILE) and keeps its blobs in a temporary folder. The test pushes the model tars the
 way any OCI client would, through the registry's own HTTP API: each blob with POST then PUT ?digest=, the
-empty config, and an image manifest with one layer.
+empty config, and an image manifest with one layer. A second registry asks for a bearer token (its `auth:
+token:` mode, keys from a JWKS file); a small token endpoint here signs RS256 tokens with the openssl CLI.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.server
 import io
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,22 +89,22 @@ def _call(method: str, url: str, body: bytes | None = None, headers: dict[str, s
     return urllib.request.urlopen(request, timeout=30)
 
 
-def _push_blob(base: str, data: bytes) -> str:
+def _push_blob(base: str, data: bytes, auth: dict[str, str]) -> str:
     digest = f"sha256:{_sha(data)}"
-    with _call("POST", f"{base}/v2/{REPOSITORY}/blobs/uploads/") as started:
+    with _call("POST", f"{base}/v2/{REPOSITORY}/blobs/uploads/", None, auth) as started:
         assert started.status == 202
         location = urllib.parse.urljoin(base, started.headers["Location"])
     separator = "&" if "?" in location else "?"
-    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
+    headers = {**auth, "Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
     with _call("PUT", f"{location}{separator}digest={digest}", data, headers) as done:
         assert done.status == 201 and done.headers["Docker-Content-Digest"] == digest
     return digest
 
 
-def _push_model(base: str, archive: bytes, tag: str) -> str:
+def _push_model(base: str, archive: bytes, tag: str, auth: dict[str, str]) -> str:
     """Pushes ARCHIVE as a one-layer OCI artifact; returns the manifest's digest as the registry names it."""
-    config = _push_blob(base, EMPTY_CONFIG)
-    layer = _push_blob(base, archive)
+    config = _push_blob(base, EMPTY_CONFIG, auth)
+    layer = _push_blob(base, archive, auth)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -108,7 +114,7 @@ def _push_model(base: str, archive: bytes, tag: str) -> str:
             "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer, "size": len(archive)}],
         }
     ).encode()
-    headers = {"Content-Type": fetch.OCI_MANIFEST}
+    headers = {**auth, "Content-Type": fetch.OCI_MANIFEST}
     with _call("PUT", f"{base}/v2/{REPOSITORY}/manifests/{tag}", manifest, headers) as done:
         assert done.status == 201
         digest = str(done.headers["Docker-Content-Digest"])
@@ -126,12 +132,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class Tls:
+    cert: Path
+    key: Path  # RSA: signs the tokens too
+
+
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
+    """One certificate for 127.0.0.1 (both registries and the token endpoint), trusted via SSL_CERT_FILE."""
     if not REGISTRY.exists():
         pytest.fail(f"{REGISTRY} is missing; run tools/setup/registry-tool.sh", pytrace=False)
-    assert shutil.which("openssl"), "the openssl CLI makes the registry's certificate"
-    work = tmp_path_factory.mktemp("registry")
+    assert shutil.which("openssl"), "the openssl CLI makes the certificate and signs the tokens"
+    work = tmp_path_factory.mktemp("tls")
     cert, key = work / "cert.pem", work / "key.pem"
     subprocess.run(
         [
@@ -142,44 +155,166 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         check=True,
         capture_output=True,
     )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(cert))  # read by every new TLS context, the subprocess's too
+        yield Tls(cert, key)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwks(tls: Tls) -> dict[str, Any]:
+    modulus = subprocess.run(
+        ["openssl", "rsa", "-in", str(tls.key), "-noout", "-modulus"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    n = bytes.fromhex(modulus.removeprefix("Modulus="))
+    return {
+        "keys": [{"kty": "RSA", "kid": "test-key", "alg": "RS256", "use": "sig", "n": _b64(n), "e": "AQAB"}]
+    }
+
+
+def _token(tls: Tls, scope: str, *, issuer: str = "test-issuer") -> str:
+    """An RS256 JSON Web Token for the registry, granting what SCOPE (repository:NAME:ACTIONS) asks."""
+    kind, name, actions = scope.split(":")
+    now = int(time.time())
+    claims = {
+        **{"iss": issuer, "sub": "fetch", "aud": "test-registry", "exp": now + 300, "nbf": now, "iat": now},
+        **{
+            "jti": str(time.monotonic_ns()),
+            "access": [{"type": kind, "name": name, "actions": actions.split(",")}],
+        },
+    }
+    header = {"alg": "RS256", "typ": "JWT", "kid": "test-key"}
+    signed = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", str(tls.key)],
+        input=signed.encode(),
+        check=True,
+        capture_output=True,
+    ).stdout
+    return f"{signed}.{_b64(signature)}"
+
+
+@dataclass
+class TokenEndpoint:
+    url: str
+    asked: list[dict[str, list[str]]]  # the query of every token request
+    issuer: str = "test-issuer"  # what the tokens it signs claim; the registry trusts only test-issuer
+
+
+@contextmanager
+def _token_endpoint(tls: Tls) -> Iterator[TokenEndpoint]:
+    endpoint = TokenEndpoint(url="", asked=[])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            endpoint.asked.append(query)
+            token = _token(tls, query.get("scope", ["repository::"])[0], issuer=endpoint.issuer)
+            body = json.dumps({"token": token, "expires_in": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert, tls.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint.url = f"https://127.0.0.1:{server.server_address[1]}/token"
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def _registry(
+    tls: Tls, work: Path, auth: dict[str, Any] | None, push_auth: dict[str, str]
+) -> Iterator[Registry]:
+    """Starts `registry serve` with its own config file and storage, pushes the test's artifacts, stops it."""
     port = _free_port()
-    config = work / "config.yml"
-    config.write_text(
-        json.dumps(  # YAML is a superset of JSON
-            {
-                "version": 0.1,
-                "log": {"level": "info", "accesslog": {"disabled": True}},
-                "storage": {"filesystem": {"rootdirectory": str(work / "storage")}},
-                "http": {"addr": f"127.0.0.1:{port}", "tls": {"certificate": str(cert), "key": str(key)}},
-            }
-        )
-    )
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(work / "storage")}},
+        "http": {
+            "addr": f"127.0.0.1:{port}",
+            "secret": "test-upload-secret",
+            "tls": {"certificate": str(tls.cert), "key": str(tls.key)},
+        },
+    }
+    if auth:
+        config["auth"] = auth
+    (work / "config.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
     log = work / "registry.log"
     env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(REGISTRY), "serve", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+            [str(REGISTRY), "serve", str(work / "config.yml")], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     base = f"https://127.0.0.1:{port}"
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("SSL_CERT_FILE", str(cert))  # read by every new TLS context, the subprocess's too
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, f"the registry exited: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, f"{base}/v2/ silent for 30 s: {log.read_text()[-2000:]}"
-                try:
-                    with _call("GET", f"{base}/v2/") as answer:
-                        if answer.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.1)
-            manifest = _push_model(base, ARCHIVE, "3")
-            other = _push_model(base, OTHER_ARCHIVE, "other")
-            _push_blob(base, LOOSE_BLOB)
-            yield Registry(host=f"127.0.0.1:{port}", manifest=manifest, other_manifest=other, log=log)
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, f"the registry exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"{base}/v2/ silent for 30 s: {log.read_text()[-2000:]}"
+            try:
+                with _call("GET", f"{base}/v2/") as answer:
+                    assert answer.status == 200
+                    break
+            except urllib.error.HTTPError as err:
+                assert auth and err.code == 401, err  # up, and asking for a token
+                break
+            except OSError:
+                time.sleep(0.1)
+        manifest = _push_model(base, ARCHIVE, "3", push_auth)
+        other = _push_model(base, OTHER_ARCHIVE, "other", push_auth)
+        _push_blob(base, LOOSE_BLOB, push_auth)
+        yield Registry(host=f"127.0.0.1:{port}", manifest=manifest, other_manifest=other, log=log)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def registry(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry that serves anyone."""
+    with _registry(tls, tmp_path_factory.mktemp("registry"), None, {}) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def token_endpoint(tls: Tls) -> Iterator[TokenEndpoint]:
+    with _token_endpoint(tls) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def token_registry(
+    tls: Tls, token_endpoint: TokenEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    """A registry that answers 401 with a bearer-token challenge naming the token endpoint as its realm."""
+    work = tmp_path_factory.mktemp("token-registry")
+    (work / "jwks.json").write_text(json.dumps(_jwks(tls)))
+    auth = {
+        "token": {
+            **{"realm": token_endpoint.url, "service": "test-registry", "issuer": "test-issuer"},
+            **{"jwks": str(work / "jwks.json"), "signingalgorithms": ["RS256"]},
+        }
+    }
+    push = {"Authorization": f"Bearer {_token(tls, f'repository:{REPOSITORY}:pull,push')}"}
+    with _registry(tls, work, auth, push) as started:
+        yield started
 
 
 def _entry(source: dict[str, Any]) -> dict[str, Any]:
@@ -249,3 +384,34 @@ def test_a_listed_layer_with_another_model_is_refused(registry: Registry, tmp_pa
         fetch.fetch_one(_entry(source), tmp_path)
     assert _files(tmp_path) == []
     assert not (tmp_path / "m" / "3").exists()
+
+
+def test_a_registry_asking_for_a_bearer_token_gets_one_and_serves_the_artifact(
+    token_registry: Registry, token_endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
+    with pytest.raises(urllib.error.HTTPError) as anonymous:  # the registry does ask
+        _call("GET", f"https://{token_registry.host}/v2/{REPOSITORY}/manifests/{token_registry.manifest}")
+    assert anonymous.value.code == 401
+    assert anonymous.value.headers["WWW-Authenticate"].startswith(f'Bearer realm="{token_endpoint.url}"')
+    token_endpoint.asked.clear()
+    folder = fetch.fetch_one(
+        _entry(_oci(token_registry.reference(token_registry.manifest), ARCHIVE)), tmp_path
+    )
+    assert (folder / "model.onnx").read_bytes() == MODEL
+    # One token, asked once for the manifest and used for the blob too.
+    assert token_endpoint.asked == [
+        {"service": ["test-registry"], "scope": [f"repository:{REPOSITORY}:pull"]}
+    ]
+
+
+def test_a_token_the_registry_does_not_trust_is_refused(
+    token_registry: Registry, token_endpoint: TokenEndpoint, tmp_path: Path
+) -> None:
+    token_endpoint.issuer = "someone-else"
+    try:
+        source = _oci(token_registry.reference(token_registry.manifest), ARCHIVE)
+        with pytest.raises(fetch.FetchError, match=r"^m:3 \(oci\): cannot read the source: HTTP Error 401"):
+            fetch.fetch_one(_entry(source), tmp_path)
+    finally:
+        token_endpoint.issuer = "test-issuer"
+    assert _files(tmp_path) == []
