@@ -24,7 +24,7 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: setup models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
+test: setup .tools/registry.stamp models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
 	$(PY) -m pytest
 
 ##@ Steps
@@ -116,6 +116,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
 
 .tools/argocd.stamp: tools/versions.env tools/argocd/go.mod tools/kwok/go.mod tools/setup/argocd-tools.sh
 	@tools/setup/argocd-tools.sh
+	@touch $@
+
+# The OCI registry the model-fetch tests pull from (tests/apps/inference/model_build/test_fetch_oci.py).
+.tools/registry.stamp: tools/versions.env tools/registry/go.mod tools/setup/registry-tool.sh
+	@tools/setup/registry-tool.sh
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
