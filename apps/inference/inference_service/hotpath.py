@@ -125,10 +125,14 @@ class InferenceHandler:
         target: Target,
         binary_header: bytes | None,
         extra_headers: list[tuple[bytes, bytes]],
+        *,
+        body: bytes | None = None,
     ) -> int:
+        """`body`: the request body when a caller has already read it (the quota check counts its rows)."""
         try:
             runtime = self.state.runtime(target.model, target.version)
-            body = await read_body(receive, self.limit)
+            if body is None:
+                body = await read_body(receive, self.limit)
             responses = self.responses(runtime)
             if responses is None:
                 response = await self._compute(runtime, target, body, binary_header)

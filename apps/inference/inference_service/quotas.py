@@ -195,9 +195,12 @@ class QuotaLimitedHandler(InferenceHandler):
         target: Target,
         binary_header: bytes | None,
         extra_headers: list[tuple[bytes, bytes]],
+        *,
+        body: bytes | None = None,
     ) -> int:
         try:
-            body = await read_body(receive, self.limit)
+            if body is None:
+                body = await read_body(receive, self.limit)
         except Exception as exc:  # too large: the handler's own message
             status = getattr(exc, "status", 400)
             await send_response(send, status, error_response(status, str(exc)), extra_headers)
@@ -211,16 +214,7 @@ class QuotaLimitedHandler(InferenceHandler):
                 send, decision.status, error_response(decision.status, decision.message), headers
             )
             return decision.status
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await super().__call__(scope, replay, send, target, binary_header, extra_headers)
+        return await super().__call__(scope, receive, send, target, binary_header, extra_headers, body=body)
 
 
 router = APIRouter(tags=["quota"])
