@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from testcluster.errors import ClusterTestError
-from testcluster.processes import stop_all
+from testcluster.processes import log_tail, stop_all
 from testcluster.versions import REPO_ROOT
 
 BIN_DIR = REPO_ROOT / ".tools" / "bin"
@@ -61,11 +61,7 @@ class Process:
     log: Path
 
     def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(line.strip()[:200] for line in text[-lines:])
+        return log_tail(self.log, lines, width=200)
 
     def check_alive(self) -> None:
         code = self.popen.poll()

@@ -1,4 +1,4 @@
-"""Stopping what the tests start: each process leads its own process group, which is signalled whole."""
+"""Processes the tests start: stopping them (each leads its own process group, signalled whole), logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def signal_group(popen: subprocess.Popen[bytes], sig: int) -> None:
@@ -29,3 +30,12 @@ def stop_all(popens: Iterable[subprocess.Popen[bytes]], grace_s: float = 10.0) -
         except subprocess.TimeoutExpired:
             signal_group(popen, signal.SIGKILL)
             popen.wait()
+
+
+def log_tail(log: Path, lines: int, *, width: int) -> str:
+    """The last `lines` lines of a process's log, each cut to `width`, joined with " | " ("" if none)."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip()[:width] for line in text[-lines:])

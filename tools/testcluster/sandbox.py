@@ -181,8 +181,7 @@ class Running:
     log: Path
 
     def tail(self, lines: int = 6) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        return " | ".join(line.strip()[:240] for line in text[-lines:]) or "(no output)"
+        return processes.log_tail(self.log, lines, width=240) or "(no output)"
 
     def exec(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """A command inside this container (exec probes): its mounts, root, network, user and environment."""
