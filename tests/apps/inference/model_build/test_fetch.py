@@ -6,14 +6,8 @@ openssl CLI, trusted through SSL_CERT_FILE); the pvc source is a file in a folde
 
 from __future__ import annotations
 
-import hashlib
 import http.server
-import io
 import json
-import ssl
-import subprocess
-import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,26 +16,13 @@ import pytest
 
 from model_build import catalog, fetch
 
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
+from .conftest import self_signed_cert, serve_https, sha256_hex, tar_of
 
 MODEL = b"\x08\x07not-really-onnx-but-bytes-to-hash"
-ARCHIVE = _tar({"model.onnx": MODEL, "metadata.json": b'{"name": "m"}'})
+ARCHIVE = tar_of({"model.onnx": MODEL, "metadata.json": b'{"name": "m"}'})
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _entry(source: dict[str, Any], model_sha: str = _sha(MODEL)) -> dict[str, Any]:
+def _entry(source: dict[str, Any], model_sha: str = sha256_hex(MODEL)) -> dict[str, Any]:
     return {"name": "m", "version": "3", "sha256": model_sha, "source": source}
 
 
@@ -57,7 +38,7 @@ def test_a_pvc_source_is_verified_and_unpacked(claim: Path, tmp_path: Path) -> N
     (claim / "m-3.tar").write_bytes(ARCHIVE)
     dest = tmp_path / "dest"
     dest.mkdir()
-    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": sha256_hex(ARCHIVE)}
     folder = fetch.fetch_one(_entry(source), dest)
     assert folder == dest / "m" / "3"
     assert (folder / "model.onnx").read_bytes() == MODEL
@@ -68,7 +49,7 @@ def test_on_a_shared_cache_a_verified_copy_is_kept_and_a_bad_one_replaced(
     claim: Path, tmp_path: Path
 ) -> None:
     (claim / "m-3.tar").write_bytes(ARCHIVE)
-    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": sha256_hex(ARCHIVE)}
     dest = tmp_path / "cache"
     (dest / "m" / "3").mkdir(parents=True)
     (dest / "m" / "3" / "model.onnx").write_bytes(b"stale")
@@ -81,7 +62,7 @@ def test_a_tampered_archive_is_refused_before_anything_is_unpacked(claim: Path, 
     (claim / "m-3.tar").write_bytes(ARCHIVE + b"\0" * 512)
     dest = tmp_path / "dest"
     dest.mkdir()
-    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": sha256_hex(ARCHIVE)}
     with pytest.raises(fetch.FetchError, match=r"m:3 \(pvc\): sha256 [0-9a-f]{64} is not the catalog's"):
         fetch.fetch_one(_entry(source), dest)
     assert not (dest / "m" / "3").exists()
@@ -91,7 +72,7 @@ def test_a_model_that_is_not_the_catalogs_is_refused(claim: Path, tmp_path: Path
     (claim / "m-3.tar").write_bytes(ARCHIVE)
     dest = tmp_path / "dest"
     dest.mkdir()
-    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "pvc", "claim": "models", "path": "/m-3.tar", "sha256": sha256_hex(ARCHIVE)}
     with pytest.raises(fetch.FetchError, match=r"model\.onnx does not hash to the catalog's"):
         fetch.fetch_one(_entry(source, model_sha="0" * 64), dest)
     assert not (dest / "m" / "3").exists()
@@ -105,13 +86,7 @@ def test_a_path_out_of_the_claim_is_refused(claim: Path, tmp_path: Path) -> None
 
 @pytest.fixture
 def https_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"]
-    subprocess.run(
-        [*request, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     blobs = {"/m-3.tar": ARCHIVE}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -125,22 +100,13 @@ def https_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_https(Handler, cert, key) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def test_an_https_source_is_fetched_verified_and_unpacked(https_server: str, tmp_path: Path) -> None:
-    source = {"kind": "https", "url": f"{https_server}/m-3.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "https", "url": f"{https_server}/m-3.tar", "sha256": sha256_hex(ARCHIVE)}
     args = ["--dest", str(tmp_path), json.dumps(_entry(source))]
     assert fetch.main(args) == 0
     assert (tmp_path / "m" / "3" / "model.onnx").read_bytes() == MODEL
@@ -157,7 +123,7 @@ def test_an_https_source_with_another_digest_fails_the_init_container(
 
 
 def test_plain_http_is_refused(tmp_path: Path) -> None:
-    source = {"kind": "https", "url": "http://127.0.0.1:9/m.tar", "sha256": _sha(ARCHIVE)}
+    source = {"kind": "https", "url": "http://127.0.0.1:9/m.tar", "sha256": sha256_hex(ARCHIVE)}
     with pytest.raises(fetch.FetchError, match="only https:// is allowed"):
         fetch.fetch_one(_entry(source), tmp_path)
 
@@ -165,7 +131,7 @@ def test_plain_http_is_refused(tmp_path: Path) -> None:
 def test_the_build_keeps_registered_sources(tmp_path: Path) -> None:
     path = tmp_path / "catalog.json"
     registered = {
-        "sha256": _sha(MODEL),
+        "sha256": sha256_hex(MODEL),
         "source": {"kind": "https", "url": "https://e.x/m", "sha256": "2" * 64},
     }
     path.write_bytes(catalog.to_bytes({"m": {"3": registered}, "gone": {"1": catalog.entry("3" * 64)}}))

@@ -4,25 +4,18 @@ The registry listens on a free loopback port with TLS (a certificate made for th
 trusted through SSL_CERT_FILE) and keeps its blobs in a temporary folder. The test pushes the model tars the
 way any OCI client would, through the registry's own HTTP API: each blob with POST then PUT ?digest=, the
 empty config, and an image manifest with one layer. A second registry asks for a bearer token (its `auth:
-token:` mode, keys from a JWKS file); a small token endpoint here signs RS256 tokens with the openssl CLI.
+token:` mode, keys from a JWKS file); a small token endpoint here signs RS256 tokens with PyJWT.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
-import io
 import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
-import tarfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,9 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from jwt.algorithms import RSAAlgorithm
 
+from inference_service.local import free_port
 from model_build import fetch
+
+from .conftest import self_signed_cert, serve_https, sha256_hex, tar_of
 
 REPO = Path(__file__).resolve().parents[4]
 REGISTRY = REPO / ".tools" / "bin" / "registry"
@@ -45,26 +45,12 @@ EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 MODEL = b"\x08\x07not-really-onnx-but-bytes-to-hash"
-ARCHIVE = _tar({"model.onnx": MODEL, "metadata.json": b'{"name": "m"}'})
+ARCHIVE = tar_of({"model.onnx": MODEL, "metadata.json": b'{"name": "m"}'})
 # Pushed fine and listed in its manifest, but its model.onnx is not the catalog's model.
-OTHER_ARCHIVE = _tar({"model.onnx": b"another model", "metadata.json": b'{"name": "m"}'})
+OTHER_ARCHIVE = tar_of({"model.onnx": b"another model", "metadata.json": b'{"name": "m"}'})
 # In the repository, but in no manifest.
-LOOSE_BLOB = _tar({"model.onnx": MODEL})
+LOOSE_BLOB = tar_of({"model.onnx": MODEL})
 
 
 @dataclass(frozen=True)
@@ -78,19 +64,13 @@ class Registry:
         return f"{self.host}/{REPOSITORY}@{digest}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _call(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     return urllib.request.urlopen(request, timeout=30)
 
 
 def _push_blob(base: str, data: bytes, auth: dict[str, str]) -> str:
-    digest = f"sha256:{_sha(data)}"
+    digest = f"sha256:{sha256_hex(data)}"
     with _call("POST", f"{base}/v2/{REPOSITORY}/blobs/uploads/", None, auth) as started:
         assert started.status == 202
         location = urllib.parse.urljoin(base, started.headers["Location"])
@@ -118,7 +98,7 @@ def _push_model(base: str, archive: bytes, tag: str, auth: dict[str, str]) -> st
     with _call("PUT", f"{base}/v2/{REPOSITORY}/manifests/{tag}", manifest, headers) as done:
         assert done.status == 201
         digest = str(done.headers["Docker-Content-Digest"])
-    assert digest == f"sha256:{_sha(manifest)}"
+    assert digest == f"sha256:{sha256_hex(manifest)}"
     return digest
 
 
@@ -143,38 +123,23 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
     """One certificate for 127.0.0.1 (both registries and the token endpoint), trusted via SSL_CERT_FILE."""
     if not REGISTRY.exists():
         pytest.fail(f"{REGISTRY} is missing; run tools/setup/registry-tool.sh", pytrace=False)
-    assert shutil.which("openssl"), "the openssl CLI makes the certificate and signs the tokens"
-    work = tmp_path_factory.mktemp("tls")
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"),
-            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    assert shutil.which("openssl"), "the openssl CLI makes the certificate"
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SSL_CERT_FILE", str(cert))  # read by every new TLS context, the subprocess's too
         yield Tls(cert, key)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def _signing_key(tls: Tls) -> RSAPrivateKey:
+    key = serialization.load_pem_private_key(tls.key.read_bytes(), password=None)
+    assert isinstance(key, RSAPrivateKey)
+    return key
 
 
 def _jwks(tls: Tls) -> dict[str, Any]:
-    modulus = subprocess.run(
-        ["openssl", "rsa", "-in", str(tls.key), "-noout", "-modulus"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    n = bytes.fromhex(modulus.removeprefix("Modulus="))
-    return {
-        "keys": [{"kty": "RSA", "kid": "test-key", "alg": "RS256", "use": "sig", "n": _b64(n), "e": "AQAB"}]
-    }
+    """The public half of the TLS key as a JWKS (PyJWT's JWK encoding), the registry's token keys."""
+    jwk = RSAAlgorithm.to_jwk(_signing_key(tls).public_key(), as_dict=True)
+    return {"keys": [{**jwk, "kid": "test-key", "alg": "RS256", "use": "sig"}]}
 
 
 def _token(tls: Tls, scope: str, *, issuer: str = "test-issuer") -> str:
@@ -188,15 +153,7 @@ def _token(tls: Tls, scope: str, *, issuer: str = "test-issuer") -> str:
             "access": [{"type": kind, "name": name, "actions": actions.split(",")}],
         },
     }
-    header = {"alg": "RS256", "typ": "JWT", "kid": "test-key"}
-    signed = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    signature = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-sign", str(tls.key)],
-        input=signed.encode(),
-        check=True,
-        capture_output=True,
-    ).stdout
-    return f"{signed}.{_b64(signature)}"
+    return jwt.encode(claims, _signing_key(tls), algorithm="RS256", headers={"kid": "test-key"})
 
 
 @dataclass
@@ -225,17 +182,9 @@ def _token_endpoint(tls: Tls) -> Iterator[TokenEndpoint]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert, tls.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint.url = f"https://127.0.0.1:{server.server_address[1]}/token"
-    try:
+    with serve_https(Handler, tls.cert, tls.key) as port:
+        endpoint.url = f"https://127.0.0.1:{port}/token"
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager
@@ -243,7 +192,7 @@ def _registry(
     tls: Tls, work: Path, auth: dict[str, Any] | None, push_auth: dict[str, str]
 ) -> Iterator[Registry]:
     """Starts `registry serve` with its own config file and storage, pushes the test's artifacts, stops it."""
-    port = _free_port()
+    port = free_port()
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": True}},
@@ -318,11 +267,11 @@ def token_registry(
 
 
 def _entry(source: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "m", "version": "3", "sha256": _sha(MODEL), "source": source}
+    return {"name": "m", "version": "3", "sha256": sha256_hex(MODEL), "source": source}
 
 
 def _oci(reference: str, layer: bytes) -> dict[str, Any]:
-    return {"kind": "oci", "reference": reference, "sha256": _sha(layer)}
+    return {"kind": "oci", "reference": reference, "sha256": sha256_hex(layer)}
 
 
 def _files(dest: Path) -> list[Path]:
@@ -351,7 +300,7 @@ def test_the_init_container_command_pulls_from_the_registry(registry: Registry, 
 
 
 def test_a_reference_to_another_manifest_fails_the_init_container(registry: Registry, tmp_path: Path) -> None:
-    unknown = f"sha256:{_sha(b'a manifest nobody pushed')}"
+    unknown = f"sha256:{sha256_hex(b'a manifest nobody pushed')}"
     entry = _entry(_oci(registry.reference(unknown), ARCHIVE))
     run = subprocess.run(
         [sys.executable, "-m", "model_build.fetch", "--dest", str(tmp_path), json.dumps(entry)],
@@ -367,14 +316,16 @@ def test_a_reference_to_another_manifest_fails_the_init_container(registry: Regi
 
 def test_a_layer_the_manifest_does_not_list_is_refused(registry: Registry, tmp_path: Path) -> None:
     # LOOSE_BLOB is in the repository and hashes to the catalog's sha256: only the manifest check refuses it.
-    with _call("GET", f"https://{registry.host}/v2/{REPOSITORY}/blobs/sha256:{_sha(LOOSE_BLOB)}") as blob:
+    with _call(
+        "GET", f"https://{registry.host}/v2/{REPOSITORY}/blobs/sha256:{sha256_hex(LOOSE_BLOB)}"
+    ) as blob:
         assert blob.read() == LOOSE_BLOB
     source = _oci(registry.reference(registry.manifest), LOOSE_BLOB)
     with pytest.raises(fetch.FetchError) as refused:
         fetch.fetch_one(_entry(source), tmp_path)
     message = str(refused.value)
     assert message.startswith("m:3 (oci): ") and "\n" not in message
-    assert f"no layer sha256:{_sha(LOOSE_BLOB)} in the manifest" in message
+    assert f"no layer sha256:{sha256_hex(LOOSE_BLOB)} in the manifest" in message
     assert _files(tmp_path) == []
 
 
