@@ -39,10 +39,12 @@ class LocalCache(Generic[V]):
     def put(self, key: bytes, value: V) -> None:
         if self._max <= 0:
             return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+        data = self._data
+        if key in data:
+            data.move_to_end(key)
+        data[key] = value
+        while len(data) > self._max:
+            data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)

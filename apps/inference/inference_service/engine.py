@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from inference_service.batching import DynamicBatcher
 from inference_service.cache import LocalCache, RedisTier
@@ -78,10 +78,13 @@ class ModelRuntime:
         digest = hashlib.blake2b(self.model.row_key_bytes(row), digest_size=16).hexdigest()
         return self._prefix + digest.encode()
 
-    async def infer(self, rows: Sequence[Row]) -> list[RowResult]:
-        """Results for every row, in order."""
+    def infer(self, rows: Sequence[Row]) -> Awaitable[list[RowResult]]:
+        """Results for every row, in order (the one-row coroutine itself when it applies: a frame less)."""
         if len(rows) == 1 and self._local is not None and self.redis is None:
-            return [await self._infer_one(rows[0])]
+            return self._infer_one(rows[0])
+        return self._infer_many(rows)
+
+    async def _infer_many(self, rows: Sequence[Row]) -> list[RowResult]:
         keys = [self.key(row) for row in rows]
         results: list[RowResult | None] = [None] * len(rows)
         missing: list[int] = []
@@ -105,7 +108,7 @@ class ModelRuntime:
             await self._compute(rows, keys, missing, results)
         return results  # type: ignore[return-value]
 
-    async def _infer_one(self, row: Row) -> RowResult:
+    async def _infer_one(self, row: Row) -> list[RowResult]:
         """The same steps for the common one-row request without Redis, with fewer allocations."""
         key = self.key(row)
         local = self._local
@@ -113,12 +116,12 @@ class ModelRuntime:
         cached = local.get(key)
         if cached is not None:
             self._hit_local.inc()
-            return cached
+            return [cached]
         self._miss_local.inc()
         future = self._in_flight.get(key)
         if future is not None:
             self._joins.inc()
-            return await future
+            return [await future]
         future = self._in_flight[key] = asyncio.get_running_loop().create_future()
         try:
             (result,) = await self.batcher.submit((row,))
@@ -130,7 +133,7 @@ class ModelRuntime:
         del self._in_flight[key]
         future.set_result(result)
         local.put(key, result)
-        return result
+        return [result]
 
     async def _from_redis(
         self, keys: list[bytes], missing: list[int], results: list[RowResult | None]

@@ -159,20 +159,26 @@ class InferenceHandler:
         runtime: ModelRuntime, target: Target, body: bytes, binary_header: bytes | None
     ) -> CachedResponse:
         model = runtime.model
-        extra: list[tuple[bytes, bytes]] = []
         if target.kind == b"v2":
             parsed = parse_v2(model, body, binary_header.decode("latin-1") if binary_header else None)
             rows = len(parsed.rows)
             content, headers = encode_v2(model, parsed, await runtime.infer(parsed.rows))
-            media = _BINARY if headers else _JSON
-            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            if headers:  # binary outputs: the JSON header's length
+                head = (
+                    (b"content-type", _BINARY),
+                    (b"content-length", b"%d" % len(content)),
+                    *[(k.lower().encode(), v.encode()) for k, v in headers.items()],
+                )
+                return CachedResponse(body=content, headers=head, rows=rows)
         else:
             instances = parse_v1(model, body)
             rows = len(instances)
             content = encode_v1(model, await runtime.infer(instances))
-            media = _JSON
-        head = ((b"content-type", media), (b"content-length", str(len(content)).encode()), *extra)
-        return CachedResponse(body=content, headers=head, rows=rows)
+        return CachedResponse(
+            body=content,
+            headers=((b"content-type", _JSON), (b"content-length", b"%d" % len(content))),
+            rows=rows,
+        )
 
 
 class InferenceEndpoint:

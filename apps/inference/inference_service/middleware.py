@@ -79,13 +79,6 @@ class RequestMiddleware:
         path: str = scope["path"]
         target = match(path) if self.inference is not None and scope["method"] == "POST" else None
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), *id_header]
-            await send(message)
-
         self.active += 1
         try:
             if (
@@ -103,6 +96,14 @@ class RequestMiddleware:
                 assert self.inference is not None
                 status = await self.inference(scope, receive, send, target, binary, id_header)
             else:
+
+                async def send_with_id(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        message["headers"] = [*message.get("headers", []), *id_header]
+                    await send(message)
+
                 await self.app(scope, receive, send_with_id)
         finally:
             self.active -= 1

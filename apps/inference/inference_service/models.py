@@ -57,6 +57,8 @@ def make_session(model: str | bytes, settings: Settings) -> ort.InferenceSession
 class ServedModel(ABC):
     """What the engine needs from a model, whatever its kind."""
 
+    text = False  # rows are UTF-8 strings (TextEmbeddingModel), not tensor slices; a flag, not isinstance
+
     def __init__(self, entry: ModelEntry, settings: Settings) -> None:
         self.entry = entry
         self.name = entry.name
@@ -64,7 +66,9 @@ class ServedModel(ABC):
         self.label = f"{entry.name}:{entry.version}"
         self.inputs: list[TensorSpec] = list(entry.metadata.inputs)
         self.outputs: list[TensorSpec] = list(entry.metadata.outputs)
+        self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
+        self.output_datatypes = {o.name: o.datatype for o in self.outputs}
         self._output_dtypes = [V2_TO_NUMPY[o.datatype] for o in self.outputs]
         self.allow_non_finite = entry.metadata.allow_non_finite
         self.max_batch_size = settings.max_batch_size
@@ -96,6 +100,8 @@ class ServedModel(ABC):
 
     def run_rows(self, rows: Sequence[Row]) -> list[RowResult]:
         """Runs any number of rows (in chunks of max_batch_size); called off the event loop."""
+        if len(rows) <= self.max_batch_size:
+            return list(zip(*self._run(rows), strict=True))
         results: list[RowResult] = []
         for start in range(0, len(rows), self.max_batch_size):
             outputs = self._run(rows[start : start + self.max_batch_size])
@@ -159,7 +165,6 @@ class TensorModel(ServedModel):
     def __init__(self, entry: ModelEntry, settings: Settings) -> None:
         super().__init__(entry, settings)
         self.input_dtypes = [V2_TO_NUMPY[i.datatype] for i in self.inputs]
-        self.input_names = [i.name for i in self.inputs]
 
     def _check_signature(self) -> None:
         super()._check_signature()
@@ -178,10 +183,18 @@ class TensorModel(ServedModel):
 
     def row_key_bytes(self, row: Row) -> bytes:
         parts: tuple[Array, ...] = row
-        return b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
+        if len(parts) == 1:
+            return parts[0].tobytes()  # tobytes is C order whatever the array's layout
+        return b"".join([p.tobytes() for p in parts])
 
     def _run(self, rows: Sequence[Row]) -> list[Array]:
-        if len(rows) == 1:
+        if len(self.input_names) == 1:  # the common one-input model, without a comprehension's frame
+            feeds = {
+                self.input_names[0]: rows[0][0][np.newaxis]
+                if len(rows) == 1
+                else np.stack([r[0] for r in rows])
+            }
+        elif len(rows) == 1:
             feeds = {name: part[np.newaxis] for name, part in zip(self.input_names, rows[0], strict=True)}
         else:
             feeds = {name: np.stack([r[i] for r in rows]) for i, name in enumerate(self.input_names)}
@@ -197,6 +210,8 @@ class TensorModel(ServedModel):
 
 class TextEmbeddingModel(ServedModel):
     """Text in (BYTES `text`), tokenized from tokenizer.json, embedding out."""
+
+    text = True
 
     def __init__(self, entry: ModelEntry, settings: Settings) -> None:
         from tokenizers import Tokenizer

@@ -18,7 +18,7 @@ import orjson
 
 from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
 from inference_service.errors import BadRequest
-from inference_service.models import Array, Row, RowResult, ServedModel, TextEmbeddingModel
+from inference_service.models import Array, Row, RowResult, ServedModel
 from model_build.metadata import TensorSpec
 
 BINARY_HEADER = "inference-header-content-length"
@@ -29,13 +29,13 @@ _ALLOWED_KINDS = {  # numpy kinds a JSON `data` list may hold, per V2 datatype
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class OutputRequest:
-    names: list[str]
-    binary: set[str]
+    names: tuple[str, ...]
+    binary: frozenset[str]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr per field
 class InferRequest:
     id: str | None
     rows: list[Row]
@@ -51,10 +51,13 @@ def _loads(data: bytes | memoryview) -> Any:
         ) from exc
 
 
+_NO_TAIL = memoryview(b"")
+
+
 def split_binary(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
     """The JSON document and the binary tail of a request body."""
     if header_length is None:
-        return _loads(body), memoryview(b"")
+        return _loads(body), _NO_TAIL
     try:
         size = int(header_length)
     except ValueError:
@@ -65,6 +68,11 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[Any, memoryvie
         raise BadRequest(f"Inference-Header-Content-Length {size} is outside the body (length {len(body)})")
     view = memoryview(body)
     return _loads(view[:size]), view[size:]
+
+
+def _all_finite(array: Array) -> bool:
+    """No NaN or infinity in the array (the ufunc reduction itself: ndarray.all() adds a Python frame)."""
+    return bool(np.logical_and.reduce(np.isfinite(array), axis=None))
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -186,16 +194,31 @@ def _text_rows(model: ServedModel, elements: list[bytes]) -> list[Row]:
     return list(elements)
 
 
+_DEFAULT_OUTPUTS: dict[tuple[str, ...], tuple[OutputRequest, OutputRequest]] = {}
+
+
+def _all_outputs(model: ServedModel, binary: bool) -> OutputRequest:
+    """Every output of the model, as JSON or all binary (one pair per set of output names, made once)."""
+    names = tuple(model.output_names)
+    pair = _DEFAULT_OUTPUTS.get(names)
+    if pair is None:
+        pair = _DEFAULT_OUTPUTS[names] = (
+            OutputRequest(names=names, binary=frozenset()),
+            OutputRequest(names=names, binary=frozenset(names)),
+        )
+    return pair[binary]
+
+
 def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
-    params = doc.get("parameters") or {}
-    all_binary = bool(isinstance(params, dict) and params.get("binary_data_output"))
+    params = doc.get("parameters")
+    all_binary = bool(params and isinstance(params, dict) and params.get("binary_data_output"))
     requested = doc.get("outputs")
     if requested is None:
-        names = list(model.output_names)
-        return OutputRequest(names=names, binary=set(names) if all_binary else set())
+        return _all_outputs(model, all_binary)
     if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
         raise BadRequest("`outputs` must be a list of objects with a `name`")
-    names, binary = [], set()
+    names: list[str] = []
+    binary: set[str] = set()
     for out in requested:
         name = out["name"]
         if name not in model.output_names:
@@ -204,7 +227,7 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
         out_params = out.get("parameters") or {}
         if all_binary or (isinstance(out_params, dict) and out_params.get("binary_data")):
             binary.add(name)
-    return OutputRequest(names=names, binary=binary)
+    return OutputRequest(names=tuple(names), binary=frozenset(binary))
 
 
 def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> InferRequest:
@@ -227,8 +250,8 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
         if name in by_name:
             raise BadRequest(f"input '{name}' is given twice")
         by_name[name] = item
-        params = item.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        params = item.get("parameters")
+        size = params.get("binary_data_size") if params and isinstance(params, dict) else None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
                 raise BadRequest(f"input '{name}': binary_data_size {size!r} does not fit the binary data")
@@ -236,10 +259,10 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
             offset += size
     if offset != len(tail):
         raise BadRequest(f"{len(tail) - offset} bytes of binary data belong to no input")
-    expected = [spec.name for spec in model.inputs]
-    unknown = sorted(set(by_name) - set(expected))
-    if unknown:
-        raise BadRequest(f"unknown input(s) {unknown}; the model expects {expected}")
+    for name in by_name:
+        if name not in model.input_names:
+            unknown = sorted(set(by_name) - set(model.input_names))
+            raise BadRequest(f"unknown input(s) {unknown}; the model expects {model.input_names}")
     arrays: list[Array] = []
     elements: list[bytes] = []
     batch: int | None = None
@@ -263,11 +286,11 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
             elements = _bytes_elements(spec, item, math.prod(shape), part)
         else:
             array = _numeric(spec, item, shape, part)
-            if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not np.isfinite(array).all():
+            if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
                 raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")
             arrays.append(array)
     assert batch is not None
-    if isinstance(model, TextEmbeddingModel):
+    if model.text:
         rows = _text_rows(model, elements)
     else:
         rows = (
@@ -283,14 +306,13 @@ def encode_v2(
     model: ServedModel, request: InferRequest, results: Sequence[RowResult]
 ) -> tuple[bytes, dict[str, str]]:
     """The V2 response body and extra headers (binary outputs go after the JSON header)."""
-    stacked = model.stack(results)
-    by_name = dict(zip(model.output_names, stacked, strict=True))
-    specs = {o.name: o for o in model.outputs}
+    by_name = dict(zip(model.output_names, model.stack(results), strict=True))
+    datatypes = model.output_datatypes
     outputs = []
     tails: list[bytes] = []
     for name in request.outputs.names:
         array = by_name[name]
-        entry: dict[str, Any] = {"name": name, "datatype": specs[name].datatype, "shape": list(array.shape)}
+        entry: dict[str, Any] = {"name": name, "datatype": datatypes[name], "shape": list(array.shape)}
         if name in request.outputs.binary:
             blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
@@ -314,7 +336,7 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
     if not isinstance(instances, list) or not instances:
         raise BadRequest('the body must be {"instances": [...]} with at least one instance')
     spec = model.inputs[0]
-    if isinstance(model, TextEmbeddingModel):
+    if model.text:
         if not all(isinstance(i, str) for i in instances):
             raise BadRequest(f"every instance must be a string for {model.name}")
         return [i.encode("utf-8") for i in instances]
@@ -335,7 +357,7 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
     shape = [len(instances), *per_instance]
     item = {"data": _flatten(instances)}
     array = _numeric(spec, item, _check_shape(spec, shape), None)
-    if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not np.isfinite(array).all():
+    if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
         raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")
     return [(array[i],) for i in range(shape[0])]
 

@@ -70,16 +70,23 @@ class Gate:
         self.audit = audit
         self.live = dict(live)  # model name -> live version
         self._key_permissions = {key_id: policy.for_key(key_id) for key_id in keys.ids}
+        self._requests: dict[
+            tuple[str, str], Request
+        ] = {}  # classify's answers, bounded like the policy memo
 
     async def refuse(self, scope: Scope, request_id: bytes) -> Refusal | None:
         """None to let the request through; else the refusal to send. Writes the audit line either way."""
         presented, bearer = _credential(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
-        request = classify(method, path)
+        request = self._requests.get((method, path))
+        if request is None:
+            request = classify(method, path)
+            if len(self._requests) < 1024:  # bounded whatever paths callers send
+                self._requests[(method, path)] = request
         line: dict[str, Any] = {"request_id": request_id.decode(), "method": method, "path": path}
         if request.action is not None:
-            line["action"] = request.action.value
+            line["action"] = request.action  # a StrEnum: written as its value
             line["model"] = request.model
         refusal: Refusal | None = None
         permissions: Permissions | None = None

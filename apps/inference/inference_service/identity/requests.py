@@ -10,6 +10,10 @@ class Action(StrEnum):
     JOBS = "jobs"
     METADATA = "metadata"
 
+    # Enum hashes by a Python-level method; an action is a str equal to its value: hash it as that str
+    # (the access policy's memo hashes one on every request).
+    __hash__ = str.__hash__
+
 
 class Request:
     """An action on a model (version None: the live one); model None: a path about no model."""
