@@ -69,7 +69,8 @@ class ServedModel(ABC):
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self.output_datatypes = {o.name: o.datatype for o in self.outputs}
-        self._output_dtypes = [V2_TO_NUMPY[o.datatype] for o in self.outputs]
+        self.output_index = {o.name: i for i, o in enumerate(self.outputs)}
+        self.output_dtypes = [V2_TO_NUMPY[o.datatype] for o in self.outputs]
         self.allow_non_finite = entry.metadata.allow_non_finite
         self.max_batch_size = settings.max_batch_size
         started = time.perf_counter()
@@ -134,7 +135,7 @@ class ServedModel(ABC):
         """Inverse of encode_result; raises ValueError on a malformed value."""
         arrays = []
         offset = 0
-        for dtype in self._output_dtypes:
+        for dtype in self.output_dtypes:
             (ndim,) = struct.unpack_from("<B", blob, offset)
             shape = struct.unpack_from(f"<{ndim}I", blob, offset + 1)
             offset += 1 + 4 * ndim
@@ -151,11 +152,11 @@ class ServedModel(ABC):
     def stack(self, results: Sequence[RowResult]) -> list[Array]:
         """Row results back into one array per output, batch first."""
         if len(results) == 1:  # the common batch-1 request: a view with a batch axis, no np.stack
-            row = zip(results[0], self._output_dtypes, strict=True)
+            row = zip(results[0], self.output_dtypes, strict=True)
             return [np.asarray(a, dtype=d)[np.newaxis] for a, d in row]
         return [
             np.stack([r[i] for r in results]).astype(dtype, copy=False)
-            for i, dtype in enumerate(self._output_dtypes)
+            for i, dtype in enumerate(self.output_dtypes)
         ]
 
 

@@ -306,9 +306,27 @@ def encode_v2(
     model: ServedModel, request: InferRequest, results: Sequence[RowResult]
 ) -> tuple[bytes, dict[str, str]]:
     """The V2 response body and extra headers (binary outputs go after the JSON header)."""
-    by_name = dict(zip(model.output_names, model.stack(results), strict=True))
     datatypes = model.output_datatypes
-    outputs = []
+    outputs: list[dict[str, Any]] = []
+    if len(results) == 1 and not request.outputs.binary:
+        # The common one-row JSON response: each value as the row holds it, without stacking a batch of one.
+        row = results[0]
+        for name in request.outputs.names:
+            index = model.output_index[name]
+            value = row[index]
+            dtype = model.output_dtypes[index]
+            if value.dtype != dtype:
+                value = np.asarray(value, dtype=dtype)
+            outputs.append(
+                {
+                    "name": name,
+                    "datatype": datatypes[name],
+                    "shape": [1, *value.shape],
+                    "data": value.reshape(-1),
+                }
+            )
+        return _v2_document(model, request, outputs), {}
+    by_name = dict(zip(model.output_names, model.stack(results), strict=True))
     tails: list[bytes] = []
     for name in request.outputs.names:
         array = by_name[name]
@@ -320,13 +338,17 @@ def encode_v2(
         else:
             entry["data"] = array.ravel()
         outputs.append(entry)
-    doc: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
-    if request.id is not None:
-        doc["id"] = request.id
-    head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    head = _v2_document(model, request, outputs)
     if not tails:
         return head, {}
     return head + b"".join(tails), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def _v2_document(model: ServedModel, request: InferRequest, outputs: list[dict[str, Any]]) -> bytes:
+    doc: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
+    if request.id is not None:
+        doc["id"] = request.id
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def parse_v1(model: ServedModel, body: bytes) -> list[Row]:

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 
 def test_health_and_server_metadata(make_client) -> None:
@@ -40,8 +41,9 @@ def test_model_ready_with_and_without_version(make_client) -> None:
         assert client.get("/v2/models/breast-cancer/versions/7/ready").status_code == 404
 
 
-def test_infer_matches_onnxruntime(make_client, model_repository, tabular, rows) -> None:
-    batch = rows(5)
+@pytest.mark.parametrize("size", [1, 5])  # one row: the response is encoded without stacking a batch
+def test_infer_matches_onnxruntime(make_client, model_repository, tabular, rows, size) -> None:
+    batch = rows(size)
     session = ort.InferenceSession(str(model_repository / "breast-cancer/1/model.onnx"))
     labels, probabilities = session.run(None, {"input": np.asarray(batch, dtype=np.float32)})
     with make_client() as client:
@@ -52,9 +54,10 @@ def test_infer_matches_onnxruntime(make_client, model_repository, tabular, rows)
             assert body["model_name"] == "breast-cancer" and body["model_version"] == "1"
             assert body["id"] == "req-1"
             outputs = {o["name"]: o for o in body["outputs"]}
-            assert outputs["label"]["datatype"] == "INT64" and outputs["label"]["shape"] == [5]
+            assert outputs["label"]["datatype"] == "INT64" and outputs["label"]["shape"] == [size]
             assert outputs["label"]["data"] == labels.tolist()
-            assert outputs["probabilities"]["shape"] == [5, 2]
+            assert outputs["probabilities"]["datatype"] == "FP32"
+            assert outputs["probabilities"]["shape"] == [size, 2]
             np.testing.assert_allclose(outputs["probabilities"]["data"], probabilities.ravel(), rtol=1e-6)
 
 
