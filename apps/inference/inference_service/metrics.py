@@ -9,7 +9,8 @@ prometheus_client as metric families at scrape time, so the exposition is the li
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -50,9 +51,16 @@ class _Labelled(Collector, Generic[ChildT]):
     """A metric with labels; `labels(*values)` makes (once) and returns the child for those values."""
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], *, registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        child: Callable[[], ChildT],
+        registry: CollectorRegistry,
     ) -> None:
         self.name = name
+        self._child = child
         self.documentation = documentation
         self.labelnames = list(labelnames)
         self.children: dict[tuple[str, ...], ChildT] = {}
@@ -66,13 +74,12 @@ class _Labelled(Collector, Generic[ChildT]):
             child = self.children[values] = self._child()
         return child
 
-    def _child(self) -> ChildT:
-        raise NotImplementedError
-
 
 class LoopCounter(_Labelled[CounterChild]):
-    def _child(self) -> CounterChild:
-        return CounterChild()
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], *, registry: CollectorRegistry
+    ) -> None:
+        super().__init__(name, documentation, labelnames, child=CounterChild, registry=registry)
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -93,10 +100,9 @@ class LoopHistogram(_Labelled[HistogramChild]):
     ) -> None:
         self.bounds = tuple(float(b) for b in buckets)
         self.edges = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
-        super().__init__(name, documentation, labelnames, registry=registry)
-
-    def _child(self) -> HistogramChild:
-        return HistogramChild(self.bounds)
+        super().__init__(
+            name, documentation, labelnames, child=partial(HistogramChild, self.bounds), registry=registry
+        )
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

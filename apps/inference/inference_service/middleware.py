@@ -48,7 +48,6 @@ class RequestMiddleware:
         self.access_log = access_log
         self.served = frozenset(served_models)
         self.inference = inference
-        self._latency: dict[tuple[str, str, str], Any] = {}  # labelled children, looked up once
         # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
         self.active = 0
         metrics.in_flight.set_function(lambda: self.active)
@@ -116,11 +115,7 @@ class RequestMiddleware:
                 params: dict[str, Any] = scope.get("path_params") or {}
                 model = str(params.get("model_name", ""))
             label = model if not model or model in self.served else UNKNOWN_MODEL
-            labels = (template, label, f"{status // 100}xx")
-            child = self._latency.get(labels)
-            if child is None:
-                child = self._latency[labels] = self.metrics.request_latency.labels(*labels)
-            child.observe(elapsed)
+            self.metrics.request_latency.labels(template, label, f"{status // 100}xx").observe(elapsed)
             if self.access_log is not None:
                 line: dict[str, Any] = {
                     "ts": time.time(),
