@@ -24,12 +24,19 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: setup .tools/registry.stamp models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
+test: test-setup models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
 	$(PY) -m pytest
+
+.PHONY: fresh-check
+fresh-check: ## Clone HEAD into a temporary folder with empty tool, Go, pip and npm caches, run `make`, check git status is clean (ARGS=--test also runs make test; ARGS=--warm keeps this machine's caches)
+	@tools/fresh-check.sh $(ARGS)
 
 ##@ Steps
 .PHONY: setup
-setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp .tools/k8s.stamp node_modules/.installed redis ## Install the pinned toolchain (idempotent)
+setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed ## Install what the main job needs: the virtualenv, Kyverno, conftest, the cdk8s CLI (idempotent)
+
+.PHONY: test-setup
+test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, redis-server
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
@@ -45,11 +52,11 @@ policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own
 	$(CONFTEST) verify --policy policies/conftest --no-color
 
 .PHONY: cluster-test
-cluster-test: setup models ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the service
+cluster-test: setup .tools/k8s.stamp redis models ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the service
 	$(PY) -m testcluster
 
 .PHONY: argocd-test
-argocd-test: setup .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health)
+argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health)
 	$(PY) -m testcluster.argocd_sync
 
 .PHONY: models
@@ -69,11 +76,11 @@ lint: $(VENV)/.installed ## ruff and mypy
 	$(PY) -m mypy
 
 .PHONY: serve
-serve: setup models ## Run the inference service locally with its own redis-server
+serve: $(VENV)/.installed redis models ## Run the inference service locally with its own redis-server
 	$(PY) -m inference_service.local --model-repository $(MODEL_REPO)
 
 .PHONY: bench
-bench: setup models ## Run the benchmarks (bench/*_bench.py) and print their numbers
+bench: setup redis models ## Run the benchmarks (bench/*_bench.py) and print their numbers
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 .PHONY: clean
@@ -106,20 +113,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
 	@$(PY) -O -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/{cdk8s,cdk8s_plus_33,constructs,jsii}
 	@touch $@
 
-.tools/%.stamp: tools/versions.env tools/kyverno/go.mod tools/setup/go-tool.sh
+# Each stamp also depends on lib.sh: cached_tool (the cache, its lock, the atomic rename) lives there.
+.tools/%.stamp: tools/versions.env tools/kyverno/go.mod tools/setup/go-tool.sh tools/setup/lib.sh
 	@tools/setup/go-tool.sh $*
 	@touch $@
 
-.tools/k8s.stamp: tools/versions.env tools/k8s/go.mod tools/setup/k8s-tools.sh
+.tools/k8s.stamp: tools/versions.env tools/k8s/go.mod tools/setup/k8s-tools.sh tools/setup/lib.sh
 	@tools/setup/k8s-tools.sh
 	@touch $@
 
-.tools/argocd.stamp: tools/versions.env tools/argocd/go.mod tools/kwok/go.mod tools/setup/argocd-tools.sh
+.tools/argocd.stamp: tools/versions.env tools/argocd/go.mod tools/kwok/go.mod tools/setup/argocd-tools.sh tools/setup/lib.sh
 	@tools/setup/argocd-tools.sh
 	@touch $@
 
 # The OCI registry the model-fetch tests pull from (tests/apps/inference/model_build/test_fetch_oci.py).
-.tools/registry.stamp: tools/versions.env tools/registry/go.mod tools/setup/registry-tool.sh
+.tools/registry.stamp: tools/versions.env tools/registry/go.mod tools/setup/registry-tool.sh tools/setup/lib.sh
 	@tools/setup/registry-tool.sh
 	@touch $@
 

@@ -16,19 +16,16 @@ grep -q "github.com/argoproj/argo-cd/v3 $argocd" "$root/tools/argocd/go.mod" \
 grep -q "sigs.k8s.io/kwok $kwok" "$root/tools/kwok/go.mod" \
   || die "tools/kwok/go.mod does not require sigs.k8s.io/kwok $kwok (tools/versions.env); run: cd tools/kwok && go get -tool sigs.k8s.io/kwok/cmd/kwok@$kwok"
 
-reports_version() { # reports_version NAME BINARY
-  local out
-  case "$1" in
-    argocd) out=$(ARGOCD_BINARY_NAME=argocd "$2" version --client --short 2>/dev/null) || return 1
-            grep -q "^argocd: ${argocd}+" <<<"$out" || grep -qx "argocd: ${argocd}" <<<"$out" ;;
-    kwok) out=$("$2" --version 2>/dev/null) || return 1
-          grep -q "kwok version ${kwok}" <<<"$out" ;;
+reports_version() { # reports_version BINARY (the tool named by $name)
+  case "$name" in
+    argocd) ARGOCD_BINARY_NAME=argocd output_has "argocd: ${argocd}(\+.*)?" "$1" version --client --short ;;
+    kwok) output_has ".*kwok version ${kwok}.*" "$1" --version ;;
   esac
 }
 
-build() { # build NAME CACHE_FILE
+build() { # build OUT (the tool named by $name)
   local ldflags pkg dir
-  case "$1" in
+  case "$name" in
     argocd)
       dir=tools/argocd; pkg=github.com/argoproj/argo-cd/v3/cmd
       ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${argocd#v} -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean"
@@ -38,23 +35,11 @@ build() { # build NAME CACHE_FILE
       ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwok#v}"
       say "Building kwok $kwok from tools/kwok/ (a minute or two the first time)." ;;
   esac
-  local start; start=$(date +%s)
-  (cd "$root/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$2.tmp" "$pkg") \
-    || die "building $1 ($pkg) failed; see the go output above"
-  reports_version "$1" "$2.tmp" || die "the freshly built $1 does not report version ${!3}; check the -X flags in $0"
-  mv -f "$2.tmp" "$2"
-  say "Built $1 in $(( $(date +%s) - start )) s; cached at $2."
+  cd "$root/$dir"
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$1" "$pkg"
 }
 
-mkdir -p "$root/.tools/bin"
 for name in argocd kwok; do
   case "$name" in argocd) version=$argocd ;; kwok) version=$kwok ;; esac
-  cached="$(tools_cache)/$name-$version/$name"
-  mkdir -p "$(dirname "$cached")"
-  if [ -x "$cached" ] && reports_version "$name" "$cached"; then
-    say "Using cached $name $version at $cached."
-  else
-    build "$name" "$cached" version
-  fi
-  ln -sfn "$cached" "$root/.tools/bin/$name"
+  cached_tool "$name" "$(tools_cache)/$name-$version" reports_version build
 done

@@ -17,43 +17,28 @@ grep -q "k8s.io/kubernetes $k8s" "$root/tools/k8s/go.mod" \
 grep -q "go.etcd.io/etcd/server/v3 $etcd" "$root/tools/k8s/go.mod" \
   || die "tools/k8s/go.mod does not require go.etcd.io/etcd/server/v3 $etcd (tools/versions.env)"
 
-reports_version() { # reports_version BINARY
-  local out; out=$("$1" --version 2>/dev/null) || return 1  # captured first: grep -q would close the pipe early
-  case "$(basename "$1")" in
-    etcd|etcd.tmp) grep -qx "etcd Version: ${etcd#v}" <<<"$out" ;;
-    *) grep -qx "Kubernetes $k8s" <<<"$out" ;;
+reports_version() { # reports_version BINARY (the binary named by $b)
+  case "$b" in
+    etcd) output_has "etcd Version: ${etcd#v}" "$1" --version ;;
+    *) output_has "Kubernetes $k8s" "$1" --version ;;
   esac
 }
 
-all_cached() {
-  local b
-  for b in "${binaries[@]}"; do
-    [ -x "$cache/$b" ] && reports_version "$cache/$b" || return 1
-  done
+ver="k8s.io/component-base/version"
+minor=${k8s#v1.}; minor=${minor%%.*}
+ldflags="-s -w -X $ver.gitVersion=$k8s -X $ver.gitMajor=1 -X $ver.gitMinor=$minor -X $ver.gitTreeState=clean"
+ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
+build() { # build OUT (the binary named by $b)
+  local pkg
+  case "$b" in
+    etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+    *) pkg=k8s.io/kubernetes/cmd/$b ;;
+  esac
+  say "Building $b ($pkg) from tools/k8s/. The first control-plane build downloads the Kubernetes module tree and takes about 7 minutes for all four; later clones reuse the cached binaries."
+  cd "$root/tools/k8s"
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$1" "$pkg"
 }
 
-if all_cached; then
-  say "Using the cached control plane (Kubernetes $k8s, etcd $etcd) at $cache."
-else
-  mkdir -p "$cache"
-  start=$(date +%s)
-  say "Building the control plane (Kubernetes $k8s, etcd $etcd) from tools/k8s/. The first build downloads the Kubernetes module tree and takes about 7 minutes; later clones reuse the cached binaries."
-  ver="k8s.io/component-base/version"
-  minor=${k8s#v1.}; minor=${minor%%.*}
-  ldflags="-s -w -X $ver.gitVersion=$k8s -X $ver.gitMajor=1 -X $ver.gitMinor=$minor -X $ver.gitTreeState=clean"
-  ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
-  for b in "${binaries[@]}"; do
-    case "$b" in
-      etcd) pkg=go.etcd.io/etcd/server/v3 ;;
-      *) pkg=k8s.io/kubernetes/cmd/$b ;;
-    esac
-    if [ -x "$cache/$b" ] && reports_version "$cache/$b"; then continue; fi
-    (cd "$root/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$cache/$b.tmp" "$pkg") \
-      || die "building $b ($pkg) failed; see the go output above"
-    reports_version "$cache/$b.tmp" || die "the freshly built $b does not report the pinned version"
-    mv -f "$cache/$b.tmp" "$cache/$b"
-  done
-  say "Built the control plane in $(( $(date +%s) - start )) s; cached at $cache."
-fi
-mkdir -p "$root/.tools/bin"
-for b in "${binaries[@]}"; do ln -sfn "$cache/$b" "$root/.tools/bin/$b"; done
+for b in "${binaries[@]}"; do
+  cached_tool "$b" "$cache" reports_version build
+done

@@ -9,26 +9,17 @@ load_versions
 root=$(repo_root)
 module=$REGISTRY_MODULE
 version=$REGISTRY_VERSION
-cached="$(tools_cache)/registry-$version/registry"
 
 grep -q "$module $version" "$root/tools/registry/go.mod" \
   || die "tools/registry/go.mod does not require $module $version (tools/versions.env); run: cd tools/registry && go get -tool $module/cmd/registry@$version"
 
 # `registry --version` prints "<binary> <module> <version>"; the version is stamped by the -X below.
-reports_version() { "$1" --version 2>/dev/null | grep -q " $module ${version}\( \|$\)"; }
+reports_version() { output_has ".* $module ${version}( .*)?" "$1" --version; }
 
-mkdir -p "$root/.tools/bin" "$(dirname "$cached")"
-if [ -x "$cached" ] && reports_version "$cached"; then
-  say "Using cached registry $version at $cached."
-else
+build() { # build OUT
   say "Building the registry $version from tools/registry/ (a minute or two the first time; later clones reuse the cached binary)."
-  start=$(date +%s)
-  (cd "$root/tools/registry" && CGO_ENABLED=0 go build -trimpath \
-    -ldflags "-s -w -X $module/version.version=$version" \
-    -o "$cached.tmp" "$module/cmd/registry") \
-    || die "building the registry ($module/cmd/registry) failed; see the go output above"
-  reports_version "$cached.tmp" || die "the freshly built registry does not report version $version; check the -X flags in $0"
-  mv -f "$cached.tmp" "$cached"
-  say "Built the registry in $(( $(date +%s) - start )) s; cached at $cached."
-fi
-ln -sfn "$cached" "$root/.tools/bin/registry"
+  cd "$root/tools/registry"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/version.version=$version" -o "$1" "$module/cmd/registry"
+}
+
+cached_tool registry "$(tools_cache)/registry-$version" reports_version build

@@ -41,6 +41,7 @@ class ModelRecipe:
     module: str  # model_build.<module> exposes <function>(out_dir) -> dict
     function: str = "build"
     libraries: tuple[str, ...]  # distributions whose versions change the output
+    sources: tuple[str, ...] = ()  # other modules of this package the builder uses (part of the fingerprint)
 
 
 RECIPES = (
@@ -49,6 +50,7 @@ RECIPES = (
         version="1",
         module="tabular",
         libraries=("scikit-learn", "skl2onnx", "onnx", "numpy", "onnxruntime"),
+        sources=("exact_fit.py",),
     ),
     ModelRecipe(
         name="breast-cancer",
@@ -56,6 +58,7 @@ RECIPES = (
         module="tabular",
         function="build_v2",
         libraries=("scikit-learn", "skl2onnx", "onnx", "numpy", "onnxruntime"),
+        sources=("exact_fit.py",),
     ),
     ModelRecipe(
         name="minilm-embedding",
@@ -72,7 +75,7 @@ class BuildError(RuntimeError):
 
 def _fingerprint(recipe: ModelRecipe) -> str:
     digest = hashlib.sha256(f"{recipe.module}.{recipe.function}\0".encode())
-    for source in (f"{recipe.module}.py", "metadata.py", "staging.py", "__main__.py"):
+    for source in (f"{recipe.module}.py", *recipe.sources, "metadata.py", "staging.py", "__main__.py"):
         path = PACKAGE_DIR / source
         if path.is_file():
             digest.update(source.encode() + b"\0" + path.read_bytes() + b"\0")
