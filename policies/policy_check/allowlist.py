@@ -198,13 +198,13 @@ def for_environment(
         kinds |= component.kinds
         volumes |= component.volumes
         ports[name] = [dict(p) for p in component.ports]
-    hints = {kind: f"no field of the spec produces a {kind}: {why}" for kind, why in NEVER.items()}
+    hints = {kind: f"no field of the spec produces a {kind} ({why})" for kind, why in NEVER.items()}
     for feature in FEATURES:
         if feature.on(overlay, services):
             kinds |= feature.kinds
             volumes |= feature.volumes
         for kind in feature.kinds:
-            hints.setdefault(kind, f"overlays/{env}.yaml would have to say {feature.says}")
+            hints.setdefault(kind, f"to allow it, overlays/{env}.yaml would have to say {feature.says}")
     # images: platform.yaml's repositories, the overlay's model images, and the catalog's OCI sources
     repositories = {str((platform.get("redis") or {}).get("image", ""))}
     repositories |= {str((s or {}).get("image", "")) for s in (platform.get("services") or {}).values()}

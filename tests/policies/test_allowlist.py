@@ -45,7 +45,7 @@ def test_a_refused_kind_says_what_the_spec_would_have_to_say() -> None:
     hints = allowed(REPO, "dev")["hints"]
     assert (
         hints["HTTPRoute"]
-        == "overlays/dev.yaml would have to say routing.kind: Gateway (made by the platform)"
+        == "to allow it, overlays/dev.yaml would have to say routing.kind: Gateway (made by the platform)"
     )
     assert "ServiceMonitor" in hints and "Ingress" not in hints
     assert hints["Role"].startswith("no field of the spec produces a Role")

@@ -12,14 +12,14 @@ allowlist := object.get(lib.settings, ["spec", "allowlist"], null)
 
 kind_hint(kind) := allowlist.hints[kind]
 
-kind_hint(kind) := sprintf("no field of the spec produces a %s; a new kind of component would first add it to policies/policy_check/allowlist.py", [kind]) if {
+kind_hint(kind) := sprintf("no field of the spec produces a %s (a new kind of component would first add it to policies/policy_check/allowlist.py)", [kind]) if {
 	not allowlist.hints[kind]
 }
 
 findings contains lib.finding(
 	doc, "allowed-kinds",
 	sprintf("kind %s is not one the spec produces in %s (allowed: %s)", [doc.obj.kind, lib.settings.environment, concat(", ", allowlist.kinds)]),
-	sprintf("remove it; to allow it, %s", [kind_hint(doc.obj.kind)]),
+	sprintf("remove it; %s", [kind_hint(doc.obj.kind)]),
 ) if {
 	allowlist != null
 	some doc in lib.documents

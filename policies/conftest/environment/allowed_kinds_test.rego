@@ -6,7 +6,7 @@ closed_world_spec := {
 	"namespace": "ml-test",
 	"allowlist": {
 		"kinds": ["Deployment", "NetworkPolicy", "Service"],
-		"hints": {"HTTPRoute": "overlays/test.yaml would have to say routing.kind: Gateway (made by the platform)"},
+		"hints": {"HTTPRoute": "to allow it, overlays/test.yaml would have to say routing.kind: Gateway (made by the platform)"},
 		"ports": {"inference": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
 	},
 }
