@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from policy_check import allowlist
+
 PLATFORM_FILE = "platform.yaml"
 #: The model catalog, relative to the repository root (overlays/..): where each model version comes from.
 CATALOG_FILE = Path("apps/inference/model_build/catalog.json")
@@ -156,6 +158,8 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
         "peers": peers,
         "external": external,
         "connections": connections,
+        # what may exist at all: kinds, Service types, repositories, volumes, ports (policy_check.allowlist)
+        "allowlist": allowlist.for_environment(overlays, env, platform, overlay),
     }
 
 

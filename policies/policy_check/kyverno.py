@@ -42,8 +42,9 @@ POD_KINDS = frozenset(
         "InferenceService",
     }
 )
-#: What the Kyverno half checks: the pod kinds, and the other kinds a Kyverno policy owns (ingress-tls).
-CHECKED_KINDS = POD_KINDS | {"Ingress"}
+#: What the Kyverno half checks: the pod kinds, and the other kinds a Kyverno policy owns (ingress-tls,
+#: restrict-service-types).
+CHECKED_KINDS = POD_KINDS | {"Ingress", "Service"}
 Key = tuple[str, str, str]  # kind, namespace, name
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_check import cluster_policies, crd_schema, declared, dist, engines, kyverno, waivers
+from policy_check import allowlist, cluster_policies, crd_schema, declared, dist, engines, kyverno, waivers
 from policy_check.findings import Finding
 
 # Rules checked in Python (not by an engine).
@@ -34,6 +34,7 @@ def rule_ids(tools: engines.Tools) -> list[str]:
     ids.discard("deny")
     ids.add(CRD_RULE)
     ids.add(kyverno.SCOPE_RULE)
+    ids.add(allowlist.RULE)
     return sorted(ids)
 
 
@@ -109,7 +110,8 @@ def run(
         shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
         found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
         outcome.findings += [_located(f, shipped) for f in found]
-        outcome.rules[dist.CLUSTER_POLICIES] = [CLUSTER_POLICIES_RULE, CRD_RULE]
+        outcome.findings += allowlist.admission_drift(tools.kyverno_policies, specs, complete=True)
+        outcome.rules[dist.CLUSTER_POLICIES] = [allowlist.RULE, CLUSTER_POLICIES_RULE, CRD_RULE]
     # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
     # reports "skip" whenever an exception matches, even where the rule would pass.)
     used = {f.waiver for f in outcome.waived}

@@ -9,6 +9,7 @@ declarations from overlays/ and under its name (so the prod-only rules apply to 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -335,7 +336,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) 
     out = tmp_path_factory.mktemp("mutated") / "dist"
     out.mkdir()
     specs = {}
-    for name, brk in MUTATIONS.items():
+    for name, brk in {**MUTATIONS, **VALID}.items():
         docs = copy.deepcopy(bases[brk.base])
         brk.mutate(docs)
         write_env(out / folder_of(name), docs)
@@ -428,3 +429,155 @@ MUTATIONS.update(
         "windows-host-process": Break(set_sc("windowsOptions", {"hostProcess": True}), "pod-security"),
     }
 )
+
+
+# --- the closed world (issue 32) and issue 25's two breaks: each class in stage and in prod ---
+OTHER_DIGEST = "@sha256:" + "ab" * 32
+
+
+def service(docs: Docs) -> dict[str, Any]:
+    return find(docs, "Service", "inference")
+
+
+def rbac_role(docs: Docs) -> None:
+    """A Role and its binding: kinds the spec never produces."""
+    meta = {"name": "secret-reader", "namespace": namespace(docs)}
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}
+    add(
+        docs,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [rule]},
+    )
+
+
+def service_type(kind: str) -> Callable[[Docs], None]:
+    return lambda docs: service(docs)["spec"].__setitem__("type", kind)
+
+
+def external_name(docs: Docs) -> None:
+    spec = service(docs)["spec"]
+    spec.clear()
+    spec.update({"type": "ExternalName", "externalName": "collector.attacker.example"})
+
+
+def projected_token(docs: Docs) -> None:
+    source = {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}
+    pod(docs)["volumes"].append({"name": "api-token", "projected": {"sources": [source]}})
+
+
+def env_literal(name: str, value: str) -> Callable[[Docs], None]:
+    return lambda docs: container(docs).setdefault("env", []).append({"name": name, "value": value})
+
+
+def target_port(value: Any) -> Callable[[Docs], None]:
+    return lambda docs: service(docs)["spec"]["ports"][0].__setitem__("targetPort", value)
+
+
+def probe_port(value: Any) -> Callable[[Docs], None]:
+    return lambda docs: container(docs)["readinessProbe"]["httpGet"].__setitem__("port", value)
+
+
+def undeclared_workload(docs: Docs) -> None:
+    """A second Deployment of a component the spec does not declare (the service's own pod spec)."""
+    miner = copy.deepcopy(inference(docs))
+    miner["metadata"] = {
+        "name": "miner",
+        "namespace": namespace(docs),
+        "labels": {"app.kubernetes.io/name": "miner"},
+    }
+    miner["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/name": "miner"}}
+    miner["spec"]["template"]["metadata"]["labels"] = {"app.kubernetes.io/name": "miner"}
+    add(docs, miner)
+
+
+def default_deny_types(types: list[str]) -> Callable[[Docs], None]:
+    return lambda docs: find(docs, "NetworkPolicy", "default-deny")["spec"].__setitem__("policyTypes", types)
+
+
+def egress_open(docs: Docs) -> None:
+    """The default deny without Egress and no other policy selecting every pod for egress: all egress open."""
+    default_deny_types(["Ingress"])(docs)
+    drop(docs, lambda d: d["metadata"].get("name") != "allow-dns")
+
+
+CLOSED_WORLD: dict[str, tuple[Callable[[Docs], None], str]] = {
+    # kinds the spec never produces
+    "rbac-role": (rbac_role, "allowed-kinds"),
+    "node-port-service": (service_type("NodePort"), "restrict-service-types"),
+    "load-balancer-service": (service_type("LoadBalancer"), "restrict-service-types"),
+    "external-name-service": (external_name, "restrict-service-types"),
+    "external-ips": (
+        lambda d: service(d)["spec"].__setitem__("externalIPs", ["203.0.113.7"]),
+        "restrict-service-types",
+    ),
+    "undeclared-workload": (undeclared_workload, "declared-workloads"),
+    "undeclared-container-port": (
+        lambda d: container(d)["ports"].append({"name": "debug", "containerPort": 5005, "protocol": "TCP"}),
+        "declared-workloads",
+    ),
+    # images from registries the spec does not name
+    "image-from-unnamed-registry": (
+        lambda d: container(d).__setitem__("image", "quay.io/attacker/inference" + OTHER_DIGEST),
+        "restrict-image-registries",
+    ),
+    "lookalike-repository": (
+        lambda d: container(d).__setitem__(
+            "image", container(d)["image"].split("@")[0] + "-debug" + OTHER_DIGEST
+        ),
+        "restrict-image-registries",
+    ),
+    # credentials past the spec's settings
+    "projected-token-volume": (projected_token, "disable-token-automount"),
+    "password-env-literal": (env_literal("REDIS_PASSWORD", "hunter2"), "no-credential-env-literals"),
+    "url-with-password-env-literal": (
+        env_literal("CACHE_URL", "redis://default:hunter2@redis:6379/0"),
+        "no-credential-env-literals",
+    ),
+    "csi-volume": (
+        volume({"csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": True}}),
+        "restrict-volume-types",
+    ),
+    # references that resolve to nothing
+    "target-port-names-nothing": (target_port("metrics"), "ports-resolve"),
+    "target-port-number-undeclared": (target_port(9090), "ports-resolve"),
+    "probe-port-names-nothing": (probe_port("healthz"), "ports-resolve"),
+    # issue 25 point 6: the default deny loses Egress
+    "default-deny-without-egress": (default_deny_types(["Ingress"]), "default-deny"),
+    "egress-open-to-everywhere": (egress_open, "network-isolation"),
+}
+for _name, (_mutate, _rule) in CLOSED_WORLD.items():
+    MUTATIONS[_name] = Break(_mutate, _rule, STAGE)
+    MUTATIONS[f"{_name}-prod"] = Break(_mutate, _rule, PROD)
+
+CLOSED_WORLD_NAMES = sorted(n for base in CLOSED_WORLD for n in (base, f"{base}-prod"))
+
+
+@pytest.mark.parametrize("name", CLOSED_WORLD_NAMES)
+def test_closed_world_break_is_rejected_naming_the_rule(batch: dict[str, set[str]], name: str) -> None:
+    test_mutation_is_rejected_naming_the_rule(batch, name)
+
+
+#: Changes the closed world must let through: each folder must pass with no finding at all.
+VALID: dict[str, Break] = {
+    "target-port-by-existing-number": Break(target_port(8080), ""),
+    "probe-port-by-existing-number": Break(probe_port(8080), ""),
+    "model-image-from-a-named-repository": Break(
+        lambda d: _init(d).__setitem__("image", _init(d)["image"].split("@")[0] + OTHER_DIGEST), ""
+    ),
+    "setting-env-literal": Break(env_literal("INFERENCE_LOG_LEVEL", "debug"), ""),
+    "credential-file-path-env-literal": Break(
+        env_literal("INFERENCE_API_KEYS_FILE", "/etc/inference/api-keys/api-keys"), ""
+    ),
+    "headless-service": Break(lambda d: service(d)["spec"].__setitem__("clusterIP", "None"), ""),
+}
+for _name in list(VALID):
+    VALID[f"{_name}-prod"] = dataclasses.replace(VALID[_name], base=PROD)
+# prod's pods have no init container (models in the image): its model image is the service image
+VALID["model-image-from-a-named-repository-prod"] = Break(
+    lambda d: container(d).__setitem__("image", container(d)["image"].split("@")[0] + OTHER_DIGEST), "", PROD
+)
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_change_passes(batch: dict[str, set[str]], name: str) -> None:
+    got = batch.get(folder_of(name), set())
+    assert got == set(), f"{name}: a change the spec allows was refused by {sorted(got)}"

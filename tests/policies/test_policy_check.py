@@ -106,6 +106,8 @@ def test_conftest_rule_waiver_is_honoured(broken: Any, tools: Any, tmp_path: Pat
         {"environment": env, "kind": "Secret", "namespace": target["namespace"], "name": "leak"},
     ]
     entries[1]["rule"] = "no-secret-data"
+    # a Secret is also a kind the spec never produces (allowed-kinds, conftest): waived the same way
+    entries.append({**entries[1], "rule": "allowed-kinds"})
     text = yaml.safe_dump(
         {
             "waivers": [
@@ -115,7 +117,10 @@ def test_conftest_rule_waiver_is_honoured(broken: Any, tools: Any, tmp_path: Pat
     )
     outcome = check(out, tools, specs, text, tmp_path)
     assert outcome.findings == []
-    assert {(f.rule, f.engine) for f in outcome.waived} >= {("no-secret-data", "conftest")}
+    assert {(f.rule, f.engine) for f in outcome.waived} >= {
+        ("no-secret-data", "conftest"),
+        ("allowed-kinds", "conftest"),
+    }
 
 
 def test_expired_waiver_fails(broken: Any, tools: Any, tmp_path: Path) -> None:

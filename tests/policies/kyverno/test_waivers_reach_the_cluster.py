@@ -21,7 +21,8 @@ from policy_check import cluster_policies, runner
 REPO = Path(__file__).resolve().parents[3]
 NS = "mlplatform-dev"
 TODAY = dt.date(2026, 6, 1)
-DIGEST = "ghcr.io/example/inference@sha256:" + "0123456789abcdef" * 4
+#: a repository the spec names (restrict-image-registries), pinned (require-image-digest)
+DIGEST = "ghcr.io/example/mlplatform-inference@sha256:" + "0123456789abcdef" * 4
 
 
 def deployment(name: str) -> dict[str, Any]:
@@ -30,6 +31,9 @@ def deployment(name: str) -> dict[str, Any]:
     doc["metadata"] = {"name": name, "namespace": NS}
     doc["spec"]["selector"]["matchLabels"] = {"app": name}
     doc["spec"]["template"]["metadata"]["labels"] = {"app": name}
+    pod = doc["spec"]["template"]["spec"]
+    for c in [*pod["containers"], *pod.get("initContainers", [])]:
+        c["image"] = DIGEST
     return doc
 
 
