@@ -149,8 +149,9 @@ def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: m
 
 
 def _bytes_elements(
-    spec: TensorSpec, item: dict[str, Any], count: int, binary: memoryview | None
+    spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: memoryview | None
 ) -> list[bytes]:
+    count = math.prod(shape)
     if binary is not None:
         out: list[bytes] = []
         offset = 0
@@ -167,7 +168,7 @@ def _bytes_elements(
         data = item.get("data")
         if not isinstance(data, list):
             raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} strings")
-        flat = _flatten(data)
+        flat = _flatten(data, len(shape), f"input '{spec.name}'")
         if not all(isinstance(v, str) for v in flat):
             raise BadRequest(f"input '{spec.name}': every element of a BYTES tensor must be a string")
         out = [v.encode("utf-8") for v in flat]
@@ -176,12 +177,23 @@ def _bytes_elements(
     return out
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(data: list[Any], max_depth: int, what: str) -> list[Any]:
+    """The elements of nested lists in order, without recursion (client input decides the depth): lists
+    nested deeper than `max_depth` (the tensor's rank) are refused with 400."""
     if not any(isinstance(v, list) for v in data):
         return data
     flat: list[Any] = []
-    for v in data:
-        flat.extend(_flatten(v) if isinstance(v, list) else [v])
+    stack = [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                if len(stack) >= max_depth:
+                    raise BadRequest(f"{what}: lists nested deeper than the tensor's {max_depth} dimensions")
+                stack.append(iter(v))
+                break
+            flat.append(v)
+        else:
+            stack.pop()
     return flat
 
 
@@ -283,7 +295,7 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
         batch = shape[0]
         part = binary_parts.get(spec.name)
         if spec.datatype == "BYTES":
-            elements = _bytes_elements(spec, item, math.prod(shape), part)
+            elements = _bytes_elements(spec, item, shape, part)
         else:
             array = _numeric(spec, item, shape, part)
             if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
@@ -377,7 +389,7 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
             f"(input '{spec.name}', {spec.datatype} {_shape_text(spec.shape)})"
         )
     shape = [len(instances), *per_instance]
-    item = {"data": _flatten(instances)}
+    item = {"data": _flatten(instances, len(shape), "instances")}
     array = _numeric(spec, item, _check_shape(spec, shape), None)
     if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
         raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")
