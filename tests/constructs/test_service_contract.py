@@ -125,6 +125,9 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+SCRAPER_TOKEN = "contract-scraper-token"
+
+
 @pytest.fixture(scope="module")
 def client(model_repository: Path) -> Iterator[TestClient]:
     """The service's own app, with authentication on, serving the probe model, once it reports ready."""
@@ -132,6 +135,7 @@ def client(model_repository: Path) -> Iterator[TestClient]:
         model_repository=model_repository,
         models=":".join(PROBE_MODEL),
         api_keys=SecretStr("contract-test-key"),
+        metrics_token=SecretStr(SCRAPER_TOKEN),
         access_log=False,
     )
     with TestClient(create_app(settings)) as test_client:
@@ -221,9 +225,28 @@ def test_services_and_scrapes_reach_the_named_port(env: str, client: TestClient)
             for port in svc["spec"]["ports"]:
                 assert port["targetPort"] in names, f"Service {svc['metadata']['name']}: {port['targetPort']}"
     for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        worker = monitor["metadata"]["name"].endswith(
+            "-worker"
+        )  # a worker's is its own (no callers reach it)
         for endpoint in monitor["spec"]["endpoints"]:
             assert is_get_route(client, endpoint["path"]), endpoint
-            assert client.get(endpoint["path"]).status_code == 200  # no API key either
+            if worker:
+                continue
+            # A service's /metrics names its models: the monitor sends the scraper's token from the Secret
+            # that the pods mount too; no API key (nor nothing) reads it.
+            auth = endpoint["authorization"]
+            assert auth["type"] == "Bearer", monitor["metadata"]["name"]
+            secret = auth["credentials"]["name"]
+            assert any(o["kind"] == "ExternalSecret" and o["spec"]["target"]["name"] == secret for o in objs)
+            assert client.get(endpoint["path"]).status_code == 401
+            assert (
+                client.get(
+                    endpoint["path"], headers={"Authorization": "Bearer contract-test-key"}
+                ).status_code
+                == 401
+            )
+            token = client.get(endpoint["path"], headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+            assert token.status_code == 200
 
 
 @pytest.mark.parametrize(("env", "workload", "container"), CONTAINERS)

@@ -118,5 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log=access_log,
         served_models=[e.name for e in entries],
         inference=handler,
+        metrics_token=settings.load_metrics_token(),
     )
     return app

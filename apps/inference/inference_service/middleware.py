@@ -23,9 +23,11 @@ from inference_service.accesslog import AccessLog
 from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
 from inference_service.identity.gate import Gate
 from inference_service.metrics import Metrics
-from inference_service.security import OPEN_PATHS
+from inference_service.security import METRICS_PATH, OPEN_PATHS, scraper_allowed
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_UNGATED = OPEN_PATHS | {METRICS_PATH}  # the gate's API keys and tokens never open /metrics
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="metrics"')]
 UNKNOWN_MODEL = "(unknown)"  # not a valid model name: it cannot collide with a served one
 
 
@@ -40,6 +42,7 @@ class RequestMiddleware:
         access_log: AccessLog | None,
         served_models: Collection[str],
         inference: InferenceHandler | None = None,
+        metrics_token: bytes | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -48,6 +51,7 @@ class RequestMiddleware:
         self.access_log = access_log
         self.served = frozenset(served_models)
         self.inference = inference
+        self.metrics_token = metrics_token
         # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
         self.active = 0
         metrics.in_flight.set_function(lambda: self.active)
@@ -81,8 +85,16 @@ class RequestMiddleware:
         self.active += 1
         try:
             if (
+                path == METRICS_PATH
+                and self.api_keys is not None
+                and not scraper_allowed(scope["headers"], self.metrics_token)
+            ):
+                status = 401
+                message = "/metrics needs the scraper's token: `Authorization: Bearer <metrics token>`"
+                await send_response(send, status, error_response(status, message), [*_CHALLENGE, *id_header])
+            elif (
                 self.api_keys is not None
-                and path not in OPEN_PATHS
+                and path not in _UNGATED
                 and (refusal := await self.api_keys.refuse(scope, request_id)) is not None
             ):
                 status = refusal.status

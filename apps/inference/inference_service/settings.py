@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     )
     api_keys_file: Path | None = Field(default=None, description="one API key per line (mounted secret)")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
+    metrics_token_file: Path | None = Field(
+        default=None, description="the scraper's bearer token for /metrics (mounted secret)"
+    )
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="or the token itself; with auth on and no token, /metrics answers 401 to everyone "
+        "(its labels name the served models)",
+    )
 
     # Identity (inference_service.identity): OIDC tokens, the access policy, the audit trail
     oidc_issuer: str = Field(default="", description="accepted `iss` of bearer JWTs; empty: API keys only")
@@ -163,6 +171,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"INFERENCE_API_KEYS_FILE {self.api_keys_file}: cannot read: {exc}") from exc
             keys.extend(line.strip() for line in text.splitlines() if not line.lstrip().startswith("#"))
         return sorted({k.encode() for k in keys if k})
+
+    def load_metrics_token(self) -> bytes | None:
+        """The scraper's token (the file's first line, else INFERENCE_METRICS_TOKEN); errors name the file."""
+        token = self.metrics_token.get_secret_value().strip()
+        if self.metrics_token_file is not None:
+            try:
+                token = self.metrics_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"INFERENCE_METRICS_TOKEN_FILE {self.metrics_token_file}: cannot read: {exc}"
+                ) from exc
+        return token.encode() or None
 
     def redis_password(self) -> str | None:
         if self.redis_password_file is None:

@@ -31,6 +31,8 @@ REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
 JOBS_REDIS_PASSWORD_DIR = "/var/run/secrets/jobs-redis"  # noqa: S105  (a mount path)
 API_KEYS_DIR = "/var/run/secrets/inference"
 API_KEYS_KEY = "api-keys"
+METRICS_TOKEN_DIR = "/var/run/secrets/metrics"  # noqa: S105  (a mount path, not a token)
+METRICS_TOKEN_KEY = "token"  # noqa: S105  (a key name)
 MODEL_FETCH_DIR = "/mnt/models"
 MODEL_CACHE_VOLUME = "models"  # the model-cache PVC's volume in the pod
 READY_PATH = "/v2/health/ready"
@@ -64,6 +66,8 @@ class PodProps:
     jobs: bool = False
     #: The service's job worker (`WORKER_COMMAND`, no API keys, its own name label) instead of its API.
     worker: bool = False
+    #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
+    metrics_token: bool = False
 
     @property
     def name_label(self) -> str:
@@ -94,6 +98,9 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     if not props.worker:
         volumes.append(secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY))
         mounts.append(k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True))
+    if props.metrics_token and not props.worker:
+        volumes.append(secret_volume("metrics-token", secret=service.metrics_token, key=METRICS_TOKEN_KEY))
+        mounts.append(k8s.VolumeMount(name="metrics-token", mount_path=METRICS_TOKEN_DIR, read_only=True))
     if props.use_cache:
         volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))

@@ -21,8 +21,10 @@ def test_requests_without_a_valid_key_are_refused(make_client, tabular, rows) ->
             "/v2/models/breast-cancer/infer", json=tabular(rows(1)), headers={"Authorization": "Bearer nope"}
         )
         assert wrong.status_code == 401
-        for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+        for path in ("/v2/health/live", "/v2/health/ready"):
             assert client.get(path, headers=anonymous).status_code == 200, path
+        for headers in (anonymous, {}):  # {}: the client's API key
+            assert client.get("/metrics", headers=headers).status_code == 401
 
 
 def test_a_repeated_credential_header_is_a_400_whatever_the_copies_say(make_client, tabular, rows) -> None:
