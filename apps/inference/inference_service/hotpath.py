@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from inference_service.cache import CachedResponse, ResponseCache
 from inference_service.engine import ModelRuntime
 from inference_service.errors import InferenceError, PayloadTooLarge
-from inference_service.protocol import encode_v1, encode_v2, parse_v1, parse_v2
+from inference_service.protocol import check_response_size, encode_v1, encode_v2, parse_v1, parse_v2
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.hotpath")
@@ -102,6 +102,7 @@ class InferenceHandler:
         self.state = state
         settings = state.settings
         self.limit = settings.max_body_bytes
+        self.response_limit = settings.max_response_bytes
         # Whole responses are part of the local tier: off with it. One cache per model, made on first use.
         self._cache_entries = settings.local_cache_entries
         self._cache_bytes = settings.response_cache_bytes if settings.local_cache_entries > 0 else 0
@@ -154,15 +155,22 @@ class InferenceHandler:
         await send_response(send, status, response, extra_headers)
         return status
 
-    @staticmethod
+    def _check_size(self, content: bytes) -> None:
+        """An open output dimension can make a response larger than its bound foresaw: checked again."""
+        if len(content) > self.response_limit:
+            message = f"the response of {len(content)} bytes exceeds the limit of {self.response_limit}"
+            raise PayloadTooLarge(message)
+
     async def _compute(
-        runtime: ModelRuntime, target: Target, body: bytes, binary_header: bytes | None
+        self, runtime: ModelRuntime, target: Target, body: bytes, binary_header: bytes | None
     ) -> CachedResponse:
         model = runtime.model
         if target.kind == b"v2":
             parsed = parse_v2(model, body, binary_header.decode("latin-1") if binary_header else None)
             rows = len(parsed.rows)
+            check_response_size(model, rows, parsed.outputs, self.response_limit)
             content, headers = encode_v2(model, parsed, await runtime.infer(parsed.rows))
+            self._check_size(content)
             if headers:  # binary outputs: the JSON header's length
                 head = (
                     (b"content-type", _BINARY),
@@ -173,7 +181,9 @@ class InferenceHandler:
         else:
             instances = parse_v1(model, body)
             rows = len(instances)
+            check_response_size(model, rows, None, self.response_limit)
             content = encode_v1(model, await runtime.infer(instances))
+            self._check_size(content)
         return CachedResponse(
             body=content,
             headers=((b"content-type", _JSON), (b"content-length", b"%d" % len(content))),

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
-from inference_service.errors import BadRequest
+from inference_service.errors import BadRequest, PayloadTooLarge
 from inference_service.models import Array, Row, RowResult, ServedModel
 from model_build.metadata import TensorSpec
 
@@ -235,6 +235,8 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
         name = out["name"]
         if name not in model.output_names:
             raise BadRequest(f"unknown output '{name}'; the model has {model.output_names}")
+        if name in names:  # each copy would be computed into the response again
+            raise BadRequest(f"output '{name}' is requested twice; name each output once")
         names.append(name)
         out_params = out.get("parameters") or {}
         if all_binary or (isinstance(out_params, dict) and out_params.get("binary_data")):
@@ -312,6 +314,31 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
     return InferRequest(
         id=str(request_id) if request_id is not None else None, rows=rows, outputs=_outputs(model, doc)
     )
+
+
+#: The fewest bytes one JSON element takes in a response (a digit and a comma): what the bound assumes.
+_MIN_JSON_ELEMENT = 2
+
+
+def check_response_size(model: ServedModel, rows: int, outputs: OutputRequest | None, limit: int) -> None:
+    """Refuses (413), before any inference, a request whose response is bound to exceed `limit` bytes: the
+    fewest bytes its outputs can take (per row, the elements of each requested output's fixed dimensions,
+    binary at their item size and JSON at 2 bytes each). `outputs` None: every output as JSON (V1)."""
+    if outputs is None:
+        outputs = _all_outputs(model, False)
+    least = 0
+    for name in outputs.names:
+        index = model.output_index[name]
+        elements = 1
+        for d in model.outputs[index].shape[1:]:
+            elements *= max(d, 1)  # an open dimension: at least 1
+        binary = name in outputs.binary
+        least += rows * elements * (model.output_dtypes[index].itemsize if binary else _MIN_JSON_ELEMENT)
+    if least > limit:
+        raise PayloadTooLarge(
+            f"the response would take at least {least} bytes ({rows} rows of {list(outputs.names)}), over "
+            f"the limit of {limit}; send fewer rows or ask for fewer outputs"
+        )
 
 
 def encode_v2(

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         "worker: in a cluster keep 1 and scale out with replicas",
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    max_response_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="a response bound to be larger is refused with 413 before inference (and one that turns "
+        "out larger after it)",
+    )
     access_log: bool = Field(default=True, description="one JSON line per request on stdout")
 
     # Security
