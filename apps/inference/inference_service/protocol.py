@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
+from inference_service.decoding import invalid_json
 from inference_service.errors import BadRequest, PayloadTooLarge
 from inference_service.models import Array, Row, RowResult, ServedModel
 from model_build.metadata import TensorSpec
@@ -46,18 +47,17 @@ def _loads(data: bytes | memoryview) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
+        raise BadRequest(invalid_json(exc)) from exc
 
 
 _NO_TAIL = memoryview(b"")
 
 
-def split_binary(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
-    """The JSON document and the binary tail of a request body."""
+def split_binary(body: bytes, header_length: str | None, decoded: Any = None) -> tuple[Any, memoryview]:
+    """The JSON document and the binary tail of a request body (`decoded`: the document of a body without
+    a binary tail, decoded already by inference_service.decoding)."""
     if header_length is None:
-        return _loads(body), _NO_TAIL
+        return (decoded if decoded is not None else _loads(body)), _NO_TAIL
     try:
         size = int(header_length)
     except ValueError:
@@ -122,7 +122,7 @@ def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: m
             )
         return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
     data = item.get("data")
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # an array: decoded by inference_service.decoding
         raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} {spec.datatype} values")
     try:
         raw = np.asarray(data)
@@ -244,9 +244,9 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
     return OutputRequest(names=tuple(names), binary=frozenset(binary))
 
 
-def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> InferRequest:
+def parse_v2(model: ServedModel, body: bytes, header_length: str | None, decoded: Any = None) -> InferRequest:
     """Validates a V2 inference request against the model's signature and splits it into rows."""
-    doc, tail = split_binary(body, header_length)
+    doc, tail = split_binary(body, header_length, decoded)
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object with an `inputs` list")
     inputs = doc.get("inputs")
@@ -390,11 +390,14 @@ def _v2_document(model: ServedModel, request: InferRequest, outputs: list[dict[s
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
-    """A KServe V1 body `{"instances": [...]}`: one instance per row (a string for text models)."""
-    doc = _loads(body)
+def parse_v1(model: ServedModel, body: bytes, decoded: Any = None) -> list[Row]:
+    """A KServe V1 body `{"instances": [...]}`: one instance per row (a string for text models).
+    `decoded`: the document decoded already (numeric instances as an array: inference_service.decoding)."""
+    doc = decoded if decoded is not None else _loads(body)
     instances = doc.get("instances") if isinstance(doc, dict) else None
-    if not isinstance(instances, list) or not instances:
+    if isinstance(instances, np.ndarray) and instances.ndim >= 1 and instances.size and not model.text:
+        pass
+    elif not isinstance(instances, list) or not instances:
         raise BadRequest('the body must be {"instances": [...]} with at least one instance')
     spec = model.inputs[0]
     if model.text:
@@ -416,7 +419,8 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
             f"(input '{spec.name}', {spec.datatype} {_shape_text(spec.shape)})"
         )
     shape = [len(instances), *per_instance]
-    item = {"data": _flatten(instances, len(shape), "instances")}
+    flat = instances if isinstance(instances, np.ndarray) else _flatten(instances, len(shape), "instances")
+    item = {"data": flat}
     array = _numeric(spec, item, _check_shape(spec, shape), None)
     if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
         raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")

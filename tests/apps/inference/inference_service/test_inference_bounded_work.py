@@ -66,3 +66,36 @@ def test_a_huge_text_is_truncated_before_tokenising(make_client, text) -> None:
             == client.post(EMBED, json=text(["hello"])).json()["outputs"][0]["data"]
         )
     assert elapsed < 5.0, f"{elapsed:.1f} s for the 7 MB text"
+
+
+def test_large_bodies_decoded_in_the_helper_process_are_validated_as_small_ones(make_client, rows) -> None:
+    """Bodies over 256 KiB are decoded in a helper process: the same answers, the same 400s."""
+    import orjson
+
+    many = rows(3000, seed=51)  # about 1.5 MB of JSON
+    assert len(orjson.dumps(many)) > 256 * 1024
+    with make_client() as client:
+        large = client.post(
+            INFER, json={"inputs": [{"name": "input", "datatype": "FP32", "shape": [3000, 30], "data": many}]}
+        )
+        small = client.post(
+            INFER,
+            json={"inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 30], "data": many[-3:]}]},
+        )
+        assert large.status_code == 200 and small.status_code == 200
+        assert [o["data"][-3:] for o in large.json()["outputs"] if o["name"] == "label"] == [
+            o["data"] for o in small.json()["outputs"] if o["name"] == "label"
+        ]
+        v1 = client.post("/v1/models/breast-cancer:predict", json={"instances": many})
+        assert v1.status_code == 200 and len(v1.json()["predictions"]) == 3000
+        broken = orjson.dumps({"instances": many})[:-10]
+        response = client.post("/v1/models/breast-cancer:predict", content=broken)
+        assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+        ragged = [*many[:-1], many[-1][:29]]
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3000, 30], "data": ragged}]}
+        response = client.post(INFER, json=body)
+        assert response.status_code == 400 and "ragged" in response.json()["error"]
+        strings = [["x"] * 30] * 3000
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [3000, 30], "data": strings}]}
+        response = client.post(INFER, json=body)
+        assert response.status_code == 400 and "kind" in response.json()["error"]
