@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(default=3, ge=1, description="deliveries before the dead-letter stream")
     jobs_result_ttl_seconds: int = Field(default=86400, ge=1, description="finished jobs are kept this long")
     jobs_worker_concurrency: int = Field(default=64, ge=1, description="jobs one worker runs at once")
+    jobs_max_result_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="a job whose result is bound to be larger is refused at submit (413); one whose result "
+        "turns out larger fails on its first attempt with that reason (results are kept for the result TTL)",
+    )
     quota_requests_per_minute: int = Field(default=0, ge=0, description="per caller; 0: no limit")
     quota_rows_per_day: int = Field(default=0, ge=0, description="per caller, rows inferred; 0: no limit")
     quota_fail_open: bool = Field(
