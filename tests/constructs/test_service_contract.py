@@ -348,3 +348,25 @@ def test_redis_url_names_a_service_port_of_the_environment(
         host = (url.hostname or "").split(".")[0]
         svc = one(objects(env), "Service", host)
         assert url.port in {p["port"] for p in svc["spec"]["ports"]}, f"{configured}: no such port"
+
+
+@pytest.mark.parametrize("env", environments())
+def test_a_stopping_api_pod_keeps_serving_until_its_endpoint_is_gone_then_drains(
+    env: str, settings_of: Any
+) -> None:
+    """uvicorn closes its listener the moment SIGTERM arrives, yet clients routed to the pod before its
+    endpoint is removed still come: a preStop sleep of at least two readiness periods runs first, and the
+    grace period covers it plus the service's own drain (its Settings, as the pod reads them) and a margin."""
+    checked = 0
+    for workload, container in service_containers(env):
+        if container.get("command"):  # a job worker (its own entry point): no endpoint to wait for
+            continue
+        pod = workload["spec"]["template"]["spec"]
+        readiness = container["readinessProbe"]
+        sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep >= 2 * readiness["periodSeconds"], (workload["metadata"]["name"], sleep)
+        variables = {k: v for k, v in container_env(env, container).items() if k.startswith(PREFIX)}
+        drain = settings_of(variables).shutdown_drain_seconds
+        assert pod["terminationGracePeriodSeconds"] >= sleep + drain + 1, workload["metadata"]["name"]
+        checked += 1
+    assert checked, f"no API container in dist/{env}"

@@ -44,6 +44,14 @@ LIVE_PATH = "/v2/health/live"
 STARTUP_PROBE = (5, 60, 3)
 READINESS_PROBE = (5, 3, 3)
 LIVENESS_PROBE = (10, 3, 3)
+#: How long the service takes new requests after its pod is told to stop: the kubelet's preStop sleep runs
+#: before SIGTERM (on which uvicorn closes its listener at once), while the endpoint controller, kube-proxy
+#: and the ingress controller drop the terminating pod; two readiness periods cover that propagation.
+PRE_STOP_SECONDS = 2 * READINESS_PROBE[0]
+#: The service's own drain after SIGTERM (INFERENCE_SHUTDOWN_DRAIN_SECONDS, its default).
+DRAIN_SECONDS = 20
+#: Past the preStop sleep and the drain, a margin for the process to exit before SIGKILL.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + DRAIN_SECONDS + 5
 INIT_RESOURCES = {
     "limits": {"cpu": "500m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
     "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
@@ -137,6 +145,10 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         startup_probe=http_probe(READY_PATH, STARTUP_PROBE),
         readiness_probe=http_probe(READY_PATH, READINESS_PROBE),
         liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE),
+        # The API keeps serving while the endpoint goes away (a job worker has no endpoint to wait for).
+        lifecycle=None
+        if props.worker
+        else k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=PRE_STOP_SECONDS))),
         volume_mounts=mounts,
     )
 
@@ -210,7 +222,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),
-        termination_grace_period_seconds=30,
+        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
         init_containers=init or None,
         containers=[_container(props, mounts)],
         volumes=volumes,

@@ -32,7 +32,9 @@ def test_a_worker_killed_mid_job_loses_nothing_and_each_job_completes_once(
 
         second = start_worker(models="")
         results = {j: wait_status(client, j, "done", "failed") for j in [long_id, *short_ids]}
-        assert all(r["status"] == "done" for r in results.values()), [r.get("error") for r in results.values()]
+        assert all(r["status"] == "done" for r in results.values()), [
+            r.get("error") for r in results.values()
+        ]
         # The killed delivery ran beside other jobs: counted as lost, not as an attempt.
         assert results[long_id]["attempts"] == 1
         assert jobs_db.hget(f"jobs:job:{long_id}", "lost") == b"1"
