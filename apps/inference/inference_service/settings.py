@@ -43,6 +43,23 @@ class Settings(BaseSettings):
         "out larger after it)",
     )
     access_log: bool = Field(default=True, description="one JSON line per request on stdout")
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a connection without complete request headers this long is closed"
+    )
+    idle_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="an idle kept-alive connection is closed (uvicorn timeout_keep_alive)"
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="larger request headers: 431, closed"
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="open connections past which requests get 503 with Retry-After (health probes never)",
+    )
+    max_in_flight: int = Field(
+        default=256, ge=1, description="requests in progress past which new ones get 503 with Retry-After"
+    )
 
     # Security
     auth_enabled: bool = Field(

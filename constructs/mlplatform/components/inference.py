@@ -47,6 +47,15 @@ from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
 from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
 METRICS_PATH = "/metrics"
+#: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):
+#: written out so that what a pod enforces reads from its ConfigMap.
+CONNECTION_LIMITS = {
+    "INFERENCE_HEADER_TIMEOUT_SECONDS": "10",
+    "INFERENCE_IDLE_TIMEOUT_SECONDS": "5",
+    "INFERENCE_MAX_HEADER_BYTES": "32768",
+    "INFERENCE_MAX_CONNECTIONS": "1000",
+    "INFERENCE_MAX_IN_FLIGHT": "256",
+}
 SCRAPE_INTERVAL = "30s"
 
 
@@ -58,6 +67,7 @@ def settings(
         "INFERENCE_MODEL_REPOSITORY": MODEL_DIR,
         "INFERENCE_MODELS": ",".join(f"{m.name}:{m.version}" for m in models),
         "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/{API_KEYS_KEY}",
+        **CONNECTION_LIMITS,
     }
     if scraped(env, service):
         data["INFERENCE_METRICS_TOKEN_FILE"] = f"{METRICS_TOKEN_DIR}/{METRICS_TOKEN_KEY}"
