@@ -143,6 +143,11 @@ class ServiceNames:
         return f"{self.service}-api-keys"
 
     @property
+    def metrics_token(self) -> str:
+        """The scraper's /metrics token Secret (made by its ExternalSecret of the same name)."""
+        return f"{self.service}-metrics-token"
+
+    @property
     def model_cache(self) -> str:
         return f"{self.service}-model-cache"
 

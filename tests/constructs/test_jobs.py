@@ -218,6 +218,15 @@ def _problems(root: Path) -> list[str]:
     return lines
 
 
+def _problems_without(root: Path, block: str) -> list[str]:
+    """The spec's problems once `block` is cut out of its platform.yaml."""
+    platform = root / "overlays" / "platform.yaml"
+    text = platform.read_text()
+    assert block in text
+    platform.write_text(text.replace(block, "", 1))
+    return _problems(root)
+
+
 def _line_of(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
 
@@ -264,13 +273,27 @@ def test_bad_jobs_spec_is_one_line(
     assert int(line.split(":")[1]) == _line_of(path, needle)
 
 
+def test_a_service_monitor_without_the_scrapers_token_is_one_line(spec_copy: Path) -> None:
+    """/metrics names the models, so a ServiceMonitor needs the scraper's token: without it, one line."""
+    lines = _problems_without(
+        spec_copy, "    metricsToken:\n      remoteKey: mlplatform/inference\n      property: metrics-token\n"
+    )
+    for env in ("stage", "prod"):  # the overlays with serviceMonitor: true
+        path = spec_copy / "overlays" / f"{env}.yaml"
+        (line,) = [x for x in lines if x.startswith(f"overlays/{env}.yaml:") and "metricsToken" in x]
+        assert line.startswith(
+            f"overlays/{env}.yaml:{_line_of(path, 'serviceMonitor: true')}: features.serviceMonitor: "
+        )
+        assert (
+            "allowed: add services.inference.metricsToken to platform.yaml, or serviceMonitor: false" in line
+        )
+    assert not [x for x in lines if x.startswith("overlays/dev.yaml:")]
+
+
 def test_jobs_without_the_platform_password_is_one_line(spec_copy: Path) -> None:
-    platform = spec_copy / "overlays" / "platform.yaml"
-    text = platform.read_text()
-    block = "jobs:\n  password:\n    remoteKey: mlplatform/jobs-redis\n    property: password\n"
-    assert block in text
-    platform.write_text(text.replace(block, "", 1))
-    lines = _problems(spec_copy)
+    lines = _problems_without(
+        spec_copy, "jobs:\n  password:\n    remoteKey: mlplatform/jobs-redis\n    property: password\n"
+    )
     (line,) = [x for x in lines if "jobs.enabled" in x]
     stage = spec_copy / "overlays" / "stage.yaml"
     assert line.startswith(f"overlays/stage.yaml:{_line_of(stage, '  enabled: true')}: jobs.enabled: ")

@@ -125,6 +125,9 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+SCRAPER_TOKEN = "contract-scraper-token"
+
+
 @pytest.fixture(scope="module")
 def client(model_repository: Path) -> Iterator[TestClient]:
     """The service's own app, with authentication on, serving the probe model, once it reports ready."""
@@ -132,6 +135,7 @@ def client(model_repository: Path) -> Iterator[TestClient]:
         model_repository=model_repository,
         models=":".join(PROBE_MODEL),
         api_keys=SecretStr("contract-test-key"),
+        metrics_token=SecretStr(SCRAPER_TOKEN),
         access_log=False,
     )
     with TestClient(create_app(settings)) as test_client:
@@ -221,9 +225,28 @@ def test_services_and_scrapes_reach_the_named_port(env: str, client: TestClient)
             for port in svc["spec"]["ports"]:
                 assert port["targetPort"] in names, f"Service {svc['metadata']['name']}: {port['targetPort']}"
     for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        worker = monitor["metadata"]["name"].endswith(
+            "-worker"
+        )  # a worker's is its own (no callers reach it)
         for endpoint in monitor["spec"]["endpoints"]:
             assert is_get_route(client, endpoint["path"]), endpoint
-            assert client.get(endpoint["path"]).status_code == 200  # no API key either
+            if worker:
+                continue
+            # A service's /metrics names its models: the monitor sends the scraper's token from the Secret
+            # that the pods mount too; no API key (nor nothing) reads it.
+            auth = endpoint["authorization"]
+            assert auth["type"] == "Bearer", monitor["metadata"]["name"]
+            secret = auth["credentials"]["name"]
+            assert any(o["kind"] == "ExternalSecret" and o["spec"]["target"]["name"] == secret for o in objs)
+            assert client.get(endpoint["path"]).status_code == 401
+            assert (
+                client.get(
+                    endpoint["path"], headers={"Authorization": "Bearer contract-test-key"}
+                ).status_code
+                == 401
+            )
+            token = client.get(endpoint["path"], headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+            assert token.status_code == 200
 
 
 @pytest.mark.parametrize(("env", "workload", "container"), CONTAINERS)
@@ -325,3 +348,25 @@ def test_redis_url_names_a_service_port_of_the_environment(
         host = (url.hostname or "").split(".")[0]
         svc = one(objects(env), "Service", host)
         assert url.port in {p["port"] for p in svc["spec"]["ports"]}, f"{configured}: no such port"
+
+
+@pytest.mark.parametrize("env", environments())
+def test_a_stopping_api_pod_keeps_serving_until_its_endpoint_is_gone_then_drains(
+    env: str, settings_of: Any
+) -> None:
+    """uvicorn closes its listener the moment SIGTERM arrives, yet clients routed to the pod before its
+    endpoint is removed still come: a preStop sleep of at least two readiness periods runs first, and the
+    grace period covers it plus the service's own drain (its Settings, as the pod reads them) and a margin."""
+    checked = 0
+    for workload, container in service_containers(env):
+        if container.get("command"):  # a job worker (its own entry point): no endpoint to wait for
+            continue
+        pod = workload["spec"]["template"]["spec"]
+        readiness = container["readinessProbe"]
+        sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep >= 2 * readiness["periodSeconds"], (workload["metadata"]["name"], sleep)
+        variables = {k: v for k, v in container_env(env, container).items() if k.startswith(PREFIX)}
+        drain = settings_of(variables).shutdown_drain_seconds
+        assert pod["terminationGracePeriodSeconds"] >= sleep + drain + 1, workload["metadata"]["name"]
+        checked += 1
+    assert checked, f"no API container in dist/{env}"

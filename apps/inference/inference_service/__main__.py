@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from inference_service.connections import GuardedHttpToolsProtocol
 from inference_service.settings import Settings
 
 
@@ -22,7 +23,11 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        # httptools with a header deadline and size limit (inference_service.connections); h11 as a fallback
+        # has its own header size limit (h11_max_incomplete_event_size) and no deadline.
+        http=GuardedHttpToolsProtocol if importlib.util.find_spec("httptools") else "h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=int(max(1, settings.idle_timeout_seconds)),
         access_log=False,  # the app writes its own JSON access log
         proxy_headers=False,
         server_header=False,

@@ -118,5 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log=access_log,
         served_models=[e.name for e in entries],
         inference=handler,
+        metrics_token=settings.load_metrics_token(),
+        max_connections=settings.max_connections,
+        max_in_flight=settings.max_in_flight,
     )
     return app

@@ -23,6 +23,10 @@ from inference_service.cache import LocalCache, RedisTier
 from inference_service.metrics import Metrics
 from inference_service.models import Row, RowResult, ServedModel
 
+#: Rows handled in one event-loop step (keys, cache lookups, an inline model's run): a few ms for the tabular
+#: model on a 2-core machine (test_inference_loop_latency: health p99 about 21 ms beside 25,000-row batches).
+LOOP_STEP_ROWS = 1024
+
 
 class ModelRuntime:
     """A loaded model plus its cache tiers, in-flight table and batcher."""
@@ -85,6 +89,18 @@ class ModelRuntime:
         return self._infer_many(rows)
 
     async def _infer_many(self, rows: Sequence[Row]) -> list[RowResult]:
+        if len(rows) <= LOOP_STEP_ROWS:
+            return await self._infer_rows(rows)
+        # A large batch in steps of LOOP_STEP_ROWS rows, yielding to the event loop between them: the keys,
+        # the cache lookups and an inline model's inference for 23,000 rows are 100+ ms in one loop step.
+        results: list[RowResult] = []
+        for start in range(0, len(rows), LOOP_STEP_ROWS):
+            if start:
+                await asyncio.sleep(0)
+            results.extend(await self._infer_rows(rows[start : start + LOOP_STEP_ROWS]))
+        return results
+
+    async def _infer_rows(self, rows: Sequence[Row]) -> list[RowResult]:
         keys = [self.key(row) for row in rows]
         results: list[RowResult | None] = [None] * len(rows)
         missing: list[int] = []

@@ -12,15 +12,18 @@ response cache by a hash of the raw body, before any parsing: the response bytes
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from inference_service.cache import CachedResponse, ResponseCache
+from inference_service.decoding import InvalidJson
 from inference_service.engine import ModelRuntime
-from inference_service.errors import InferenceError, PayloadTooLarge
-from inference_service.protocol import encode_v1, encode_v2, parse_v1, parse_v2
+from inference_service.errors import BadRequest, InferenceError, PayloadTooLarge
+from inference_service.protocol import check_response_size, encode_v1, encode_v2, parse_v1, parse_v2
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.hotpath")
@@ -29,6 +32,8 @@ V2_INFER = "/v2/models/{model_name}/infer"
 V2_VERSION_INFER = "/v2/models/{model_name}/versions/{model_version}/infer"
 V1_PREDICT = "/v1/models/{model_name}:predict"
 BINARY_HEADER = b"inference-header-content-length"
+#: Bodies larger than this are parsed and answered off the event loop thread (see InferenceHandler._compute).
+LARGE_BODY_BYTES = 256 * 1024
 _JSON = b"application/json"
 _BINARY = b"application/octet-stream"
 
@@ -102,6 +107,7 @@ class InferenceHandler:
         self.state = state
         settings = state.settings
         self.limit = settings.max_body_bytes
+        self.response_limit = settings.max_response_bytes
         # Whole responses are part of the local tier: off with it. One cache per model, made on first use.
         self._cache_entries = settings.local_cache_entries
         self._cache_bytes = settings.response_cache_bytes if settings.local_cache_entries > 0 else 0
@@ -137,7 +143,10 @@ class InferenceHandler:
             if responses is None:
                 response = await self._compute(runtime, target, body, binary_header)
             else:
-                key = ResponseCache.key(target.kind, binary_header, body)
+                if len(body) > LARGE_BODY_BYTES:  # megabytes to hash: on a thread (hashlib drops the GIL)
+                    key = await asyncio.to_thread(ResponseCache.key, target.kind, binary_header, body)
+                else:
+                    key = ResponseCache.key(target.kind, binary_header, body)
                 cached = responses.get(key)
                 if cached is not None:
                     runtime.count_response_hit(cached.rows)
@@ -154,15 +163,41 @@ class InferenceHandler:
         await send_response(send, status, response, extra_headers)
         return status
 
-    @staticmethod
+    async def _decode(self, body: bytes) -> Any:
+        try:
+            return await self.state.decoder.decode(body)
+        except InvalidJson as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _check_size(self, content: bytes) -> None:
+        """An open output dimension can make a response larger than its bound foresaw: checked again."""
+        if len(content) > self.response_limit:
+            message = f"the response of {len(content)} bytes exceeds the limit of {self.response_limit}"
+            raise PayloadTooLarge(message)
+
     async def _compute(
-        runtime: ModelRuntime, target: Target, body: bytes, binary_header: bytes | None
+        self, runtime: ModelRuntime, target: Target, body: bytes, binary_header: bytes | None
     ) -> CachedResponse:
         model = runtime.model
+        # A large JSON body is decoded in a helper process (inference_service.decoding), then validated and
+        # its response encoded on a thread, where their Python loops give the event loop the GIL every
+        # switch interval; inference runs in steps of LOOP_STEP_ROWS rows (inference_service.engine).
+        large = len(body) > LARGE_BODY_BYTES
+        decoded = await self._decode(body) if large and binary_header is None else None
         if target.kind == b"v2":
-            parsed = parse_v2(model, body, binary_header.decode("latin-1") if binary_header else None)
+            header = binary_header.decode("latin-1") if binary_header else None
+            if large:
+                parsed = await asyncio.to_thread(parse_v2, model, body, header, decoded)
+            else:
+                parsed = parse_v2(model, body, header)
             rows = len(parsed.rows)
-            content, headers = encode_v2(model, parsed, await runtime.infer(parsed.rows))
+            check_response_size(model, rows, parsed.outputs, self.response_limit)
+            results = await runtime.infer(parsed.rows)
+            if large:
+                content, headers = await asyncio.to_thread(encode_v2, model, parsed, results)
+            else:
+                content, headers = encode_v2(model, parsed, results)
+            self._check_size(content)
             if headers:  # binary outputs: the JSON header's length
                 head = (
                     (b"content-type", _BINARY),
@@ -171,9 +206,18 @@ class InferenceHandler:
                 )
                 return CachedResponse(body=content, headers=head, rows=rows)
         else:
-            instances = parse_v1(model, body)
+            if large:
+                instances = await asyncio.to_thread(parse_v1, model, body, decoded)
+            else:
+                instances = parse_v1(model, body)
             rows = len(instances)
-            content = encode_v1(model, await runtime.infer(instances))
+            check_response_size(model, rows, None, self.response_limit)
+            predictions = await runtime.infer(instances)
+            if large:
+                content = await asyncio.to_thread(encode_v1, model, predictions)
+            else:
+                content = encode_v1(model, predictions)
+            self._check_size(content)
         return CachedResponse(
             body=content,
             headers=((b"content-type", _JSON), (b"content-length", b"%d" % len(content))),

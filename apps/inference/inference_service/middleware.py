@@ -10,6 +10,7 @@ and the model label is the name only for served models, `(unknown)` for any othe
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import time
@@ -20,12 +21,17 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.accesslog import AccessLog
+from inference_service.connections import CONNECTIONS_KEY
 from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
 from inference_service.identity.gate import Gate
 from inference_service.metrics import Metrics
-from inference_service.security import OPEN_PATHS
+from inference_service.security import METRICS_PATH, OPEN_PATHS, scraper_allowed
 
+log = logging.getLogger("inference.limits")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_RETRY = [(b"retry-after", b"1")]
+_UNGATED = OPEN_PATHS | {METRICS_PATH}  # the gate's API keys and tokens never open /metrics
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="metrics"')]
 UNKNOWN_MODEL = "(unknown)"  # not a valid model name: it cannot collide with a served one
 
 
@@ -40,6 +46,9 @@ class RequestMiddleware:
         access_log: AccessLog | None,
         served_models: Collection[str],
         inference: InferenceHandler | None = None,
+        metrics_token: bytes | None = None,
+        max_connections: int = 1_000_000,
+        max_in_flight: int = 1_000_000,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -48,12 +57,29 @@ class RequestMiddleware:
         self.access_log = access_log
         self.served = frozenset(served_models)
         self.inference = inference
+        self.metrics_token = metrics_token
+        self.max_connections = max_connections
+        self.max_in_flight = max_in_flight
+        self._refusals = 0  # 503s for a limit since the last log line (one line per 10 s at most)
+        self._logged = 0.0
         # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
         self.active = 0
         metrics.in_flight.set_function(lambda: self.active)
         # Request ids: a random per-process prefix and a counter (unique, and cheaper than a uuid4 each).
         self._id_prefix = os.urandom(6).hex().encode()
         self._ids = itertools.count(1)
+
+    def _refused(self, scope: Scope) -> None:
+        """One log line per 10 s at most for requests refused at a limit, with how many since the last."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._logged >= 10:
+            connections = scope.get(CONNECTIONS_KEY, 0)
+            log.warning(
+                "refused %d request(s) with 503 at a limit: %d in flight (max %d), %d connections (max %d)",
+                self._refusals, self.active, self.max_in_flight, connections, self.max_connections,
+            )  # fmt: skip
+            self._refusals, self._logged = 0, now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,9 +106,24 @@ class RequestMiddleware:
 
         self.active += 1
         try:
-            if (
+            if path not in OPEN_PATHS and (
+                self.active > self.max_in_flight or scope.get(CONNECTIONS_KEY, 0) > self.max_connections
+            ):
+                status = 503
+                message = "the server is at its connection or request limit; retry shortly"
+                await send_response(send, status, error_response(status, message), [*_RETRY, *id_header])
+                self._refused(scope)
+            elif (
+                path == METRICS_PATH
+                and self.api_keys is not None
+                and not scraper_allowed(scope["headers"], self.metrics_token)
+            ):
+                status = 401
+                message = "/metrics needs the scraper's token: `Authorization: Bearer <metrics token>`"
+                await send_response(send, status, error_response(status, message), [*_CHALLENGE, *id_header])
+            elif (
                 self.api_keys is not None
-                and path not in OPEN_PATHS
+                and path not in _UNGATED
                 and (refusal := await self.api_keys.refuse(scope, request_id)) is not None
             ):
                 status = refusal.status

@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from inference_service import __version__
 from inference_service.repository import ModelEntry
-from inference_service.security import OPEN_PATHS
+from inference_service.security import METRICS_PATH, OPEN_PATHS
 from model_build.metadata import TensorSpec
 
 _JSON_TYPES = {"BOOL": "boolean", "BYTES": "string", "FP16": "number", "FP32": "number", "FP64": "number"}
@@ -205,9 +205,13 @@ def build_openapi(app: FastAPI, entries: list[ModelEntry], *, auth: bool) -> dic
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "API key or OIDC token (JWT)"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "metricsToken": {"type": "http", "scheme": "bearer", "description": "the scraper's token"},
         }
         for path, operations in paths.items():
             if path not in OPEN_PATHS:
+                scheme: list[dict[str, list[str]]] = (
+                    [{"metricsToken": []}] if path == METRICS_PATH else [{"bearer": []}, {"apiKey": []}]
+                )
                 for op in operations.values():
-                    op["security"] = [{"bearer": []}, {"apiKey": []}]
+                    op["security"] = scheme
     return doc

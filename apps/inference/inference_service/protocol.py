@@ -17,7 +17,8 @@ import numpy as np
 import orjson
 
 from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
-from inference_service.errors import BadRequest
+from inference_service.decoding import invalid_json
+from inference_service.errors import BadRequest, PayloadTooLarge
 from inference_service.models import Array, Row, RowResult, ServedModel
 from model_build.metadata import TensorSpec
 
@@ -46,18 +47,17 @@ def _loads(data: bytes | memoryview) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from exc
+        raise BadRequest(invalid_json(exc)) from exc
 
 
 _NO_TAIL = memoryview(b"")
 
 
-def split_binary(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
-    """The JSON document and the binary tail of a request body."""
+def split_binary(body: bytes, header_length: str | None, decoded: Any = None) -> tuple[Any, memoryview]:
+    """The JSON document and the binary tail of a request body (`decoded`: the document of a body without
+    a binary tail, decoded already by inference_service.decoding)."""
     if header_length is None:
-        return _loads(body), _NO_TAIL
+        return (decoded if decoded is not None else _loads(body)), _NO_TAIL
     try:
         size = int(header_length)
     except ValueError:
@@ -122,7 +122,7 @@ def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: m
             )
         return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
     data = item.get("data")
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # an array: decoded by inference_service.decoding
         raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} {spec.datatype} values")
     try:
         raw = np.asarray(data)
@@ -149,8 +149,9 @@ def _numeric(spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: m
 
 
 def _bytes_elements(
-    spec: TensorSpec, item: dict[str, Any], count: int, binary: memoryview | None
+    spec: TensorSpec, item: dict[str, Any], shape: list[int], binary: memoryview | None
 ) -> list[bytes]:
+    count = math.prod(shape)
     if binary is not None:
         out: list[bytes] = []
         offset = 0
@@ -167,7 +168,7 @@ def _bytes_elements(
         data = item.get("data")
         if not isinstance(data, list):
             raise BadRequest(f"input '{spec.name}': `data` must be a list of {count} strings")
-        flat = _flatten(data)
+        flat = _flatten(data, len(shape), f"input '{spec.name}'")
         if not all(isinstance(v, str) for v in flat):
             raise BadRequest(f"input '{spec.name}': every element of a BYTES tensor must be a string")
         out = [v.encode("utf-8") for v in flat]
@@ -176,12 +177,23 @@ def _bytes_elements(
     return out
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(data: list[Any], max_depth: int, what: str) -> list[Any]:
+    """The elements of nested lists in order, without recursion (client input decides the depth): lists
+    nested deeper than `max_depth` (the tensor's rank) are refused with 400."""
     if not any(isinstance(v, list) for v in data):
         return data
     flat: list[Any] = []
-    for v in data:
-        flat.extend(_flatten(v) if isinstance(v, list) else [v])
+    stack = [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                if len(stack) >= max_depth:
+                    raise BadRequest(f"{what}: lists nested deeper than the tensor's {max_depth} dimensions")
+                stack.append(iter(v))
+                break
+            flat.append(v)
+        else:
+            stack.pop()
     return flat
 
 
@@ -223,6 +235,8 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
         name = out["name"]
         if name not in model.output_names:
             raise BadRequest(f"unknown output '{name}'; the model has {model.output_names}")
+        if name in names:  # each copy would be computed into the response again
+            raise BadRequest(f"output '{name}' is requested twice; name each output once")
         names.append(name)
         out_params = out.get("parameters") or {}
         if all_binary or (isinstance(out_params, dict) and out_params.get("binary_data")):
@@ -230,9 +244,9 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
     return OutputRequest(names=tuple(names), binary=frozenset(binary))
 
 
-def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> InferRequest:
+def parse_v2(model: ServedModel, body: bytes, header_length: str | None, decoded: Any = None) -> InferRequest:
     """Validates a V2 inference request against the model's signature and splits it into rows."""
-    doc, tail = split_binary(body, header_length)
+    doc, tail = split_binary(body, header_length, decoded)
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object with an `inputs` list")
     inputs = doc.get("inputs")
@@ -283,7 +297,7 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
         batch = shape[0]
         part = binary_parts.get(spec.name)
         if spec.datatype == "BYTES":
-            elements = _bytes_elements(spec, item, math.prod(shape), part)
+            elements = _bytes_elements(spec, item, shape, part)
         else:
             array = _numeric(spec, item, shape, part)
             if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
@@ -300,6 +314,31 @@ def parse_v2(model: ServedModel, body: bytes, header_length: str | None) -> Infe
     return InferRequest(
         id=str(request_id) if request_id is not None else None, rows=rows, outputs=_outputs(model, doc)
     )
+
+
+#: The fewest bytes one JSON element takes in a response (a digit and a comma): what the bound assumes.
+_MIN_JSON_ELEMENT = 2
+
+
+def check_response_size(model: ServedModel, rows: int, outputs: OutputRequest | None, limit: int) -> None:
+    """Refuses (413), before any inference, a request whose response is bound to exceed `limit` bytes: the
+    fewest bytes its outputs can take (per row, the elements of each requested output's fixed dimensions,
+    binary at their item size and JSON at 2 bytes each). `outputs` None: every output as JSON (V1)."""
+    if outputs is None:
+        outputs = _all_outputs(model, False)
+    least = 0
+    for name in outputs.names:
+        index = model.output_index[name]
+        elements = 1
+        for d in model.outputs[index].shape[1:]:
+            elements *= max(d, 1)  # an open dimension: at least 1
+        binary = name in outputs.binary
+        least += rows * elements * (model.output_dtypes[index].itemsize if binary else _MIN_JSON_ELEMENT)
+    if least > limit:
+        raise PayloadTooLarge(
+            f"the response would take at least {least} bytes ({rows} rows of {list(outputs.names)}), over "
+            f"the limit of {limit}; send fewer rows or ask for fewer outputs"
+        )
 
 
 def encode_v2(
@@ -351,11 +390,14 @@ def _v2_document(model: ServedModel, request: InferRequest, outputs: list[dict[s
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
-    """A KServe V1 body `{"instances": [...]}`: one instance per row (a string for text models)."""
-    doc = _loads(body)
+def parse_v1(model: ServedModel, body: bytes, decoded: Any = None) -> list[Row]:
+    """A KServe V1 body `{"instances": [...]}`: one instance per row (a string for text models).
+    `decoded`: the document decoded already (numeric instances as an array: inference_service.decoding)."""
+    doc = decoded if decoded is not None else _loads(body)
     instances = doc.get("instances") if isinstance(doc, dict) else None
-    if not isinstance(instances, list) or not instances:
+    if isinstance(instances, np.ndarray) and instances.ndim >= 1 and instances.size and not model.text:
+        pass
+    elif not isinstance(instances, list) or not instances:
         raise BadRequest('the body must be {"instances": [...]} with at least one instance')
     spec = model.inputs[0]
     if model.text:
@@ -377,7 +419,8 @@ def parse_v1(model: ServedModel, body: bytes) -> list[Row]:
             f"(input '{spec.name}', {spec.datatype} {_shape_text(spec.shape)})"
         )
     shape = [len(instances), *per_instance]
-    item = {"data": _flatten(instances)}
+    flat = instances if isinstance(instances, np.ndarray) else _flatten(instances, len(shape), "instances")
+    item = {"data": flat}
     array = _numeric(spec, item, _check_shape(spec, shape), None)
     if spec.datatype in FLOAT_TYPES and not model.allow_non_finite and not _all_finite(array):
         raise BadRequest(f"input '{spec.name}': NaN or infinity is not allowed for this model")

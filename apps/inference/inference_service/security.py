@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hmac
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+#: Prometheus exposition: its labels name the served models, so it takes the scraper's own bearer token (not
+#: an API key: a caller granted one model must not learn the others), never an anonymous request.
+METRICS_PATH = "/metrics"
 
 
 class ApiKeys:
@@ -35,3 +38,18 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         elif name == b"x-api-key":
             return value.strip()
     return None
+
+
+def scraper_allowed(headers: list[tuple[bytes, bytes]], token: bytes | None) -> bool:
+    """One `Authorization: Bearer <token>` header with the scraper's token (constant time); none: never."""
+    presented: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if presented is not None:
+                return False  # a repeated header decides nothing
+            scheme, _, presented = value.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return False
+    if token is None or presented is None:
+        return False
+    return hmac.compare_digest(presented.strip(), token)

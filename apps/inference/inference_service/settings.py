@@ -36,7 +36,30 @@ class Settings(BaseSettings):
         "worker: in a cluster keep 1 and scale out with replicas",
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger request bodies get 413")
+    max_response_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="a response bound to be larger is refused with 413 before inference (and one that turns "
+        "out larger after it)",
+    )
     access_log: bool = Field(default=True, description="one JSON line per request on stdout")
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a connection without complete request headers this long is closed"
+    )
+    idle_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="an idle kept-alive connection is closed (uvicorn timeout_keep_alive)"
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="larger request headers: 431, closed"
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="open connections past which requests get 503 with Retry-After (health probes never)",
+    )
+    max_in_flight: int = Field(
+        default=256, ge=1, description="requests in progress past which new ones get 503 with Retry-After"
+    )
 
     # Security
     auth_enabled: bool = Field(
@@ -44,6 +67,14 @@ class Settings(BaseSettings):
     )
     api_keys_file: Path | None = Field(default=None, description="one API key per line (mounted secret)")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
+    metrics_token_file: Path | None = Field(
+        default=None, description="the scraper's bearer token for /metrics (mounted secret)"
+    )
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="or the token itself; with auth on and no token, /metrics answers 401 to everyone "
+        "(its labels name the served models)",
+    )
 
     # Identity (inference_service.identity): OIDC tokens, the access policy, the audit trail
     oidc_issuer: str = Field(default="", description="accepted `iss` of bearer JWTs; empty: API keys only")
@@ -103,6 +134,12 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(default=3, ge=1, description="deliveries before the dead-letter stream")
     jobs_result_ttl_seconds: int = Field(default=86400, ge=1, description="finished jobs are kept this long")
     jobs_worker_concurrency: int = Field(default=64, ge=1, description="jobs one worker runs at once")
+    jobs_max_result_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="a job whose result is bound to be larger is refused at submit (413); one whose result "
+        "turns out larger fails on its first attempt with that reason (results are kept for the result TTL)",
+    )
     quota_requests_per_minute: int = Field(default=0, ge=0, description="per caller; 0: no limit")
     quota_rows_per_day: int = Field(default=0, ge=0, description="per caller, rows inferred; 0: no limit")
     quota_fail_open: bool = Field(
@@ -163,6 +200,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"INFERENCE_API_KEYS_FILE {self.api_keys_file}: cannot read: {exc}") from exc
             keys.extend(line.strip() for line in text.splitlines() if not line.lstrip().startswith("#"))
         return sorted({k.encode() for k in keys if k})
+
+    def load_metrics_token(self) -> bytes | None:
+        """The scraper's token (the file's first line, else INFERENCE_METRICS_TOKEN); errors name the file."""
+        token = self.metrics_token.get_secret_value().strip()
+        if self.metrics_token_file is not None:
+            try:
+                token = self.metrics_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"INFERENCE_METRICS_TOKEN_FILE {self.metrics_token_file}: cannot read: {exc}"
+                ) from exc
+        return token.encode() or None
 
     def redis_password(self) -> str | None:
         if self.redis_password_file is None:

@@ -8,6 +8,7 @@ import logging
 import time
 
 from inference_service.cache import CircuitBreaker, RedisTier
+from inference_service.decoding import Decoder
 from inference_service.engine import ModelRuntime
 from inference_service.errors import NotFound, Unavailable
 from inference_service.metrics import Metrics
@@ -27,6 +28,7 @@ class ServiceState:
         self.ready = False
         self.draining = False
         self.load_failed = False
+        self.decoder = Decoder()  # large JSON bodies, in a helper process started on first use
         self.redis: RedisTier | None = None
         self._load_task: asyncio.Task[None] | None = None
 
@@ -101,6 +103,7 @@ class ServiceState:
             runtime.batcher.close()
         if self.redis is not None:
             await self.redis.close()
+        self.decoder.close()
 
     # Lookups
 

@@ -32,6 +32,8 @@ from mlplatform.components.pods import (
     API_KEYS_DIR,
     API_KEYS_KEY,
     HTTP_PORT,
+    METRICS_TOKEN_DIR,
+    METRICS_TOKEN_KEY,
     MODEL_DIR,
     REDIS_PASSWORD_DIR,
     REDIS_PASSWORD_KEY,
@@ -45,6 +47,15 @@ from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
 from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
 METRICS_PATH = "/metrics"
+#: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):
+#: written out so that what a pod enforces reads from its ConfigMap.
+CONNECTION_LIMITS = {
+    "INFERENCE_HEADER_TIMEOUT_SECONDS": "10",
+    "INFERENCE_IDLE_TIMEOUT_SECONDS": "5",
+    "INFERENCE_MAX_HEADER_BYTES": "32768",
+    "INFERENCE_MAX_CONNECTIONS": "1000",
+    "INFERENCE_MAX_IN_FLIGHT": "256",
+}
 SCRAPE_INTERVAL = "30s"
 
 
@@ -56,7 +67,10 @@ def settings(
         "INFERENCE_MODEL_REPOSITORY": MODEL_DIR,
         "INFERENCE_MODELS": ",".join(f"{m.name}:{m.version}" for m in models),
         "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/{API_KEYS_KEY}",
+        **CONNECTION_LIMITS,
     }
+    if scraped(env, service):
+        data["INFERENCE_METRICS_TOKEN_FILE"] = f"{METRICS_TOKEN_DIR}/{METRICS_TOKEN_KEY}"
     if service.use_cache:
         data["INFERENCE_REDIS_URL"] = f"redis://{names.REDIS}:{REDIS_PORT}/0"
         data["INFERENCE_REDIS_PASSWORD_FILE"] = f"{REDIS_PASSWORD_DIR}/{REDIS_PASSWORD_KEY}"
@@ -75,6 +89,11 @@ def settings(
     if overlay.identity is not None:
         data |= identity.settings(overlay.identity)
     return dict(sorted(data.items()))
+
+
+def scraped(env: Environment, service: Service) -> bool:
+    """A ServiceMonitor scrapes the service, with its token (the spec check requires one with the monitor)."""
+    return env.overlay.features.service_monitor and service.metrics_token is not None
 
 
 def _merge(base: Tuning, override: Tuning) -> Tuning:
@@ -135,15 +154,14 @@ class InferenceService(Construct):
         common = names.common(platform=env.platform.name, name=service, component="inference")
         meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
         service_account(self, meta=meta, name=svc.service_account)
-        external_secret(
-            self,
-            "api-keys",
-            meta=meta.at(WAVE_DATA),
-            name=svc.api_keys,
-            store=env.overlay.secret_store,
-            ref=spec.api_keys,
-            key=API_KEYS_KEY,
-        )
+        secrets = [("api-keys", svc.api_keys, spec.api_keys, API_KEYS_KEY)]
+        if spec.metrics_token is not None and scraped(env, spec):
+            secrets.append(("metrics-token", svc.metrics_token, spec.metrics_token, METRICS_TOKEN_KEY))
+        for secret_id, name, ref, key in secrets:
+            store = env.overlay.secret_store
+            external_secret(
+                self, secret_id, meta=meta.at(WAVE_DATA), name=name, store=store, ref=ref, key=key
+            )
         if overlay.identity is not None:
             ident = overlay.identity
             identity.jwks_source(self, meta=meta.at(WAVE_DATA), env=env, service=service, identity=ident)
@@ -156,6 +174,7 @@ class InferenceService(Construct):
             use_cache=spec.use_cache,
             models=tuple(spec.models),
             jobs=env.overlay.jobs.enabled,
+            metrics_token=scraped(env, spec),
         )
         replicas = overlay.replicas if overlay.autoscaling is None else None
         scaling = overlay.autoscaling
@@ -172,8 +191,10 @@ class InferenceService(Construct):
             model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
         if overlay.autoscaling is not None and env.overlay.runtime == "deployment":
             autoscaler(self, meta=meta, name=service, target=svc.stable.name, autoscaling=overlay.autoscaling)
-        if env.overlay.features.service_monitor:
-            service_monitor(self, meta=meta, name=service, namespace=env.namespace)
+        if scraped(env, spec):
+            service_monitor(
+                self, meta=meta, name=service, namespace=env.namespace, token_secret=svc.metrics_token
+            )
         if overlay.canary is not None:
             canary = overlay.canary
             pod = PodProps(
@@ -184,6 +205,7 @@ class InferenceService(Construct):
                 use_cache=spec.use_cache,
                 models=tuple(canary.models),
                 jobs=env.overlay.jobs.enabled,
+                metrics_token=scraped(env, spec),
             )
             service_version(self, meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
         route(self, meta=meta, env=env, service=service)
@@ -238,14 +260,29 @@ def autoscaler(scope: Construct, *, meta: Meta, name: str, target: str, autoscal
     keda.ScaledObject(scope, "autoscaler", metadata=meta.api(name), spec=scaled)
 
 
-def service_monitor(scope: Construct, *, meta: Meta, name: str, namespace: str) -> None:
-    """Prometheus scrapes every version of the service on the named port (one ServiceMonitor)."""
+def service_monitor(
+    scope: Construct, *, meta: Meta, name: str, namespace: str, token_secret: str | None = None
+) -> None:
+    """Prometheus scrapes every version of `name` on the named port (one ServiceMonitor); with
+    `token_secret`, sending the scraper's token from that Secret (a service's `/metrics` names the models:
+    never anonymous; a job worker's is reachable by the scraper alone, by NetworkPolicy)."""
+    authorization = None
+    if token_secret is not None:
+        authorization = monitoring.ServiceMonitorSpecEndpointsAuthorization(
+            type="Bearer",
+            credentials=monitoring.ServiceMonitorSpecEndpointsAuthorizationCredentials(
+                name=token_secret, key=METRICS_TOKEN_KEY
+            ),
+        )
     spec = monitoring.ServiceMonitorSpec(
         selector=monitoring.ServiceMonitorSpecSelector(match_labels=names.select(name)),
         namespace_selector=monitoring.ServiceMonitorSpecNamespaceSelector(match_names=[namespace]),
         endpoints=[
             monitoring.ServiceMonitorSpecEndpoints(
-                port=HTTP_PORT, path=METRICS_PATH, interval=SCRAPE_INTERVAL
+                port=HTTP_PORT,
+                path=METRICS_PATH,
+                interval=SCRAPE_INTERVAL,
+                authorization=authorization,
             )
         ],
     )

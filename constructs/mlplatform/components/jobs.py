@@ -33,7 +33,11 @@ def worker_settings(env: Environment, service: str) -> dict[str, str]:
     reach a worker; quotas are counted at submit)."""
     spec, overlay = env.platform.services[service], env.overlay.services[service]
     data = settings(env, service=spec, overlay=overlay, models=spec.models)
-    dropped = ("INFERENCE_API_KEYS_FILE", *identity.SETTINGS_KEYS)  # nor tokens: callers never reach it
+    dropped = (
+        "INFERENCE_API_KEYS_FILE",
+        "INFERENCE_METRICS_TOKEN_FILE",
+        *identity.SETTINGS_KEYS,
+    )  # nor tokens: callers never reach it
     return {k: v for k, v in data.items() if k not in dropped and not k.startswith(QUOTA_PREFIX)}
 
 

@@ -30,6 +30,7 @@ def jobs_settings(env: Environment) -> dict[str, str]:
         ("INFERENCE_JOBS_VISIBILITY_TIMEOUT_SECONDS", jobs.visibility_timeout_seconds),
         ("INFERENCE_JOBS_MAX_ATTEMPTS", jobs.max_attempts),
         ("INFERENCE_JOBS_RESULT_TTL_SECONDS", jobs.result_ttl_seconds),
+        ("INFERENCE_JOBS_MAX_RESULT_BYTES", jobs.max_result_bytes),
     ):
         if value is not None:
             data[key] = str(value)

@@ -31,6 +31,8 @@ REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
 JOBS_REDIS_PASSWORD_DIR = "/var/run/secrets/jobs-redis"  # noqa: S105  (a mount path)
 API_KEYS_DIR = "/var/run/secrets/inference"
 API_KEYS_KEY = "api-keys"
+METRICS_TOKEN_DIR = "/var/run/secrets/metrics"  # noqa: S105  (a mount path, not a token)
+METRICS_TOKEN_KEY = "token"  # noqa: S105  (a key name)
 MODEL_FETCH_DIR = "/mnt/models"
 MODEL_CACHE_VOLUME = "models"  # the model-cache PVC's volume in the pod
 READY_PATH = "/v2/health/ready"
@@ -42,6 +44,14 @@ LIVE_PATH = "/v2/health/live"
 STARTUP_PROBE = (5, 60, 3)
 READINESS_PROBE = (5, 3, 3)
 LIVENESS_PROBE = (10, 3, 3)
+#: How long the service takes new requests after its pod is told to stop: the kubelet's preStop sleep runs
+#: before SIGTERM (on which uvicorn closes its listener at once), while the endpoint controller, kube-proxy
+#: and the ingress controller drop the terminating pod; two readiness periods cover that propagation.
+PRE_STOP_SECONDS = 2 * READINESS_PROBE[0]
+#: The service's own drain after SIGTERM (INFERENCE_SHUTDOWN_DRAIN_SECONDS, its default).
+DRAIN_SECONDS = 20
+#: Past the preStop sleep and the drain, a margin for the process to exit before SIGKILL.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + DRAIN_SECONDS + 5
 INIT_RESOURCES = {
     "limits": {"cpu": "500m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
     "requests": {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "256Mi"},
@@ -64,6 +74,8 @@ class PodProps:
     jobs: bool = False
     #: The service's job worker (`WORKER_COMMAND`, no API keys, its own name label) instead of its API.
     worker: bool = False
+    #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
+    metrics_token: bool = False
 
     @property
     def name_label(self) -> str:
@@ -94,6 +106,9 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     if not props.worker:
         volumes.append(secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY))
         mounts.append(k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True))
+    if props.metrics_token and not props.worker:
+        volumes.append(secret_volume("metrics-token", secret=service.metrics_token, key=METRICS_TOKEN_KEY))
+        mounts.append(k8s.VolumeMount(name="metrics-token", mount_path=METRICS_TOKEN_DIR, read_only=True))
     if props.use_cache:
         volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
@@ -130,6 +145,10 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         startup_probe=http_probe(READY_PATH, STARTUP_PROBE),
         readiness_probe=http_probe(READY_PATH, READINESS_PROBE),
         liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE),
+        # The API keeps serving while the endpoint goes away (a job worker has no endpoint to wait for).
+        lifecycle=None
+        if props.worker
+        else k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=PRE_STOP_SECONDS))),
         volume_mounts=mounts,
     )
 
@@ -203,7 +222,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),
-        termination_grace_period_seconds=30,
+        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
         init_containers=init or None,
         containers=[_container(props, mounts)],
         volumes=volumes,

@@ -103,6 +103,16 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                     "runs the stable models only; allowed: canary models among the stable ones, or no jobs",
                 )
             )
+    if overlay.features.service_monitor:
+        for name in sorted(n for n, s in platform.services.items() if s.metrics_token is None):
+            problems.append(
+                source.problem(
+                    ("features", "serviceMonitor"),
+                    f"true, but service {name!r} of {PLATFORM_FILE} has no metricsToken for the scraper "
+                    "(/metrics names the models, so it is never anonymous); allowed: add "
+                    f"services.{name}.metricsToken to {PLATFORM_FILE}, or serviceMonitor: false",
+                )
+            )
     if overlay.jobs.enabled and platform.jobs is None:
         problems.append(
             source.problem(

@@ -277,6 +277,9 @@ class Jobs(Strict):
     visibility_timeout_seconds: int | None = Field(default=None, ge=1)
     max_attempts: int | None = Field(default=None, ge=1)
     result_ttl_seconds: int | None = Field(default=None, ge=1)
+    #: The largest result a job may store (bytes): larger ones are refused at submit when bound to be, and
+    #: fail on their first attempt when they turn out larger (INFERENCE_JOBS_MAX_RESULT_BYTES).
+    max_result_bytes: int | None = Field(default=None, ge=1024)
     redis: JobsRedis | None = None
 
     @model_validator(mode="after")

@@ -65,6 +65,9 @@ class Service(Strict):
     models: list[Model] = Field(min_length=1)
     use_cache: bool = True
     api_keys: SecretRef
+    #: The scraper's bearer token for /metrics (whose labels name the models): needed where an overlay turns
+    #: features.serviceMonitor on; without it /metrics answers 401 to everyone.
+    metrics_token: SecretRef | None = None
     tuning: Tuning = Tuning()
 
 

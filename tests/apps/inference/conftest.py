@@ -18,6 +18,7 @@ from model_build.__main__ import RECIPES, build_model
 
 ROOT = Path(__file__).resolve().parents[3]
 API_KEY = "test-key-0123456789"
+METRICS_TOKEN = "test-metrics-token-0123456789"  # the scraper's token for /metrics
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +71,7 @@ def make_client(model_repository: Path) -> ClientFactory:
             "model_repository": model_repository,
             "auth_enabled": auth,
             "api_keys": API_KEY,
+            "metrics_token": METRICS_TOKEN,
             "access_log": False,
             "models": "breast-cancer:1",  # the embedding model only where a test asks for it (models="")
             **overrides,
@@ -84,9 +86,22 @@ def make_client(model_repository: Path) -> ClientFactory:
     return factory
 
 
+def scrape(client: TestClient) -> str:
+    """/metrics as the scraper reads it (with its token)."""
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+@pytest.fixture
+def read_metrics() -> Callable[[TestClient], str]:
+    """read_metrics(client): the /metrics text, read with the scraper's token."""
+    return scrape
+
+
 def metric(client: TestClient, name: str, **labels: str) -> float:
     """The current value of one sample from /metrics (0 when absent)."""
-    for line in client.get("/metrics").text.splitlines():
+    for line in scrape(client).splitlines():
         if line.startswith("#") or not line.startswith(name):
             continue
         head, _, value = line.rpartition(" ")

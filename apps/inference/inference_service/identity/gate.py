@@ -42,16 +42,32 @@ class Refusal:
         self.headers = headers
 
 
-def _credential(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bool]:
-    """The presented credential and whether it came as a Bearer value (X-API-Key: always a key)."""
+_DUPLICATE = (
+    "send one credential: the request repeats the `{}` header, and a proxy that reads another copy than this "
+    "service would decide differently"
+)
+
+
+def _credential(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bool, str | None]:
+    """The presented credential, whether it came as a Bearer value (X-API-Key: always a key), and the name of
+    a credential header given more than once (the request is then refused whatever the copies say)."""
+    found: tuple[bytes | None, bool] | None = None
+    seen: set[bytes] = set()
     for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                return token.strip() or None, True
-        elif name == b"x-api-key":
-            return value.strip() or None, False
-    return None, False
+        if name == b"authorization" or name == b"x-api-key":
+            if name in seen:
+                return None, False, name.decode()
+            seen.add(name)
+            if found is not None:
+                continue
+            if name == b"x-api-key":
+                found = value.strip() or None, False
+            else:
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    found = token.strip() or None, True
+    presented, bearer = found if found is not None else (None, False)
+    return presented, bearer, None
 
 
 class Gate:
@@ -76,7 +92,7 @@ class Gate:
 
     async def refuse(self, scope: Scope, request_id: bytes) -> Refusal | None:
         """None to let the request through; else the refusal to send. Writes the audit line either way."""
-        presented, bearer = _credential(scope["headers"])
+        presented, bearer, duplicate = _credential(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
         request = self._requests.get((method, path))
@@ -90,7 +106,9 @@ class Gate:
             line["model"] = request.model
         refusal: Refusal | None = None
         permissions: Permissions | None = None
-        if presented is None:
+        if duplicate is not None:
+            refusal, reason = Refusal(400, _DUPLICATE.format(duplicate), []), f"duplicate {duplicate} header"
+        elif presented is None:
             refusal, reason = Refusal(401, _UNAUTHENTICATED, _CHALLENGE), "no credentials"
         elif self.tokens is not None and bearer and presented.count(b".") == 2:
             line["principal"] = "token"

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from inference_service.errors import BadRequest, InferenceError, NotFound
 from inference_service.hotpath import BINARY_HEADER, read_body
 from inference_service.jobs.store import IdempotencyConflict, JobStore
-from inference_service.protocol import parse_v2
+from inference_service.protocol import check_response_size, parse_v2
 from inference_service.quotas import Quotas, owner_of
 from inference_service.routes.common import json_response, state_of
 
@@ -51,6 +51,9 @@ async def _submit(request: Request, model_name: str, model_version: str | None) 
         body = await read_body(request.receive, state.settings.max_body_bytes)
         binary = request.headers.get(BINARY_HEADER.decode())
         parsed = parse_v2(runtime.model, body, binary)
+        check_response_size(
+            runtime.model, len(parsed.rows), parsed.outputs, state.settings.jobs_max_result_bytes
+        )
         if parsed.outputs.binary:
             raise BadRequest(
                 "a job's result is JSON: binary outputs (`binary_data`, `binary_data_output`) are not "

@@ -41,31 +41,77 @@ return false
 """
 
 # KEYS: job, stream, dead. ARGV: entry id, group, max attempts, result ttl, consumer, now.
+# A job found `running` again was on a worker that was lost (killed, OOM, node gone). Beside other jobs
+# that loss is not held against it (any of them may have caused it): it counts in `lost`, not `attempts`,
+# and after max attempts - 1 such losses the job runs alone (`isolate`). Lost while it ran alone (`alone`,
+# set by the worker once nothing else runs), the loss is its own: it is dead-lettered with that reason.
 _CLAIM = """
 local function drop()
   redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
   redis.call('XDEL', KEYS[2], ARGV[1])
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then drop() return {'gone'} end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'done' or status == 'failed' then drop() return {'finished'} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts > tonumber(ARGV[3]) then
-  local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'last_error', 'body')
-  local reason = f[3] or 'the worker running it was lost'
-  local error = 'gave up after ' .. (attempts - 1) .. ' attempts; last: ' .. reason
-  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+local function dead(attempts, error)
+  local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'body')
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', error, 'finished', ARGV[6])
-  redis.call('HDEL', KEYS[1], 'body')
+  redis.call('HDEL', KEYS[1], 'body', 'alone')
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('XADD', KEYS[3], '*', 'id', string.sub(KEYS[1], string.len(KEYS[1]) - 31),
-    'model', f[1], 'version', f[2], 'attempts', attempts - 1, 'error', error, 'body', f[4] or '')
+    'model', f[1], 'version', f[2], 'attempts', attempts, 'error', error, 'body', f[3] or '')
   drop()
   return {'dead', error}
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then drop() return {'gone'} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'done' or status == 'failed' then drop() return {'finished'} end
+local lost = tonumber(redis.call('HGET', KEYS[1], 'lost') or '0')
+if status == 'running' then
+  if redis.call('HGET', KEYS[1], 'alone') == '1' then
+    local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
+    return dead(attempts, 'its worker was lost while it ran alone, after ' .. lost ..
+      ' losses beside other jobs: the job itself brings its worker down')
+  end
+  lost = redis.call('HINCRBY', KEYS[1], 'lost', 1)
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts > tonumber(ARGV[3]) then
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+  local reason = redis.call('HGET', KEYS[1], 'last_error') or 'the worker running it was lost'
+  return dead(attempts - 1, 'gave up after ' .. (attempts - 1) .. ' attempts; last: ' .. reason)
+end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[5], 'started', ARGV[6])
+redis.call('HDEL', KEYS[1], 'alone')
 local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'binary', 'body')
-return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4]}
+local isolate = '0'
+if lost >= tonumber(ARGV[3]) - 1 and lost > 0 then isolate = '1' end
+return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4], isolate}
+"""
+
+# KEYS: job. ARGV: consumer. The worker runs the job with nothing else: a loss now is the job's own.
+_ALONE = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'worker')
+if f[1] == 'running' and f[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'alone', '1')
+  return 1
+end
+return 0
+"""
+
+# KEYS: job, stream, dead. ARGV: entry id, group, result ttl, error, now. A failure no retry can mend (the
+# result is too large to keep): failed and dead-lettered on this attempt, with its reason.
+_FAIL = """#!lua flags=allow-oom
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'done' and status ~= 'failed' then
+  local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'attempts', 'body')
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[4], 'finished', ARGV[5])
+  redis.call('HDEL', KEYS[1], 'body', 'alone')
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('XADD', KEYS[3], '*', 'id', string.sub(KEYS[1], string.len(KEYS[1]) - 31),
+    'model', f[1], 'version', f[2], 'attempts', f[3], 'error', ARGV[4], 'body', f[4] or '')
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+return 0
 """
 
 # KEYS: job, stream. ARGV: entry id, group, result ttl, result, now.
@@ -74,7 +120,7 @@ local status = redis.call('HGET', KEYS[1], 'status')
 local stored = 0
 if status and status ~= 'done' and status ~= 'failed' then
   redis.call('HSET', KEYS[1], 'status', 'done', 'result', ARGV[4], 'finished', ARGV[5])
-  redis.call('HDEL', KEYS[1], 'body', 'last_error')
+  redis.call('HDEL', KEYS[1], 'body', 'last_error', 'alone')
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   stored = 1
 end
@@ -91,7 +137,9 @@ end
 return 0
 """
 
-STATUS_FIELDS = ("status", "model", "version", "owner", "attempts", "created", "started", "finished", "error")
+STATUS_FIELDS = (
+    "status", "model", "version", "owner", "attempts", "lost", "created", "started", "finished", "error",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +153,8 @@ class Claimed:
     version: str
     binary: str | None
     body: bytes
+    #: Lost with its worker max attempts - 1 times beside other jobs: run it with nothing else.
+    isolate: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +198,8 @@ class JobStore:
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
         self._retry_later = client.register_script(_RETRY_LATER)
+        self._alone = client.register_script(_ALONE)
+        self._fail = client.register_script(_FAIL)
 
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -218,6 +270,7 @@ class JobStore:
             version=reply[3].decode(),
             binary=binary or None,
             body=bytes(reply[5]),
+            isolate=reply[6] == b"1",
         )
 
     async def complete(self, job: Claimed, result: bytes) -> bool:
@@ -228,6 +281,17 @@ class JobStore:
             args=[job.entry_id, self.group, self.result_ttl, result, f"{time.time():.6f}"],
         )
         return bool(stored)
+
+    async def running_alone(self, job: Claimed, consumer: str) -> None:
+        """Marks the job as running with nothing else on its worker (see _CLAIM)."""
+        await self._alone(keys=[self.job_key(job.job_id)], args=[consumer])
+
+    async def fail(self, job: Claimed, error: str) -> None:
+        """Fails the job now, with `error`, into the dead-letter stream; acks its entry."""
+        await self._fail(
+            keys=[self.job_key(job.job_id), self.stream, self.dead],
+            args=[job.entry_id, self.group, self.result_ttl, error[:500], f"{time.time():.6f}"],
+        )
 
     async def retry_later(self, job: Claimed, error: str) -> None:
         await self._retry_later(keys=[self.job_key(job.job_id)], args=[error[:500]])

@@ -29,7 +29,7 @@ from functools import partial
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from inference_service import __version__
 from inference_service.errors import InferenceError
@@ -92,7 +92,12 @@ class Worker:
         self.concurrency = s.jobs_worker_concurrency
         self.visibility_ms = int(s.jobs_visibility_timeout_seconds * 1000)
         self.metrics = WorkerMetrics(registry)
+        self.max_result_bytes = s.jobs_max_result_bytes
         self.running: dict[str, asyncio.Task[None]] = {}
+        # Jobs to run alone (lost with their worker too often beside others): while any waits or runs, no
+        # new job starts; `alone` lets them run one at a time.
+        self.isolating: set[str] = set()
+        self.alone = asyncio.Lock()
         self.metrics.running.set_function(lambda: len(self.running))
         self.stopping = asyncio.Event()
 
@@ -107,7 +112,7 @@ class Worker:
         self._start([e for e in recovered if e[0] not in self.running])
         try:
             while not self.stopping.is_set():
-                free = self.concurrency - len(self.running)
+                free = 0 if self.isolating else self.concurrency - len(self.running)
                 if free <= 0:
                     await asyncio.wait(
                         list(self.running.values()), timeout=tick, return_when="FIRST_COMPLETED"
@@ -144,8 +149,10 @@ class Worker:
             self.running[entry_id] = task
             task.add_done_callback(partial(self._forget, entry_id))
 
-    def _forget(self, entry_id: str, _: object) -> None:
+    def _forget(self, entry_id: str, task: asyncio.Task[None]) -> None:
         self.running.pop(entry_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:  # retrieved and logged
+            log.error("job entry %s: %s: %s; it stays pending", entry_id, type(error).__name__, error)
 
     async def drain(self, timeout: float) -> None:
         self.stopping.set()
@@ -173,6 +180,28 @@ class Worker:
             else:
                 self.metrics.finished.inc()
             return
+        if claimed.isolate:
+            await self._run_alone(entry_id, claimed)
+        else:
+            await self._run(claimed)
+
+    async def _run_alone(self, entry_id: str, claimed: Claimed) -> None:
+        """Runs a job that was lost with its worker beside other jobs too often, with nothing else running:
+        if it brings the worker down now, the next claim dead-letters it with that reason."""
+        self.isolating.add(entry_id)
+        try:
+            async with self.alone:
+                # Looked at again every 50 ms: a job still claiming may turn out to be one to isolate too.
+                while others := [t for e, t in self.running.items() if e not in self.isolating]:
+                    await asyncio.wait(others, timeout=0.05)
+                log.warning("job %s was lost with its worker beside others; running it alone", claimed.job_id)
+                await self.store.running_alone(claimed, self.consumer)
+                await self._run(claimed)
+        finally:
+            self.isolating.discard(entry_id)
+
+    async def _run(self, claimed: Claimed) -> None:
+        job_id = claimed.job_id
         try:
             result = await self._compute(claimed)
         except Exception as exc:
@@ -182,13 +211,44 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.store.retry_later(claimed, reason)
             return
-        if await self.store.complete(claimed, result):
+        if len(result) > self.max_result_bytes:
+            await self._fail(
+                claimed, f"the result of {len(result)} bytes exceeds the limit of {self.max_result_bytes}"
+            )
+            return
+        try:
+            stored = await self.store.complete(claimed, result)
+        except OutOfMemoryError as exc:
+            # No retry can mend it while the store is full: the job fails now, with the true reason.
+            await self._fail(
+                claimed, f"the job store is out of memory for a result of {len(result)} bytes ({exc})"
+            )
+            return
+        except (
+            RedisError,
+            OSError,
+        ) as exc:  # unreachable: the entry stays pending, reclaimed after the timeout
+            log.warning("storing the result of job %s failed (%s); it will be retried", job_id, exc)
+            return
+        if stored:
             self.metrics.done.inc()
-            created = await self._created(job_id)
+            created = 0.0
+            with contextlib.suppress(RedisError, OSError):
+                created = await self._created(job_id)
             if created:
                 self.metrics.latency.observe(max(0.0, time.time() - created))
         else:
             self.metrics.finished.inc()
+
+    async def _fail(self, claimed: Claimed, reason: str) -> None:
+        log.error("job %s failed: %s", claimed.job_id, reason)
+        self.metrics.dead.inc()
+        try:
+            await self.store.fail(claimed, reason)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "recording the failure of job %s failed (%s); it will be retried", claimed.job_id, exc
+            )
 
     async def _compute(self, job: Claimed) -> bytes:
         runtime = self.state.runtime(job.model, job.version)

@@ -21,8 +21,32 @@ def test_requests_without_a_valid_key_are_refused(make_client, tabular, rows) ->
             "/v2/models/breast-cancer/infer", json=tabular(rows(1)), headers={"Authorization": "Bearer nope"}
         )
         assert wrong.status_code == 401
-        for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+        for path in ("/v2/health/live", "/v2/health/ready"):
             assert client.get(path, headers=anonymous).status_code == 200, path
+        for headers in (anonymous, {}):  # {}: the client's API key
+            assert client.get("/metrics", headers=headers).status_code == 401
+
+
+def test_a_repeated_credential_header_is_a_400_whatever_the_copies_say(make_client, tabular, rows) -> None:
+    """Two `Authorization` (or `X-API-Key`) headers: a proxy reading the last copy would decide otherwise than
+    a service reading the first, so neither decides: 400, even when both copies are the valid key."""
+    key = "one-key-0123456789"
+    with make_client(api_keys=key) as client:
+        good = f"Bearer {key}"
+        for headers in (
+            [("Authorization", good), ("Authorization", "Bearer nope")],
+            [("Authorization", "Bearer nope"), ("Authorization", good)],
+            [("Authorization", good), ("Authorization", good)],
+            [("Authorization", good), ("X-API-Key", "a"), ("X-API-Key", key)],
+        ):
+            client.headers.pop("Authorization", None)
+            response = client.post("/v2/models/breast-cancer/infer", json=tabular(rows(1)), headers=headers)
+            assert response.status_code == 400, headers
+            assert "send one credential" in response.json()["error"]
+        one = client.post(
+            "/v2/models/breast-cancer/infer", json=tabular(rows(1)), headers=[("Authorization", good)]
+        )
+        assert one.status_code == 200
 
 
 def test_keys_from_file_and_x_api_key_header(make_client, tmp_path, tabular, rows) -> None:

@@ -15,11 +15,11 @@ from inference_service.hotpath import match
 INFER = "/v2/models/breast-cancer/infer"
 
 
-def _series(client) -> list[str]:
-    return [line for line in client.get("/metrics").text.splitlines() if not line.startswith("#")]
+def _series(read_metrics, client) -> list[str]:
+    return [line for line in read_metrics(client).splitlines() if not line.startswith("#")]
 
 
-def test_unknown_model_names_do_not_grow_metrics(make_client, tabular, rows) -> None:
+def test_unknown_model_names_do_not_grow_metrics(make_client, tabular, rows, read_metrics) -> None:
     body = tabular(rows(1, seed=901))
     with make_client() as client:
         assert client.post(INFER, json=body).status_code == 200
@@ -32,8 +32,10 @@ def test_unknown_model_names_do_not_grow_metrics(make_client, tabular, rows) -> 
             assert client.get(f"/v2/models/no-{i}").status_code == 404
             assert client.get(f"/v2/models/no-{i}/ready").status_code == 404
             assert client.get(f"/v1/models/no-{i}").status_code == 404
-        _series(client)  # a scrape is recorded once it is answered: its own series exists from now on
-        before = _series(client)
+        _series(
+            read_metrics, client
+        )  # a scrape is recorded once it is answered: its own series exists from now on
+        before = _series(read_metrics, client)
         # ...then 300 more names, each by every route: not one new line.
         for i in range(300):
             name = f"unknown-model-{i}"
@@ -42,7 +44,7 @@ def test_unknown_model_names_do_not_grow_metrics(make_client, tabular, rows) -> 
             client.post(f"/v1/models/{name}:predict", json={"instances": [[1.0] * 30]})
             client.get(f"/v2/models/{name}")
             client.get(f"/v1/models/{name}")
-        after = _series(client)
+        after = _series(read_metrics, client)
     assert len(after) == len(before)
     text = "\n".join(after)
     assert "unknown-model" not in text and "no-first" not in text

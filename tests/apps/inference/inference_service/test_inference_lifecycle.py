@@ -57,12 +57,14 @@ def test_bad_configuration_fails_fast_with_a_clear_message(model_repository, tmp
         Settings(models="breast-cancer")
 
 
-def test_metrics_cover_latency_cache_batches_and_load(make_client, tabular, rows, read_metric) -> None:
+def test_metrics_cover_latency_cache_batches_and_load(
+    make_client, tabular, rows, read_metric, read_metrics
+) -> None:
     with make_client() as client:
         client.post("/v2/models/breast-cancer/infer", json=tabular(rows(3, seed=601)))
         client.post("/v2/models/breast-cancer/infer", json=tabular(rows(3, seed=601)))
         client.post("/v2/models/nope/infer", json=tabular(rows(1)))
-        text = client.get("/metrics").text
+        text = read_metrics(client)
         route = "/v2/models/{model_name}/infer"
         assert (
             read_metric(

@@ -130,3 +130,34 @@ def test_body_size_limit(make_client) -> None:
         streamed = client.post(INFER, content=chunks())  # chunked: no Content-Length to trust
         assert streamed.status_code == 413
         assert client.post(INFER, json=_input()).status_code == 200
+
+
+def _nested(value: str, depth: int) -> str:
+    """The JSON text of `value` inside `depth` lists (json.dumps itself would recurse that deep)."""
+    return "[" * depth + value + "]" * depth
+
+
+def test_deeply_nested_client_input_is_a_400_not_a_crash(make_client) -> None:
+    """Client JSON nested about 1,000 deep (orjson parses up to 1,024): refused by the tensor's rank, with
+    no recursion over client input; nesting that matches the shape is still accepted."""
+    with make_client(models="") as client:
+        text_input = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": "@"}]}
+        for path, body, deep in (
+            ("/v2/models/minilm-embedding/infer", text_input, _nested('"a"', 1000)),
+            ("/v1/models/minilm-embedding:predict", {"instances": "@"}, _nested('"a"', 1000)),
+            ("/v1/models/breast-cancer:predict", {"instances": "@"}, _nested("0.5", 1000)),
+            (INFER, _input(data="@"), _nested("0.5", 1000)),
+        ):
+            content = json.dumps(body).replace('"@"', deep)
+            response = client.post(path, content=content.encode())
+            assert response.status_code == 400, (path, response.text)
+            assert "Traceback" not in response.text
+        flat = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}]}
+        assert client.post("/v2/models/minilm-embedding/infer", json=flat).status_code == 200
+        nested_rows = [[0.5] * 30, [0.25] * 30]  # nesting that matches the shape [2, 30]
+        assert client.post(INFER, json=_input(shape=[2, 30], data=nested_rows)).status_code == 200
+        v1_rows = client.post("/v1/models/breast-cancer:predict", json={"instances": nested_rows})
+        assert v1_rows.status_code == 200
+        too_deep = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": [["a"], ["b"]]}]}
+        response = client.post("/v2/models/minilm-embedding/infer", json=too_deep)
+        assert response.status_code == 400 and "nested deeper" in response.json()["error"]

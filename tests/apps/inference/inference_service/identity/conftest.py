@@ -28,6 +28,7 @@ from inference_service.local import free_port
 
 ISSUER = "https://idp.example.test/realms/ml"
 AUDIENCE = "inference-api"
+METRICS_TOKEN = "scraper-token-0123456789"
 KEYS = "ci:ci-key-0123456789,admin:admin-key-0123456789,legacy-key-0123456789"
 POLICY = {
     "rules": [
@@ -233,6 +234,7 @@ def service(
         oidc_jwks_url=jwks_server.url,
         oidc_jwks_refresh_min_seconds="1",
         oidc_jwks_max_age_seconds="2",
+        metrics_token=METRICS_TOKEN,
     )
 
 

@@ -148,9 +148,27 @@ def test_api_keys_each_with_their_own_models(service, tabular_body, text_body) -
     assert "ci-key-0123456789" not in text and "admin-key" not in text and "legacy-key" not in text
 
 
-def test_health_and_metrics_stay_open(service) -> None:
-    for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
+def test_health_stays_open_and_metrics_take_only_the_scrapers_token(service, issuer) -> None:
+    """/metrics names the served models in its labels: no anonymous caller, API key or OIDC token (even one
+    granted every model) reads it; the scraper's own token does."""
+    for path in ("/v2/health/live", "/v2/health/ready"):
         assert service.client.get(path).status_code == 200, path
+    admin_token = issuer.token(realm_access={"roles": ["ml-admin"]})
+    for headers in (
+        {},
+        bearer("admin-key-0123456789"),
+        bearer(admin_token),
+        {"X-API-Key": "scraper-token-0123456789"},
+    ):
+        response = service.client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert "breast-cancer" not in response.text and response.headers["www-authenticate"].startswith(
+            "Bearer"
+        )
+    twice = [("Authorization", "Bearer scraper-token-0123456789")] * 2
+    assert service.client.get("/metrics", headers=twice).status_code == 401
+    scraped = service.client.get("/metrics", headers=bearer("scraper-token-0123456789"))
+    assert scraped.status_code == 200 and "inference_request_duration_seconds" in scraped.text
 
 
 def test_unknown_kid_refreshes_the_jwks_rate_limited(service, issuer, tabular_body) -> None:

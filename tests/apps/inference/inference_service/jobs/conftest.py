@@ -78,7 +78,8 @@ def start_worker(
     """Starts `python -m inference_service.jobs.worker` against the test's jobs Redis; waits until ready."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(**settings: Any) -> Worker:
+    def start(*, code: str | None = None, **settings: Any) -> Worker:
+        """`code`: Python to run instead of the worker module (a test's fault hook around its main)."""
         port = free_port()
         env = {
             **os.environ,
@@ -95,7 +96,9 @@ def start_worker(
         log = tmp_path / f"worker-{len(started)}.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "inference_service.jobs.worker"],
+                [sys.executable, "-c", code]
+                if code
+                else [sys.executable, "-m", "inference_service.jobs.worker"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
