@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inference_service.accesslog import AccessLog
 from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
 from inference_service.identity.gate import Gate
+from inference_service.logs import REQUEST_ID, iso_time
 from inference_service.metrics import Metrics
 from inference_service.security import OPEN_PATHS
 
@@ -40,6 +41,7 @@ class RequestMiddleware:
         access_log: AccessLog | None,
         served_models: Collection[str],
         inference: InferenceHandler | None = None,
+        open_paths: Collection[str] = OPEN_PATHS,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -48,6 +50,7 @@ class RequestMiddleware:
         self.access_log = access_log
         self.served = frozenset(served_models)
         self.inference = inference
+        self.open_paths = frozenset(open_paths)
         # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
         self.active = 0
         metrics.in_flight.set_function(lambda: self.active)
@@ -79,10 +82,12 @@ class RequestMiddleware:
         target = match(path) if self.inference is not None and scope["method"] == "POST" else None
 
         self.active += 1
+        request_text = request_id.decode()
+        request_token = REQUEST_ID.set(request_text)
         try:
             if (
                 self.api_keys is not None
-                and path not in OPEN_PATHS
+                and path not in self.open_paths
                 and (refusal := await self.api_keys.refuse(scope, request_id)) is not None
             ):
                 status = refusal.status
@@ -106,6 +111,9 @@ class RequestMiddleware:
                 await self.app(scope, receive, send_with_id)
         finally:
             self.active -= 1
+            REQUEST_ID.reset(request_token)
+            if self.api_keys is not None:
+                self.api_keys.audited(scope, status)
             elapsed = time.perf_counter() - started
             if target is not None:
                 template, model = target.template, target.model
@@ -118,10 +126,10 @@ class RequestMiddleware:
             self.metrics.request_latency.labels(template, label, f"{status // 100}xx").observe(elapsed)
             if self.access_log is not None:
                 line: dict[str, Any] = {
-                    "ts": time.time(),
+                    "time": iso_time(time.time()),
                     "level": "info",
                     "logger": "access",
-                    "request_id": request_id.decode(),
+                    "request_id": request_text,
                     "method": scope["method"],
                     "path": path,
                     "route": template,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+#: Open as well where INFERENCE_PUBLIC_DOCS is true (the Swagger UI page, its OAuth redirect, the document).
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
 class ApiKeys:

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     )
     api_keys_file: Path | None = Field(default=None, description="one API key per line (mounted secret)")
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
+    public_docs: bool = Field(
+        default=False,
+        description="/docs and /openapi.json without a key (`make serve` sets it; the manifests never do: "
+        "the document names every model)",
+    )
 
     # Identity (inference_service.identity): OIDC tokens, the access policy, the audit trail
     oidc_issuer: str = Field(default="", description="accepted `iss` of bearer JWTs; empty: API keys only")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog
 from mlplatform.spec.common import DNS_LABEL_PATTERN
-from mlplatform.spec.errors import FieldPath, Problem, choices
+from mlplatform.spec.errors import FieldPath, Problem, choices, did_you_mean
 from mlplatform.spec.overlay import GatewayRouting, Overlay
 from mlplatform.spec.platform import Model, Platform
 from mlplatform.spec.source import Source
@@ -63,7 +63,9 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
     for name in sorted(set(overlay.services) - set(platform.services)):
         problems.append(
             source.problem(
-                ("services", name), f"not a service of {PLATFORM_FILE}; allowed: {choices(declared)}"
+                ("services", name),
+                f"not a service of {PLATFORM_FILE}{did_you_mean(name, declared)}; "
+                f"allowed: {choices(declared)}",
             )
         )
     for name in sorted(set(platform.services) - set(overlay.services)):
@@ -114,7 +116,9 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
     for name in sorted(set(overlay.peers) - set(platform.peers)):
         problems.append(
             source.problem(
-                ("peers", name), f"not a peer of {PLATFORM_FILE}; allowed: {choices(platform.peers)}"
+                ("peers", name),
+                f"not a peer of {PLATFORM_FILE}{did_you_mean(name, platform.peers)}; "
+                f"allowed: {choices(platform.peers)}",
             )
         )
     routes = [(s.host, s.path, n) for n, s in sorted(overlay.services.items())]
@@ -203,7 +207,8 @@ def models_in_catalog(
             problems.append(
                 source.problem(
                     (*at, i, "name"),
-                    f"model {model.name!r} is not in {CATALOG_FILE}; allowed: {choices(catalog.models)}",
+                    f"model {model.name!r} is not in {CATALOG_FILE}"
+                    f"{did_you_mean(model.name, catalog.models)}; allowed: {choices(catalog.models)}",
                 )
             )
         elif not catalog.has(model.name, model.version):

@@ -64,8 +64,8 @@ if attempts > tonumber(ARGV[3]) then
   return {'dead', error}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[5], 'started', ARGV[6])
-local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'binary', 'body')
-return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4]}
+local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'binary', 'body', 'request_id')
+return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4], f[5] or ''}
 """
 
 # KEYS: job, stream. ARGV: entry id, group, result ttl, result, now.
@@ -91,7 +91,10 @@ end
 return 0
 """
 
-STATUS_FIELDS = ("status", "model", "version", "owner", "attempts", "created", "started", "finished", "error")
+STATUS_FIELDS = (
+    "status", "model", "version", "owner", "attempts", "created", "started", "finished", "error",
+    "request_id",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +108,7 @@ class Claimed:
     version: str
     binary: str | None
     body: bytes
+    request_id: str = ""  # of the request that submitted it: the worker's log lines about it carry it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +173,7 @@ class JobStore:
         body: bytes,
         owner: str,
         idempotency_key: str | None,
+        request_id: str = "",
     ) -> Submitted:
         job_id = new_job_id()
         digest = body_digest(binary, body)
@@ -178,6 +183,7 @@ class JobStore:
         fields: list[str | bytes] = [
             "status", "queued", "model", model, "version", version, "binary", binary or "",
             "body", body, "owner", owner, "attempts", "0", "created", f"{time.time():.6f}",
+            "request_id", request_id,
         ]  # fmt: skip
         found = await self._submit(
             keys=[self.job_key(job_id), self.stream, idem or self.job_key(job_id) + ":noidem"],
@@ -218,6 +224,7 @@ class JobStore:
             version=reply[3].decode(),
             binary=binary or None,
             body=bytes(reply[5]),
+            request_id=reply[6].decode(),
         )
 
     async def complete(self, job: Claimed, result: bytes) -> bool:

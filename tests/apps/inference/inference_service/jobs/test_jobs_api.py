@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_redis, jobs_db, tabular, rows):
     with make_client(jobs_redis_url=jobs_redis.url) as client:
@@ -85,3 +87,21 @@ def test_rows_of_concurrent_jobs_share_batches_on_a_worker(
         batches = worker.metric("inference_batch_size_count", model="breast-cancer")
         assert worker.metric("inference_jobs_total", outcome="done") == 40
         assert 0 < batches < 40  # 40 one-row jobs ran in fewer onnxruntime calls
+
+
+def test_a_jobs_record_and_its_workers_lines_carry_the_submitting_request_id(
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
+):
+    """The worker serves version 1 only; a job for version 2 fails there, in a line naming its request."""
+    with make_client(jobs_redis_url=jobs_redis.url, models="breast-cancer:2", jobs_max_attempts=1) as client:
+        submitted = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(1)), headers={"X-Request-Id": "submit-77"}
+        )
+        assert submitted.status_code == 202 and submitted.headers["x-request-id"] == "submit-77"
+        job_id = submitted.json()["id"]
+        assert client.get(f"/v2/jobs/{job_id}").json()["request_id"] == "submit-77"
+        worker = start_worker(jobs_max_attempts=1)
+        assert wait_status(client, job_id, "failed")["request_id"] == "submit-77"
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    failed = [line for line in lines if job_id in line["message"] and "failed" in line["message"]]
+    assert failed and all(line["request_id"] == "submit-77" for line in failed), lines
