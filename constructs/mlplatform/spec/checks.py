@@ -13,7 +13,7 @@ from mlplatform.spec.catalog import CATALOG_FILE, Catalog
 from mlplatform.spec.common import DNS_LABEL_PATTERN
 from mlplatform.spec.errors import FieldPath, Problem, choices, did_you_mean
 from mlplatform.spec.overlay import GatewayRouting, Overlay
-from mlplatform.spec.platform import Model, Platform
+from mlplatform.spec.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
 from mlplatform.spec.source import Source
 
 PLATFORM_FILE = "platform.yaml"
@@ -55,6 +55,35 @@ def environment_name(env: str, file: str, platform: Platform | None) -> list[Pro
             f"allowed: at most {MAX_LABEL - len(platform.name) - 1} characters"
         )
     return [Problem(file, 1, "", message) for message in problems]
+
+
+def jobs_flows(platform: Platform) -> list[tuple[str, str, str]]:
+    """(from, to, why) for each flow the settings of an environment with jobs imply: each service's API
+    queues jobs and counts quotas in the jobs Redis (INFERENCE_JOBS_REDIS_URL), its worker takes jobs from
+    it, and a worker of a service with useCache uses the cache (INFERENCE_REDIS_URL) as the service does."""
+    flows = []
+    for name, svc in sorted(platform.services.items()):
+        worker = f"{name}{WORKER_SUFFIX}"
+        flows.append((name, JOBS_REDIS, "jobs and quotas"))
+        flows.append((worker, JOBS_REDIS, "its jobs"))
+        if svc.use_cache:
+            flows.append((worker, "redis", "useCache"))
+    return flows
+
+
+def _jobs_connections(platform: Platform, source: Source) -> list[Problem]:
+    """jobs.enabled renders settings that reach the jobs Redis and the cache: each needs its connection,
+    or the NetworkPolicies (default deny) would leave the setting without a path."""
+    declared = {(c.source, c.target) for c in platform.connections}
+    return [
+        source.problem(
+            ("jobs", "enabled"),
+            f"true, but {PLATFORM_FILE} has no connection {src} -> {dst} ({why}); "
+            f"allowed: add `- {{from: {src}, to: {dst}}}`, or enabled: false",
+        )
+        for src, dst, why in jobs_flows(platform)
+        if (src, dst) not in declared
+    ]
 
 
 def overlay_against_platform(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
@@ -113,6 +142,8 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 f"allowed: add jobs.password to {PLATFORM_FILE}, or enabled: false",
             )
         )
+    if overlay.jobs.enabled:
+        problems += _jobs_connections(platform, source)
     for name in sorted(set(overlay.peers) - set(platform.peers)):
         problems.append(
             source.problem(

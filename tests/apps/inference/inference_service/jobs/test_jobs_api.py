@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 
 def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_redis, jobs_db, tabular, rows):
@@ -105,3 +106,31 @@ def test_a_jobs_record_and_its_workers_lines_carry_the_submitting_request_id(
     lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
     failed = [line for line in lines if job_id in line["message"] and "failed" in line["message"]]
     assert failed and all(line["request_id"] == "submit-77" for line in failed), lines
+
+
+def test_each_worker_takes_only_its_own_services_jobs(
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
+):
+    """Two services in one jobs Redis, as the manifests configure them (INFERENCE_JOBS_PREFIX per service):
+    `fraud`'s worker runs its own job and never touches `inference`'s, which waits for its own worker."""
+    body = tabular(rows(2, seed=11))
+    with (
+        make_client(jobs_redis_url=jobs_redis.url, jobs_prefix="jobs-inference") as inference,
+        make_client(
+            jobs_redis_url=jobs_redis.url, jobs_prefix="jobs-fraud", models="breast-cancer:2"
+        ) as fraud,
+    ):
+        theirs = inference.post("/v2/models/breast-cancer/jobs", json=body).json()["id"]
+        mine = fraud.post("/v2/models/breast-cancer/jobs", json=body).json()["id"]
+        start_worker(jobs_prefix="jobs-fraud", models="breast-cancer:2")
+        done = wait_status(fraud, mine, "done", "failed")
+        assert done["status"] == "done" and done["attempts"] == 1, done
+        time.sleep(
+            1.5
+        )  # past the visibility timeout (1 s): a worker reading every stream would have claimed it
+        waiting = inference.get(f"/v2/jobs/{theirs}").json()
+        assert waiting["status"] == "queued" and waiting["attempts"] == 0, waiting
+        assert fraud.get(f"/v2/jobs/{theirs}").status_code == 404  # another service's records are not visible
+        start_worker(jobs_prefix="jobs-inference")
+        done = wait_status(inference, theirs, "done", "failed")
+        assert done["status"] == "done" and done["attempts"] == 1 and done["model_version"] == "1", done
