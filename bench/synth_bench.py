@@ -63,8 +63,13 @@ def make_spec(root: Path, services: int) -> None:
             {"from": "ingress-controller", "to": f"model-{i:03d}"},
             {"from": "metrics-scraper", "to": f"model-{i:03d}"},
             {"from": f"model-{i:03d}", "to": "redis"},
+            # stage runs jobs: the API, its worker and the caches (what the spec requires there)
+            {"from": f"model-{i:03d}", "to": "jobs-redis"},
+            {"from": f"model-{i:03d}-worker", "to": "jobs-redis"},
+            {"from": f"model-{i:03d}-worker", "to": "redis"},
+            {"from": "metrics-scraper", "to": f"model-{i:03d}-worker"},
         )
-    ]
+    ] + [{"from": "keda-operator", "to": "jobs-redis"}]
     (root / "overlays/platform.yaml").write_text(yaml.safe_dump(platform))
     for path in sorted((REPO_ROOT / "overlays").glob("*.yaml")):
         if path.name == "platform.yaml":

@@ -166,6 +166,17 @@ class ServiceNames:
         return f"{self.worker}-config"
 
     @property
+    def jobs_prefix(self) -> str:
+        """The service's keys in the jobs Redis (INFERENCE_JOBS_PREFIX): its own stream, consumer group,
+        dead letters and job records, so that its worker only ever takes its own models' jobs."""
+        return f"jobs-{self.service}"
+
+    @property
+    def jobs_stream(self) -> str:
+        """The stream the service queues job ids on and its worker's ScaledObject measures."""
+        return f"{self.jobs_prefix}:stream"
+
+    @property
     def tls(self) -> str:
         """The TLS Secret cert-manager fills for the service's Ingress."""
         return f"{self.service}-tls"

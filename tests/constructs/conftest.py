@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -74,3 +75,41 @@ def find_object() -> Any:
 
 def env_of(root: Path, name: str) -> Environment:
     return load_environment(name, repo_root=root)
+
+
+def _add_service(root: Path, name: str = "fraud") -> None:
+    """A second model service as the README describes it: an entry under `services:` and its connections in
+    platform.yaml (the same as `inference`'s, with its own name), and in each overlay its own host, the same
+    digest and resources, and room in the quota for it."""
+    platform = root / "overlays" / "platform.yaml"
+    data = yaml.safe_load(platform.read_text())
+    data["services"][name] = {
+        **data["services"]["inference"],
+        "apiKeys": {"remoteKey": f"x/{name}", "property": "k"},
+    }
+    rename = {"inference": name, "inference-worker": f"{name}-worker"}
+    data["connections"] += [
+        {"from": rename.get(c["from"], c["from"]), "to": rename.get(c["to"], c["to"])}
+        for c in data["connections"]
+        if "inference" in (c["from"], c["to"]) or "inference-worker" in (c["from"], c["to"])
+    ]
+    platform.write_text(yaml.safe_dump(data, sort_keys=False))
+    for overlay in sorted((root / "overlays").glob("*.yaml")):
+        if overlay.name == "platform.yaml":
+            continue
+        data = yaml.safe_load(overlay.read_text())
+        svc = copy.deepcopy(data["services"]["inference"])
+        svc["host"] = f"{name}.{svc['host']}"
+        svc.pop("canary", None)
+        data["services"][name] = svc
+        for key, value in list(data["quota"].items()):
+            data["quota"][key] = value * 4 if isinstance(value, int) else str(value).replace("Gi", "0Gi")
+            if key.endswith("Cpu"):
+                data["quota"][key] = str(int(value) * 4)
+        overlay.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture
+def add_service() -> Any:
+    """add_service(root, name="fraud"): a second service in the spec copy at `root`, with its connections."""
+    return _add_service

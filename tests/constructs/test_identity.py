@@ -224,6 +224,9 @@ def test_services_of_one_issuer_share_its_jwks_configmap(spec_copy: Path, edit_y
         d["connections"] += [
             {"from": "ingress-controller", "to": "ranker"},
             {"from": "ranker", "to": "redis"},
+            {"from": "ranker", "to": "jobs-redis"},  # stage runs jobs
+            {"from": "ranker-worker", "to": "jobs-redis"},
+            {"from": "ranker-worker", "to": "redis"},
         ]
 
     edit_yaml(spec_copy / "overlays" / "platform.yaml", platform)

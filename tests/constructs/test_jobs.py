@@ -149,7 +149,8 @@ def test_keda_scales_workers_on_the_stream_length_from_the_overlay_minimum(
         (trigger,) = scaled["triggers"]
         assert trigger["type"] == "redis-streams"
         meta = trigger["metadata"]
-        assert meta["stream"] == "jobs:stream"
+        prefix = find_object(objs, "ConfigMap", "inference-worker-config")["data"]["INFERENCE_JOBS_PREFIX"]
+        assert meta["stream"] == f"{prefix}:stream"  # the service's JobStore: `<prefix>:stream`
         assert meta["streamLength"] == str(jobs.get("streamLengthPerWorker", 64))
         # with a consumer group KEDA 2.21 counts pending entries, which stay 0 while no worker runs
         assert "consumerGroup" not in meta
@@ -329,3 +330,56 @@ def test_the_diagram_draws_the_worker_and_the_jobs_redis_in_the_namespace(repo_r
                 source, rest = line.strip().split(" -->|", 1)
                 target = rest.split("| ", 1)[1]
                 assert {source, target} <= nodes | {"users"}, line
+
+
+def test_two_services_with_jobs_each_get_their_own_stream_and_flows(
+    spec_copy: Path, add_service: Any, find_object: Any
+) -> None:
+    """Each service's API and worker share one key prefix (so one stream and consumer group), no other
+    service uses it, its ScaledObject measures that stream, and every flow the settings imply is allowed."""
+    add_service(spec_copy, "fraud")
+    objs = render(spec_copy).folders["stage"]
+    parsed = [yaml.safe_load(text) for name, text in objs.items() if name.endswith(".yaml")]
+    prefixes = {}
+    for service in ("inference", "fraud"):
+        api = find_object(parsed, "ConfigMap", f"{service}-config")["data"]
+        worker = find_object(parsed, "ConfigMap", f"{service}-worker-config")["data"]
+        assert api["INFERENCE_JOBS_PREFIX"] == worker["INFERENCE_JOBS_PREFIX"], service
+        prefixes[service] = api["INFERENCE_JOBS_PREFIX"]
+        scaled = find_object(parsed, "ScaledObject", f"{service}-worker")["spec"]
+        assert scaled["triggers"][0]["metadata"]["stream"] == f"{prefixes[service]}:stream"
+        policies = {o["metadata"]["name"] for o in parsed if o["kind"] == "NetworkPolicy"}
+        for name in (
+            f"allow-{service}-to-jobs-redis", f"allow-jobs-redis-from-{service}",
+            f"allow-{service}-worker-to-jobs-redis", f"allow-jobs-redis-from-{service}-worker",
+            f"allow-{service}-worker-to-redis", f"allow-redis-from-{service}-worker",
+        ):  # fmt: skip
+            assert name in policies, name
+    assert prefixes["inference"] != prefixes["fraud"]
+
+
+@pytest.mark.parametrize(
+    ("edge", "fragment"),
+    [
+        ("fraud -> jobs-redis", "(jobs and quotas)"),
+        ("fraud-worker -> jobs-redis", "(its jobs)"),
+        ("fraud-worker -> redis", "(useCache)"),
+    ],
+)
+def test_a_flow_the_jobs_settings_imply_must_be_a_connection(
+    spec_copy: Path, add_service: Any, edge: str, fragment: str
+) -> None:
+    add_service(spec_copy, "fraud")
+    platform = spec_copy / "overlays" / "platform.yaml"
+    data = yaml.safe_load(platform.read_text())
+    source, target = edge.split(" -> ")
+    data["connections"] = [c for c in data["connections"] if (c["from"], c["to"]) != (source, target)]
+    platform.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines = _problems(spec_copy)
+    stage = spec_copy / "overlays" / "stage.yaml"
+    (line,) = [x for x in lines if edge in x]
+    assert line.startswith(f"overlays/stage.yaml:{_line_of(stage, '  enabled: true')}: jobs.enabled: true, ")
+    assert (
+        fragment in line and f"allowed: add `- {{from: {source}, to: {target}}}`, or enabled: false" in line
+    )
+    assert len(line) <= 200 and len(lines) == 1, lines

@@ -176,6 +176,7 @@ def test_every_inference_setting_is_a_field_the_service_accepts(
         assert field in settings.model_fields_set, f"{key} was not read"
         if field == "models":
             assert ",".join(f"{n}:{v}" for n, v in settings.model_refs) == value
+    assert not settings.public_docs, f"{workload}: /docs and /openapi.json would open without a key"
     worker = spec.get("command", [])[-1:] == ["inference_service.jobs.worker"]  # serves no callers
     if settings.auth_enabled and not worker:
         assert settings.api_keys_file is not None or settings.api_keys.get_secret_value(), (

@@ -20,6 +20,7 @@ import pytest
 
 from mlplatform.spec import SpecError, load_all, load_environment
 from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.spec.errors import choices, did_you_mean, unknown
 from mlplatform.synth import synthesize
 
 MAX_LINE = 200
@@ -459,6 +460,21 @@ CASES = [
         ),
     ),
     Case(
+        "connection-near-miss",
+        _r(
+            "platform.yaml",
+            "  - from: metrics-scraper\n    to: inference\n",
+            "  - from: metrics-scrapper\n    to: inference\n",
+        ),
+        "platform.yaml",
+        "from: metrics-scrapper",
+        "connections[1].from",
+        (
+            "unknown component 'metrics-scrapper' (did you mean 'metrics-scraper'?)",
+            "allowed: metrics-scraper or 6 other components",
+        ),
+    ),
+    Case(
         "use-cache-without-edge",
         _r("platform.yaml", "  - from: inference\n    to: redis\n", ""),
         "platform.yaml",
@@ -627,3 +643,16 @@ def test_main_reports_every_broken_file_in_one_run(root: Path, repo_root: Path) 
     ], done.stderr
     assert all(len(line) <= MAX_LINE for line in done.stderr.splitlines()), done.stderr
     assert not (root / "dist").exists()
+
+
+def test_a_short_allowed_list_is_never_cut_and_a_near_miss_is_named() -> None:
+    """The issue's case: nine components, where `(and 1 more)` hid 'redis', the likeliest target."""
+    nine = ["fraud", "fraud-worker", "inference", "inference-worker", "ingress-controller", "jobs-redis",
+            "keda-operator", "metrics-scraper", "redis"]  # fmt: skip
+    assert choices(nine) == ", ".join(nine)
+    assert choices([f"c{i:02}" for i in range(20)]).endswith("c15 (and 4 more)")
+    assert did_you_mean("postgres", nine) == ""
+    assert did_you_mean("redis-cache", nine) == " (did you mean 'redis'?)"
+    assert (
+        unknown("component", "postgres", nine) == f"unknown component 'postgres'; allowed: {', '.join(nine)}"
+    )

@@ -28,6 +28,7 @@ from inference_service.repository import discover
 from inference_service.routes import health, v1, v2
 from inference_service.routes import metrics as metrics_route
 from inference_service.routes.common import json_response
+from inference_service.security import DOC_PATHS, OPEN_PATHS
 from inference_service.settings import Settings
 from inference_service.state import ServiceState
 
@@ -121,5 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics_token=settings.load_metrics_token(),
         max_connections=settings.max_connections,
         max_in_flight=settings.max_in_flight,
+        open_paths=OPEN_PATHS | DOC_PATHS if settings.public_docs else OPEN_PATHS,
     )
     return app

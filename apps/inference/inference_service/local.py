@@ -1,8 +1,12 @@
 """`python -m inference_service.local --model-repository build/models` (what `make serve` runs).
 
 Starts a private redis-server on a free loopback port, then the service with uvicorn on 127.0.0.1:8080 (or
---port), and stops redis on exit. Authentication stays on: a random API key is generated and printed unless
---api-key is given (or --no-auth for a quick look).
+--port), and stops redis and removes its folder on exit: after Ctrl-C (SIGINT), SIGTERM or SIGHUP (the
+terminal closing) alike. uvicorn drains on SIGINT and SIGTERM and then re-raises the signal, which would end
+the process before any cleanup ran; here each of the three signals ends it with SystemExit (exit status
+128 + the signal's number) once the service has drained. Authentication stays on: a random API key is
+generated and printed unless --api-key is given (or --no-auth for a quick look); /docs and /openapi.json
+open without a key (INFERENCE_PUBLIC_DOCS, off in the manifests).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -61,7 +66,10 @@ class RedisProcess:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C in the terminal reaches the service only, which drains, then stops redis.
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -109,11 +117,44 @@ class RedisProcess:
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisProcess]:
     redis = RedisProcess()
-    redis.start()
     try:
+        redis.start()
         yield redis
     finally:
         redis.close()
+
+
+#: The signals that stop `make serve`: Ctrl-C, `kill`, the terminal closing.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopping:
+    """Turns the stop signals into SystemExit, so that every `finally` and ExitStack runs.
+
+    While uvicorn serves it handles SIGINT and SIGTERM itself (a graceful drain) and re-raises the signal
+    afterwards, into the handler installed here; SIGHUP, which uvicorn ignores, is handed to uvicorn as a
+    SIGTERM. The exit status names the first signal received.
+    """
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._exit)
+
+    def _exit(self, signum: int, _frame: object) -> None:
+        raise SystemExit(128 + (self.first or signum))
+
+    @contextlib.contextmanager
+    def serving(self, server: uvicorn.Server) -> Iterator[None]:
+        def hangup(signum: int, frame: Any) -> None:
+            self.first = self.first or signum
+            server.handle_exit(signal.SIGTERM, frame)
+
+        signal.signal(signal.SIGHUP, hangup)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGHUP, self._exit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from inference_service.settings import Settings
 
     key = args.api_key or secrets.token_urlsafe(24)
+    stopping = _Stopping()
     with contextlib.ExitStack() as stack:
         redis_url = ""
         if not args.no_redis:
@@ -150,13 +192,16 @@ def main(argv: list[str] | None = None) -> int:
             api_keys=key,
             host=args.host,
             port=args.port,
+            public_docs=True,
         )
+        base = f"http://{args.host}:{args.port}"
         if not args.no_auth:
             print(
-                f"API key: {key}\n  curl -H 'Authorization: Bearer {key}' http://{args.host}:{args.port}/v2/models/breast-cancer",
+                f"API key: {key}\n  curl -H 'Authorization: Bearer {key}' {base}/v2/models/breast-cancer",
                 file=sys.stderr,
             )
-        uvicorn.run(
+        print(f"API documentation: {base}/docs", file=sys.stderr)
+        config = uvicorn.Config(
             create_app(settings),
             host=settings.host,
             port=settings.port,
@@ -164,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             log_config=None,
             timeout_graceful_shutdown=int(settings.shutdown_drain_seconds),
         )
+        server = uvicorn.Server(config)
+        with stopping.serving(server):
+            server.run()
     return 0
 
 

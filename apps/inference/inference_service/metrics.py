@@ -8,15 +8,19 @@ prometheus_client as metric families at scrape time, so the exposition is the li
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Gauge
+import onnxruntime
+from prometheus_client import CollectorRegistry, Gauge, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from inference_service import __version__
 
 ChildT = TypeVar("ChildT")
 
@@ -119,6 +123,14 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+        Info("inference_build", "The service's version and the runtimes it runs on", registry=r).info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "onnxruntime": onnxruntime.__version__,
+            }
+        )
         self.request_latency = LoopHistogram(
             "inference_request_duration_seconds",
             "HTTP request latency by route template, model and status class",

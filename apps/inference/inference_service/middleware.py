@@ -24,13 +24,13 @@ from inference_service.accesslog import AccessLog
 from inference_service.connections import CONNECTIONS_KEY
 from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
 from inference_service.identity.gate import Gate
+from inference_service.logs import REQUEST_ID, iso_time
 from inference_service.metrics import Metrics
 from inference_service.security import METRICS_PATH, OPEN_PATHS, scraper_allowed
 
 log = logging.getLogger("inference.limits")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _RETRY = [(b"retry-after", b"1")]
-_UNGATED = OPEN_PATHS | {METRICS_PATH}  # the gate's API keys and tokens never open /metrics
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="metrics"')]
 UNKNOWN_MODEL = "(unknown)"  # not a valid model name: it cannot collide with a served one
 
@@ -49,6 +49,7 @@ class RequestMiddleware:
         metrics_token: bytes | None = None,
         max_connections: int = 1_000_000,
         max_in_flight: int = 1_000_000,
+        open_paths: Collection[str] = OPEN_PATHS,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -62,6 +63,8 @@ class RequestMiddleware:
         self.max_in_flight = max_in_flight
         self._refusals = 0  # 503s for a limit since the last log line (one line per 10 s at most)
         self._logged = 0.0
+        # the gate's API keys and tokens never open /metrics: it has its own check above
+        self.open_paths = frozenset(open_paths) | {METRICS_PATH}
         # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
         self.active = 0
         metrics.in_flight.set_function(lambda: self.active)
@@ -105,6 +108,8 @@ class RequestMiddleware:
         target = match(path) if self.inference is not None and scope["method"] == "POST" else None
 
         self.active += 1
+        request_text = request_id.decode()
+        request_token = REQUEST_ID.set(request_text)
         try:
             if path not in OPEN_PATHS and (
                 self.active > self.max_in_flight or scope.get(CONNECTIONS_KEY, 0) > self.max_connections
@@ -123,7 +128,7 @@ class RequestMiddleware:
                 await send_response(send, status, error_response(status, message), [*_CHALLENGE, *id_header])
             elif (
                 self.api_keys is not None
-                and path not in _UNGATED
+                and path not in self.open_paths
                 and (refusal := await self.api_keys.refuse(scope, request_id)) is not None
             ):
                 status = refusal.status
@@ -147,6 +152,9 @@ class RequestMiddleware:
                 await self.app(scope, receive, send_with_id)
         finally:
             self.active -= 1
+            REQUEST_ID.reset(request_token)
+            if self.api_keys is not None:
+                self.api_keys.audited(scope, status)
             elapsed = time.perf_counter() - started
             if target is not None:
                 template, model = target.template, target.model
@@ -159,10 +167,10 @@ class RequestMiddleware:
             self.metrics.request_latency.labels(template, label, f"{status // 100}xx").observe(elapsed)
             if self.access_log is not None:
                 line: dict[str, Any] = {
-                    "ts": time.time(),
+                    "time": iso_time(time.time()),
                     "level": "info",
                     "logger": "access",
-                    "request_id": request_id.decode(),
+                    "request_id": request_text,
                     "method": scope["method"],
                     "path": path,
                     "route": template,

@@ -8,6 +8,8 @@ OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 #: Prometheus exposition: its labels name the served models, so it takes the scraper's own bearer token (not
 #: an API key: a caller granted one model must not learn the others), never an anonymous request.
 METRICS_PATH = "/metrics"
+#: Open as well where INFERENCE_PUBLIC_DOCS is true (the Swagger UI page, its OAuth redirect, the document).
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 
 
 class ApiKeys:

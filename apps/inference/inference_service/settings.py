@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="or the token itself; with auth on and no token, /metrics answers 401 to everyone "
         "(its labels name the served models)",
     )
+    public_docs: bool = Field(
+        default=False,
+        description="/docs and /openapi.json without a key (`make serve` sets it; the manifests never do: "
+        "the document names every model)",
+    )
 
     # Identity (inference_service.identity): OIDC tokens, the access policy, the audit trail
     oidc_issuer: str = Field(default="", description="accepted `iss` of bearer JWTs; empty: API keys only")
@@ -127,7 +132,12 @@ class Settings(BaseSettings):
     )
     jobs_redis_password_file: Path | None = Field(default=None, description="file holding its password")
     jobs_redis_timeout_ms: float = Field(default=500.0, gt=0, description="ceiling on one jobs Redis call")
-    jobs_prefix: str = Field(default="jobs", pattern=r"^[a-z0-9-]{1,32}$", description="key prefix")
+    jobs_prefix: str = Field(
+        default="jobs",
+        pattern=r"^[a-z0-9-]{1,68}$",
+        description="key prefix: the stream, consumer group, dead letters and job records of one service "
+        "(the manifests give each service its own, `jobs-<service>`)",
+    )
     jobs_visibility_timeout_seconds: float = Field(
         default=30.0, gt=0, description="a job idle this long (its worker died or stalled) is reclaimed"
     )

@@ -60,7 +60,7 @@ SCRAPE_INTERVAL = "30s"
 
 
 def settings(
-    env: Environment, *, service: Service, overlay: ServiceOverlay, models: list[Model]
+    env: Environment, *, name: str, service: Service, overlay: ServiceOverlay, models: list[Model]
 ) -> dict[str, str]:
     """INFERENCE_* settings of the runtime contract (README)."""
     data = {
@@ -85,7 +85,7 @@ def settings(
             data[key] = str(value)
     if tuning.execution_providers is not None:
         data["INFERENCE_EXECUTION_PROVIDERS"] = ",".join(tuning.execution_providers)
-    data |= jobs_settings(env)
+    data |= jobs_settings(env, name)
     if overlay.identity is not None:
         data |= identity.settings(overlay.identity)
     return dict(sorted(data.items()))
@@ -119,7 +119,7 @@ def service_version(
     """
     env, version = pod.env, pod.version
     service = env.platform.services[version.service]
-    data = settings(env, service=service, overlay=pod.overlay, models=models)
+    data = settings(env, name=version.service, service=service, overlay=pod.overlay, models=models)
     track = version.track
     kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
     if pod.overlay.identity is not None:

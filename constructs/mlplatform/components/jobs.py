@@ -2,7 +2,8 @@
 
 The worker runs the service's image with `python -m inference_service.jobs.worker` (the service's model and
 ORT settings, the jobs Redis and no API keys: it takes work from the queue, never from callers). Its
-ScaledObject uses KEDA's redis-streams scaler on `XLEN jobs:stream` (`streamLength`, no `consumerGroup`:
+ScaledObject uses KEDA's redis-streams scaler on `XLEN jobs-<service>:stream`, the service's own stream
+(`streamLength`, no `consumerGroup`:
 with a group KEDA 2.21 counts pending entries only, which stay 0 at 0 workers and would never wake them; see
 apps/inference/README.md "Jobs and quotas"). The Deployment, Service and PDB are the k8s L1 classes (as the
 service's, `components.inference`); the ScaledObject and TriggerAuthentication are the classes `cdk8s import`
@@ -20,7 +21,7 @@ from mlplatform import names
 from mlplatform.components import identity
 from mlplatform.components.base import WAVE_SERVICES, Meta, port
 from mlplatform.components.inference import service_monitor, settings
-from mlplatform.components.jobs_settings import QUOTA_PREFIX, STREAM
+from mlplatform.components.jobs_settings import QUOTA_PREFIX
 from mlplatform.components.pods import HTTP_PORT, REDIS_PASSWORD_KEY, PodProps, pod_template
 from mlplatform.components.redis import JobsRedisStore
 from mlplatform.spec import Environment
@@ -32,7 +33,7 @@ def worker_settings(env: Environment, service: str) -> dict[str, str]:
     """The service's model and ORT settings plus the jobs Redis; no API keys and no quotas (callers never
     reach a worker; quotas are counted at submit)."""
     spec, overlay = env.platform.services[service], env.overlay.services[service]
-    data = settings(env, service=spec, overlay=overlay, models=spec.models)
+    data = settings(env, name=service, service=spec, overlay=overlay, models=spec.models)
     dropped = (
         "INFERENCE_API_KEYS_FILE",
         "INFERENCE_METRICS_TOKEN_FILE",
@@ -46,7 +47,9 @@ def scaler_address(env: Environment) -> str:
     return f"{names.JOBS_REDIS}.{env.namespace}.svc.cluster.local:{REDIS_PORT}"
 
 
-def worker_autoscaler(scope: Construct, *, meta: Meta, env: Environment, worker: str, jobs: Jobs) -> None:
+def worker_autoscaler(
+    scope: Construct, *, meta: Meta, env: Environment, service: str, worker: str, jobs: Jobs
+) -> None:
     """A TriggerAuthentication with the jobs Redis's password, and the ScaledObject on the stream's length."""
     auth_ref = keda.TriggerAuthenticationSpecSecretTargetRef(
         parameter="password", name=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_KEY
@@ -62,7 +65,7 @@ def worker_autoscaler(scope: Construct, *, meta: Meta, env: Environment, worker:
         metadata={
             "address": scaler_address(env),
             "databaseIndex": "0",
-            "stream": STREAM,
+            "stream": names.ServiceNames(service).jobs_stream,
             "streamLength": str(jobs.stream_length_per_worker),
         },
         authentication_ref=keda.ScaledObjectSpecTriggersAuthenticationRef(
@@ -122,7 +125,7 @@ class JobWorker(Construct):
             max_unavailable=port(1), selector=selector, unhealthy_pod_eviction_policy="AlwaysAllow"
         )
         k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(worker), spec=budget)
-        worker_autoscaler(self, meta=meta, env=env, worker=worker, jobs=env.overlay.jobs)
+        worker_autoscaler(self, meta=meta, env=env, service=service, worker=worker, jobs=env.overlay.jobs)
         if env.overlay.features.service_monitor:
             service_monitor(self, meta=meta, name=worker, namespace=env.namespace)
 

@@ -7,19 +7,22 @@ from mlplatform.components.pods import JOBS_REDIS_PASSWORD_DIR, REDIS_PASSWORD_K
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import REDIS_PORT
 
-#: The stream the service appends job ids to (`INFERENCE_JOBS_PREFIX` is left at its default, `jobs`).
-STREAM = "jobs:stream"
 QUOTA_PREFIX = "INFERENCE_QUOTA_"
 #: The jobs Redis as the API and the workers reach it (same namespace).
 JOBS_REDIS_URL = f"redis://{names.JOBS_REDIS}:{REDIS_PORT}/0"
 
 
-def jobs_settings(env: Environment) -> dict[str, str]:
-    """INFERENCE_JOBS_* and INFERENCE_QUOTA_* where the overlay enables jobs (the API and its workers)."""
+def jobs_settings(env: Environment, service: str) -> dict[str, str]:
+    """INFERENCE_JOBS_* and INFERENCE_QUOTA_* where the overlay enables jobs (the API and its workers).
+
+    Each service has its own key prefix, so its own stream and consumer group: a worker never sees another
+    service's jobs (it would fail them with 'unknown model' and dead-letter them). Quotas stay per caller,
+    across services (their keys do not use the prefix)."""
     jobs, quotas = env.overlay.jobs, env.overlay.quotas
     if not jobs.enabled:
         return {}
     data = {
+        "INFERENCE_JOBS_PREFIX": names.ServiceNames(service).jobs_prefix,
         "INFERENCE_JOBS_REDIS_URL": JOBS_REDIS_URL,
         "INFERENCE_JOBS_REDIS_PASSWORD_FILE": f"{JOBS_REDIS_PASSWORD_DIR}/{REDIS_PASSWORD_KEY}",
         f"{QUOTA_PREFIX}REQUESTS_PER_MINUTE": str(quotas.requests_per_minute),

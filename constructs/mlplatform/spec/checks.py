@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog
 from mlplatform.spec.common import DNS_LABEL_PATTERN
-from mlplatform.spec.errors import FieldPath, Problem, choices
+from mlplatform.spec.errors import FieldPath, Problem, choices, did_you_mean
 from mlplatform.spec.overlay import GatewayRouting, Overlay
-from mlplatform.spec.platform import Model, Platform
+from mlplatform.spec.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
 from mlplatform.spec.source import Source
 
 PLATFORM_FILE = "platform.yaml"
@@ -57,13 +57,44 @@ def environment_name(env: str, file: str, platform: Platform | None) -> list[Pro
     return [Problem(file, 1, "", message) for message in problems]
 
 
+def jobs_flows(platform: Platform) -> list[tuple[str, str, str]]:
+    """(from, to, why) for each flow the settings of an environment with jobs imply: each service's API
+    queues jobs and counts quotas in the jobs Redis (INFERENCE_JOBS_REDIS_URL), its worker takes jobs from
+    it, and a worker of a service with useCache uses the cache (INFERENCE_REDIS_URL) as the service does."""
+    flows = []
+    for name, svc in sorted(platform.services.items()):
+        worker = f"{name}{WORKER_SUFFIX}"
+        flows.append((name, JOBS_REDIS, "jobs and quotas"))
+        flows.append((worker, JOBS_REDIS, "its jobs"))
+        if svc.use_cache:
+            flows.append((worker, "redis", "useCache"))
+    return flows
+
+
+def _jobs_connections(platform: Platform, source: Source) -> list[Problem]:
+    """jobs.enabled renders settings that reach the jobs Redis and the cache: each needs its connection,
+    or the NetworkPolicies (default deny) would leave the setting without a path."""
+    declared = {(c.source, c.target) for c in platform.connections}
+    return [
+        source.problem(
+            ("jobs", "enabled"),
+            f"true, but {PLATFORM_FILE} has no connection {src} -> {dst} ({why}); "
+            f"allowed: add `- {{from: {src}, to: {dst}}}`, or enabled: false",
+        )
+        for src, dst, why in jobs_flows(platform)
+        if (src, dst) not in declared
+    ]
+
+
 def overlay_against_platform(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
     problems: list[Problem] = []
     declared = sorted(platform.services)
     for name in sorted(set(overlay.services) - set(platform.services)):
         problems.append(
             source.problem(
-                ("services", name), f"not a service of {PLATFORM_FILE}; allowed: {choices(declared)}"
+                ("services", name),
+                f"not a service of {PLATFORM_FILE}{did_you_mean(name, declared)}; "
+                f"allowed: {choices(declared)}",
             )
         )
     for name in sorted(set(platform.services) - set(overlay.services)):
@@ -121,10 +152,14 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 f"allowed: add jobs.password to {PLATFORM_FILE}, or enabled: false",
             )
         )
+    if overlay.jobs.enabled:
+        problems += _jobs_connections(platform, source)
     for name in sorted(set(overlay.peers) - set(platform.peers)):
         problems.append(
             source.problem(
-                ("peers", name), f"not a peer of {PLATFORM_FILE}; allowed: {choices(platform.peers)}"
+                ("peers", name),
+                f"not a peer of {PLATFORM_FILE}{did_you_mean(name, platform.peers)}; "
+                f"allowed: {choices(platform.peers)}",
             )
         )
     routes = [(s.host, s.path, n) for n, s in sorted(overlay.services.items())]
@@ -213,7 +248,8 @@ def models_in_catalog(
             problems.append(
                 source.problem(
                     (*at, i, "name"),
-                    f"model {model.name!r} is not in {CATALOG_FILE}; allowed: {choices(catalog.models)}",
+                    f"model {model.name!r} is not in {CATALOG_FILE}"
+                    f"{did_you_mean(model.name, catalog.models)}; allowed: {choices(catalog.models)}",
                 )
             )
         elif not catalog.has(model.name, model.version):

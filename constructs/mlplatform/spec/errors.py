@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ FieldPath = tuple[str | int, ...]
 
 #: Longest line a problem should make (a message that would be longer says less, e.g. drops a list).
 MAX_LINE = 200
+#: Room a message leaves for its location (`overlays/platform.yaml:64: connections[1].from: `).
+MAX_LOCATION = 60
 #: Longest repr of a bad value that goes into a line (a whole mapping would drown the message).
 MAX_VALUE_CHARS = 60
 
@@ -34,12 +37,31 @@ def short(value: object) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
-def choices(items: Iterable[str], *, most: int = 8, in_order: bool = False) -> str:
-    """Allowed values for a message: sorted (or as given), comma-separated, at most `most` of them named."""
+def choices(items: Iterable[str], *, most: int = 16, in_order: bool = False) -> str:
+    """Allowed values for a message: sorted (or as given), comma-separated; all of them when there are at
+    most `most` (a short list is never cut: the one left out would be the one the reader looks for)."""
     ordered = list(items) if in_order else sorted(items)
     shown = ", ".join(ordered[:most])
     more = len(ordered) - most
     return f"{shown} (and {more} more)" if more > 0 else shown or "none"
+
+
+def did_you_mean(got: object, items: Iterable[str]) -> str:
+    """` (did you mean 'metrics-scraper'?)` for a near miss among `items` (difflib's ratio), else ``."""
+    close = difflib.get_close_matches(str(got), list(items), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown(what: str, got: str, items: Iterable[str]) -> str:
+    """`unknown component 'postgres'; allowed: a, b, c`: the whole list, and the near miss first where
+    there is one; when hint and list together would not fit one line, the hint and how many others."""
+    names = sorted(items)
+    close = difflib.get_close_matches(got, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    message = f"unknown {what} {got!r}{hint}; allowed: {choices(names)}"
+    if close and len(message) > MAX_LINE - MAX_LOCATION:
+        message = f"unknown {what} {got!r}{hint}; allowed: {close[0]} or {len(names) - 1} other {what}s"
+    return message
 
 
 @dataclass(frozen=True, order=True)

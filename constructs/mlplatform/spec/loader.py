@@ -18,7 +18,15 @@ from pydantic import BaseModel, ValidationError
 from mlplatform.spec import checks, identity
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
 from mlplatform.spec.common import ALLOWED_BY_PATTERN
-from mlplatform.spec.errors import MAX_LINE, FieldProblems, Problem, SpecError, choices, short
+from mlplatform.spec.errors import (
+    MAX_LINE,
+    FieldProblems,
+    Problem,
+    SpecError,
+    choices,
+    did_you_mean,
+    short,
+)
 from mlplatform.spec.overlay import Overlay
 from mlplatform.spec.platform import Model, Platform
 from mlplatform.spec.source import Source, read
@@ -81,7 +89,8 @@ def load_environment(env: str, *, repo_root: Path, platform: Platform | None = N
     path = repo_root / OVERLAYS_DIR / f"{env}{OVERLAY_SUFFIX}"
     if env == Path(PLATFORM_FILE).stem or not path.is_file():
         shown = f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}"
-        msg = f"no such environment {env!r}; allowed: {choices(list_environments(repo_root))}"
+        known = list_environments(repo_root)
+        msg = f"no such environment {env!r}{did_you_mean(env, known)}; allowed: {choices(known)}"
         raise SpecError([Problem(shown, 1, "", msg)])
     problems: list[Problem] = []
     catalog = _catalog(repo_root, problems)

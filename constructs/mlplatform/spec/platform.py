@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict, matching
-from mlplatform.spec.errors import FieldPath, FieldProblems, choices
+from mlplatform.spec.errors import FieldPath, FieldProblems, unknown
 
 VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
@@ -140,7 +140,7 @@ class Platform(Strict):
                     problems.append(
                         (
                             ("connections", i, side),
-                            f"unknown component {name!r}; allowed: {choices(components)}",
+                            unknown("component", name, components),
                         )
                     )
             if conn.target in self.peers:

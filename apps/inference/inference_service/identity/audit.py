@@ -1,7 +1,8 @@
 """The audit trail: one JSON line per access decision, on its own stream, apart from the access log.
 
-Each line: `"logger": "audit"`, ts, request_id, principal (`key` or `token`), key_id or subject (+ issuer),
-method, path, action, model, version, decision (`allow`/`deny`), status, reason. Never a token or a key
+Each line: `"logger": "audit"`, time (ISO 8601, UTC), request_id, principal (`key` or `token`), key_id or
+subject (+ issuer), method, path, action, model, version, decision (`allow`/`deny`), status (the response's:
+a refusal's, or what the request got once let through), reason. Never a token or a key
 (a key is named by its id; a key without one by a hash prefix). Lines are buffered and written in batches
 as the access log's are (inference_service.accesslog), so the trail costs no system call per request.
 """
@@ -16,6 +17,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from inference_service.accesslog import AccessLog
+from inference_service.logs import iso_time
 
 
 def open_stream(destination: str) -> BinaryIO:
@@ -35,7 +37,7 @@ class AuditLog:
         self._log = AccessLog(stream)
 
     def write(self, line: dict[str, Any]) -> None:
-        line["ts"] = time.time()
+        line["time"] = iso_time(time.time())
         line["logger"] = "audit"
         self._log.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
 

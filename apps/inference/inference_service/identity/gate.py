@@ -28,6 +28,8 @@ _UNAUTHENTICATED = (
     "missing or invalid credentials: send `Authorization: Bearer <API key or OIDC token>` or "
     "`X-API-Key: <API key>`"
 )
+#: Where `refuse` leaves the audit line of a request it let through, for `audited`.
+AUDIT_PENDING = "inference.audit"
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="inference"')]
 _INVALID_TOKEN = [(b"www-authenticate", b'Bearer realm="inference", error="invalid_token"')]
 _INSUFFICIENT = [(b"www-authenticate", b'Bearer realm="inference", error="insufficient_scope"')]
@@ -91,7 +93,8 @@ class Gate:
         ] = {}  # classify's answers, bounded like the policy memo
 
     async def refuse(self, scope: Scope, request_id: bytes) -> Refusal | None:
-        """None to let the request through; else the refusal to send. Writes the audit line either way."""
+        """None to let the request through; else the refusal to send. Writes a refusal's audit line; a
+        request let through has its line written by `audited` once its status is known."""
         presented, bearer, duplicate = _credential(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
@@ -133,11 +136,22 @@ class Gate:
         if permissions is not None:
             refusal, reason = self._authorize(permissions, request, path, line)
         line["decision"] = "deny" if refusal is not None else "allow"
-        line["status"] = refusal.status if refusal is not None else None
         line["reason"] = reason
-        if self.audit is not None:
+        if self.audit is None:
+            return refusal
+        if refusal is None:
+            scope[AUDIT_PENDING] = line
+        else:
+            line["status"] = refusal.status
             self.audit.write(line)
         return refusal
+
+    def audited(self, scope: Scope, status: int) -> None:
+        """Writes the audit line of a request `refuse` let through, with the status it got."""
+        line = scope.pop(AUDIT_PENDING, None)
+        if line is not None and self.audit is not None:
+            line["status"] = status
+            self.audit.write(line)
 
     def _authorize(
         self,

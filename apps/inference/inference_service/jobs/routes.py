@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from inference_service.errors import BadRequest, InferenceError, NotFound
 from inference_service.hotpath import BINARY_HEADER, read_body
 from inference_service.jobs.store import IdempotencyConflict, JobStore
+from inference_service.logs import REQUEST_ID
 from inference_service.protocol import check_response_size, parse_v2
 from inference_service.quotas import Quotas, owner_of
 from inference_service.routes.common import json_response, state_of
@@ -79,6 +80,7 @@ async def _submit(request: Request, model_name: str, model_version: str | None) 
             body=body,
             owner=owner,
             idempotency_key=idempotency_key,
+            request_id=REQUEST_ID.get(),
         )
     except IdempotencyConflict as exc:
         return json_response(
@@ -141,6 +143,8 @@ async def job_status(request: Request, job_id: str) -> Response:
             content[name] = float(fields[name])
     if "error" in fields:
         content["error"] = fields["error"]
+    if fields.get("request_id"):
+        content["request_id"] = fields["request_id"]  # the request that submitted it
     if result is not None and fields["status"] == "done":
         content["result"] = orjson.Fragment(result)
     return json_response(content)

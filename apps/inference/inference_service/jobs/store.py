@@ -81,10 +81,10 @@ if attempts > tonumber(ARGV[3]) then
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[5], 'started', ARGV[6])
 redis.call('HDEL', KEYS[1], 'alone')
-local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'binary', 'body')
+local f = redis.call('HMGET', KEYS[1], 'model', 'version', 'binary', 'body', 'request_id')
 local isolate = '0'
 if lost >= tonumber(ARGV[3]) - 1 and lost > 0 then isolate = '1' end
-return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4], isolate}
+return {'run', tostring(attempts), f[1], f[2], f[3] or '', f[4], isolate, f[5] or ''}
 """
 
 # KEYS: job. ARGV: consumer. The worker runs the job with nothing else: a loss now is the job's own.
@@ -139,6 +139,7 @@ return 0
 
 STATUS_FIELDS = (
     "status", "model", "version", "owner", "attempts", "lost", "created", "started", "finished", "error",
+    "request_id",
 )  # fmt: skip
 
 
@@ -155,6 +156,7 @@ class Claimed:
     body: bytes
     #: Lost with its worker max attempts - 1 times beside other jobs: run it with nothing else.
     isolate: bool = False
+    request_id: str = ""  # of the request that submitted it: the worker's log lines about it carry it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,6 +223,7 @@ class JobStore:
         body: bytes,
         owner: str,
         idempotency_key: str | None,
+        request_id: str = "",
     ) -> Submitted:
         job_id = new_job_id()
         digest = body_digest(binary, body)
@@ -230,6 +233,7 @@ class JobStore:
         fields: list[str | bytes] = [
             "status", "queued", "model", model, "version", version, "binary", binary or "",
             "body", body, "owner", owner, "attempts", "0", "created", f"{time.time():.6f}",
+            "request_id", request_id,
         ]  # fmt: skip
         found = await self._submit(
             keys=[self.job_key(job_id), self.stream, idem or self.job_key(job_id) + ":noidem"],
@@ -271,6 +275,7 @@ class JobStore:
             binary=binary or None,
             body=bytes(reply[5]),
             isolate=reply[6] == b"1",
+            request_id=reply[7].decode(),
         )
 
     async def complete(self, job: Claimed, result: bytes) -> bool:

@@ -34,7 +34,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from inference_service import __version__
 from inference_service.errors import InferenceError
 from inference_service.jobs.store import Claimed, JobStore, connect
-from inference_service.logs import configure_logging
+from inference_service.logs import REQUEST_ID, configure_logging
 from inference_service.metrics import Metrics
 from inference_service.protocol import encode_v2, parse_v2
 from inference_service.repository import discover
@@ -180,6 +180,7 @@ class Worker:
             else:
                 self.metrics.finished.inc()
             return
+        REQUEST_ID.set(claimed.request_id)  # this task's lines carry the submitting request's id
         if claimed.isolate:
             await self._run_alone(entry_id, claimed)
         else:

@@ -11,6 +11,11 @@ from inference_service.routes.common import HotRoute, json_response, state_of
 router = APIRouter(tags=["v1"])
 
 
+@router.get("/v1/models", summary="The models served (KServe V1)")
+async def list_models(request: Request) -> Response:
+    return json_response({"models": sorted(state_of(request).entries)})
+
+
 @router.get("/v1/models/{model_name}", summary="Model status (KServe V1)")
 async def model_status(request: Request, model_name: str) -> Response:
     state = state_of(request)

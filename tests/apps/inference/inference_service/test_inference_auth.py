@@ -49,6 +49,17 @@ def test_a_repeated_credential_header_is_a_400_whatever_the_copies_say(make_clie
         assert one.status_code == 200
 
 
+def test_docs_need_a_key_unless_public_docs_is_set(make_client) -> None:
+    anonymous = {"Authorization": ""}
+    with make_client() as client:
+        for path in ("/docs", "/openapi.json"):
+            assert client.get(path, headers=anonymous).status_code == 401, path
+    with make_client(public_docs=True) as client:
+        for path in ("/docs", "/openapi.json"):
+            assert client.get(path, headers=anonymous).status_code == 200, path
+        assert client.get("/v2/models/breast-cancer", headers=anonymous).status_code == 401
+
+
 def test_keys_from_file_and_x_api_key_header(make_client, tmp_path, tabular, rows) -> None:
     keys = tmp_path / "api-keys"
     keys.write_text("# team keys\nalpha-key\n\n  beta-key  \n")

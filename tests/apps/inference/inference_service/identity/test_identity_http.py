@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -238,11 +239,17 @@ def test_jwks_rotation_while_serving(service, issuer, tabular_body) -> None:
 
 def test_every_decision_has_one_audit_line(service, issuer, tabular_body) -> None:
     ids: list[str] = []
+    got: list[int] = []
     for headers in (bearer(issuer.token(**TABULAR_SCOPE)), {"X-API-Key": "ci-key-0123456789"}, {}):
-        ids.append(service.client.post(INFER, json=tabular_body, headers=headers).headers["x-request-id"])
+        response = service.client.post(INFER, json=tabular_body, headers=headers)
+        ids.append(response.headers["x-request-id"])
+        got.append(response.status_code)
     for request_id in ids:
         service.audit_line(request_id)
     lines: list[dict[str, Any]] = [json.loads(line) for line in service.audit.read_text().splitlines()]
     for request_id in ids:
         assert sum(1 for line in lines if line["request_id"] == request_id) == 1
-    assert {"ts", "principal", "model", "action", "decision", "reason", "request_id"} <= set(lines[-2])
+    assert {"time", "principal", "model", "action", "decision", "reason", "request_id"} <= set(lines[-2])
+    statuses = {line["request_id"]: line["status"] for line in lines}
+    assert [statuses[i] for i in ids] == got and got[1:] == [200, 401]  # what each got, never null
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[-1]["time"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 
 def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_redis, jobs_db, tabular, rows):
     with make_client(jobs_redis_url=jobs_redis.url) as client:
@@ -85,3 +88,49 @@ def test_rows_of_concurrent_jobs_share_batches_on_a_worker(
         batches = worker.metric("inference_batch_size_count", model="breast-cancer")
         assert worker.metric("inference_jobs_total", outcome="done") == 40
         assert 0 < batches < 40  # 40 one-row jobs ran in fewer onnxruntime calls
+
+
+def test_a_jobs_record_and_its_workers_lines_carry_the_submitting_request_id(
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
+):
+    """The worker serves version 1 only; a job for version 2 fails there, in a line naming its request."""
+    with make_client(jobs_redis_url=jobs_redis.url, models="breast-cancer:2", jobs_max_attempts=1) as client:
+        submitted = client.post(
+            "/v2/models/breast-cancer/jobs", json=tabular(rows(1)), headers={"X-Request-Id": "submit-77"}
+        )
+        assert submitted.status_code == 202 and submitted.headers["x-request-id"] == "submit-77"
+        job_id = submitted.json()["id"]
+        assert client.get(f"/v2/jobs/{job_id}").json()["request_id"] == "submit-77"
+        worker = start_worker(jobs_max_attempts=1)
+        assert wait_status(client, job_id, "failed")["request_id"] == "submit-77"
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    failed = [line for line in lines if job_id in line["message"] and "failed" in line["message"]]
+    assert failed and all(line["request_id"] == "submit-77" for line in failed), lines
+
+
+def test_each_worker_takes_only_its_own_services_jobs(
+    wait_status, make_client, jobs_redis, start_worker, tabular, rows
+):
+    """Two services in one jobs Redis, as the manifests configure them (INFERENCE_JOBS_PREFIX per service):
+    `fraud`'s worker runs its own job and never touches `inference`'s, which waits for its own worker."""
+    body = tabular(rows(2, seed=11))
+    with (
+        make_client(jobs_redis_url=jobs_redis.url, jobs_prefix="jobs-inference") as inference,
+        make_client(
+            jobs_redis_url=jobs_redis.url, jobs_prefix="jobs-fraud", models="breast-cancer:2"
+        ) as fraud,
+    ):
+        theirs = inference.post("/v2/models/breast-cancer/jobs", json=body).json()["id"]
+        mine = fraud.post("/v2/models/breast-cancer/jobs", json=body).json()["id"]
+        start_worker(jobs_prefix="jobs-fraud", models="breast-cancer:2")
+        done = wait_status(fraud, mine, "done", "failed")
+        assert done["status"] == "done" and done["attempts"] == 1, done
+        time.sleep(
+            1.5
+        )  # past the visibility timeout (1 s): a worker reading every stream would have claimed it
+        waiting = inference.get(f"/v2/jobs/{theirs}").json()
+        assert waiting["status"] == "queued" and waiting["attempts"] == 0, waiting
+        assert fraud.get(f"/v2/jobs/{theirs}").status_code == 404  # another service's records are not visible
+        start_worker(jobs_prefix="jobs-inference")
+        done = wait_status(inference, theirs, "done", "failed")
+        assert done["status"] == "done" and done["attempts"] == 1 and done["model_version"] == "1", done
