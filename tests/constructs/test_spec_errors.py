@@ -339,6 +339,14 @@ CASES = [
         ("got '128MiB'", "allowed: a Redis size such as 128mb"),
     ),
     Case(
+        "jobs-redis-short-of-full-queue",
+        _r("stage.yaml", "    # maxmemory left out: the default", "    maxmemory: 300mb\n    # the default"),
+        "stage.yaml",
+        "maxmemory: 300mb",
+        "jobs.redis.maxmemory",
+        ("300mb is short of a full queue at maxWorkers", "3 x 64 jobs", "= 401mb", "allowed: >= 401mb"),
+    ),
+    Case(
         "quantity-pattern",
         _r("dev.yaml", "storageSize: 1Gi", "storageSize: 10 GB"),
         "dev.yaml",

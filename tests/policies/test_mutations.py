@@ -133,9 +133,13 @@ def namespace_wide_ingress(docs: Docs) -> None:
     np["spec"]["ingress"][0]["from"][0].pop("podSelector")
 
 
-def redis_conf(docs: Docs, edit: Callable[[str], str]) -> None:
-    cm = find(docs, "ConfigMap", "redis-config")
+def edit_conf(docs: Docs, config: str, edit: Callable[[str], str]) -> None:
+    cm = find(docs, "ConfigMap", config)
     cm["data"]["redis.conf"] = edit(cm["data"]["redis.conf"])
+
+
+def redis_conf(docs: Docs, edit: Callable[[str], str]) -> None:
+    edit_conf(docs, "redis-config", edit)
 
 
 def maxmemory(value: str) -> Callable[[str], str]:
@@ -162,6 +166,7 @@ class Break:
 
 
 STAGE, PROD = "stage", "prod"
+RESULT_BOUND = "INFERENCE_JOBS_MAX_RESULT_BYTES"
 
 MUTATIONS: dict[str, Break] = {
     # per-object rules (Kyverno)
@@ -282,6 +287,17 @@ MUTATIONS: dict[str, Break] = {
     "redis-maxmemory-unset": Break(lambda d: redis_conf(d, no_maxmemory), "redis-maxmemory-headroom"),
     "redis-maxmemory-too-big": Break(
         lambda d: redis_conf(d, maxmemory("2gb")), "redis-maxmemory-headroom", PROD
+    ),
+    "jobs-redis-short-of-queue": Break(
+        lambda d: edit_conf(d, "jobs-redis-config", maxmemory("256mb")), "jobs-redis-holds-queue"
+    ),
+    "jobs-workers-past-store": Break(
+        lambda d: find(d, "ScaledObject", "inference-worker")["spec"].__setitem__("maxReplicaCount", 4),
+        "jobs-redis-holds-queue",
+    ),
+    "jobs-result-bound-unset": Break(
+        lambda d: find(d, "ConfigMap", "inference-worker-config")["data"].pop(RESULT_BOUND),
+        "jobs-redis-holds-queue",
     ),
     "single-replica-in-prod": Break(
         lambda d: find(d, "ScaledObject")["spec"].__setitem__("minReplicaCount", 1), "prod-replicas", PROD

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(default=3, ge=1, description="deliveries before the dead-letter stream")
     jobs_result_ttl_seconds: int = Field(default=86400, ge=1, description="finished jobs are kept this long")
     jobs_worker_concurrency: int = Field(default=64, ge=1, description="jobs one worker runs at once")
+    jobs_max_request_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="a job's request body is kept in the jobs Redis until it finishes: larger ones get 413 "
+        "at submit (max_body_bytes bounds it too)",
+    )
     jobs_max_result_bytes: int = Field(
         default=8 * 1024 * 1024,
         gt=0,

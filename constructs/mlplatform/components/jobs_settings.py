@@ -28,12 +28,13 @@ def jobs_settings(env: Environment, service: str) -> dict[str, str]:
         f"{QUOTA_PREFIX}REQUESTS_PER_MINUTE": str(quotas.requests_per_minute),
         f"{QUOTA_PREFIX}ROWS_PER_DAY": str(quotas.rows_per_day),
         f"{QUOTA_PREFIX}FAIL_OPEN": "true" if quotas.fail_open else "false",
+        "INFERENCE_JOBS_MAX_REQUEST_BYTES": str(jobs.max_request_bytes),
+        "INFERENCE_JOBS_MAX_RESULT_BYTES": str(jobs.max_result_bytes),
     }
     for key, value in (
         ("INFERENCE_JOBS_VISIBILITY_TIMEOUT_SECONDS", jobs.visibility_timeout_seconds),
         ("INFERENCE_JOBS_MAX_ATTEMPTS", jobs.max_attempts),
         ("INFERENCE_JOBS_RESULT_TTL_SECONDS", jobs.result_ttl_seconds),
-        ("INFERENCE_JOBS_MAX_RESULT_BYTES", jobs.max_result_bytes),
     ):
         if value is not None:
             data[key] = str(value)

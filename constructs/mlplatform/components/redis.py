@@ -60,6 +60,7 @@ class Store:
     replicas: int
     #: The lines of redis.conf after maxmemory: eviction and persistence.
     policy: tuple[str, ...]
+    maxmemory: str
 
 
 def cache_store(env: Environment) -> Store:
@@ -77,10 +78,11 @@ def cache_store(env: Environment) -> Store:
         password=env.platform.redis.password,
         replicas=over.replicas,
         policy=policy,
+        maxmemory=over.maxmemory,
     )
 
 
-def jobs_store(over: JobsRedis, password: SecretRef) -> Store:
+def jobs_store(over: JobsRedis, password: SecretRef, maxmemory: str) -> Store:
     """The job queue and quota counters: never evicts (a full store refuses writes), every write on disk
     before it is acknowledged (AOF, fsync always), no RDB snapshots."""
     policy = ("maxmemory-policy noeviction", "appendonly yes", "appendfsync always", 'save ""')
@@ -95,6 +97,7 @@ def jobs_store(over: JobsRedis, password: SecretRef) -> Store:
         password=password,
         replicas=1,
         policy=policy,
+        maxmemory=maxmemory,
     )
 
 
@@ -106,7 +109,7 @@ def redis_conf(store: Store) -> str:
             "bind * -::*",
             "protected-mode yes",
             "dir /data",
-            f"maxmemory {store.overlay.maxmemory}",
+            f"maxmemory {store.maxmemory}",
             *store.policy,
             f"include {AUTH_DIR}/auth.conf",
             "",
@@ -254,4 +257,5 @@ class JobsRedisStore(RedisStatefulSet):
     def __init__(
         self, scope: Construct, id: str, *, env: Environment, over: JobsRedis, password: SecretRef
     ) -> None:
-        super().__init__(scope, id, env=env, store=jobs_store(over, password))
+        store = jobs_store(over, password, env.overlay.jobs.maxmemory)
+        super().__init__(scope, id, env=env, store=store)

@@ -257,13 +257,29 @@ class RedisOverlay(Strict):
     resources: Resources
 
 
+#: Redis's own units (redis.conf): mb and gb are powers of 1024.
+_REDIS_UNITS = {"mb": 1024**2, "gb": 1024**3}
+#: What one job adds to the jobs Redis beside its request and its result: the job hash's other fields, its
+#: stream entry, its idempotency key (measured: well under 1 KiB; four times that as margin).
+JOB_OVERHEAD_BYTES = 4096
+#: The jobs Redis's own baseline and the quota counters (a few keys per caller).
+JOBS_STORE_BASELINE_BYTES = 16 * 1024**2
+
+
+def redis_size_bytes(size: str) -> int:
+    """`128mb` -> bytes, as Redis reads its maxmemory."""
+    return int(size[:-2]) * _REDIS_UNITS[size[-2:]]
+
+
 class JobsRedis(Strict):
-    """The jobs Redis: one persistent `noeviction` pod (apps/inference/README.md "Jobs and quotas")."""
+    """The jobs Redis: one persistent `noeviction` pod (apps/inference/README.md "Jobs and quotas").
+
+    `maxmemory` defaults to what a full queue at maxWorkers and its results need (`Jobs.store_bytes`)."""
 
     image_digest: Digest
     storage_class: DnsLabel
     storage_size: Quantity
-    maxmemory: Annotated[str, matching(r"^[0-9]+(mb|gb)$", "a Redis size such as 128mb or 1gb")]
+    maxmemory: Annotated[str, matching(r"^[0-9]+(mb|gb)$", "a Redis size such as 128mb or 1gb")] | None = None
     resources: Resources
 
 
@@ -277,10 +293,31 @@ class Jobs(Strict):
     visibility_timeout_seconds: int | None = Field(default=None, ge=1)
     max_attempts: int | None = Field(default=None, ge=1)
     result_ttl_seconds: int | None = Field(default=None, ge=1)
+    #: The largest request body a job may queue (bytes): larger ones get 413 at submit
+    #: (INFERENCE_JOBS_MAX_REQUEST_BYTES). The queued body is kept in the jobs Redis until the job finishes.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: The largest result a job may store (bytes): larger ones are refused at submit when bound to be, and
     #: fail on their first attempt when they turn out larger (INFERENCE_JOBS_MAX_RESULT_BYTES).
-    max_result_bytes: int | None = Field(default=None, ge=1024)
+    max_result_bytes: int = Field(default=1024 * 1024, ge=1024)
     redis: JobsRedis | None = None
+
+    @property
+    def store_bytes(self) -> int:
+        """The jobs Redis memory a full queue at maxWorkers needs: maxWorkers x streamLengthPerWorker jobs
+        (the queue length at which KEDA runs maxWorkers), each holding a request of up to maxRequestBytes
+        and then a result of up to maxResultBytes for the result TTL, plus each job's overhead and the
+        store's baseline. Past it the noeviction store refuses writes: a submit gets 503, a result fails its
+        job with that reason; nothing stored is evicted."""
+        jobs = self.max_workers * self.stream_length_per_worker
+        per_job = self.max_request_bytes + self.max_result_bytes + JOB_OVERHEAD_BYTES
+        return jobs * per_job + JOBS_STORE_BASELINE_BYTES
+
+    @property
+    def maxmemory(self) -> str:
+        """The jobs Redis's maxmemory: the overlay's, else `store_bytes` rounded up to whole mb."""
+        if self.redis is not None and self.redis.maxmemory is not None:
+            return self.redis.maxmemory
+        return f"{-(-self.store_bytes // _REDIS_UNITS['mb'])}mb"
 
     @model_validator(mode="after")
     def _bounds(self) -> Jobs:
@@ -295,6 +332,19 @@ class Jobs(Strict):
             )
         if self.enabled and self.redis is None:
             problems.append((("redis",), "missing, but enabled is true; allowed: the jobs Redis's settings"))
+        if self.redis is not None and self.redis.maxmemory is not None:
+            have, need = redis_size_bytes(self.redis.maxmemory), self.store_bytes
+            if have < need:
+                mb = -(-need // 1024**2)
+                sizes = f"{self.max_request_bytes}+{self.max_result_bytes}+{JOB_OVERHEAD_BYTES} B"
+                problems.append(
+                    (
+                        ("redis", "maxmemory"),
+                        f"{self.redis.maxmemory} is short of a full queue at maxWorkers with results: "
+                        f"{self.max_workers} x {self.stream_length_per_worker} jobs x ({sizes}) + 16mb = "
+                        f"{mb}mb; allowed: >= {mb}mb, or unset (default)",
+                    )
+                )
         if problems:
             raise FieldProblems(problems)
         return self

@@ -49,7 +49,8 @@ async def _submit(request: Request, model_name: str, model_version: str | None) 
     state = state_of(request)
     try:
         runtime = state.runtime(model_name, model_version)
-        body = await read_body(request.receive, state.settings.max_body_bytes)
+        limit = min(state.settings.max_body_bytes, state.settings.jobs_max_request_bytes)
+        body = await read_body(request.receive, limit)
         binary = request.headers.get(BINARY_HEADER.decode())
         parsed = parse_v2(runtime.model, body, binary)
         check_response_size(

@@ -24,6 +24,23 @@ def test_bad_input_is_a_400_at_submit_and_nothing_is_queued(make_client, jobs_re
         assert jobs_db.exists("jobs:stream") == 0 or jobs_db.xlen("jobs:stream") == 0
 
 
+def test_a_job_body_over_the_jobs_request_limit_is_a_413_and_nothing_is_queued(
+    make_client, jobs_redis, jobs_db, tabular, rows
+):
+    """A queued job keeps its body in the jobs Redis until it finishes, so its size has its own bound (the
+    one the jobs Redis is sized with, issue 26), below the infer route's: the same body is still served
+    synchronously."""
+    body = tabular(rows(100))
+    size = len(json.dumps(body).encode())
+    with make_client(jobs_redis_url=jobs_redis.url, jobs_max_request_bytes=size // 2) as client:
+        reply = client.post("/v2/models/breast-cancer/jobs", json=body)
+        assert reply.status_code == 413 and f"limit of {size // 2} bytes" in reply.json()["error"]
+        assert jobs_db.exists("jobs:stream") == 0 or jobs_db.xlen("jobs:stream") == 0
+        assert client.post("/v2/models/breast-cancer/infer", json=body).status_code == 200
+        small = client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(10)))
+        assert small.status_code == 202
+
+
 def test_a_job_runs_on_a_worker_and_returns_the_infer_response(
     wait_status, make_client, jobs_redis, start_worker, tabular, rows
 ):
