@@ -8,6 +8,7 @@ token from a test store, rendered through the ExternalSecret's template, and wri
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,17 +356,40 @@ def _runs_inference_image(m: Manifest) -> bool:
     return any(c["image"].split("@", 1)[0].endswith("/mlplatform-inference") for c in containers)
 
 
-def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
-    """Boot Redis, then each inference Deployment in turn; the names booted and every failure."""
+@dataclass
+class Environment:
+    """An environment's sandbox network with each StatefulSet's first pod booted (Redis first: the service
+    finds its cache at the Service name it is configured with)."""
+
+    objects: Objects
+    namespace: str
+    work: Path
+    net: sandbox.Network
+    booted: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def boot(self, deployment: Manifest) -> tuple[list[sandbox.Running], str | None]:
+        """One pod of a Deployment, as its template says; the caller stops what it returns."""
+        name = str(deployment.obj["metadata"]["name"])
+        template = deployment.obj["spec"]["template"]["spec"]
+        pod = Pod(f"{name}-boot", self.namespace, deployment.label, template)
+        return boot_pod(pod, self.objects, self.work, self.net)
+
+
+def inference_deployments(objects: Objects) -> list[Manifest]:
+    return [m for m in objects.by_kind.get("Deployment", {}).values() if _runs_inference_image(m)]
+
+
+@contextlib.contextmanager
+def environment(manifests: list[Manifest]) -> Iterator[Environment]:
+    """The environment's network and StatefulSets, stopped and removed on exit."""
     if not (images.MODEL_REPOSITORY / ".").is_dir():
         raise ClusterTestError(f"{images.MODEL_REPOSITORY} is missing; run `make models` first")
     objects = Objects.of(manifests)
-    deployments = [m for m in objects.by_kind.get("Deployment", {}).values() if _runs_inference_image(m)]
+    deployments = inference_deployments(objects)
     if not deployments:
-        return [], []
+        raise ClusterTestError("no Deployment runs the inference image in this environment")
     namespace = str(deployments[0].obj["metadata"]["namespace"])
-    booted: list[str] = []
-    failures: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="mlplatform-boot-"))
     work.chmod(0o755)
     running: list[sandbox.Running] = []
@@ -372,6 +397,7 @@ def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
     linked: list[sandbox.Network] = []
     try:
         with sandbox.network(work / "hosts") as net:
+            env = Environment(objects, namespace, work, net)
             # each StatefulSet's first pod in a network of its own (two Redis both listen on 6379)
             addresses: dict[str, str] = {}
             for index, sts in enumerate(statefulsets):
@@ -388,30 +414,32 @@ def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
                 started, problem = boot_pod(pod, objects, work, pod_net)
                 running += started
                 if problem:
-                    failures.append(problem)
+                    env.failures.append(problem)
                 else:
-                    booted.append(f"StatefulSet {sts.obj['metadata']['name']}")
-            for dep in deployments:
-                pod = Pod(
-                    f"{dep.obj['metadata']['name']}-boot",
-                    namespace,
-                    dep.label,
-                    dep.obj["spec"]["template"]["spec"],
-                )
-                started, problem = boot_pod(pod, objects, work, net)
-                for r in started:
-                    r.stop()
-                if problem:
-                    failures.append(problem)
-                else:
-                    booted.append(f"Deployment {dep.obj['metadata']['name']}")
+                    env.booted.append(f"StatefulSet {sts.obj['metadata']['name']}")
+            yield env
     finally:
         for r in running:
             r.stop()
         for pod_net in linked:
             pod_net.close()
         _cleanup(work)
-    return booted, failures
+
+
+def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
+    """Boot Redis, then each inference Deployment in turn; the names booted and every failure."""
+    if not inference_deployments(Objects.of(manifests)):
+        return [], []
+    with environment(manifests) as env:
+        for dep in inference_deployments(env.objects):
+            started, problem = env.boot(dep)
+            for r in started:
+                r.stop()
+            if problem:
+                env.failures.append(problem)
+            else:
+                env.booted.append(f"Deployment {dep.obj['metadata']['name']}")
+        return env.booted, env.failures
 
 
 def _cleanup(work: Path) -> None:

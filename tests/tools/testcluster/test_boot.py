@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testcluster.apply import load_folder
-from testcluster.boot import Objects, boot_environment, hosts_file
+from testcluster.apply import Manifest, load_folder
+from testcluster.boot import Environment, Objects, boot_environment, environment, hosts_file
+from testcluster.termination import terminate
 
 from .conftest import Docs, first
 
@@ -15,6 +21,10 @@ from .conftest import Docs, first
 def config(docs: Docs) -> dict[str, Any]:
     data: dict[str, Any] = first(docs, "ConfigMap", "inference-config")["data"]
     return data
+
+
+def first_manifest(env: Environment, deployment: str) -> Manifest:
+    return env.objects.by_kind["Deployment"][deployment]
 
 
 def test_dev_boots_redis_and_the_service() -> None:
@@ -100,3 +110,84 @@ def test_each_redis_service_resolves_to_its_own_pod(tmp_path: Path) -> None:
     assert address["jobs-redis"] == address[f"jobs-redis.{namespace}.svc.cluster.local"] == "10.213.1.2"
     assert address["jobs-redis-0.jobs-redis-headless"] == "10.213.1.2"
     assert address["inference"] == address["inference-worker"] == address["localhost"] == "127.0.0.1"
+
+
+# Runs inside the pod network (nsenter --net), as the clients a Service routes to the pod: from `start`, a new
+# connection with a one-row request every 100 ms, and at `slow_at` one slow request (48 long texts to the
+# embedding model) that is in flight when SIGTERM comes. One JSON line per request.
+ROLLOUT_CLIENT = """
+import json, sys, threading, time
+import httpx
+port, key, until, slow_at = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+base, headers, lock = f"http://127.0.0.1:{port}", {"X-API-Key": key}, threading.Lock()
+row = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": [[0.5] * 30]}]}
+texts = [f"sentence number {i} " + "word " * 120 for i in range(48)]
+slow = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [48], "data": texts}]}
+
+def send(kind, path, body, timeout):
+    sent = time.time()
+    try:
+        status = httpx.post(base + path, json=body, headers=headers, timeout=timeout).status_code
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    with lock:
+        print(json.dumps({"kind": kind, "sent": sent, "done": time.time(), "status": status}), flush=True)
+
+def slow_one():
+    time.sleep(max(0.0, slow_at - time.time()))
+    send("slow", "/v2/models/minilm-embedding/infer", slow, 60)
+
+thread = threading.Thread(target=slow_one)
+thread.start()
+while time.time() < until:
+    send("row", "/v2/models/breast-cancer/infer", row, 5)
+    time.sleep(0.1)
+thread.join()
+"""
+
+
+def test_a_rollout_serves_clients_until_the_endpoint_is_gone_and_drains_in_flight_requests() -> None:
+    """Issue 26 point 6, in the boot sandbox: dev's inference pod is deleted the kubelet's way (its preStop
+    hook, SIGTERM, SIGKILL at the grace period's end) while clients keep coming. Every request sent before
+    SIGTERM, that is while the endpoint may still be listed (the hook lasts two readiness periods), succeeds;
+    a request in flight at SIGTERM completes; the container exits on its own within the grace period."""
+    manifests = load_folder(Path(__file__).resolve().parents[3] / "dist" / "dev")
+    with environment(manifests) as env:
+        assert env.failures == []
+        deployment = first_manifest(env, "inference")
+        spec = deployment.obj["spec"]["template"]["spec"]
+        container = next(c for c in spec["containers"] if c["name"] == "inference")
+        period = container["readinessProbe"].get("periodSeconds", 10)
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 2 * period
+        key = env.objects.secret("inference-api-keys", "test")["api-keys"]
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+        started, problem = env.boot(deployment)
+        try:
+            assert problem is None, problem
+            (running,) = started
+            hook_s = float(container["lifecycle"]["preStop"]["sleep"]["seconds"])
+            now = time.time()
+            until, slow_at = now + 2 + hook_s + 4, now + 2 + hook_s - 1.0  # slow request 1 s before SIGTERM
+            argv = [str(port), key, str(until), str(slow_at)]
+            client = subprocess.Popen(
+                ["nsenter", f"--net={env.net.ns}", "--", sys.executable, "-c", ROLLOUT_CLIENT, *argv],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(2)  # serving before the deletion
+            ended = terminate(spec, container, running)
+            out, _ = client.communicate(timeout=120)
+        finally:
+            for r in started:
+                r.stop()
+    lines = [json.loads(line) for line in out.splitlines()]
+    before = [r for r in lines if r["kind"] == "row" and r["sent"] < ended.sigterm_at - 0.2]
+    during_hook = [r for r in before if r["sent"] >= ended.deleted_at]
+    assert len(during_hook) >= 2 * hook_s, (len(during_hook), ended)  # the whole hook, to its last second
+    assert max(r["sent"] for r in during_hook) > ended.sigterm_at - 1.5, ended
+    assert [r for r in before if r["status"] != 200] == [], ended
+    (slow,) = [r for r in lines if r["kind"] == "slow"]
+    assert slow["sent"] < ended.sigterm_at < slow["done"], (slow, ended)  # in flight at SIGTERM
+    assert slow["status"] == 200, slow
+    assert not ended.killed and ended.exited_at - ended.deleted_at < spec["terminationGracePeriodSeconds"]
+    assert ended.exit_code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), ended
