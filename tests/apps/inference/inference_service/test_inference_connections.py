@@ -58,6 +58,22 @@ def test_silent_slow_and_oversized_header_connections_are_closed(server_process)
             pass
         closed, reply = _closed_within(big, 3)
         assert closed and reply.startswith(b"HTTP/1.1 431"), reply[:80]
+        # A whole request in one write, headers past the limit: its headers complete in the read that
+        # brings them, so they are counted as they are parsed (the soak found them served with 200).
+        whole = _connect(base)
+        whole.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 5000 + b"\r\n\r\n")
+        closed, reply = _closed_within(whole, 3)
+        assert closed and reply.startswith(b"HTTP/1.1 431"), reply[:80]
+        # Headers within the limit are served, on a fresh connection and on a kept-alive one.
+        kept = _connect(base)
+        for _ in range(2):
+            kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 3000 + b"\r\n\r\n")
+            reply = b""
+            while b'{"live":true}' not in reply and len(reply) < 65536:  # the status line, then the body
+                chunk = kept.recv(65536)
+                assert chunk, reply
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
         # A normal client on a fresh connection is served meanwhile.
         assert httpx.get(f"{base}/v2/health/live").status_code == 200
 
