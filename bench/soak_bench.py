@@ -97,6 +97,7 @@ class Tally:
     retried_503: int = 0
     wrong: int = 0
     jobs: dict[str, int] = field(default_factory=dict)  # job id -> row index
+    lost_states: Counter[str] = field(default_factory=Counter)  # the last status seen of each lost job
 
     def check(self, kind: str, status: int | None, detail: str = "") -> bool:
         self.sent[kind] += 1
@@ -307,6 +308,7 @@ def pin(store: RedisProcess, cpus: str) -> None:
 async def finish_jobs(tally: Tally, rows: list[list[float]], reference: list[Any], budget_s: float) -> int:
     """Polls every accepted job to its end; the number not done when the budget runs out (lost)."""
     pending = dict(tally.jobs)
+    last: dict[str, str] = {}
     deadline = time.monotonic() + budget_s
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{PORT}", headers=dict(AUTH), timeout=10) as client:
         while pending and time.monotonic() < deadline:
@@ -316,8 +318,10 @@ async def finish_jobs(tally: Tally, rows: list[list[float]], reference: list[Any
                 except httpx.HTTPError:
                     continue
                 if reply.status_code != 200:
+                    last[job_id] = str(reply.status_code)
                     continue
                 state = reply.json()
+                last[job_id] = state["status"]
                 if state["status"] == "done":
                     if not correct(state["result"], reference[index % len(reference)]):
                         tally.wrong += 1
@@ -327,6 +331,7 @@ async def finish_jobs(tally: Tally, rows: list[list[float]], reference: list[Any
                     tally.examples.setdefault("job failed", str(state.get("error"))[:160])
                     del pending[job_id]
             await asyncio.sleep(0.2)
+    tally.lost_states = Counter(last.get(job_id, "unseen") for job_id in pending)
     return len(pending)
 
 
@@ -385,7 +390,8 @@ async def run(
     rss_peak = max(rss_peak, rss_end)
     total_unexpected = sum(tally.unexpected.values())
     print(f"requests: {len(plan)} ({hostile_count} hostile) in {elapsed:.0f} s; faults: {dict(counts)}")
-    print(f"lost jobs: {lost} of {len(tally.jobs)} accepted; wrong answers: {tally.wrong}; "
+    print(f"lost jobs: {lost} of {len(tally.jobs)} accepted (last seen: {dict(tally.lost_states)}); "
+          f"wrong answers: {tally.wrong}; "
           f"unexpected statuses: {total_unexpected}; 503 retried: {tally.retried_503}")  # fmt: skip
     print(f"server RSS: {rss_start / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end "
           f"(+{(rss_end - rss_start) / 1024:.1f} MiB), peak {rss_peak / 1024:.1f} MiB")  # fmt: skip

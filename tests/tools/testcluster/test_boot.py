@@ -183,7 +183,9 @@ def test_a_rollout_serves_clients_until_the_endpoint_is_gone_and_drains_in_fligh
     lines = [json.loads(line) for line in out.splitlines()]
     before = [r for r in lines if r["kind"] == "row" and r["sent"] < ended.sigterm_at - 0.2]
     during_hook = [r for r in before if r["sent"] >= ended.deleted_at]
-    assert len(during_hook) >= 2 * hook_s, (len(during_hook), ended)  # the whole hook, to its last second
+    # requests throughout the hook, from its first second to its last (one a second at least, on a busy host)
+    assert len(during_hook) >= hook_s, (len(during_hook), ended)
+    assert min(r["sent"] for r in during_hook) < ended.deleted_at + 1.5, ended
     assert max(r["sent"] for r in during_hook) > ended.sigterm_at - 1.5, ended
     assert [r for r in before if r["status"] != 200] == [], ended
     (slow,) = [r for r in lines if r["kind"] == "slow"]
