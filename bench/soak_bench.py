@@ -415,7 +415,7 @@ def main() -> int:
     parser.add_argument("--redis-kill-every", type=float, default=7.0, help="seconds; 0: no Redis kills")
     parser.add_argument("--header-timeout", type=float, default=2.0)
     parser.add_argument(
-        "--drain-budget", type=float, default=120.0, help="seconds to wait for jobs at the end"
+        "--drain-budget", type=float, default=300.0, help="seconds to wait for jobs at the end"
     )
     parser.add_argument("--warmup", type=int, default=2000, help="valid requests before the RSS baseline")
     parser.add_argument("--seed", type=int, default=26)
