@@ -195,8 +195,9 @@ def test_a_result_too_large_fails_on_its_first_attempt_with_the_true_reason(
         assert failed["attempts"] == 1 and "exceeds the limit of 2000" in failed["error"], failed
         strict.proc.terminate()
         strict.proc.wait()
-    # The job store fills up (maxmemory, noeviction) while the job runs: its result cannot be stored.
-    with make_client(jobs_redis_url=jobs_redis.url) as client:
+    # The job store fills up (maxmemory, noeviction) while the job runs: its result cannot be stored. (Its
+    # 5,000-row body is over the 1 MiB default for a job's request.)
+    with make_client(jobs_redis_url=jobs_redis.url, jobs_max_request_bytes=8 * 2**20) as client:
         job = client.post("/v2/models/breast-cancer/jobs", json=tabular(rows(5000, seed=5)))
         assert job.status_code == 202
         try:
