@@ -7,8 +7,9 @@ For each size N in `--services` (default 10,100) it grows the spec with bench/sy
   its engine processes); then warm (a second run, the cache of unchanged environments in use);
 - per engine, one after the other in this process: the gate's own Python (reading dist/ and overlays/,
   the data files), the CRD schema check, Kyverno and conftest (wall, and the CPU of their processes);
-- with `--rules` (`--rules conftest`: conftest only), per rule: conftest with one rule file at a time
-  (plus the shared lib; the parse of the input is in every number), Kyverno with one policy at a time.
+- with `--rules` (`--rules conftest`: conftest only), per rule: conftest with one rule file's findings
+  (the other rules' switched off; the input's parse and the other packages are in every number), Kyverno
+  with one policy at a time.
 
 `--ref REV` also times the gate of another revision (its policies/ and constructs/ from git) on the same
 trees in the same run, for before/after ratios on a busy shared machine, and checks that both give the same
@@ -39,13 +40,11 @@ sys.path.insert(0, str(REPO / "constructs"))
 from policy_check import __main__ as cli  # noqa: E402
 from policy_check import crd_schema, declared, dist, engines, kyverno  # noqa: E402
 
-#: The rule files whose helpers other environment rules use.
-HELPERS = ("network_isolation.rego", "service_selects_workload.rego")
 SYNTH = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {bench!r})
-from synth_bench import make_spec
+from spec_growth import make_spec
 from mlplatform.synth import synthesize
 root = Path({root!r})
 make_spec(root, {n})
@@ -183,19 +182,17 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
         for rego in sorted(src.glob("*/*.rego")):
             if rego.name.endswith("_test.rego") or rego.name == "deny.rego" or rego.parent.name == "lib":
                 continue
+            # every file of the package (rules use each other's helpers), but only this one's findings
             one = Path(tmp) / f"rule-{rego.parent.name}-{rego.stem}"
-            shutil.copytree(src / "lib", one / "lib", ignore=shutil.ignore_patterns("*_test.rego"))
-            (one / rego.parent.name).mkdir()
-            shutil.copy2(src / rego.parent.name / "deny.rego", one / rego.parent.name / "deny.rego")
-            shutil.copy2(rego, one / rego.parent.name / rego.name)
-            label = rego.stem
-            try:
-                cost, _ = timed(lambda o=one: conftest(o))
-            except engines.EngineError:  # it uses another rule file's helpers: time the two together
-                for helper in HELPERS:
-                    shutil.copy2(src / rego.parent.name / helper, one / rego.parent.name / helper)
-                cost, _ = timed(lambda o=one: conftest(o))
-                label += " (+helpers)"
+            shutil.copytree(src, one, ignore=shutil.ignore_patterns("*_test.rego"))
+            for other in (one / rego.parent.name).glob("*.rego"):
+                if other.name not in (rego.name, "deny.rego"):
+                    text = other.read_text(encoding="utf-8")
+                    other.write_text(
+                        text.replace("findings contains", "findings_off contains"), encoding="utf-8"
+                    )
+            label = f"{rego.parent.name}/{rego.stem}"
+            cost, _ = timed(lambda o=one: conftest(o))
             print(f"      conftest {label:35} {cost}")
 
 
