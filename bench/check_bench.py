@@ -1,7 +1,7 @@
 """Where the policy check's time goes, and how it grows with the spec.
 
-For each size N in `--services` (default 10,100) it grows the spec with bench/synth_bench.py's own
-`make_spec` (N copies of `inference` in every environment), synthesizes it, and runs the gate over it:
+For each size N in `--services` (default 10,100) it grows the spec with the synth bench's
+`make_spec` (bench/spec_growth.py) (N copies of `inference` in every environment), synthesizes it, and runs the gate over it:
 
 - total: `python -m policy_check` as `make check` runs it, cold (no cache), wall and CPU time (the gate and
   its engine processes); then warm (a second run, the cache of unchanged environments in use);
@@ -20,6 +20,7 @@ Usage: .venv/bin/python bench/check_bench.py [--services 10,100] [--rules] [--re
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO / "policies"))
 sys.path.insert(0, str(REPO / "constructs"))
 
 from policy_check import __main__ as cli  # noqa: E402
-from policy_check import crd_schema, declared, dist, engines, kyverno  # noqa: E402
+from policy_check import crd_schema, declared, dist, engines, kyverno, runner  # noqa: E402
 
 SYNTH = """
 import sys
@@ -150,17 +151,8 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
         print(f"    Kyverno (all policies)                     {cost}")
         dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
         for n in folders:
-            spec_n = specs.get(n)
-            data = {
-                "environment": spec_n["environment"] if spec_n else n,
-                "spec": spec_n,
-                "files": loaded[n].files,
-                "dist_paths": dist_paths,
-                "waivers": [],
-            }
-            (Path(tmp) / f"{n}.json").write_text(
-                json.dumps({"mlplatform": data}, sort_keys=True), encoding="utf-8"
-            )
+            data = runner.conftest_data(n, loaded[n], specs.get(n), dist_paths, [])
+            (Path(tmp) / f"{n}.json").write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
 
         def conftest(policies: Path) -> None:
             t = engines.Tools(tools.kyverno, tools.conftest, tools.kyverno_policies, policies)
@@ -173,10 +165,12 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
         print(f"    conftest (all rules)                       {cost}")
         if not rules:
             return
+
+        def one_policy(policy: Path) -> list[Any]:
+            return kyverno.start(tools.kyverno, [policy], on_envs, [], Path(tmp)).findings()
+
         for policy in tools.kyverno_policies if rules == "all" else []:
-            cost, _ = timed(
-                lambda p=policy: kyverno.start(tools.kyverno, [p], on_envs, [], Path(tmp)).findings()
-            )
+            cost, _ = timed(functools.partial(one_policy, policy))
             print(f"      kyverno {policy.stem:36} {cost}")
         src = tools.conftest_policies
         for rego in sorted(src.glob("*/*.rego")):
@@ -192,7 +186,7 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
                         text.replace("findings contains", "findings_off contains"), encoding="utf-8"
                     )
             label = f"{rego.parent.name}/{rego.stem}"
-            cost, _ = timed(lambda o=one: conftest(o))
+            cost, _ = timed(functools.partial(conftest, one))
             print(f"      conftest {label:35} {cost}")
 
 
