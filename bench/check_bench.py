@@ -1,7 +1,7 @@
 """Where the policy check's time goes, and how it grows with the spec.
 
-For each size N in `--services` (default 10,100) it grows the spec with the synth bench's
-`make_spec` (bench/spec_growth.py) (N copies of `inference` in every environment), synthesizes it, and runs the gate over it:
+For each size N in `--services` (default 10,100) it grows the spec with the synth bench's `make_spec`
+(bench/spec_growth.py: N copies of `inference` in every environment), synthesizes it, and runs the gate:
 
 - total: `python -m policy_check` as `make check` runs it, cold (no cache), wall and CPU time (the gate and
   its engine processes); then warm (a second run, the cache of unchanged environments in use);
