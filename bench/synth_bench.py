@@ -14,7 +14,6 @@ Node process (on a busy shared machine, CPU time is what the synth costs).
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import statistics
@@ -23,9 +22,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 if not sys.flags.optimize and "--no-optimize" not in sys.argv[1:]:
@@ -35,53 +31,14 @@ STARTED = time.perf_counter()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "constructs"))
 
-from mlplatform.spec.catalog import CATALOG_FILE  # noqa: E402
+from spec_growth import make_spec  # noqa: E402
+
 from mlplatform.synth import synthesize  # noqa: E402
 
 IMPORTED = time.perf_counter()
 
 SIZES = (1, 10, 50, 100)
 REPEATS = 3
-
-
-def make_spec(root: Path, services: int) -> None:
-    """Copy overlays/ and grow it to `services` services (copies of `inference`)."""
-    (root / "overlays").mkdir(parents=True)
-    for folder in (REPO_ROOT / "overlays").iterdir():  # files the overlays name (e.g. identity/*.json)
-        if folder.is_dir():
-            shutil.copytree(folder, root / "overlays" / folder.name)
-    catalog = root / CATALOG_FILE  # the spec checks every model version against it
-    catalog.parent.mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / CATALOG_FILE, catalog)
-    platform = yaml.safe_load((REPO_ROOT / "overlays/platform.yaml").read_text())
-    base_service = platform["services"]["inference"]
-    platform["services"] = {f"model-{i:03d}": copy.deepcopy(base_service) for i in range(services)}
-    platform["connections"] = [
-        edge
-        for i in range(services)
-        for edge in (
-            {"from": "ingress-controller", "to": f"model-{i:03d}"},
-            {"from": "metrics-scraper", "to": f"model-{i:03d}"},
-            {"from": f"model-{i:03d}", "to": "redis"},
-            # stage runs jobs: the API, its worker and the caches (what the spec requires there)
-            {"from": f"model-{i:03d}", "to": "jobs-redis"},
-            {"from": f"model-{i:03d}-worker", "to": "jobs-redis"},
-            {"from": f"model-{i:03d}-worker", "to": "redis"},
-            {"from": "metrics-scraper", "to": f"model-{i:03d}-worker"},
-        )
-    ] + [{"from": "keda-operator", "to": "jobs-redis"}]
-    (root / "overlays/platform.yaml").write_text(yaml.safe_dump(platform))
-    for path in sorted((REPO_ROOT / "overlays").glob("*.yaml")):
-        if path.name == "platform.yaml":
-            continue
-        overlay: dict[str, Any] = yaml.safe_load(path.read_text())
-        base = overlay["services"]["inference"]
-        overlay["services"] = {}
-        for i in range(services):
-            entry = copy.deepcopy(base)
-            entry["host"] = f"model-{i:03d}.{base['host']}"
-            overlay["services"][f"model-{i:03d}"] = entry
-        (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))
 
 
 def _descendants(pid: int) -> list[int]:

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from policy_check import crd_schema, declared, dist, engines, reports, runner, waivers
+from policy_check import cache, crd_schema, declared, dist, engines, reports, runner, waivers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +31,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--tools", type=Path, default=REPO_ROOT / ".tools" / "bin", help="where kyverno and conftest are"
     )
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse the findings of folders unchanged since a run with the same policies and tools "
+        f"(kept in {cache.default_dir()})",
+    )
+    p.add_argument("--jobs", type=int, default=None, help="engine processes at once (default: the CPUs)")
     p.add_argument(
         "--github-annotations",
         action=argparse.BooleanOptionalAction,
@@ -79,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             tools=tools,
             waiver_file=args.exceptions,
             only_env=args.env,
+            jobs=args.jobs,
+            cache=cache.Cache(cache.default_dir(), REPO_ROOT, [tools.kyverno, tools.conftest])
+            if args.cache
+            else None,
         )
     except (
         dist.DistError,

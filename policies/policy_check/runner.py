@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policy_check import allowlist, cluster_policies, crd_schema, declared, dist, engines, kyverno, waivers
+from policy_check.cache import Cache
 from policy_check.findings import Finding
 
 # Rules checked in Python (not by an engine).
@@ -47,7 +50,11 @@ def run(
     only_env: str | None,
     specs: dict[str, dict[str, Any]] | None = None,
     today: dt.date | None = None,
+    jobs: int | None = None,
+    cache: Cache | None = None,
 ) -> Outcome:
+    """The check. `jobs`: engine processes at once (default: the CPUs this process may use); `cache`: where
+    the engines' findings for unchanged folders are kept (default: none, every folder is checked)."""
     today = today or dt.date.today()
     all_waivers = waivers.load(waiver_file)
     live = [w for w in all_waivers if not w.expired(today)]
@@ -68,36 +75,13 @@ def run(
     schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
         loaded = {name: dist.load_folder(dist_dir, name) for name in folders}
-        # one Kyverno process for every environment, started first: it is the slowest engine
-        on_envs = [loaded[n] for n in folders if n != dist.ARGOCD]
-        kyv = kyverno.start(tools.kyverno, tools.kyverno_policies, on_envs, live, Path(tmp))
-        procs = []
+        found_in = _engine_findings(
+            loaded, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
+        )
         for name in folders:
             folder = loaded[name]
             mine = [w for w in live if w.environment == name]
-            data_file = Path(tmp) / f"{name}-data.json"
-            spec = specs.get(name)
-            data = {
-                "environment": spec["environment"] if spec else name,
-                "spec": spec,
-                "files": folder.files,
-                "dist_paths": dist_paths,
-                "waivers": waivers.conftest_data(mine),
-            }
-            data_file.write_text(json.dumps({"mlplatform": data}, sort_keys=True), encoding="utf-8")
-            con = engines.start_conftest(tools, folder, data_file)
-            procs.append((name, folder, mine, con))
-        # the engines run in their own processes meanwhile
-        schema_found = {
-            name: crd_schema.findings(schemas, name, folder.documents) for name, folder, *_ in procs
-        }
-        kyverno_found: dict[str, list[Finding]] = {}
-        for f in kyv.findings():
-            kyverno_found.setdefault(f.environment, []).append(f)
-        for name, folder, mine, con in procs:
-            found = engines.conftest_findings(con, folder, name) + schema_found[name]
-            found += kyverno_found.get(name, [])
-            for f in (_located(f, folder) for f in found):
+            for f in (_located(f, folder) for f in found_in[name]):
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -120,6 +104,112 @@ def run(
     outcome.findings.sort()
     outcome.waived.sort()
     return outcome
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def conftest_data(
+    name: str,
+    folder: dist.Folder,
+    spec: dict[str, Any] | None,
+    dist_paths: list[str],
+    mine: list[waivers.Waiver],
+) -> dict[str, Any]:
+    """What conftest gets with --data: the declared spec, the folder's files, dist/'s folders, its waivers."""
+    data = {
+        "environment": spec["environment"] if spec else name,
+        "spec": spec,
+        "files": folder.files,
+        "dist_paths": dist_paths,
+        "waivers": waivers.conftest_data(mine),
+    }
+    return {"mlplatform": data}
+
+
+def _engine_findings(
+    loaded: dict[str, dist.Folder],
+    specs: dict[str, dict[str, Any]],
+    dist_paths: list[str],
+    live: list[waivers.Waiver],
+    tools: engines.Tools,
+    schemas: crd_schema.Schemas,
+    tmp: Path,
+    jobs: int,
+    cache: Cache | None,
+) -> dict[str, list[Finding]]:
+    """Every folder's findings from Kyverno, conftest and the CRD schemas (waivers marked, not yet applied).
+
+    A folder the cache knows (same files, data, policies, gate and tools) is taken from it. The others are
+    checked with at most `jobs` engine processes at once: Kyverno over the environment folders in `jobs`
+    groups of about equal size (all resources of a folder in one invocation, a group's folders together, as
+    the CLI's start-up costs about as much as a folder), conftest once per folder; the CRD schema check runs
+    in this process meanwhile."""
+    found: dict[str, list[Finding]] = {}
+    keys: dict[str, str] = {}
+    data: dict[str, dict[str, Any]] = {}
+    for name, folder in loaded.items():
+        mine = [w for w in live if w.environment == name]
+        data[name] = conftest_data(name, folder, specs.get(name), dist_paths, mine)
+        if cache is not None:
+            keys[name] = cache.key(folder.path, folder.files, [name, data[name], [repr(w) for w in mine]])
+            hit = cache.get(keys[name])
+            if hit is not None:
+                found[name] = hit
+    todo = [name for name in loaded if name not in found]
+    groups = _groups([loaded[n] for n in todo if n != dist.ARGOCD], jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        kyv = [
+            pool.submit(
+                lambda g, i: kyverno.start(
+                    tools.kyverno, tools.kyverno_policies, g, live, _mkdir(tmp / f"k{i}")
+                ).findings(),
+                group,
+                i,
+            )
+            for i, group in enumerate(groups)
+        ]
+        con = {}
+        for name in todo:
+            data_file = tmp / f"{name}-data.json"
+            data_file.write_text(json.dumps(data[name], sort_keys=True), encoding="utf-8")
+            con[name] = pool.submit(
+                lambda n, d: engines.conftest_findings(
+                    engines.start_conftest(tools, loaded[n], d), loaded[n], n
+                ),
+                name,
+                data_file,
+            )
+        # the engines run in their own processes meanwhile
+        for name in todo:
+            found[name] = crd_schema.findings(schemas, name, loaded[name].documents)
+        for future in kyv:
+            for f in future.result():
+                if f.environment in con:  # (a result for an object no folder holds names no folder)
+                    found[f.environment].append(f)
+        for name in todo:
+            found[name] = con[name].result() + found[name]
+    if cache is not None:
+        for name in todo:
+            cache.put(keys[name], found[name])
+    return found
+
+
+def _groups(folders: list[dist.Folder], n: int) -> list[list[dist.Folder]]:
+    """The folders in at most n groups of about equal size (largest first, each to the smallest group)."""
+    groups: list[list[dist.Folder]] = [[] for _ in range(min(n, len(folders)))]
+    sizes = [0] * len(groups)
+    for folder in sorted(folders, key=lambda f: (-len(f.documents), f.name)):
+        i = sizes.index(min(sizes))
+        groups[i].append(folder)
+        sizes[i] += len(folder.documents)
+    return groups
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _located(f: Finding, folder: dist.Folder) -> Finding:

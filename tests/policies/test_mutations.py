@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from policy_check import declared, runner
+from policy_check.cache import Cache
 
 REPO = Path(__file__).resolve().parents[2]
 Docs = dict[str, list[dict[str, Any]]]  # file name -> documents
@@ -345,8 +346,19 @@ def folder_of(name: str) -> str:
     return f"m-{name}"
 
 
+@dataclass
+class Mutated:
+    """The mutation suite's dist/ and the check's outcome on it (engines in parallel, a cold cache)."""
+
+    dist: Path
+    specs: dict[str, dict[str, Any]]
+    waivers: Path
+    cache: Path
+    outcome: runner.Outcome
+
+
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) -> dict[str, set[str]]:
+def mutated(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) -> Mutated:
     source, _ = base_dist
     bases = {env: load_env(source / env) for env in (STAGE, PROD)}
     out = tmp_path_factory.mktemp("mutated") / "dist"
@@ -362,6 +374,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) 
     app.write_text(app.read_text().replace("path: dist/", "path: dist/renamed-"))
     waivers = out.parent / "exceptions.yaml"
     waivers.write_text("waivers: []\n")
+    cache_dir = out.parent / "cache"
     outcome = runner.run(
         repo_root=REPO,
         dist_dir=out,
@@ -369,9 +382,16 @@ def batch(tmp_path_factory: pytest.TempPathFactory, base_dist: Any, tools: Any) 
         waiver_file=waivers,
         only_env=None,
         specs=specs,
+        jobs=2,
+        cache=Cache(cache_dir, REPO, [tools.kyverno, tools.conftest]),
     )
+    return Mutated(out, specs, waivers, cache_dir, outcome)
+
+
+@pytest.fixture(scope="module")
+def batch(mutated: Mutated) -> dict[str, set[str]]:
     caught: dict[str, set[str]] = {}
-    for f in outcome.findings:
+    for f in mutated.outcome.findings:
         caught.setdefault(f.environment, set()).add(f.rule)
     return caught
 
@@ -597,3 +617,29 @@ VALID["model-image-from-a-named-repository-prod"] = Break(
 def test_valid_change_passes(batch: dict[str, set[str]], name: str) -> None:
     got = batch.get(folder_of(name), set())
     assert got == set(), f"{name}: a change the spec allows was refused by {sorted(got)}"
+
+
+def test_findings_do_not_depend_on_scheduling_or_cache(mutated: Mutated, tools: Any) -> None:
+    """The same findings, to the message and line, whether the engines run as before (one process at a time,
+    one Kyverno for every folder, no cache), in parallel, or from the cache of the parallel run."""
+
+    def again(jobs: int, cache: Cache | None) -> runner.Outcome:
+        return runner.run(
+            repo_root=REPO,
+            dist_dir=mutated.dist,
+            tools=tools,
+            waiver_file=mutated.waivers,
+            only_env=None,
+            specs=mutated.specs,
+            jobs=jobs,
+            cache=cache,
+        )
+
+    assert len(mutated.outcome.findings) > len(MUTATIONS)
+    serial = again(1, None)
+    assert serial.findings == mutated.outcome.findings
+    assert serial.waived == mutated.outcome.waived
+    warm = again(2, Cache(mutated.cache, REPO, [tools.kyverno, tools.conftest]))
+    assert warm.findings == mutated.outcome.findings
+    # every folder came from the cache: the entries are the ones the parallel run wrote
+    assert len(list((mutated.cache / "findings").iterdir())) == len(mutated.outcome.rules) - 1

@@ -71,8 +71,11 @@ configured contains [src_id, sprintf("%s %s=%s", [where, key, value]), svc.metad
 	sp.port == port
 	selector := object.get(svc.spec, "selector", {})
 	count(selector) > 0
-	some dst_id, dst in endpoints
-	doc := endpoint_docs[dst_id]
+	lk := label_key({"matchLabels": object.remove(selector, [pod_name_label])}) # a label the pods carry
+	dsts := [e.id | some e in label_entries; e.key == lk] # indexed (network_isolation.rego)
+	some dst_id in dsts
+	dst := endpoint_by_id[dst_id]
+	doc := workload_doc[dst_id]
 	selects(selector, object.union(dst.labels, controller_labels(doc.obj, selector))) # service_selects_workload
 	some cp in dst.ports
 	target_matches(object.get(sp, "targetPort", sp.port), cp)

@@ -9,11 +9,23 @@ scaler_kinds := {"HorizontalPodAutoscaler", "ScaledObject"}
 target_kind(obj) := object.get(obj, ["spec", "scaleTargetRef", "kind"], "Deployment")
 
 target(obj) := t if {
-	some t in lib.documents
-	t.obj.kind == target_kind(obj)
-	t.obj.metadata.name == obj.spec.scaleTargetRef.name
-	lib.namespace_of(t.obj) == lib.namespace_of(obj)
+	key := [target_kind(obj), obj.spec.scaleTargetRef.name, lib.namespace_of(obj)]
+	some t in docs_by_name[key]
 }
+
+# The documents by kind, name and namespace (a complete rule, evaluated once; the lists are indexed).
+docs_by_name := {key: ds | some [key, ds] in named_groups}
+
+named_groups contains [key, ds] if {
+	some d0 in lib.documents
+	d0.obj.kind in target_kinds
+	key := [d0.obj.kind, d0.obj.metadata.name, lib.namespace_of(d0.obj)]
+	ds := [d | some e in named_entries; e.key == key; d := e.doc]
+}
+
+target_kinds := {target_kind(s.obj) | some s in lib.documents; s.obj.kind in scaler_kinds}
+
+named_entries contains {"key": [d.obj.kind, d.obj.metadata.name, lib.namespace_of(d.obj)], "doc": d} if some d in lib.documents
 
 findings contains lib.finding(
 	doc, "hpa-targets-workload",

@@ -8,6 +8,11 @@
 # app.kubernetes.io/name), each declared peer, and witnesses for everything else: an unlabelled pod in each
 # namespace involved, a pod in some other namespace, an address outside the cluster. Ports: each pod's
 # containerPorts, every port a NetworkPolicy names, and "any other port" per protocol.
+#
+# Linear in the number of objects: every join (a policy's pods, a rule's peers, the flows) looks its partners
+# up by key (a label, a component) through OPA's comprehension indexing, never by scanning all endpoints for
+# each one; and the flows checked are the ones some rule (or a missing isolation) lets through, not every
+# pair of endpoints. Lookups by key go to complete rules (`endpoint_by_id`, ...), which OPA evaluates once.
 package environment
 
 import data.lib
@@ -74,14 +79,31 @@ endpoints[ep.id] := ep if {
 	some peer in object.get(r, peer_key[dir], [])
 	not peer.ipBlock
 	policy_ns := lib.namespace_of(d.obj)
-	not known_endpoint_matches(peer, policy_ns)
+	key := label_key(object.get(peer, "podSelector", {}))
+	known := [ep | some e in base_label_entries; e.key == key; ep := e.ep] # indexed: the endpoints it could match
+	not known_endpoint_matches(peer, policy_ns, known)
 	ep := peer_witness(peer, policy_ns)
 }
 
-known_endpoint_matches(peer, policy_ns) if {
-	some ep in base_endpoints
+known_endpoint_matches(peer, policy_ns, known) if {
+	some ep in known
 	peer_matches(peer, policy_ns, ep)
 }
+
+# A selector's index key: its first matchLabels pair (a pod it selects carries that label), else "any".
+label_key(sel) := [k, sel.matchLabels[k]] if {
+	keys := sort(object.keys(object.get(sel, "matchLabels", {})))
+	count(keys) > 0
+	k := keys[0]
+} else := "any"
+
+# Endpoints under every label they carry, and all of them under "any".
+base_label_entries contains {"key": [k, v], "ep": ep} if {
+	some ep in base_endpoints
+	some k, v in ep.labels
+}
+
+base_label_entries contains {"key": "any", "ep": ep} if some ep in base_endpoints
 
 base_endpoints contains ep if {
 	some ep in [witness("", spec.namespace, true)]
@@ -223,14 +245,54 @@ policy_types(np) := ["Ingress"] if {
 
 # [endpoint id, direction] -> the NetworkPolicies (documents) that isolate it in that direction
 isolating[[id, dir]] contains d if {
-	some id, ep in endpoints
-	ep.ours
 	some d in network_policies
-	lib.namespace_of(d.obj) == ep.namespace
-	lib.selector_matches(object.get(d.obj.spec, "podSelector", {}), ep.labels)
+	ns := lib.namespace_of(d.obj)
+	sel := object.get(d.obj.spec, "podSelector", {})
+	key := [ns, label_key(sel)]
+	ids := [e.id | some e in ours_label_entries; e.key == key] # indexed: our pods in ns with the label
+	some id in ids
+	lib.selector_matches(sel, endpoint_by_id[id].labels)
 	some dir, type in direction_type
 	type in policy_types(d.obj)
 }
+
+# Each endpoint once, by id (a complete rule: evaluated once, then looked up).
+endpoint_by_id := {id: ep | some id, ep in endpoints}
+
+ours_label_entries contains {"key": [ep.namespace, [k, v]], "id": id} if {
+	some id, ep in endpoint_by_id
+	ep.ours
+	some k, v in ep.labels
+}
+
+ours_label_entries contains {"key": [ep.namespace, "any"], "id": id} if {
+	some id, ep in endpoint_by_id
+	ep.ours
+}
+
+# Every endpoint under every label it carries, all under "any", and those outside the cluster under "outside".
+label_entries contains {"key": [k, v], "id": id} if {
+	some id, ep in endpoint_by_id
+	some k, v in ep.labels
+}
+
+label_entries contains {"key": "any", "id": id} if some id, _ in endpoint_by_id
+
+label_entries contains {"key": "outside", "id": id} if {
+	some id, ep in endpoint_by_id
+	ep.outside
+}
+
+# The index keys under which every endpoint a rule's peers can match is found.
+peer_index_keys(peers) := {"any"} if count(peers) == 0
+
+peer_index_keys(peers) := {k | some p in peers; k := peer_key_of(p)} if count(peers) > 0
+
+peer_key_of(p) := "outside" if p.ipBlock
+
+peer_key_of(p) := label_key(object.get(p, "podSelector", {})) if not p.ipBlock
+
+isolated := {key | some key, _ in isolating}
 
 # [me, direction, other] -> {cp, doc, rule}: a rule of a policy isolating `me` lets `other` through on port cp
 # (for ingress the port is me's, for egress other's)
@@ -240,28 +302,57 @@ letting_through contains [me_id, dir, other_id, cp, d.obj.metadata.name, i] if {
 	dir := key[1]
 	some d in docs
 	some i, r in object.get(d.obj.spec, dir, [])
-	some other_id, other in endpoints
-	rule_matches_peer(r, peer_key[dir], lib.namespace_of(d.obj), other)
+	some pk in peer_index_keys(object.get(r, peer_key[dir], []))
+	others := [e.id | some e in label_entries; e.key == pk] # indexed: the endpoints the peers could match
+	some other_id in others
+	rule_matches_peer(r, peer_key[dir], lib.namespace_of(d.obj), endpoint_by_id[other_id])
 	dst_id := {"ingress": me_id, "egress": other_id}[dir]
-	some cp in candidates[dst_id]
+	some cp in candidate_map[dst_id]
 	rule_allows_port(r, cp)
 }
 
-passes contains [t[0], t[1], t[2], t[3]] if some t in letting_through
+passes := {[t[0], t[1], t[2], t[3]] | some t in letting_through}
 
 policy_named[d.obj.metadata.name] := d if some d in network_policies
 
 candidates[id] := candidate_ports(ep) if some id, ep in endpoints
 
-# A side outside the platform namespace is not ours to isolate: it is taken to allow.
-side_allows(me_id, _, _, _) if not endpoints[me_id].ours
+candidate_map := {id: cps | some id, cps in candidates}
 
-side_allows(me_id, dir, _, _) if {
-	endpoints[me_id].ours
-	not isolating[[me_id, dir]]
-}
+# A side outside the platform namespace is not ours to isolate: it is taken to allow.
+side_allows(me_id, dir, _, _) if open_side(me_id, dir)
 
 side_allows(me_id, dir, other_id, cp) if [me_id, dir, other_id, cp] in passes
+
+open_side(me_id, _) if not endpoint_by_id[me_id].ours
+
+open_side(me_id, dir) if {
+	endpoint_by_id[me_id].ours
+	not [me_id, dir] in isolated
+}
+
+# The endpoints open in a direction (no policy of ours isolates them there).
+open_ids[dir] := {id | some id, _ in endpoint_by_id; open_side(id, dir)} if some dir in ["ingress", "egress"]
+
+open_by_dir := {dir: ids | some dir, ids in open_ids}
+
+# Every allowed flow [src, dst, cp]: a rule lets one side through and the other side lets it too, or both
+# sides are open (the only case that pairs endpoints wholesale: open pods are findings themselves).
+allowed_flows contains [src_id, dst_id, cp] if {
+	some [src_id, "egress", dst_id, cp] in passes
+	side_allows(dst_id, "ingress", src_id, cp)
+}
+
+allowed_flows contains [src_id, dst_id, cp] if {
+	some [dst_id, "ingress", src_id, cp] in passes
+	open_side(src_id, "egress")
+}
+
+allowed_flows contains [src_id, dst_id, cp] if {
+	some src_id in open_by_dir.egress
+	some dst_id in open_by_dir.ingress
+	some cp in candidate_map[dst_id]
+}
 
 allowed(src_id, dst_id, cp) if {
 	side_allows(src_id, "egress", dst_id, cp)
@@ -283,34 +374,30 @@ connects(c, src) if {
 	src.ours
 }
 
-# The sources a declared connection must reach from: its own pods (for "*", every workload), not witnesses.
-required_from(c, src) if {
-	c.from != "*"
-	c.from == src.component
-}
-
-required_from(c, src) if {
-	c.from == "*"
-	endpoint_docs[src.id]
-}
-
 declared_flow(src, dst, cp) if {
-	some c in spec.connections
-	connects(c, src)
 	dst.component != ""
-	c.to == dst.component
+	some from in connection_froms(src)
+	[from, dst.component] in connection_pairs
 	serves(dst, cp)
 }
 
 # A declared flow to addresses outside the cluster (spec.external: model sources, on their ports).
 declared_flow(src, dst, cp) if {
 	dst.outside
-	some c in spec.connections
-	connects(c, src)
-	some p in object.get(spec, ["external", c.to, "ports"], [])
+	some to, external in object.get(spec, "external", {})
+	some from in connection_froms(src)
+	[from, to] in connection_pairs
+	some p in object.get(external, "ports", [])
 	p.port == cp.port
 	p.protocol == cp.protocol
 }
+
+connection_pairs := {[c.from, c.to] | some c in spec.connections}
+
+# The `from` of the connections that start at src (connects(c, src)): its component, and "*" for ours.
+connection_froms(src) := {src.component, "*"} if src.ours
+
+connection_froms(src) := {src.component} if not src.ours
 
 involves_ours(src, _) if src.ours
 
@@ -318,11 +405,10 @@ involves_ours(_, dst) if dst.ours
 
 undeclared[[src_id, dst_id]] contains cp if {
 	spec != null
-	some src_id, src in endpoints
-	some dst_id, dst in endpoints
+	some [src_id, dst_id, cp] in allowed_flows
+	src := endpoint_by_id[src_id]
+	dst := endpoint_by_id[dst_id]
 	involves_ours(src, dst)
-	some cp in candidates[dst_id]
-	allowed(src_id, dst_id, cp)
 	not declared_flow(src, dst, cp)
 }
 
@@ -358,11 +444,11 @@ findings contains lib.finding(
 declared_blocked contains [c, src_id, dst_id, p] if {
 	spec != null
 	some c in spec.connections
-	some src_id, src in endpoints
-	required_from(c, src)
-	some dst_id, dst in endpoints
-	dst.component == c.to
-	some p in dst.ports
+	some src_id in sources_of(c)
+	to := c.to
+	dsts := [e.id | some e in component_entries; e.component == to] # indexed: the component's endpoints
+	some dst_id in dsts
+	some p in endpoint_by_id[dst_id].ports
 	not allowed(src_id, dst_id, p)
 }
 
@@ -370,12 +456,28 @@ declared_blocked contains [c, src_id, dst_id, p] if {
 	spec != null
 	some c in spec.connections
 	some p in object.get(spec, ["external", c.to, "ports"], [])
-	some src_id, src in endpoints
-	required_from(c, src)
-	some dst_id, dst in endpoints
+	some src_id in sources_of(c)
+	some dst_id, dst in endpoint_by_id
 	dst.outside
 	not allowed(src_id, dst_id, p)
 }
+
+component_entries contains {"component": ep.component, "id": id} if some id, ep in endpoint_by_id
+
+component_groups contains [name, ids] if {
+	some c in spec.connections
+	name := c.from
+	ids := {e.id | some e in component_entries; e.component == name} # indexed
+}
+
+component_map := {name: ids | some [name, ids] in component_groups}
+
+# The endpoints a declared connection must reach from (required_from): its component's, or every workload's.
+sources_of(c) := object.get(component_map, c.from, set()) if c.from != "*"
+
+sources_of(c) := {id | some id, _ in workload_doc} if c.from == "*"
+
+workload_doc := {id: d | some id, d in endpoint_docs}
 
 findings contains lib.finding(
 	blame({"doc": doc}), net_rule,

@@ -18,12 +18,12 @@ scaler_max(s) := s.obj.spec.maxReplicas if s.obj.kind == "HorizontalPodAutoscale
 
 scaler_max(s) := object.get(s.obj.spec, "maxReplicaCount", 100) if s.obj.kind == "ScaledObject"
 
-scaler_of(w) := s if {
+scaler_of(w) := scaler_by_target[[lib.namespace_of(w.obj), w.obj.kind, w.obj.metadata.name]]
+
+# Each autoscaler by its target (a complete rule, evaluated once: a lookup, not a scan, per workload).
+scaler_by_target := {[lib.namespace_of(s.obj), object.get(s.obj, ["spec", "scaleTargetRef", "kind"], "Deployment"), s.obj.spec.scaleTargetRef.name]: s |
 	some s in lib.documents
 	s.obj.kind in scaler_kinds
-	lib.namespace_of(s.obj) == lib.namespace_of(w.obj)
-	object.get(s.obj, ["spec", "scaleTargetRef", "kind"], "Deployment") == w.obj.kind
-	s.obj.spec.scaleTargetRef.name == w.obj.metadata.name
 }
 
 peak_replicas(w) := scaler_max(scaler_of(w))
