@@ -1,5 +1,3 @@
-# Every HorizontalPodAutoscaler (and KEDA ScaledObject) targets a workload that exists in its namespace
-# and sets no spec.replicas (otherwise every sync fights the autoscaler).
 package environment
 
 import data.lib
@@ -15,6 +13,15 @@ target(obj) := t if {
 	lib.namespace_of(t.obj) == lib.namespace_of(obj)
 }
 
+# METADATA
+# title: Autoscalers target a workload that leaves replicas to them
+# description: >-
+#   Every HorizontalPodAutoscaler (and KEDA ScaledObject) targets a workload that exists in its namespace and sets
+#   no spec.replicas (otherwise every sync fights the autoscaler).
+# custom:
+#   id: hpa-targets-workload
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(
 	doc, "hpa-targets-workload",
 	sprintf("scaleTargetRef %s %q does not exist in the namespace", [target_kind(doc.obj), doc.obj.spec.scaleTargetRef.name]),
