@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,7 +355,14 @@ def _runs_inference_image(m: Manifest) -> bool:
     return any(c["image"].split("@", 1)[0].endswith("/mlplatform-inference") for c in containers)
 
 
-def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
+#: Called while a booted Deployment's pod is ready, before it is stopped: (the Deployment, the environment's
+#: objects, the pod's network, in which `net.run` reaches it on 127.0.0.1) -> a problem, or None.
+WhileReady = Callable[[Manifest, Objects, sandbox.Network], str | None]
+
+
+def boot_environment(
+    manifests: list[Manifest], *, while_ready: WhileReady | None = None
+) -> tuple[list[str], list[str]]:
     """Boot Redis, then each inference Deployment in turn; the names booted and every failure."""
     if not (images.MODEL_REPOSITORY / ".").is_dir():
         raise ClusterTestError(f"{images.MODEL_REPOSITORY} is missing; run `make models` first")
@@ -399,6 +407,8 @@ def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
                     dep.obj["spec"]["template"]["spec"],
                 )
                 started, problem = boot_pod(pod, objects, work, net)
+                if problem is None and while_ready is not None:
+                    problem = while_ready(dep, objects, net)
                 for r in started:
                     r.stop()
                 if problem:

@@ -175,7 +175,9 @@ def test_v1_predict(make_client, rows) -> None:
         ).json()["outputs"][0]
         assert classified["datatype"] == "BYTES" and classified["shape"] == [2, 1]
         names = [["malignant", "benign"][i] for i in labels]
-        assert [c.split(":")[1:] for c in classified["data"]] == [[str(i), n] for i, n in zip(labels, names)]
+        assert [c.split(":")[1:] for c in classified["data"]] == [
+            [str(i), n] for i, n in zip(labels, names, strict=True)
+        ]
         embedded = client.post("/v1/models/minilm-embedding:predict", json={"instances": ["hello"]}).json()
         assert len(embedded["predictions"]) == 1 and len(embedded["predictions"][0]) == 384
         assert client.get("/v1/models/breast-cancer").json() == {"name": "breast-cancer", "ready": True}
