@@ -468,20 +468,20 @@ def encode_v1(model: ServedModel, results: Sequence[RowResult]) -> bytes:
     """`{"predictions": [...]}`: the value per row for one output, else an object of outputs per row. A
     class-index output of a model that names its classes holds the class name, as KServe's V1 classifiers
     answer with the estimator's classes (`{"label": "setosa"}`, not 0)."""
-    named = model.output_index.get(model.class_output or "", -1)
-    labels = model.class_labels
-
-    def value(i: int, v: Any) -> Any:
-        if i == named:
-            index = int(np.asarray(v))
-            return labels[index] if 0 <= index < len(labels) else index
-        return np.asarray(v).tolist()
-
     if len(model.output_names) == 1:
-        predictions: list[Any] = [value(0, r[0]) for r in results]
+        predictions: list[Any] = [np.asarray(r[0]).tolist() for r in results]
     else:
         predictions = [
-            {name: value(i, v) for i, (name, v) in enumerate(zip(model.output_names, r, strict=True))}
+            {name: np.asarray(value).tolist() for name, value in zip(model.output_names, r, strict=True)}
             for r in results
         ]
+    if model.class_output is not None:  # the class index -> its name (a model without labels skips this)
+        labels, single = model.class_labels, len(model.output_names) == 1
+        for i, row in enumerate(predictions):
+            index = row if single else row[model.class_output]
+            name = labels[index] if isinstance(index, int) and 0 <= index < len(labels) else index
+            if single:
+                predictions[i] = name
+            else:
+                row[model.class_output] = name
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
