@@ -63,8 +63,9 @@ def _model_build(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A repository root with overlays/, the Kyverno policies and the catalog copied, the model imported into it (its catalog, its
-    committed folder, a copy of build/models), and the inference service naming it in platform.yaml."""
+    """A repository root with overlays/, the Kyverno policies and the catalog copied, the model imported
+    into it (its catalog, its committed folder, a copy of build/models), and the inference service naming it
+    in platform.yaml."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(REPO / "overlays", root / "overlays")
     shutil.copytree(REPO / "policies" / "kyverno", root / "policies" / "kyverno")  # dist/cluster-policies/
