@@ -60,11 +60,11 @@ argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs 
 	$(PY) -m testcluster.argocd_sync
 
 .PHONY: models
-models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model) into build/models and the catalog
+models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model, imported models) into build/models and the catalog
 	$(PY) -m model_build --out $(MODEL_REPO)
 
 .PHONY: import-model
-import-model: $(VENV)/.installed ## Import an ONNX model: ONNX=path.onnx NAME=name VERSION=n [DESCRIPTION=..] [LABELS=a,b] [TOKENIZER=tokenizer.json]
+import-model: $(VENV)/.installed ## Import an ONNX model into apps/inference/models/ and the catalog (commit both; a service may then name it): ONNX=path.onnx NAME=name VERSION=n [DESCRIPTION=..] [LABELS=a,b] [TOKENIZER=tokenizer.json]
 	@test -n "$(ONNX)" -a -n "$(NAME)" -a -n "$(VERSION)" || { echo "usage: make import-model ONNX=path.onnx NAME=name VERSION=n [DESCRIPTION=text] [LABELS=a,b] [TOKENIZER=tokenizer.json]" >&2; exit 2; }
 	$(PY) -m model_build import "$(ONNX)" --name "$(NAME)" --version "$(VERSION)" --out $(MODEL_REPO) \
 	  $(if $(DESCRIPTION),--description "$(DESCRIPTION)") $(if $(LABELS),--labels "$(LABELS)") $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)")

@@ -1,8 +1,9 @@
-"""python -m policy_check --reports reports [--env NAME] [--dist DIR]
+"""python -m policy_check --reports reports [--env NAME] [--dist DIR] [--no-drift]
 
 Runs Kyverno and conftest over every environment in dist/ (plus dist/argocd and dist/cluster-policies),
-prints a summary per environment and rule, writes reports/policy-check.junit.xml and
-reports/policy-check.sarif, and exits 1 on any violation, expired or unused waiver (2 on bad input).
+compares the repository's dist/ with a fresh synth (drift), prints a summary per environment and rule, writes
+reports/policy-check.junit.xml and reports/policy-check.sarif, and exits 1 on any violation, drift, expired
+or unused waiver (2 on bad input).
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from policy_check import cache, crd_schema, declared, dist, engines, reports, runner, waivers
+from policy_check import (
+    cache,
+    crd_schema,
+    declared,
+    dist,
+    drift,
+    engines,
+    reports,
+    rule_docs,
+    runner,
+    waivers,
+)
+from policy_check.findings import Finding
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(kept in {cache.default_dir()})",
     )
     p.add_argument("--jobs", type=int, default=None, help="engine processes at once (default: the CPUs)")
+    p.add_argument(
+        "--drift",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare dist/ with a fresh synth of overlays/ (default: on for the repository's own dist/)",
+    )
     p.add_argument(
         "--github-annotations",
         action=argparse.BooleanOptionalAction,
@@ -77,13 +96,27 @@ def print_summary(outcome: runner.Outcome) -> None:
     print(f"\npolicy check: {len(outcome.findings)} violation(s), {len(outcome.waived)} waived finding(s)")
 
 
+def add_drift(outcome: runner.Outcome, found: list[Finding]) -> None:
+    """Drift findings join the outcome; every folder compared lists the drift rule."""
+    for folder in {*outcome.rules, *(f.environment for f in found)} - {runner.WAIVER_RULE}:
+        rules = outcome.rules.setdefault(folder, [])
+        if drift.RULE not in rules:
+            rules.append(drift.RULE)
+    outcome.findings = sorted([*outcome.findings, *found])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    dist_dir = args.dist.resolve()
+    check_drift = args.drift if args.drift is not None else dist_dir == (REPO_ROOT / "dist").resolve()
+    synth = None
     try:
         tools = tools_at(args.tools)
+        docs = rule_docs.load(REPO_ROOT, tools.kyverno_policies, tools.conftest_policies)
+        synth = drift.start(REPO_ROOT, args.env) if check_drift else None  # runs beside the engines
         outcome = runner.run(
             repo_root=REPO_ROOT,
-            dist_dir=args.dist.resolve(),
+            dist_dir=dist_dir,
             tools=tools,
             waiver_file=args.exceptions,
             only_env=args.env,
@@ -92,19 +125,30 @@ def main(argv: list[str] | None = None) -> int:
             if args.cache
             else None,
         )
+        if synth is not None:
+            add_drift(outcome, drift.check(synth, dist_dir, args.env))
+            synth = None
     except (
         dist.DistError,
         waivers.WaiverError,
         engines.EngineError,
         declared.SpecError,
         crd_schema.CrdError,
+        drift.DriftError,
+        rule_docs.RuleDocError,
     ) as err:
         print(f"policy check: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if synth is not None:  # the check stopped early: stop the synth too
+            synth.proc.kill()
+            synth.proc.communicate()
+            synth.tmp.cleanup()
     print_summary(outcome)
     args.reports.mkdir(parents=True, exist_ok=True)
     reports.write_junit(args.reports / "policy-check.junit.xml", outcome.rules, outcome.findings)
-    reports.write_sarif(args.reports / "policy-check.sarif", REPO_ROOT, outcome.findings)
+    sarif = args.reports / "policy-check.sarif"
+    reports.write_sarif(sarif, REPO_ROOT, outcome.findings, docs, rule_docs.help_base(REPO_ROOT))
     if args.github_annotations:
         print("\n".join(reports.github_annotations(REPO_ROOT, outcome.findings)))
     return 1 if outcome.findings else 0

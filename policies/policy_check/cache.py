@@ -81,7 +81,7 @@ class Cache:
     def get(self, key: str) -> list[Finding] | None:
         try:
             raw = json.loads((self.folder / "findings" / f"{key}.json").read_text(encoding="utf-8"))
-            return [Finding(**f) for f in raw]
+            return [Finding(**{**f, "field": tuple(f.get("field", ()))}) for f in raw]  # JSON has no tuples
         except (OSError, ValueError, TypeError):
             return None
 

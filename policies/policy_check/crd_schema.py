@@ -278,23 +278,24 @@ def findings(schemas: Schemas, env: str, documents: list[tuple[str, dict[str, An
         errors = sorted(validator.iter_errors(obj), key=lambda e: (field_path(e.absolute_path), e.message))
         origin = schemas.describe(group, kind)
         for err in errors:
-            for where, message in _explain(err):
+            for path, message in _explain(err):
                 out.append(
                     finding(
-                        f"{where}: {message} (schema of {origin}, {version})."
-                        " Fix: set the field as the operator's CRD defines it"
+                        f"{field_path(path)}: {message} (schema of {origin}, {version})."
+                        " Fix: set the field as the operator's CRD defines it",
+                        field=tuple(path),
                     )
                 )
     return out
 
 
-def _explain(err: Any) -> list[tuple[str, str]]:
-    """(field, what is wrong) for one schema error; an unknown field is named by its own path."""
-    path = list(err.absolute_path)
+def _explain(err: Any) -> list[tuple[list[str | int], str]]:
+    """(field path, what is wrong) for one schema error; an unknown field is named by its own path."""
+    path: list[str | int] = list(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted((err.schema.get("properties") or {}).keys())
         shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
         extra = sorted(k for k in err.instance if k not in allowed)
-        return [(field_path([*path, k]), f"unknown field; allowed here: {shown}") for k in extra]
+        return [([*path, k], f"unknown field; allowed here: {shown}") for k in extra]
     message = err.message if len(err.message) <= 240 else err.message[:237] + "..."
-    return [(field_path(path), message)]
+    return [(path, message)]

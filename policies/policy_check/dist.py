@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ ARGOCD = "argocd"
 CLUSTER_POLICIES = "cluster-policies"
 NOT_ENVIRONMENTS = frozenset({ARGOCD, CLUSTER_POLICIES})
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
 
 class DistError(Exception):
@@ -29,8 +31,14 @@ class Folder:
     manifests: list[Path] = field(default_factory=list)
     # (kind, namespace, name) -> file name, to say where an engine's finding lives
     objects: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    # (kind, namespace, name) -> the object's first line in its file (1-based), for SARIF and annotations
+    # (kind, namespace, name) -> the object's first and last line in its file (1-based), for SARIF and
+    # annotations
     lines: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    end_lines: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (kind, namespace, name) -> the object's YAML node (marks on every field), for a field's line
+    nodes: dict[tuple[str, str, str], yaml.Node] = field(default_factory=dict)
+    # (kind, namespace, name) -> the object's metadata.labels
+    labels: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     # every object as (file name, object), in file order
     documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -51,38 +59,62 @@ def load_folder(dist: Path, name: str) -> Folder:
         if "/" in rel or not rel.endswith(MANIFEST_SUFFIXES):
             continue
         file = path / rel
-        for doc, line in _documents(file):
+        for doc, node in _documents(file):
             if not (isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind")):
                 continue
             meta = doc.get("metadata") or {}
             key = (str(doc["kind"]), str(meta.get("namespace", "")), str(meta.get("name", "")))
             folder.objects.setdefault(key, rel)
-            folder.lines.setdefault(key, line)
+            folder.lines.setdefault(key, node.start_mark.line + 1)
+            folder.end_lines.setdefault(key, _last_line(node))
+            folder.nodes.setdefault(key, node)
+            folder.labels.setdefault(key, meta.get("labels") or {})
             folder.documents.append((rel, doc))
             if file not in folder.manifests:
                 folder.manifests.append(file)
     return folder
 
 
-def _documents(file: Path) -> list[tuple[Any, int]]:
-    """The file's non-empty documents, each with the line its content starts on."""
+def field_line(node: yaml.Node, path: Sequence[str | int]) -> int:
+    """The line of the deepest part of `path` (keys and list indexes) under the object's node (0: none)."""
+    line = 0
+    for part in path:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _last_line(node: yaml.Node) -> int:
+    """The last line holding the node's content (libyaml's end mark sits at the start of the next line)."""
+    end = node.end_mark
+    return end.line + 1 if end.column > 0 else max(end.line, node.start_mark.line + 1)
+
+
+def _documents(file: Path) -> list[tuple[Any, yaml.Node]]:
+    """The file's non-empty documents, each with its node (its marks give the lines it spans)."""
     try:
         text = file.read_text(encoding="utf-8")
-        docs = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
         raise DistError(f"{file}: not valid YAML/JSON: {err}") from err
-    # where each document's content starts: the first line after a `---` (or the file's start) that is
-    # neither blank nor a comment; a document without such a line is an empty one
-    starts: list[int | None] = []
-    current: int | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("---") and line[3:].strip() in ("", "|", ">"):
-            if starts or current is not None:  # a leading `---` only opens the first document
-                starts.append(current)
-            current = None
-        elif current is None and line.strip() and not line.lstrip().startswith("#"):
-            current = number
-    starts.append(current)
-    if len(starts) != len(docs):  # a separator the scan misread: fall back to the file's first line
-        starts = [1] * len(docs)
-    return [(d, line or 1) for d, line in zip(docs, starts, strict=True) if d is not None]
+    loader = _LOADER(text)
+    docs: list[tuple[Any, yaml.Node]] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                docs.append((loader.construct_document(node), node))
+    except yaml.YAMLError as err:
+        raise DistError(f"{file}: not valid YAML/JSON: {err}") from err
+    finally:
+        loader.dispose()
+    return [(d, n) for d, n in docs if d is not None]

@@ -65,6 +65,7 @@ def conftest_findings(proc: subprocess.Popen[str], folder: Folder, env: str) -> 
                         engine="conftest",
                         message=str(item.get("msg", "")),
                         waiver="waived" if level == "warnings" else "",
+                        field=tuple(p for p in meta.get("path") or () if isinstance(p, str | int)),
                     )
                 )
     return findings

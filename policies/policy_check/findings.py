@@ -18,7 +18,10 @@ class Finding:
     engine: str
     message: str
     waiver: str = ""
-    line: int = 0  # the object's first line in its file (0: unknown)
+    line: int = 0  # where in its file: the offending field's line, else the object's first line (0: unknown)
+    end_line: int = 0  # the object's last line (0: unknown, or `line` is a field's)
+    field: tuple[str | int, ...] = ()  # the offending field's path in the object, where the engine names one
+    origin: str = ""  # the spec field that produced it: `overlays/<file>.yaml:<line>: <field.path>`
 
     def path(self) -> str:
         """The file as a repository path: dist/<folder>/<file>, or the file itself when it is a repo path."""
@@ -34,5 +37,8 @@ class Finding:
 
     def describe(self) -> str:
         where = self.file or "-"
+        if self.file and self.line:
+            where += f":{self.line}"
         head = f"[{self.environment}] {where}: {self.subject}"
-        return f"{head} violates {self.rule} ({self.engine}): {self.message}"
+        tail = f" (from {self.origin})" if self.origin else ""
+        return f"{head} violates {self.rule} ({self.engine}): {self.message}{tail}"

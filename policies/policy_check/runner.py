@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_check import allowlist, cluster_policies, crd_schema, declared, dist, engines, kyverno, waivers
+from policy_check import (
+    allowlist,
+    cluster_policies,
+    crd_schema,
+    declared,
+    dist,
+    engines,
+    kyverno,
+    origin,
+    rule_docs,
+    waivers,
+)
 from policy_check.cache import Cache
 from policy_check.findings import Finding
 
@@ -33,7 +44,8 @@ def rule_ids(tools: engines.Tools) -> list[str]:
     ids = set(engines.kyverno_rule_names(tools.kyverno_policies))
     for rego in tools.conftest_policies.rglob("*.rego"):
         if not rego.name.endswith("_test.rego") and rego.parent.name != "lib":
-            ids.add(rego.stem.replace("_", "-"))
+            custom = rule_docs.rego_metadata(rego).get("custom") or {}
+            ids.add(str(custom.get("id") or rego.stem.replace("_", "-")))
     ids.discard("deny")
     ids.add(CRD_RULE)
     ids.add(kyverno.SCOPE_RULE)
@@ -52,10 +64,13 @@ def run(
     today: dt.date | None = None,
     jobs: int | None = None,
     cache: Cache | None = None,
+    overlays: Path | None = None,
 ) -> Outcome:
     """The check. `jobs`: engine processes at once (default: the CPUs this process may use); `cache`: where
-    the engines' findings for unchanged folders are kept (default: none, every folder is checked)."""
+    the engines' findings for unchanged folders are kept (default: none, every folder is checked);
+    `overlays` (default: the repository's) is where findings are traced back to a spec line."""
     today = today or dt.date.today()
+    origins = origin.Origins(overlays or repo_root / "overlays", repo_root)
     all_waivers = waivers.load(waiver_file)
     live = [w for w in all_waivers if not w.expired(today)]
     outcome = Outcome()
@@ -81,7 +96,7 @@ def run(
         for name in folders:
             folder = loaded[name]
             mine = [w for w in live if w.environment == name]
-            for f in (_located(f, folder) for f in found_in[name]):
+            for f in (_located(f, folder, origins) for f in found_in[name]):
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -93,7 +108,7 @@ def run(
         outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies, live)
         shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
         found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
-        outcome.findings += [_located(f, shipped) for f in found]
+        outcome.findings += [_located(f, shipped, origins) for f in found]
         outcome.findings += allowlist.admission_drift(tools.kyverno_policies, specs, complete=True)
         outcome.rules[dist.CLUSTER_POLICIES] = [allowlist.RULE, CLUSTER_POLICIES_RULE, CRD_RULE]
     # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
@@ -212,9 +227,20 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _located(f: Finding, folder: dist.Folder) -> Finding:
-    line = folder.lines.get((f.kind, f.namespace, f.name), 0) if f.file else 0
-    return dataclasses.replace(f, line=line) if line else f
+def _located(f: Finding, folder: dist.Folder, origins: origin.Origins) -> Finding:
+    """The finding with its lines in dist/ (the offending field's where the engine names one, else the
+    object's first to last) and the spec field that produced it."""
+    key = (f.kind, f.namespace, f.name)
+    node = folder.nodes.get(key) if f.file else None
+    if node is None:
+        return f
+    line, end_line = folder.lines[key], folder.end_lines[key]
+    at_field = dist.field_line(node, f.field) if f.field else 0
+    if at_field:
+        line, end_line = at_field, 0
+    labels = folder.labels.get(key) or {}
+    cause = origins.of(folder.name, f.kind, f.name, labels, f.rule, f.field)
+    return dataclasses.replace(f, line=line, end_line=end_line, origin=cause)
 
 
 def _matching_waiver(mine: list[waivers.Waiver], f: Finding) -> waivers.Waiver | None:

@@ -184,7 +184,7 @@ def test_waiver_problem_points_at_the_waiver_file(broken: Any, tools: Any, tmp_p
     out, specs, target = broken
     outcome = check(out, tools, specs, waiver(target, "2026-01-01"), tmp_path)
     problem = next(f for f in outcome.findings if f.rule == "waivers")
-    assert reports.location(REPO, problem) == ("policies/exceptions.yaml", 1)
+    assert reports.location(REPO, problem) == ("policies/exceptions.yaml", 1, 1)
 
 
 def test_declared_connections_come_from_the_overlays(base_dist: Any, tools: Any, tmp_path: Path) -> None:

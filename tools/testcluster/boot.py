@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,6 +356,11 @@ def _runs_inference_image(m: Manifest) -> bool:
     return any(c["image"].split("@", 1)[0].endswith("/mlplatform-inference") for c in containers)
 
 
+#: Called while a booted Deployment's pod is ready, before it is stopped: (the Deployment, the environment's
+#: objects, the pod's network, in which `net.run` reaches it on 127.0.0.1) -> a problem, or None.
+WhileReady = Callable[[Manifest, Objects, sandbox.Network], str | None]
+
+
 @dataclass
 class Environment:
     """An environment's sandbox network with each StatefulSet's first pod booted (Redis first: the service
@@ -426,13 +431,17 @@ def environment(manifests: list[Manifest]) -> Iterator[Environment]:
         _cleanup(work)
 
 
-def boot_environment(manifests: list[Manifest]) -> tuple[list[str], list[str]]:
+def boot_environment(
+    manifests: list[Manifest], *, while_ready: WhileReady | None = None
+) -> tuple[list[str], list[str]]:
     """Boot Redis, then each inference Deployment in turn; the names booted and every failure."""
     if not inference_deployments(Objects.of(manifests)):
         return [], []
     with environment(manifests) as env:
         for dep in inference_deployments(env.objects):
             started, problem = env.boot(dep)
+            if problem is None and while_ready is not None:
+                problem = while_ready(dep, env.objects, env.net)
             for r in started:
                 r.stop()
             if problem:

@@ -74,6 +74,19 @@ class ServedModel(ABC):
         self.output_index = {o.name: i for i, o in enumerate(self.outputs)}
         self.output_dtypes = [V2_TO_NUMPY[o.datatype] for o in self.outputs]
         self.allow_non_finite = entry.metadata.allow_non_finite
+        # Class names in class-index order (metadata details.class_labels: `--labels` at import, the recipes'
+        # own), and the output holding one class index per row: V1 answers with the name there, as KServe's
+        # V1 classifiers answer with the estimator's classes; V2 names them through classification.
+        labels = entry.metadata.details.get("class_labels")
+        self.class_labels: list[str] = [str(x) for x in labels] if isinstance(labels, list) else []
+        self.class_output: str | None = next(
+            (
+                o.name
+                for o in self.outputs
+                if self.class_labels and len(o.shape) == 1 and o.datatype.startswith(("INT", "UINT"))
+            ),
+            None,
+        )
         self.max_batch_size = settings.max_batch_size
         started = time.perf_counter()
         # Only bytes whose sha256 matches the metadata reach onnxruntime.

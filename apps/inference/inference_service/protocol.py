@@ -34,6 +34,9 @@ _ALLOWED_KINDS = {  # numpy kinds a JSON `data` list may hold, per V2 datatype
 class OutputRequest:
     names: tuple[str, ...]
     binary: frozenset[str]
+    # output -> k: the classification extension (Triton's, which tritonclient's `class_count` asks for):
+    # the row's k largest values as BYTES "value:index:label" (":label" where the model names its classes)
+    classification: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(kw_only=True, slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr per field
@@ -231,6 +234,7 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
         raise BadRequest("`outputs` must be a list of objects with a `name`")
     names: list[str] = []
     binary: set[str] = set()
+    classes: list[tuple[str, int]] = []
     for out in requested:
         name = out["name"]
         if name not in model.output_names:
@@ -239,9 +243,16 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
             raise BadRequest(f"output '{name}' is requested twice; name each output once")
         names.append(name)
         out_params = out.get("parameters") or {}
-        if all_binary or (isinstance(out_params, dict) and out_params.get("binary_data")):
+        if not isinstance(out_params, dict):
+            raise BadRequest(f"output '{name}': `parameters` must be an object")
+        if all_binary or out_params.get("binary_data"):
             binary.add(name)
-    return OutputRequest(names=tuple(names), binary=frozenset(binary))
+        k = out_params.get("classification")
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise BadRequest(f"output '{name}': `classification` must be a whole number >= 1, got {k!r}")
+            classes.append((name, k))
+    return OutputRequest(names=tuple(names), binary=frozenset(binary), classification=tuple(classes))
 
 
 def parse_v2(model: ServedModel, body: bytes, header_length: str | None, decoded: Any = None) -> InferRequest:
@@ -347,7 +358,7 @@ def encode_v2(
     """The V2 response body and extra headers (binary outputs go after the JSON header)."""
     datatypes = model.output_datatypes
     outputs: list[dict[str, Any]] = []
-    if len(results) == 1 and not request.outputs.binary:
+    if len(results) == 1 and not request.outputs.binary and not request.outputs.classification:
         # The common one-row JSON response: each value as the row holds it, without stacking a batch of one.
         row = results[0]
         for name in request.outputs.names:
@@ -366,11 +377,21 @@ def encode_v2(
             )
         return _v2_document(model, request, outputs), {}
     by_name = dict(zip(model.output_names, model.stack(results), strict=True))
+    top = dict(request.outputs.classification)
     tails: list[bytes] = []
     for name in request.outputs.names:
         array = by_name[name]
-        entry: dict[str, Any] = {"name": name, "datatype": datatypes[name], "shape": list(array.shape)}
-        if name in request.outputs.binary:
+        datatype = datatypes[name]
+        if name in top:
+            array, datatype = classify(model, array, top[name]), "BYTES"
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if datatype == "BYTES" and name in request.outputs.binary:
+            blob = b"".join(len(b).to_bytes(4, "little") + b for b in array.ravel().tolist())
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            tails.append(blob)
+        elif datatype == "BYTES":
+            entry["data"] = [b.decode("utf-8") for b in array.ravel().tolist()]
+        elif name in request.outputs.binary:
             blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             tails.append(blob)
@@ -381,6 +402,22 @@ def encode_v2(
     if not tails:
         return head, {}
     return head + b"".join(tails), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def classify(model: ServedModel, array: Array, k: int) -> Array:
+    """Each row's k largest values, largest first, as b"value:index[:label]" (Triton's classification
+    extension; the index is the position in the row, the label the model's class name for it)."""
+    rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+    k = min(k, rows.shape[1])
+    order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+    labels = model.class_labels
+    out = np.empty((rows.shape[0], k), dtype=object)
+    for r, row in enumerate(order):
+        for j, index in enumerate(row.tolist()):
+            value = rows[r, index].item()
+            name = f":{labels[index]}" if index < len(labels) else ""
+            out[r, j] = f"{value}:{index}{name}".encode()
+    return out
 
 
 def _v2_document(model: ServedModel, request: InferRequest, outputs: list[dict[str, Any]]) -> bytes:
@@ -428,7 +465,9 @@ def parse_v1(model: ServedModel, body: bytes, decoded: Any = None) -> list[Row]:
 
 
 def encode_v1(model: ServedModel, results: Sequence[RowResult]) -> bytes:
-    """`{"predictions": [...]}`: the value per row for one output, else an object of outputs per row."""
+    """`{"predictions": [...]}`: the value per row for one output, else an object of outputs per row. A
+    class-index output of a model that names its classes holds the class name, as KServe's V1 classifiers
+    answer with the estimator's classes (`{"label": "setosa"}`, not 0)."""
     if len(model.output_names) == 1:
         predictions: list[Any] = [np.asarray(r[0]).tolist() for r in results]
     else:
@@ -436,4 +475,13 @@ def encode_v1(model: ServedModel, results: Sequence[RowResult]) -> bytes:
             {name: np.asarray(value).tolist() for name, value in zip(model.output_names, r, strict=True)}
             for r in results
         ]
+    if model.class_output is not None:  # the class index -> its name (a model without labels skips this)
+        labels, single = model.class_labels, len(model.output_names) == 1
+        for i, row in enumerate(predictions):
+            index = row if single else row[model.class_output]
+            name = labels[index] if isinstance(index, int) and 0 <= index < len(labels) else index
+            if single:
+                predictions[i] = name
+            else:
+                row[model.class_output] = name
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -3,7 +3,9 @@
 Writes `<out>/<name>/<version>/model.onnx` + `metadata.json` (+ `tokenizer.json` for text models), and records
 every version it builds, with its model's sha256, in the committed catalog (`catalog.json` beside this file;
 `--catalog PATH` writes another, `--catalog ''` none). `python -m model_build import PATH.onnx ...` adds a
-model exported elsewhere (see importer.py).
+model exported elsewhere (see importer.py): its files are committed under `apps/inference/models/` and
+the catalog marks it imported; every build copies such versions into `--out` after checking each model.onnx
+against the catalog's sha256 (model_build/imported.py).
 Reproducible: the same sources and library versions give the same bytes. Incremental: each version folder
 carries a `.build-stamp` with a fingerprint of its inputs (the builder's source, the library versions) and the
 hashes of what was written; when both still match, the model is skipped. Every model is built in a temporary
@@ -25,6 +27,7 @@ from typing import Any
 import orjson
 
 from model_build import catalog
+from model_build.imported import ImportedModelError, copy_into
 from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
 from model_build.staging import staged_folder
 
@@ -178,10 +181,24 @@ def main(argv: list[str] | None = None) -> int:
         default=str(catalog.CATALOG_FILE),
         help="catalog file to record the built versions in ('' for none; default: the committed catalog)",
     )
+    parser.add_argument(
+        "--store", type=Path, default=catalog.IMPORTED_DIR, help="committed folder of imported models"
+    )
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only this model")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args(args_in)
-    known = {r.name for r in RECIPES}
+    try:
+        recorded = catalog.read(Path(args.catalog)) if args.catalog else {}
+    except ValueError as exc:
+        print(f"model_build: error: {exc}", file=sys.stderr)
+        return 1
+    imported = sorted(
+        (name, version, str(item["sha256"]))
+        for name, versions in recorded.items()
+        for version, item in versions.items()
+        if catalog.is_imported(item)
+    )
+    known = {r.name for r in RECIPES} | {name for name, _, _ in imported}
     unknown = sorted(set(args.only) - known)
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -197,6 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         where = args.out / recipe.name / recipe.version
         print(f"model_build: {recipe.name}:{recipe.version} {state} in {where}")
         hashes[(recipe.name, recipe.version)] = ModelMetadata.read(where / METADATA_FILE).model_sha256
+    for name, version, sha256 in imported:
+        if args.only and name not in args.only:
+            continue
+        try:
+            copied = copy_into(args.store, args.out, name, version, sha256)
+        except (ImportedModelError, ValueError) as exc:
+            print(f"model_build: error: {exc}", file=sys.stderr)
+            return 1
+        where = args.out / name / version
+        print(f"model_build: {name}:{version} (imported) {'copied' if copied else 'up to date'} in {where}")
     if args.catalog:
         path = Path(args.catalog)
         changed = catalog.write(path, built=hashes, known={(r.name, r.version) for r in RECIPES})

@@ -7,7 +7,10 @@ for byte, so the catalog cannot drift from what the build makes.
 
     {"models": {"<name>": {"<version>": {"sha256": "<hex of model.onnx>", "source": {"kind": "image"}}}}}
 
-`source.kind` "image": the version is baked into the inference image's model repository by this build.
+`source.kind` "image": the version is baked into the inference image's model repository by this build: from
+a recipe, or, with `"imported": true`, from the committed folder `apps/inference/models/<name>/<version>/`
+that `python -m model_build import` wrote (its model.onnx must hash to the entry's sha256; the build copies
+the folder into the repository and refuses it otherwise).
 Entries with another source (`oci`, `https`, `pvc`: a tar of the version folder and its sha256, fetched and
 verified by `model_build.fetch` in the pod's init container) are registered by hand and kept by every build.
 """
@@ -22,6 +25,8 @@ from typing import Any
 import orjson
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog.json"
+#: Where imported models' files are committed: <name>/<version>/ (model.onnx, metadata.json, tokenizer.json).
+IMPORTED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 Catalog = dict[str, dict[str, dict[str, Any]]]  # name -> version -> entry
 
@@ -31,10 +36,46 @@ def entry(sha256: str) -> dict[str, Any]:
     return {"sha256": sha256, "source": {"kind": "image"}}
 
 
-def is_built(item: dict[str, Any]) -> bool:
-    """Whether the build makes this entry (source `image`); registered sources are kept as they are."""
+def imported_entry(sha256: str) -> dict[str, Any]:
+    """The catalog entry of an imported version (its files committed under IMPORTED_DIR)."""
+    return {"sha256": sha256, "source": {"kind": "image", "imported": True}}
+
+
+def is_imported(item: dict[str, Any]) -> bool:
     source = item.get("source")
-    return not isinstance(source, dict) or source.get("kind") == "image"
+    return isinstance(source, dict) and source.get("kind") == "image" and source.get("imported") is True
+
+
+def is_built(item: dict[str, Any]) -> bool:
+    """Whether a recipe of the build makes this entry; imported and registered ones are kept as they are."""
+    source = item.get("source")
+    return (not isinstance(source, dict) or source.get("kind") == "image") and not is_imported(item)
+
+
+def check_import(path: Path, name: str, version: str) -> None:
+    """Refuses to import over a version that a recipe builds or a registered source provides."""
+    current = read(path).get(name, {}).get(version)
+    if current is not None and not is_imported(current):
+        kind = (current.get("source") or {}).get("kind")
+        raise ValueError(
+            f"{path}: {name}:{version} is already in the catalog (source {kind}, not imported); "
+            "pick another --version or --name"
+        )
+
+
+def record_import(path: Path, name: str, version: str, sha256: str, *, force: bool = False) -> bool:
+    """Adds (or confirms) an imported version; refuses one the catalog has with another sha256 unless
+    `force` (the same rule as the version folder: a version is immutable)."""
+    check_import(path, name, version)
+    models = read(path)
+    current = models.get(name, {}).get(version)
+    if current is not None and current != imported_entry(sha256) and not force:
+        raise ValueError(
+            f"{path}: {name}:{version} is already in the catalog with sha256 {current.get('sha256')}; "
+            "a version is immutable: import it as a new version (or --force)"
+        )
+    models.setdefault(name, {})[version] = imported_entry(sha256)
+    return _write_bytes(path, to_bytes(models))
 
 
 def to_bytes(models: Catalog) -> bytes:
@@ -68,7 +109,10 @@ def write(path: Path, *, built: dict[tuple[str, str], str], known: set[tuple[str
                 models.setdefault(name, {})[version] = item
     for (name, version), sha256 in built.items():
         models.setdefault(name, {})[version] = entry(sha256)
-    data = to_bytes(models)
+    return _write_bytes(path, to_bytes(models))
+
+
+def _write_bytes(path: Path, data: bytes) -> bool:
     if path.is_file() and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,11 @@
 """Adds a model exported elsewhere to the repository: `python -m model_build import PATH.onnx --name NAME
 --version V [--out build/models] [--description TEXT] [--labels a,b] [--tokenizer tokenizer.json]`.
 
+The checked version folder is written to the committed store `apps/inference/models/<name>/<version>/`
+(`--store`), recorded in the catalog with its sha256 and `"imported": true` (`--catalog`; '' for none), and
+copied into the model repository (`--out`): commit the folder and the catalog, and every clone's
+`make models` rebuilds the same repository, and a service may name the model in the spec.
+
 Everything the service needs is read from the ONNX file itself: inputs and outputs (names, datatypes,
 shapes; a dimension without a fixed size is dynamic, -1), opsets, producer. The model is then loaded in
 onnxruntime and run on a generated batch of the right shape; its outputs must match the declared signature,
@@ -25,6 +30,8 @@ import numpy.typing as npt
 import onnx
 import pydantic
 
+from model_build import catalog
+from model_build.imported import ImportedModelError, copy_into
 from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, TensorSpec
 from model_build.staging import staged_folder
 
@@ -522,6 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("build/models"), help="model repository (default build/models)"
     )
+    parser.add_argument(
+        "--store", type=Path, default=catalog.IMPORTED_DIR, help="committed folder of imported models"
+    )
+    parser.add_argument(
+        "--catalog", default=str(catalog.CATALOG_FILE), help="catalog to record the model in ('' for none)"
+    )
     parser.add_argument("--description", default="")
     parser.add_argument("--labels", default="", help="comma-separated class labels, in class-index order")
     parser.add_argument(
@@ -544,16 +557,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     try:
-        target = import_model(
-            args.onnx, out=args.out, name=args.name, version=args.version, description=args.description,
+        if args.catalog:  # before anything is written: a version the catalog has otherwise is refused
+            catalog.check_import(Path(args.catalog), args.name, args.version)
+        stored = import_model(
+            args.onnx, out=args.store, name=args.name, version=args.version, description=args.description,
             labels=labels, tokenizer=args.tokenizer, max_length=args.max_length, shapes=dict(args.shape),
             force=args.force,
         )  # fmt: skip
+        meta = ModelMetadata.read(stored / METADATA_FILE)
+        recorded = args.catalog and catalog.record_import(
+            Path(args.catalog), meta.name, meta.version, meta.model_sha256, force=args.force
+        )
+        copy_into(args.store, args.out, meta.name, meta.version, meta.model_sha256)
     except ModelImportError as exc:
         for line in exc.lines:
             print(f"model_build: error: {line}", file=sys.stderr)
         return 1
-    meta = ModelMetadata.read(target / METADATA_FILE)
+    except (ValueError, ImportedModelError) as exc:
+        print(f"model_build: error: {exc}", file=sys.stderr)
+        return 1
+    target = args.out / meta.name / meta.version
 
     def sig(specs: list[TensorSpec]) -> str:
         return ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in specs)
@@ -561,4 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model_build: imported {meta.name}:{meta.version} into {target} (sha256 {meta.model_sha256})")
     print(f"model_build:   inputs  {sig(meta.inputs)}")
     print(f"model_build:   outputs {sig(meta.outputs)}")
+    print(f"model_build: files in {stored}")
+    if args.catalog:
+        state = "recorded in" if recorded else "already in"
+        print(f"model_build: {meta.name}:{meta.version} {state} the catalog {args.catalog}")
+        print(f"model_build: commit {stored} and the catalog; then a service may name it in overlays/")
     return 0

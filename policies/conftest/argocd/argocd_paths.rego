@@ -1,11 +1,18 @@
-# Argo CD Applications point at folders that exist in dist/ (data.mlplatform.dist_paths, collected by
-# the check), so a renamed environment cannot leave an Application syncing nothing.
 package argocd
 
 import data.lib
 
 source_paths(app) := [s.path | some s in array.concat([object.get(app, ["spec", "source"], {})], object.get(app, ["spec", "sources"], [])); s.path]
 
+# METADATA
+# title: Argo CD Applications point at folders that exist in dist/
+# description: >-
+#   Argo CD Applications point at folders that exist in dist/ (data.mlplatform.dist_paths, collected by the
+#   check), so a renamed environment cannot leave an Application syncing nothing.
+# custom:
+#   id: argocd-paths
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(
 	doc, "argocd-paths",
 	sprintf("source path %q does not exist in the repository's dist/", [p]),

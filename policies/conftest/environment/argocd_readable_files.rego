@@ -1,12 +1,19 @@
-# Argo CD reads dist/<env>/ as a plain directory source: only .yaml, .yml and .json manifests, and
-# nothing that turns it into a Kustomize or Helm app or that Argo CD would choke on.
-# data.mlplatform.files lists every file of the folder (the check collects it).
 package environment
 
 import data.lib
 
 tool_files := {"kustomization.yaml", "kustomization.yml", "Kustomization", "construct-metadata.json"}
 
+# METADATA
+# title: dist/<env>/ stays a plain directory source for Argo CD
+# description: >-
+#   Argo CD reads dist/<env>/ as a plain directory source: only .yaml, .yml and .json manifests, and nothing that
+#   turns it into a Kustomize or Helm app or that Argo CD would choke on. data.mlplatform.files lists every file
+#   of the folder (the check collects it).
+# custom:
+#   id: argocd-readable-files
+#   severity: medium
+#   category: Reliability
 findings contains lib.env_finding(
 	"argocd-readable-files",
 	sprintf("%s would make Argo CD misread the folder", [f]),

@@ -1,10 +1,3 @@
-# Configured flows have a path: every address a pod's configuration names (an env value, or a value of a
-# ConfigMap the container reads with envFrom, such as INFERENCE_JOBS_REDIS_URL=redis://jobs-redis:6379/0)
-# that resolves to a Service of the namespace must be reachable through the NetworkPolicies: the pod's
-# egress and the target pods' ingress on the port the Service forwards to. Read from dist/ alone (the
-# settings, the Services and the NetworkPolicies), apart from the spec's connections: a setting that the
-# spec does not declare as a connection fails here, not as a 503 in the cluster. The reachability is
-# network-isolation's (`allowed`, same package).
 package environment
 
 import data.lib
@@ -89,6 +82,20 @@ target_matches(target, cp) if {
 	target == cp.name
 }
 
+# METADATA
+# title: Every address a pod's configuration names has a NetworkPolicy path
+# description: >-
+#   Configured flows have a path: every address a pod's configuration names (an env value, or a value of a
+#   ConfigMap the container reads with envFrom, such as INFERENCE_JOBS_REDIS_URL=redis://jobs-redis:6379/0) that
+#   resolves to a Service of the namespace must be reachable through the NetworkPolicies: the pod's egress and the
+#   target pods' ingress on the port the Service forwards to. Read from dist/ alone (the settings, the Services
+#   and the NetworkPolicies), apart from the spec's connections: a setting that the spec does not declare as a
+#   connection fails here, not as a 503 in the cluster. The reachability is network-isolation's (`allowed`, same
+#   package).
+# custom:
+#   id: configured-flows
+#   severity: high
+#   category: Network
 findings contains lib.finding(
 	endpoint_docs[src_id], flow_rule,
 	sprintf("%s names Service %s, but no NetworkPolicy path lets %s reach %s on %s", [setting, svc, src_id, dst_id, describe_port(cp)]),

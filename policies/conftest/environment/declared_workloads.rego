@@ -1,7 +1,3 @@
-# Closed world for workloads: every workload of the platform namespace belongs to a component the spec declares
-# (its pod label app.kubernetes.io/name) and declares only the ports of that component's runtime contract
-# (data.mlplatform.spec.allowlist.ports, from overlays/). Why: a Deployment the spec never asked for, or a
-# second port on a known one (a debug endpoint, a shell), reaches the cluster as easily as a changed field.
 package environment
 
 import data.lib
@@ -17,6 +13,17 @@ component_of(doc) := object.get(lib.pod_labels(doc.obj), name_label, "")
 
 show_ports(ports) := concat(", ", [sprintf("%s %d/%s", [p.name, p.port, p.protocol]) | some p in ports])
 
+# METADATA
+# title: Only the workloads and ports the spec declares
+# description: >-
+#   Closed world for workloads: every workload of the platform namespace belongs to a component the spec declares
+#   (its pod label app.kubernetes.io/name) and declares only the ports of that component's runtime contract
+#   (data.mlplatform.spec.allowlist.ports, from overlays/). Why: a Deployment the spec never asked for, or a
+#   second port on a known one (a debug endpoint, a shell), reaches the cluster as easily as a changed field.
+# custom:
+#   id: declared-workloads
+#   severity: high
+#   category: Closed world
 findings contains lib.finding(
 	doc, "declared-workloads",
 	sprintf("its pods (%s: %q) belong to no component the spec declares in %s (declared: %s)", [name_label, component_of(doc), lib.settings.environment, concat(", ", sort(object.keys(allowlist.ports)))]),

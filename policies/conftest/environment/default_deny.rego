@@ -1,8 +1,3 @@
-# The platform namespace holds a default deny in both directions: a NetworkPolicy selecting every pod, with
-# policyTypes Ingress and Egress and no rule. Why: with it, every pod is isolated whatever the allow policies
-# select; without Egress in it, egress isolation hangs on whichever allow policy happens to select every pod
-# (today allow-dns), and a later change to that policy opens all egress from every pod. The flow check
-# (network-isolation) sees what is open now; this rule keeps the floor that makes it true.
 package environment
 
 import data.lib
@@ -16,6 +11,18 @@ isolates_every_pod(np) if {
 	count(object.get(np, ["spec", "egress"], [])) == 0
 }
 
+# METADATA
+# title: A default-deny NetworkPolicy for ingress and egress
+# description: >-
+#   The platform namespace holds a default deny in both directions: a NetworkPolicy selecting every pod, with
+#   policyTypes Ingress and Egress and no rule. Why: with it, every pod is isolated whatever the allow policies
+#   select; without Egress in it, egress isolation hangs on whichever allow policy happens to select every pod
+#   (today allow-dns), and a later change to that policy opens all egress from every pod. The flow check (network-
+#   isolation) sees what is open now; this rule keeps the floor that makes it true.
+# custom:
+#   id: default-deny
+#   severity: critical
+#   category: Network
 findings contains lib.env_finding(
 	"default-deny",
 	sprintf("namespace %s has no default-deny NetworkPolicy (podSelector {}, policyTypes [Ingress, Egress], no rules)", [spec.namespace]),

@@ -1,5 +1,3 @@
-# Every HorizontalPodAutoscaler (and KEDA ScaledObject) targets a workload that exists in its namespace
-# and sets no spec.replicas (otherwise every sync fights the autoscaler).
 package environment
 
 import data.lib
@@ -27,6 +25,15 @@ target_kinds := {target_kind(s.obj) | some s in lib.documents; s.obj.kind in sca
 
 named_entries contains {"key": [d.obj.kind, d.obj.metadata.name, lib.namespace_of(d.obj)], "doc": d} if some d in lib.documents
 
+# METADATA
+# title: Autoscalers target a workload that leaves replicas to them
+# description: >-
+#   Every HorizontalPodAutoscaler (and KEDA ScaledObject) targets a workload that exists in its namespace and sets
+#   no spec.replicas (otherwise every sync fights the autoscaler).
+# custom:
+#   id: hpa-targets-workload
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(
 	doc, "hpa-targets-workload",
 	sprintf("scaleTargetRef %s %q does not exist in the namespace", [target_kind(doc.obj), doc.obj.spec.scaleTargetRef.name]),

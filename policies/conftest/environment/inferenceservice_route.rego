@@ -1,12 +1,3 @@
-# Every KServe InferenceService has exactly one way in, made by one owner:
-# - a route of ours (an Ingress or HTTPRoute of the environment whose backend is its predictor Service,
-#   `<name>-predictor`), and then the InferenceService is labelled `networking.kserve.io/visibility:
-#   cluster-local`; or
-# - no route of ours, and then it is not cluster-local, so KServe's controller makes the route.
-# Why: KServe makes an Ingress or HTTPRoute for every InferenceService not labelled cluster-local
-# (v0.15.2 reconcilers/ingress). Next to ours, that is a second way in that ignores our host and TLS
-# (KServe's Ingress has no TLS at all). Cluster-local with no route of ours, the service is unreachable from
-# outside although the overlay gives it a host.
 package environment
 
 import data.lib
@@ -43,6 +34,20 @@ inference_services contains doc if {
 	doc.obj.kind == "InferenceService"
 }
 
+# METADATA
+# title: Every InferenceService has exactly one way in
+# description: >-
+#   Every KServe InferenceService has exactly one way in, made by one owner: - a route of ours (an Ingress or
+#   HTTPRoute of the environment whose backend is its predictor Service, `<name>-predictor`), and then the
+#   InferenceService is labelled `networking.kserve.io/visibility: cluster-local`; or - no route of ours, and then
+#   it is not cluster-local, so KServe's controller makes the route. Why: KServe makes an Ingress or HTTPRoute for
+#   every InferenceService not labelled cluster-local (v0.15.2 reconcilers/ingress). Next to ours, that is a
+#   second way in that ignores our host and TLS (KServe's Ingress has no TLS at all). Cluster-local with no route
+#   of ours, the service is unreachable from outside although the overlay gives it a host.
+# custom:
+#   id: inferenceservice-one-route
+#   severity: high
+#   category: Network
 findings contains lib.finding(
 	doc, "inferenceservice-one-route",
 	sprintf("%s routes to its predictor Service %s, but it is not labelled %s: cluster-local, so KServe makes a second route of its own", [lib.describe(routes_to(doc.obj)[0]), predictor_service(doc.obj), visibility_label]),

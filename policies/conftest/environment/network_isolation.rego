@@ -1,14 +1,3 @@
-# Network isolation, checked apart from the generator. The allowed flows are derived from the NetworkPolicies
-# of dist/<env>/ alone (pod and namespace selectors with matchLabels and matchExpressions, ports, named ports,
-# endPort, policyTypes and their defaults, the default deny); the declared flows come from overlays/ as data
-# (data.mlplatform.spec, parsed from the YAML by the check). Any flow allowed but not declared, and any
-# declared flow not allowed, is a finding. Why: a generator bug must not pass by construction.
-#
-# Endpoints: each workload pod template in the platform namespace (its component is the pod label
-# app.kubernetes.io/name), each declared peer, and witnesses for everything else: an unlabelled pod in each
-# namespace involved, a pod in some other namespace, an address outside the cluster. Ports: each pod's
-# containerPorts, every port a NetworkPolicy names, and "any other port" per protocol.
-#
 # Linear in the number of objects: every join (a policy's pods, a rule's peers, the flows) looks its partners
 # up by key (a label, a component) through OPA's comprehension indexing, never by scanning all endpoints for
 # each one; and the flows checked are the ones some rule (or a missing isolation) lets through, not every
@@ -431,6 +420,22 @@ blame(c) := c.doc if c.doc != null
 
 blame(c) := namespace_doc if c.doc == null
 
+# METADATA
+# title: The NetworkPolicies allow exactly the declared connections
+# description: >-
+#   Network isolation, checked apart from the generator. The allowed flows are derived from the NetworkPolicies of
+#   dist/<env>/ alone (pod and namespace selectors with matchLabels and matchExpressions, ports, named ports,
+#   endPort, policyTypes and their defaults, the default deny); the declared flows come from overlays/ as data
+#   (data.mlplatform.spec, parsed from the YAML by the check). Any flow allowed but not declared, and any declared
+#   flow not allowed, is a finding. Why: a generator bug must not pass by construction. Endpoints: each workload
+#   pod template in the platform namespace (its component is the pod label app.kubernetes.io/name), each declared
+#   peer, and witnesses for everything else: an unlabelled pod in each namespace involved, a pod in some other
+#   namespace, an address outside the cluster. Ports: each pod's containerPorts, every port a NetworkPolicy names,
+#   and "any other port" per protocol.
+# custom:
+#   id: network-isolation
+#   severity: critical
+#   category: Network
 findings contains lib.finding(
 	blame(culprit), net_rule,
 	sprintf("%s may connect to %s on %s, which no declared connection allows (%s)", [src_id, dst_id, concat(", ", sort([describe_port(cp) | some cp in ports])), culprit.how]),

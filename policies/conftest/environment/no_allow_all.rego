@@ -1,10 +1,3 @@
-# No allow rule opens a pod to every source or destination: a rule without peers, an empty peer,
-# a peer that selects every namespace without narrowing the pods, or an ipBlock of the whole internet.
-# One exception, declared in the spec: egress of a component whose models come from an OCI registry or an
-# https:// URL (spec.external, read from the model catalog by the check) to public addresses, on the declared
-# ports only, with the private, shared, loopback and link-local ranges excepted. A connection to an external
-# that names its own addresses (`cidrs`: an OIDC issuer's JWKS by URL) is no such exception: it never
-# excuses 0.0.0.0/0 or ::/0.
 package environment
 
 import data.lib
@@ -20,6 +13,20 @@ open_peer(p) if {
 
 open_peer(p) if p.ipBlock.cidr in {"0.0.0.0/0", "::/0"}
 
+# METADATA
+# title: No allow rule opens a pod to every source or destination
+# description: >-
+#   No allow rule opens a pod to every source or destination: a rule without peers, an empty peer, a peer that
+#   selects every namespace without narrowing the pods, or an ipBlock of the whole internet. One exception,
+#   declared in the spec: egress of a component whose models come from an OCI registry or an https:// URL
+#   (spec.external, read from the model catalog by the check) to public addresses, on the declared ports only,
+#   with the private, shared, loopback and link-local ranges excepted. A connection to an external that names its
+#   own addresses (`cidrs`: an OIDC issuer's JWKS by URL) is no such exception: it never excuses 0.0.0.0/0 or
+#   ::/0.
+# custom:
+#   id: no-allow-all
+#   severity: critical
+#   category: Network
 findings contains lib.finding(
 	doc, "no-allow-all",
 	sprintf("%s rule %d allows every %s", [direction, i, side]),

@@ -1,8 +1,3 @@
-# In prod, every Deployment and StatefulSet has a PodDisruptionBudget selecting its pods, and that budget
-# still lets a node drain: at its minimum replica count at least one pod may be evicted (maxUnavailable
-# >= 1 after rounding up, or minAvailable below the minimum). Why: without a budget a drain can evict every
-# replica at once; with one that allows no eviction, node upgrades hang until someone deletes it by hand.
-# Canary tracks (pod label track: canary) are left out: see prod_replicas.rego.
 package environment
 
 import data.lib
@@ -54,6 +49,18 @@ evictable(p, replicas) := replicas - scaled(p.obj.spec.minAvailable, replicas) i
 	p.obj.spec.minAvailable != null
 }
 
+# METADATA
+# title: Production workloads have a PodDisruptionBudget that still lets a node drain
+# description: >-
+#   In prod, every Deployment and StatefulSet has a PodDisruptionBudget selecting its pods, and that budget still
+#   lets a node drain: at its minimum replica count at least one pod may be evicted (maxUnavailable >= 1 after
+#   rounding up, or minAvailable below the minimum). Why: without a budget a drain can evict every replica at
+#   once; with one that allows no eviction, node upgrades hang until someone deletes it by hand. Canary tracks
+#   (pod label track: canary) are left out: see prod_replicas.rego.
+# custom:
+#   id: prod-pdb
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(
 	w, "prod-pdb",
 	sprintf("runs at least %d replicas in production without a PodDisruptionBudget selecting its pods", [min_replicas(w)]),

@@ -1,11 +1,3 @@
-# Each ResourceQuota admits every workload of its namespace at its maximum at once: autoscaled workloads at
-# the HPA's maxReplicas or the KEDA ScaledObject's maxReplicaCount (KEDA's default 100 when unset), others at
-# spec.replicas, canaries included (they are Deployments of their own), plus the rollout surge of each
-# Deployment (strategy.rollingUpdate.maxSurge, default 25%, rounded up; none for Recreate), because a sync
-# can roll every Deployment at its peak. Checked for requests and limits alike (cpu, memory,
-# ephemeral-storage, extended resources), pods, persistentvolumeclaims and requests.storage. Why: past the
-# quota the apiserver refuses the extra pods ("exceeded quota"), exactly when the load is highest.
-# Quotas with scopes or a scopeSelector count only some pods and are left out.
 package environment
 
 import data.lib
@@ -126,6 +118,21 @@ unit_of("pods") := "count"
 
 unit_of("persistentvolumeclaims") := "count"
 
+# METADATA
+# title: The ResourceQuota admits every workload at its maximum scale
+# description: >-
+#   Each ResourceQuota admits every workload of its namespace at its maximum at once: autoscaled workloads at the
+#   HPA's maxReplicas or the KEDA ScaledObject's maxReplicaCount (KEDA's default 100 when unset), others at
+#   spec.replicas, canaries included (they are Deployments of their own), plus the rollout surge of each
+#   Deployment (strategy.rollingUpdate.maxSurge, default 25%, rounded up; none for Recreate), because a sync can
+#   roll every Deployment at its peak. Checked for requests and limits alike (cpu, memory, ephemeral-storage,
+#   extended resources), pods, persistentvolumeclaims and requests.storage. Why: past the quota the apiserver
+#   refuses the extra pods ("exceeded quota"), exactly when the load is highest. Quotas with scopes or a
+#   scopeSelector count only some pods and are left out.
+# custom:
+#   id: quota-admits-max-scale
+#   severity: medium
+#   category: Resource management
 findings contains lib.finding(
 	q, quota_rule,
 	sprintf("%s: at maximum scale the namespace needs %s, the quota allows %s: %s", [key, lib.show(unit_of(key), total), hard, concat("; ", parts)]),

@@ -1,9 +1,3 @@
-# Redis's maxmemory (redis.conf in the ConfigMap the Redis container mounts) leaves headroom under the
-# container's memory limit: at least 20% of the limit and at least 64Mi. Why: maxmemory bounds only the
-# dataset (used_memory); the process also holds allocator fragmentation (jemalloc's ratio is typically
-# 1.1 to 1.2), client query and output buffers, the replication backlog and its own baseline, and the
-# copy-on-write pages of a BGSAVE fork count against the same cgroup. Without headroom the kernel OOM-kills
-# Redis before eviction starts. An unset or zero maxmemory is a finding too: the cache would grow until killed.
 package environment
 
 import data.lib
@@ -44,6 +38,19 @@ redis_containers contains [doc, c, cm, conf] if {
 	m.name == v.name
 }
 
+# METADATA
+# title: Redis maxmemory leaves headroom under the memory limit
+# description: >-
+#   Redis's maxmemory (redis.conf in the ConfigMap the Redis container mounts) leaves headroom under the
+#   container's memory limit: at least 20% of the limit and at least 64Mi. Why: maxmemory bounds only the dataset
+#   (used_memory); the process also holds allocator fragmentation (jemalloc's ratio is typically 1.1 to 1.2),
+#   client query and output buffers, the replication backlog and its own baseline, and the copy-on-write pages of
+#   a BGSAVE fork count against the same cgroup. Without headroom the kernel OOM-kills Redis before eviction
+#   starts. An unset or zero maxmemory is a finding too: the cache would grow until killed.
+# custom:
+#   id: redis-maxmemory-headroom
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(
 	doc, redis_rule,
 	sprintf("container %q: maxmemory %s (%s in ConfigMap %s) leaves %s under the memory limit %s; it needs at least %s (20%% of the limit, at least 64Mi)", [c.name, mm, lib.show("memory", bytes), cm.obj.metadata.name, lib.show("memory", limit - bytes), c.resources.limits.memory, lib.show("memory", needed)]),

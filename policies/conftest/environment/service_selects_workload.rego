@@ -1,5 +1,3 @@
-# Every Service selects the pods of a workload in its namespace (a typo in a selector silently
-# blackholes traffic).
 package environment
 
 import data.lib
@@ -10,6 +8,15 @@ selects(selector, labels) if {
 	}
 }
 
+# METADATA
+# title: Every Service selects the pods of a workload
+# description: >-
+#   Every Service selects the pods of a workload in its namespace (a typo in a selector silently blackholes
+#   traffic).
+# custom:
+#   id: service-selects-workload
+#   severity: medium
+#   category: Reliability
 findings contains lib.finding(doc, "service-selects-workload", "Service has no selector", "select the workload's pod labels (spec.selector)") if {
 	some doc in lib.documents
 	doc.obj.kind == "Service"

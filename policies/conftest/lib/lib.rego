@@ -46,6 +46,21 @@ pod_labels(obj) := object.union(object.get(obj, ["metadata", "labels"], {}), obj
 	obj.kind == "InferenceService"
 }
 
+# The path of the pod spec in the object, for field findings.
+pod_spec_path(obj) := ["spec"] if obj.kind == "Pod"
+
+pod_spec_path(obj) := ["spec", "template", "spec"] if obj.kind in pod_template_kinds
+
+pod_spec_path(obj) := ["spec", "jobTemplate", "spec", "template", "spec"] if obj.kind == "CronJob"
+
+pod_spec_path(obj) := ["spec", "predictor"] if obj.kind == "InferenceService"
+
+# Every container and init container of a pod spec, with its path below the pod spec (["containers", 0]).
+indexed_containers(spec) := [{"path": [key, i], "c": c} |
+	some key in ["initContainers", "containers"]
+	some i, c in object.get(spec, key, [])
+]
+
 # Every container and init container of a pod spec.
 containers(spec) := array.concat(object.get(spec, "initContainers", []), object.get(spec, "containers", []))
 
@@ -64,6 +79,10 @@ finding(doc, rule, problem, fix) := {
 	"name": doc.obj.metadata.name,
 	"file": doc.path,
 }
+
+# A finding about one field of an object: `path` (keys and list indexes, e.g. ["spec", "ports", 0, "port"])
+# lets the report point at that field's line in dist/ and at the spec line that produced it.
+field_finding(doc, rule, path, problem, fix) := object.union(finding(doc, rule, problem, fix), {"path": path})
 
 # A finding about the environment as a whole (no single object).
 env_finding(rule, problem, fix) := {

@@ -1,9 +1,16 @@
-# Secrets never live in git: no Secret carries data or stringData (operators provide them through
-# an ExternalSecret).
 package object
 
 import data.lib
 
+# METADATA
+# title: No Secret data in git
+# description: >-
+#   Secrets never live in git: no Secret carries data or stringData (operators provide them through an
+#   ExternalSecret).
+# custom:
+#   id: no-secret-data
+#   severity: critical
+#   category: Secrets
 findings contains lib.finding(
 	doc, "no-secret-data",
 	sprintf("Secret carries %s in git", [field]),

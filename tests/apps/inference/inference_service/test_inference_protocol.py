@@ -164,7 +164,20 @@ def test_v1_predict(make_client, rows) -> None:
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
         labels = next(o["data"] for o in v2["outputs"] if o["name"] == "label")
-        assert [p["label"] for p in predictions] == labels
+        # the class names of the model's metadata, as KServe's V1 classifiers answer
+        assert [p["label"] for p in predictions] == [["malignant", "benign"][i] for i in labels]
+        classified = client.post(
+            "/v2/models/breast-cancer/infer",
+            json={
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 30], "data": batch}],
+                "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}],
+            },
+        ).json()["outputs"][0]
+        assert classified["datatype"] == "BYTES" and classified["shape"] == [2, 1]
+        names = [["malignant", "benign"][i] for i in labels]
+        assert [c.split(":")[1:] for c in classified["data"]] == [
+            [str(i), n] for i, n in zip(labels, names, strict=True)
+        ]
         embedded = client.post("/v1/models/minilm-embedding:predict", json={"instances": ["hello"]}).json()
         assert len(embedded["predictions"]) == 1 and len(embedded["predictions"][0]) == 384
         assert client.get("/v1/models/breast-cancer").json() == {"name": "breast-cancer", "ready": True}

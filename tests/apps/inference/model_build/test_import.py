@@ -28,7 +28,8 @@ def run_import(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "model_build", "import", str(onnx_path), "--name", name, "--version", version,
-         "--out", str(out), *extra],
+         "--out", str(out), "--store", str(out.parent / f"{out.name}-store"),
+         "--catalog", str(out.parent / f"{out.name}-catalog.json"), *extra],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
 
