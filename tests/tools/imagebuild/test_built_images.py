@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -81,3 +82,24 @@ def test_a_build_from_empty_caches_gives_the_same_digests(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert sorted((cache / "debian").glob("base-*.tar")), "the bases were not built afresh"
     assert built(out) == first
+
+
+def test_the_app_is_the_small_top_layer_of_the_inference_image() -> None:
+    """A change to the service's code rebuilds only the last layer: the app's, and it is small."""
+    layout = IMAGES / "mlplatform-inference"
+    digest = built(IMAGES)["mlplatform-inference"]
+
+    def blob(d: str) -> dict[str, Any]:
+        return json.loads((layout / "blobs" / "sha256" / d.split(":", 1)[1]).read_text())
+
+    manifest = blob(digest)
+    config = blob(manifest["config"]["digest"])
+    layered = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
+    assert layered == [f"imagebuild: {n} layer" for n in ("base", "venv", "models", "app")]
+    sizes = [layer["size"] for layer in manifest["layers"]]
+    assert sizes[-1] < 2 * 2**20 and sizes[-1] * 50 < sum(sizes), sizes
+    assert config["config"]["User"] == "10001:10001" and config["config"]["Entrypoint"][:2] == [
+        "python",
+        "-m",
+    ]
+    assert {h["created"] for h in config["history"]} == {config["created"]} == {"2023-11-14T22:13:20Z"}
