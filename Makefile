@@ -69,9 +69,12 @@ image: setup image-tools models ## Build every image dist/ runs (inference, mode
 	$(PY) -m imagebuild build --out $(IMAGES) --models $(MODEL_REPO)
 
 .PHONY: image-pin
-image-pin: image ## Write the built digests into an environment's overlay: ENV=dev, or ENV=all (then `make synth`)
-	@test -n "$(ENV)" || { echo "usage: make image-pin ENV=<environment> (an overlays/<environment>.yaml)" >&2; exit 2; }
+image-pin: image-pin-usage image ## Write the built digests into an environment's overlay: ENV=dev, or ENV=all (then `make synth`)
 	$(PY) -m imagebuild pin --env "$(ENV)" --images $(IMAGES)
+
+.PHONY: image-pin-usage
+image-pin-usage:
+	@test -n "$(ENV)" || { echo "usage: make image-pin ENV=<environment>|all (an overlays/<environment>.yaml)" >&2; exit 2; }
 
 .PHONY: image-lock
 image-lock: setup image-tools ## Re-record the images' inputs: Debian package versions (images/debian-*.lock), wheel hashes (images/requirements.lock)
