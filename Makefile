@@ -13,6 +13,7 @@ TOOLS_BIN  := .tools/bin
 KYVERNO    := $(TOOLS_BIN)/kyverno
 CONFTEST   := $(TOOLS_BIN)/conftest
 MODEL_REPO := build/models
+IMAGES     := build/images
 REPORTS    := reports
 
 export PATH := $(CURDIR)/$(TOOLS_BIN):$(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
@@ -24,7 +25,7 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: test-setup models lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
+test: test-setup models image lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
 	$(PY) -m pytest
 
 .PHONY: fresh-check
@@ -52,7 +53,7 @@ policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own
 	$(CONFTEST) verify --policy policies/conftest --no-color
 
 .PHONY: cluster-test
-cluster-test: setup .tools/k8s.stamp redis models ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the service
+cluster-test: setup .tools/k8s.stamp redis models image ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the images
 	$(PY) -m testcluster
 
 .PHONY: argocd-test
@@ -62,6 +63,22 @@ argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs 
 .PHONY: models
 models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model, imported models) into build/models and the catalog
 	$(PY) -m model_build --out $(MODEL_REPO)
+
+.PHONY: image
+image: setup image-tools models ## Build every image dist/ runs (inference, models, Redis) into OCI layouts under build/images/, daemonless and reproducible
+	$(PY) -m imagebuild build --out $(IMAGES) --models $(MODEL_REPO)
+
+.PHONY: image-pin
+image-pin: image-pin-usage image ## Write the built digests into an environment's overlay: ENV=dev, or ENV=all (then `make synth`)
+	$(PY) -m imagebuild pin --env "$(ENV)" --images $(IMAGES)
+
+.PHONY: image-pin-usage
+image-pin-usage:
+	@test -n "$(ENV)" || { echo "usage: make image-pin ENV=<environment>|all (an overlays/<environment>.yaml)" >&2; exit 2; }
+
+.PHONY: image-lock
+image-lock: setup image-tools ## Re-record the images' inputs: Debian package versions (images/debian-*.lock), wheel hashes (images/requirements.lock)
+	$(PY) -m imagebuild lock
 
 .PHONY: import-model
 import-model: $(VENV)/.installed ## Import an ONNX model into apps/inference/models/ and the catalog (commit both; a service may then name it): ONNX=path.onnx NAME=name VERSION=n [DESCRIPTION=..] [LABELS=a,b] [TOKENIZER=tokenizer.json]
@@ -96,9 +113,12 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # Toolchain: file targets, so an already set-up clone skips them.
-.PHONY: prereqs redis
+.PHONY: prereqs redis image-tools
 prereqs:
 	@tools/setup/prereqs.sh
+
+image-tools:
+	@tools/setup/image-tools.sh
 
 redis:
 	@tools/setup/redis.sh

@@ -141,7 +141,7 @@ CASES = [
             f"image-{kind}",
             _r("platform.yaml", "mlplatform-inference\n", f"mlplatform-inference{suffix}\n"),
             "platform.yaml",
-            "image: ghcr.io",
+            "image: ghcr.io/example/mlplatform-inference",
             "services.inference.image",
             (
                 f"got 'ghcr.io/example/mlplatform-inference{suffix}"[:55],
@@ -152,11 +152,11 @@ CASES = [
     ),
     Case(
         "redis-image-tag",
-        _r("platform.yaml", "docker.io/library/redis\n", "docker.io/library/redis:7.4\n"),
+        _r("platform.yaml", "mlplatform-redis  #", "mlplatform-redis:7.4  #"),
         "platform.yaml",
-        "docker.io/library/redis",
+        "ghcr.io/example/mlplatform-redis",
         "redis.image",
-        ("'docker.io/library/redis:7.4'", "without tag or digest"),
+        ("'ghcr.io/example/mlplatform-redis:7.4'", "without tag or digest"),
     ),
     # replicas and autoscaling together
     Case(
@@ -300,7 +300,7 @@ CASES = [
     ),
     Case(
         "digest-pattern",
-        _r("dev.yaml", "imageDigest: sha256:35b0", "imageDigest: sha256:abc #"),
+        _r("dev.yaml", "    imageDigest: sha256:", "    imageDigest: sha256:abc #"),  # services.inference
         "dev.yaml",
         "sha256:abc",
         "services.inference.imageDigest",
@@ -586,7 +586,12 @@ def test_limit_equal_to_request_and_other_units_are_fine(root: Path) -> None:
 
 
 def test_registry_port_is_not_a_tag(root: Path) -> None:
-    replace(root, "platform.yaml", "ghcr.io/example/", "registry.example.com:5000/example/")
+    replace(
+        root,
+        "platform.yaml",
+        "ghcr.io/example/mlplatform-inference",
+        "registry.example.com:5000/example/mlplatform-inference",
+    )
     env = load_environment("dev", repo_root=root)
     assert (
         env.platform.services["inference"].image == "registry.example.com:5000/example/mlplatform-inference"

@@ -103,17 +103,19 @@ def test_admission_list_wider_or_narrower_than_the_spec_is_a_finding(tmp_path: P
     source = REPO / "policies/kyverno/restrict-image-registries/restrict-image-registries.yaml"
     policy = tmp_path / source.name
     text = source.read_text()
-    policy.write_text(text.replace("'docker.io/library/redis', ", "'docker.io/library/busybox', "))
+    policy.write_text(text.replace("'ghcr.io/example/mlplatform-redis'", "'docker.io/library/busybox'"))
     found = allowlist.admission_drift([policy], _specs(REPO), complete=True)
     messages = sorted(f.message for f in found)
     assert len(messages) == 2 and {f.rule for f in found} == {allowlist.RULE}
     assert "allows 'docker.io/library/busybox'" in messages[0]
-    assert "lacks 'docker.io/library/redis', which overlays/ allows in dev, prod, stage" in messages[1]
+    assert (
+        "lacks 'ghcr.io/example/mlplatform-redis', which overlays/ allows in dev, prod, stage" in messages[1]
+    )
     # one environment checked alone: only what it needs is required, extras are not judged
     found = allowlist.admission_drift([policy], {"dev": _specs(REPO)["dev"]}, complete=False)
     assert [f.message.split(";")[0] for f in found] == [
         f"policies/kyverno/{source.parent.name}/{source.name}: variables.allowedRepositories lacks "
-        "'docker.io/library/redis', which overlays/ allows in dev"
+        "'ghcr.io/example/mlplatform-redis', which overlays/ allows in dev"
     ]
 
 

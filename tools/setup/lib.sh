@@ -60,3 +60,13 @@ cached_tool() {
   exec {lock}>&-
   ln -sfn "$final" "$(repo_root)/.tools/bin/$name"
 }
+
+# apt_install WHAT-IF-NO-APT PACKAGE...: installs Debian packages (with sudo unless root), or dies with
+# WHAT-IF-NO-APT (how to get them otherwise) where apt-get is not available.
+apt_install() {
+  local otherwise=$1 sudo=""; shift
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  command -v apt-get >/dev/null 2>&1 || die "$otherwise"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

@@ -4,12 +4,10 @@
 command -v redis-server >/dev/null 2>&1 && exit 0
 [ -x /usr/sbin/redis-server ] && exit 0
 say "Installing redis-server from Debian packages."
+apt_install "redis-server is missing and apt-get is not available; install Redis 7 or newer so that redis-server is on PATH." \
+  redis-server
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
-command -v apt-get >/dev/null 2>&1 \
-  || die "redis-server is missing and apt-get is not available; install Redis 7 or newer so that redis-server is on PATH."
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 # The package starts a system-wide server; the project runs its own on free loopback ports instead.
 $sudo service redis-server stop >/dev/null 2>&1 || true
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/sbin/redis-server ] || die "redis-server install failed"

@@ -3,10 +3,5 @@
 . "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null 2>&1 && exit 0
 say "Installing wrk from Debian packages."
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-command -v apt-get >/dev/null 2>&1 \
-  || die "wrk is missing and apt-get is not available; install wrk 4 (with LuaJIT) so that wrk is on PATH."
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
+apt_install "wrk is missing and apt-get is not available; install wrk 4 (with LuaJIT) so that wrk is on PATH." wrk
 command -v wrk >/dev/null 2>&1 || die "wrk install failed"

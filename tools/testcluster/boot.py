@@ -224,9 +224,7 @@ def container_spec(
     uid = sc.get("runAsUser", pod_sc.get("runAsUser", image.user[0] if image.user else 0))
     gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", image.user[1] if image.user else 0))
     groups = [g for g in [pod_sc.get("fsGroup"), *(pod_sc.get("supplementalGroups") or [])] if g is not None]
-    mounts = [
-        sandbox.Mount(target, source, read_only=True) for target, source in sorted(image.content.items())
-    ]
+    mounts: list[sandbox.Mount] = []
     for vm in container.get("volumeMounts") or []:
         if vm["name"] not in volumes:
             raise ClusterTestError(
@@ -244,7 +242,8 @@ def container_spec(
         gid=int(gid),
         groups=[int(g) for g in groups],
         read_only_root=bool(sc.get("readOnlyRootFilesystem")),
-        workdir=container.get("workingDir", "/"),
+        rootfs=image.rootfs,
+        workdir=container.get("workingDir", image.workdir),
     )
 
 
@@ -388,17 +387,22 @@ def inference_deployments(objects: Objects) -> list[Manifest]:
 @contextlib.contextmanager
 def environment(manifests: list[Manifest]) -> Iterator[Environment]:
     """The environment's network and StatefulSets, stopped and removed on exit."""
-    if not (images.MODEL_REPOSITORY / ".").is_dir():
-        raise ClusterTestError(f"{images.MODEL_REPOSITORY} is missing; run `make models` first")
+    if not images.built():
+        raise ClusterTestError(f"no image is built in {images.IMAGES}; run `make image` first")
     objects = Objects.of(manifests)
     deployments = inference_deployments(objects)
     if not deployments:
         raise ClusterTestError("no Deployment runs the inference image in this environment")
     namespace = str(deployments[0].obj["metadata"]["namespace"])
+    statefulsets = list(objects.by_kind.get("StatefulSet", {}).values())
+    # every image first (found by digest and unpacked): a digest no build made stops here, before any boot
+    for m in [*statefulsets, *deployments]:
+        pod_spec = m.obj["spec"]["template"]["spec"]
+        for container in [*(pod_spec.get("initContainers") or []), *pod_spec["containers"]]:
+            images.image_for(container["image"])
     work = Path(tempfile.mkdtemp(prefix="mlplatform-boot-"))
     work.chmod(0o755)
     running: list[sandbox.Running] = []
-    statefulsets = list(objects.by_kind.get("StatefulSet", {}).values())
     linked: list[sandbox.Network] = []
     try:
         with sandbox.network(work / "hosts") as net:

@@ -1,126 +1,130 @@
-"""Local stand-ins for the images dist/ runs: what each one's filesystem, environment and entry point are.
+"""The images dist/ runs, as `make image` built them: found by digest in build/images/, unpacked, and read.
 
-The inference image is read from its Dockerfile (final stage: ENV, ENTRYPOINT, CMD, USER, COPY), with its
-build stages standing for what they produce here: the `deps` stage's virtualenv is this clone's `.venv`
-(installed from the same constraints.txt) and the `models` stage's /models is `make models`' build/models.
-Redis runs Debian's redis-server binaries from the host, which the root bind of /usr provides.
+Each OCI image layout under build/images/ (index.json, blobs/) is read here by the OCI image spec alone, not
+with the build's code: the manifest a reference's digest names, its config (entry point, command, user,
+environment, working folder) and its layers, applied in order (whiteouts included) into a root filesystem that
+is unpacked once per digest and shared read-only by every container that runs it. A reference whose digest no
+build made is refused with one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import gzip
 import json
-import shlex
+import shutil
+import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from testcluster.errors import ClusterTestError
 from testcluster.versions import REPO_ROOT
 
-DOCKERFILE = REPO_ROOT / "apps" / "inference" / "Dockerfile"
-MODEL_REPOSITORY = REPO_ROOT / "build" / "models"
-#: What each build stage of the Dockerfile produces, here.
-STAGE_OUTPUTS = {"deps": {"/opt/venv": REPO_ROOT / ".venv"}, "models": {"/models": MODEL_REPOSITORY}}
-#: The base image's PATH, which `ENV PATH=...:$PATH` extends.
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGES = REPO_ROOT / "build" / "images"
+UNPACKED = IMAGES / ".unpacked"  # <digest hex>/rootfs, one per image digest
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
 
 
 @dataclass
 class Image:
-    name: str
-    content: dict[str, Path] = field(default_factory=dict)  # path in the image -> local file or folder
+    reference: str
+    rootfs: Path
     env: dict[str, str] = field(default_factory=dict)
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     user: tuple[int, int] | None = None
+    workdir: str = "/"
 
 
-def _words(value: str) -> list[str]:
-    value = value.strip()
-    if value.startswith("["):
-        words: list[str] = json.loads(value)
-        return words
-    return ["/bin/sh", "-c", value]
+def _blob(layout: Path, digest: str) -> Path:
+    algorithm, hexdigest = digest.split(":", 1)
+    return layout / "blobs" / algorithm / hexdigest
 
 
-def _env_pairs(value: str, env: dict[str, str]) -> dict[str, str]:
-    pairs = {}
-    for token in shlex.split(value.replace("\\\n", " ")):
-        key, _, val = token.partition("=")
-        pairs[key] = val.replace("$PATH", env.get("PATH", BASE_PATH))
-    return pairs
+def built() -> dict[str, Path]:
+    """Every image manifest digest under build/images/ -> the layout that holds it."""
+    found = {}
+    for index in sorted(IMAGES.glob("*/index.json")):
+        for descriptor in json.loads(index.read_text(encoding="utf-8")).get("manifests", []):
+            found[str(descriptor["digest"])] = index.parent
+    return found
 
 
-def _logical_lines(text: str) -> list[str]:
-    lines, current = [], ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        current += (" " if current else "") + stripped.rstrip("\\").strip()
-        if not stripped.endswith("\\"):
-            lines.append(current)
-            current = ""
-    return lines
+def _apply(tar: tarfile.TarFile, root: Path) -> None:
+    """One layer onto `root`: whiteouts delete what lower layers put there, the rest is extracted."""
+    for member in tar:
+        path = PurePosixPath(member.name.lstrip("./") or ".")
+        if ".." in path.parts:
+            raise ClusterTestError(f"layer entry {member.name} leaves the root filesystem")
+        name = path.name
+        if name == OPAQUE:
+            folder = root / path.parent
+            for child in folder.iterdir() if folder.is_dir() else ():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        elif name.startswith(WHITEOUT):
+            target = root / path.parent / name[len(WHITEOUT) :]
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        else:
+            tar.extract(member, root, numeric_owner=True, filter="tar")
 
 
-def from_dockerfile(path: Path, stage: str | None = None) -> Image:
-    """The final stage (or `stage`) of a Dockerfile, as far as running it locally needs."""
-    stages: dict[str, Image] = {}
-    image: Image | None = None
-    for line in _logical_lines(path.read_text(encoding="utf-8")):
-        instr, _, rest = line.partition(" ")
-        instr = instr.upper()
-        if instr == "FROM":
-            words = rest.split()
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else f"stage{len(stages)}"
-            base = stages.get(words[0])
-            image = Image(
-                name=name, content=dict(base.content) if base else {}, env=dict(base.env) if base else {}
-            )
-            image.content.update({k: v for k, v in STAGE_OUTPUTS.get(name, {}).items()})
-            stages[name] = image
-        elif image is None:
-            continue
-        elif instr == "ENV":
-            image.env.update(_env_pairs(rest, image.env))
-        elif instr == "ENTRYPOINT":
-            image.entrypoint = _words(rest)
-        elif instr == "CMD":
-            image.cmd = _words(rest)
-        elif instr == "USER":
-            uid, _, gid = rest.strip().partition(":")
-            image.user = (int(uid), int(gid or uid))
-        elif instr == "COPY":
-            words = [w for w in rest.split() if not w.startswith("--chown")]
-            source_stage = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
-            words = [w for w in words if not w.startswith("--")]
-            *sources, dest = words
-            for src in sources:
-                if source_stage is not None:
-                    local = STAGE_OUTPUTS.get(source_stage, {}).get(src)
-                    if local is None:
-                        raise ClusterTestError(
-                            f"{path}: COPY --from={source_stage} {src}: no local stand-in for it"
-                        )
-                    image.content[dest] = local
-                else:
-                    target = dest.rstrip("/") + "/" + Path(src).name if dest.endswith("/") else dest
-                    image.content[target] = REPO_ROOT / src
-    if image is None or (stage and stage not in stages):
-        raise ClusterTestError(f"{path}: no stage {stage or '(final)'}")
-    return stages[stage] if stage else image
+def _unpack(layout: Path, manifest: dict[str, object], target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    partial.chmod(0o755)
+    for layer in manifest["layers"]:  # type: ignore[attr-defined]
+        path = _blob(layout, layer["digest"])
+        opener = gzip.open if layer["mediaType"].endswith("+gzip") else open
+        with opener(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            _apply(tar, partial)
+    partial.rename(target)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def image_for(reference: str) -> Image:
-    """The local stand-in for an image reference (registry/repository@digest)."""
-    repository = (
-        reference.split("@", 1)[0].rsplit(":", 1)[0] if "@" in reference else reference.split(":", 1)[0]
+    """The built image a reference (registry/repository@sha256:...) names, unpacked."""
+    if "@" not in reference:
+        raise ClusterTestError(f"image {reference} is not pinned by digest")
+    digest = reference.split("@", 1)[1]
+    layouts = built()
+    if digest not in layouts:
+        have = ", ".join(f"{layout.name}@{d}" for d, layout in sorted(layouts.items())) or "none"
+        raise ClusterTestError(
+            f"image {reference}: no image built by `make image` has this digest (built: {have}); "
+            "run `make image`, then `make image-pin ENV=<env>` and `make synth`"
+        )
+    layout = layouts[digest]
+    manifest = json.loads(_blob(layout, digest).read_text(encoding="utf-8"))
+    config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text(encoding="utf-8"))
+    rootfs = UNPACKED / digest.split(":", 1)[1] / "rootfs"
+    with _locked(UNPACKED):
+        if not rootfs.is_dir():
+            _unpack(layout, manifest, rootfs)
+    c = config.get("config") or {}
+    user = None
+    if c.get("User"):
+        uid, _, gid = str(c["User"]).partition(":")
+        user = (int(uid), int(gid or uid))
+    return Image(
+        reference=reference,
+        rootfs=rootfs,
+        env=dict(item.split("=", 1) for item in c.get("Env") or []),
+        entrypoint=list(c.get("Entrypoint") or []),
+        cmd=list(c.get("Cmd") or []),
+        user=user,
+        workdir=c.get("WorkingDir") or "/",
     )
-    short = repository.rsplit("/", 1)[-1]
-    if short == "mlplatform-inference":
-        return from_dockerfile(DOCKERFILE)
-    if short == "mlplatform-models":
-        return from_dockerfile(DOCKERFILE, stage="models")
-    if short == "redis":
-        return Image(name="redis")
-    raise ClusterTestError(f"no local stand-in for image {reference}; add one to {__file__}")

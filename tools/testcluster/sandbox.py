@@ -1,8 +1,10 @@
 """Run one container of a pod template as a local process, the way a kubelet would set it up.
 
-Each container gets its own mount namespace with a fresh root: /usr, /etc and /dev from the host (read-only),
-the image's content (images.py), and the pod's volumes at their mountPaths; the root is read-only when the
-container asks for readOnlyRootFilesystem. It runs as the pod's UID/GID (fsGroup as a supplementary group)
+Each container gets its own mount namespace whose root is its image's root filesystem as `make image`
+built it (images.py: unpacked by digest), under an overlay of the container's own, with /dev and /proc, and
+the pod's volumes at their mountPaths; the root is read-only when the container asks for
+readOnlyRootFilesystem. Nothing of the host's filesystem but /dev is visible: the entry point, its
+interpreter and libraries are the image's. It runs as the pod's UID/GID (fsGroup as a supplementary group)
 with no capabilities and no_new_privs, with exactly the environment and arguments its manifest gives it.
 All containers of a boot check share one network namespace with only a loopback, where every Service name
 of the namespace resolves to 127.0.0.1: the declared ports are the real ones, and nothing else is reachable.
@@ -11,33 +13,17 @@ of the namespace resolves to 127.0.0.1: the declared ports are the real ones, an
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from testcluster import processes
 from testcluster.errors import ClusterTestError
-
-HOST_DIRS = ("usr", "dev")  # bound read-only into every root
-#: What of the host's /etc the binaries need (users, the dynamic loader, alternatives links, CA certificates);
-#: the rest of /etc stays empty, so volumes can be mounted under it (Redis' /etc/redis).
-HOST_ETC = (
-    "passwd",
-    "group",
-    "nsswitch.conf",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "alternatives",
-    "ssl",
-)
-HOST_LINKS = ("bin", "sbin", "lib", "lib64")  # merged-/usr symlinks, copied as links
-PYTHON_PREFIX = Path(sys.base_prefix)  # the venv's base interpreter lives here; bound at the same path
 
 
 @dataclass(frozen=True)
@@ -58,6 +44,7 @@ class Spec:
     gid: int
     groups: list[int]
     read_only_root: bool
+    rootfs: Path  # the image's unpacked root filesystem (images.py), shared read-only by its containers
     workdir: str = "/"
 
 
@@ -123,28 +110,43 @@ class Network:
         self.holder.wait()
 
 
+def in_root(rootfs: Path, target: str, depth: int = 0) -> str:
+    """`target` with each symbolic link on its way resolved inside the image's root filesystem, as a container
+    runtime resolves mount points (Debian's /var/run is a link to /run: followed on the host, a mount there
+    would land on the host's /run)."""
+    if depth > 40:
+        raise ClusterTestError(f"{target}: too many levels of symbolic links in the image")
+    parts = PurePosixPath(posixpath.normpath(target)).parts[1:]
+    resolved = PurePosixPath("/")
+    for i, part in enumerate(parts):
+        candidate = resolved / part
+        local = rootfs / str(candidate).lstrip("/")
+        if local.is_symlink():
+            link = PurePosixPath(str(local.readlink()))
+            rest = PurePosixPath(*parts[i + 1 :]) if i + 1 < len(parts) else PurePosixPath()
+            joined = (link if link.is_absolute() else resolved / link) / rest
+            return in_root(rootfs, posixpath.normpath(str(joined)), depth + 1)
+        resolved = candidate
+    return str(resolved)
+
+
 def _setup_script(spec: Spec, root: Path) -> str:
     q = shlex.quote
-    lines = ["set -eu", f"mount -t tmpfs -o size=64m,mode=755 tmpfs {q(str(root))}"]
-    for name in HOST_DIRS:
-        lines += [
-            f"mkdir -p {q(str(root / name))}",
-            f"mount --rbind /{name} {q(str(root / name))}",
-            f"mount -o remount,bind,ro {q(str(root / name))}",
-        ]
-    for name in HOST_LINKS:
-        link = Path("/") / name
-        if link.is_symlink():
-            lines.append(f"ln -s {q(str(link.readlink()))} {q(str(root / name))}")
-    lines += [f"mkdir -p {q(str(root / 'proc'))}", f"mount -t proc proc {q(str(root / 'proc'))}"]
-    etc = [
-        Mount(f"/etc/{name}", Path("/etc") / name, read_only=True)
-        for name in HOST_ETC
-        if (Path("/etc") / name).exists()
+    upper, work = root.with_name(root.name + "-upper"), root.with_name(root.name + "-work")
+    lines = [
+        "set -eu",
+        f"mkdir -p {q(str(upper))} {q(str(work))}",
+        # the image's root filesystem under a writable overlay of this container's own (as a container runtime
+        # does): mount points can be made, the image's files stay as built and shared
+        f"mount -t overlay overlay -o {q(f'lowerdir={spec.rootfs},upperdir={upper},workdir={work}')} "
+        f"{q(str(root))}",
+        f"mkdir -p {q(str(root / 'dev'))} {q(str(root / 'proc'))}",
+        f"mount --rbind /dev {q(str(root / 'dev'))}",
+        f"mount -o remount,bind,ro {q(str(root / 'dev'))}",
+        f"mount -t proc proc {q(str(root / 'proc'))}",
     ]
-    python = Mount(str(PYTHON_PREFIX), PYTHON_PREFIX, read_only=True)
-    for m in [python, *etc, *sorted(spec.mounts, key=lambda m: m.target)]:
-        target = root / m.target.lstrip("/")
+    for m in sorted(spec.mounts, key=lambda m: m.target):
+        target = root / in_root(spec.rootfs, m.target).lstrip("/")
         if m.source.is_dir():
             lines.append(f"mkdir -p {q(str(target))}")
         else:

@@ -34,7 +34,7 @@ from mlplatform.spec.common import SecretRef
 from mlplatform.spec.overlay import JobsRedis, RedisOverlay
 from mlplatform.spec.platform import REDIS_PORT
 
-REDIS_UID = 999  # the `redis` user of the official image
+REDIS_UID = 10002  # the Redis image's user (tools/imagebuild/definitions.py): non-root, >= 10000
 PORT_NAME = "redis"
 PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path)
 CONF = "/etc/redis/redis.conf"

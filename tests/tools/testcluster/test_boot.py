@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from testcluster.apply import Manifest, load_folder
 from testcluster.boot import Environment, Objects, boot_environment, environment, hosts_file
+from testcluster.errors import ClusterTestError
 from testcluster.termination import terminate
 
 from .conftest import Docs, first
@@ -31,6 +34,23 @@ def test_dev_boots_redis_and_the_service() -> None:
     booted, failures = boot_environment(load_folder(Path(__file__).resolve().parents[3] / "dist" / "dev"))
     assert failures == []
     assert booted == ["StatefulSet redis", "Deployment inference"]
+
+
+def test_an_image_digest_no_build_made_fails_with_one_line(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    unknown = "sha256:" + "0" * 64
+
+    def foreign(docs: Docs) -> None:
+        c = first(docs, "Deployment", "inference")["spec"]["template"]["spec"]["containers"][0]
+        c["image"] = c["image"].split("@")[0] + "@" + unknown
+
+    _, folder = mutant("dev", foreign)
+    with pytest.raises(ClusterTestError) as caught:
+        boot_environment(load_folder(folder))
+    message = str(caught.value)
+    assert "\n" not in message and unknown in message
+    assert "no image built by `make image` has this digest" in message
 
 
 def test_a_model_version_the_image_lacks_never_becomes_ready(

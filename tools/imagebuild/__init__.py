@@ -1,0 +1,1 @@
+"""The daemonless, reproducible image build (`make image`, `make image-pin`, `make image-lock`)."""
