@@ -84,6 +84,17 @@ prefix_users(ns, prefix) := {w |
 
 job_bound(ns, prefix, key) := max([to_number(v) | some w in prefix_users(ns, prefix); some [x, k, v] in pod_settings; x == w; k == key])
 
+# METADATA
+# title: The jobs Redis holds a full queue and its results
+# description: >-
+#   The jobs Redis is `noeviction`. Sized below a full queue (maxReplicaCount x streamLength jobs, each with its
+#   request and result bounds) it refuses writes exactly when the workers are at their maximum: submits fail with
+#   503 and finished jobs fail although every bound the spec sets was respected. A pod that uses the stream's
+#   prefix without both bounds is a finding too. Read from dist/ alone, never from the generator.
+# custom:
+#   id: jobs-redis-holds-queue
+#   severity: high
+#   category: Reliability
 findings contains lib.finding(
 	doc, jobs_store_rule,
 	sprintf("container %q: maxmemory %s (%s in ConfigMap %s) cannot hold a full queue of stream %s at maxReplicaCount: %d replicas x %d jobs (ScaledObject %s) x (%d request + %d result + %d bytes per job) + 16Mi = %s", [c.name, mm, lib.show("memory", have), cm.obj.metadata.name, meta.stream, replicas, length, s.obj.metadata.name, request, result, job_overhead_bytes, lib.show("memory", need)]),
