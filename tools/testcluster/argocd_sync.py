@@ -128,10 +128,11 @@ def add_service(work: Path, name: str) -> None:
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     first = next(iter(spec["services"]))
     spec["services"][name] = copy.deepcopy(spec["services"][first])
+    renamed = {first: name, f"{first}-worker": f"{name}-worker"}  # the service and its jobs worker
     spec["connections"] += [
-        {k: (name if v == first else v) for k, v in c.items()}
+        {k: renamed.get(v, v) for k, v in c.items()}
         for c in spec["connections"]
-        if first in (c["from"], c["to"])
+        if c["from"] in renamed or c["to"] in renamed
     ]
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     for env in spec_environments(work):
