@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from imagebuild import pin
 from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from policy_check import __main__ as gate_cli
@@ -194,7 +195,28 @@ def test_the_imported_model_boots_and_answers_tritonclient_with_its_labels(
 ) -> None:
     """The boot check runs the Deployment as its manifest says, with the image's /models holding the model
     repository the import wrote; while it is ready, tritonclient asks it from inside the pod's network."""
-    monkeypatch.setitem(images.STAGE_OUTPUTS, "models", {"/models": imported["models"]})
+    # the images as `make image` builds them from this repository's models (the imported one included), and
+    # dev pinned to them, so the boot check runs the image that would ship
+    root = imported["root"]
+    built = root / "build" / "images"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagebuild",
+            "build",
+            "--out",
+            str(built),
+            "--models",
+            str(imported["models"]),
+        ],
+        check=True,
+        timeout=1200,
+    )
+    list(pin.pin(root / "overlays" / "dev.yaml", built))
+    synthesize(root, out=synthesized)
+    monkeypatch.setattr(images, "IMAGES", built)
+    monkeypatch.setattr(images, "UNPACKED", built / ".unpacked")
     answers: list[dict[str, Any]] = []
 
     def ask(dep: Manifest, objects: boot.Objects, net: sandbox.Network) -> str | None:
