@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from policy_check import __main__ as gate_cli
+from policy_check import declared, runner
+from policy_check.findings import Finding
 from testcluster.apply import install_crds, kinds_in
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.kubeapi import Kube
@@ -78,3 +81,21 @@ def first(docs: Docs, kind: str, name: str | None = None) -> dict[str, Any]:
             if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name):
                 return d
     raise LookupError(f"no {kind} {name or ''}")
+
+
+def gate_findings(
+    dist: Path, overlays: Path, envs: list[str], tmp_path: Path, *, only_env: str | None = None
+) -> list[Finding]:
+    """The findings of `make check`'s engine on `dist` as `overlays` declare it, with no waivers."""
+    waiver_file = tmp_path / "exceptions.yaml"
+    waiver_file.write_text("waivers: []\n")
+    outcome = runner.run(
+        repo_root=REPO,
+        dist_dir=dist,
+        tools=gate_cli.tools_at(REPO / ".tools" / "bin"),
+        waiver_file=waiver_file,
+        only_env=only_env,
+        specs=declared.for_environments(overlays, envs),
+        overlays=overlays,
+    )
+    return outcome.findings

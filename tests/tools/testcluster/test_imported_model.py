@@ -5,7 +5,6 @@ and answers tritonclient with its class names."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import subprocess
@@ -21,14 +20,12 @@ import yaml
 from imagebuild import pin
 from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
-from policy_check import __main__ as gate_cli
-from policy_check import declared, runner
 from testcluster import boot, images, sandbox
 from testcluster.apply import Manifest, expected_warnings, load_folder
 from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
 
-from .conftest import REPO
+from .conftest import REPO, gate_findings
 
 LABELS = ["setosa", "versicolor", "virginica"]
 MODEL = "iris-classifier"
@@ -147,20 +144,8 @@ def test_the_service_names_the_model_and_the_gate_passes(
 ) -> None:
     config = yaml.safe_load((synthesized / "dev" / "configmap-inference-config.yaml").read_text())
     assert f"{MODEL}:1" in config["data"]["INFERENCE_MODELS"].split(",")
-    waivers = tmp_path / "exceptions.yaml"
-    waivers.write_text("waivers: []\n")
-    overlays = imported["root"] / "overlays"
-    outcome = runner.run(
-        repo_root=REPO,
-        dist_dir=synthesized,
-        tools=gate_cli.tools_at(REPO / ".tools" / "bin"),
-        waiver_file=waivers,
-        only_env=None,
-        specs=declared.for_environments(overlays, ["dev", "stage", "prod"]),
-        today=dt.date.today(),
-        overlays=overlays,
-    )
-    assert [f.describe() for f in outcome.findings] == []
+    found = gate_findings(synthesized, imported["root"] / "overlays", ["dev", "stage", "prod"], tmp_path)
+    assert [f.describe() for f in found] == []
 
 
 def _ask_with_tritonclient(api_key: str) -> str:

@@ -25,14 +25,12 @@ import yaml
 from mlplatform.components.kserve import CLUSTER_LOCAL, VISIBILITY
 from mlplatform.spec.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
-from policy_check import __main__ as gate
-from policy_check import declared, runner
 from testcluster.apply import expected_warnings, install_crds, kinds_in
 from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
 from testcluster.versions import module_dir, pinned
 
-from .conftest import REPO, first, write_env
+from .conftest import REPO, first, gate_findings, write_env
 
 ENVS = ("kprod", "kstage", "kgw")
 
@@ -84,17 +82,8 @@ def kserve_dist(kserve_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _gate(spec: Path, dist: Path, env: str, tmp_path: Path) -> list[str]:
     """`rule: message` of each finding of `make check`'s engine for `env` (as `spec`'s overlays declare)."""
-    waiver_file = tmp_path / "exceptions.yaml"
-    waiver_file.write_text("waivers: []\n")
-    outcome = runner.run(
-        repo_root=REPO,
-        dist_dir=dist,
-        tools=gate.tools_at(REPO / ".tools" / "bin"),
-        waiver_file=waiver_file,
-        only_env=env,
-        specs=declared.for_environments(spec / "overlays", [env]),
-    )
-    return [f"{f.rule}: {f.message}" for f in outcome.findings if f.environment == env]
+    found = gate_findings(dist, spec / "overlays", [env], tmp_path, only_env=env)
+    return [f"{f.rule}: {f.message}" for f in found if f.environment == env]
 
 
 @pytest.mark.parametrize("env", ENVS)
