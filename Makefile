@@ -37,7 +37,7 @@ fresh-check: ## Clone HEAD into a temporary folder with empty tool, Go, pip and 
 setup: prereqs $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed ## Install what the main job needs: the virtualenv, Kyverno, conftest, the cdk8s CLI (idempotent)
 
 .PHONY: test-setup
-test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, redis-server
+test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp .tools/supplychain.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, cosign and syft, redis-server
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
@@ -65,8 +65,16 @@ models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, 
 	$(PY) -m model_build --out $(MODEL_REPO)
 
 .PHONY: image
-image: setup image-tools models ## Build every image dist/ runs (inference, models, Redis) into OCI layouts under build/images/, daemonless and reproducible
+image: setup image-tools .tools/supplychain.stamp models ## Build every image dist/ runs (inference, models, Redis) into OCI layouts under build/images/, daemonless and reproducible, each with its SBOM (<name>.spdx.json)
 	$(PY) -m imagebuild build --out $(IMAGES) --models $(MODEL_REPO)
+
+.PHONY: image-publish
+image-publish: image-publish-usage image ## Copy the built images to a registry, sign them with cosign and attach their SBOMs: TO=ghcr.io/example KEY=<cosign key ref>
+	$(PY) -m imagebuild publish --to "$(TO)" --key "$(KEY)" --images $(IMAGES)
+
+.PHONY: image-publish-usage
+image-publish-usage:
+	@test -n "$(TO)" -a -n "$(KEY)" || { echo "usage: make image-publish TO=<registry>/<prefix> KEY=<cosign key ref: file, hashivault://, awskms://, gcpkms://, azurekms://, k8s://>" >&2; exit 2; }
 
 .PHONY: image-pin
 image-pin: image-pin-usage image ## Write the built digests into an environment's overlay: ENV=dev, or ENV=all (then `make synth`)
@@ -149,6 +157,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt tools/versions.env
 # The OCI registry the model-fetch tests pull from (tests/apps/inference/model_build/test_fetch_oci.py).
 .tools/registry.stamp: tools/versions.env tools/registry/go.mod tools/setup/registry-tool.sh tools/setup/lib.sh
 	@tools/setup/registry-tool.sh
+	@touch $@
+
+# cosign and syft: the images' signatures and SBOMs (make image, make test; not plain make).
+.tools/supplychain.stamp: tools/cosign/go.mod tools/syft/go.mod tools/setup/supplychain-tools.sh tools/setup/lib.sh
+	@tools/setup/supplychain-tools.sh cosign syft
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

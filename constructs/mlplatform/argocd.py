@@ -21,6 +21,7 @@ CLUSTER_SCOPED = (
     ("", "Namespace"),
     ("kyverno.io", "ClusterPolicy"),
     ("policies.kyverno.io", "ValidatingPolicy"),
+    ("policies.kyverno.io", "ImageValidatingPolicy"),
 )
 #: Every namespaced kind the environments may contain (a test checks the rendered output against it).
 NAMESPACED_KINDS = (

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import cdk8s
 
+from mlplatform import signing_policy
 from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
 from mlplatform.components.environment import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
 from mlplatform.output import manifest_files, write_tree
 from mlplatform.spec import Environment
 from mlplatform.spec import load_all as load_spec
+from mlplatform.spec.signing import OVERLAYS_DIR, public_key_pem
 from policy_check import cluster_policies
 
 DIAGRAM_FILE = "ARCHITECTURE.md"
@@ -52,9 +54,16 @@ def protected_namespaces(envs: list[Environment]) -> set[str]:
 
 
 def cluster_policy_files(repo_root: Path, envs: list[Environment]) -> dict[str, str | bytes]:
-    """Copies of `policies/kyverno/<name>/<name>.yaml` and a PolicyException per live waiver."""
+    """Copies of `policies/kyverno/<name>/<name>.yaml`, a PolicyException per live waiver, and the image
+    signature policy rendered from the spec's signing key."""
     today = dt.datetime.now(dt.UTC).date()
-    return cluster_policies.render(repo_root, protected=protected_namespaces(envs), today=today)
+    protected = protected_namespaces(envs)
+    files = cluster_policies.render(repo_root, protected=protected, today=today)
+    key = envs[0].platform.image_signing.public_key
+    files[signing_policy.FILE] = signing_policy.render(
+        public_key_pem=public_key_pem(repo_root, key), key_file=f"{OVERLAYS_DIR}/{key}", protected=protected
+    )
+    return files
 
 
 def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:

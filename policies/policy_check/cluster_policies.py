@@ -28,6 +28,7 @@ WAIVER_FILE = Path("policies/exceptions.yaml")
 NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver on every Namespace, immutable
 EXCEPTION_NAMESPACE = "kyverno"  # mlplatform.argocd.POLICIES_NAMESPACE (not imported: it loads cdk8s)
 VALIDATING_POLICY = "ValidatingPolicy"
+IMAGE_VALIDATING_POLICY = "ImageValidatingPolicy"  # verify-image-signatures, rendered from the spec
 CLUSTER_POLICY = "ClusterPolicy"
 EXCEPTION_PREFIX = "policyexception-"
 #: Kinds whose pods a waiver of the controller also covers: controller -> the kind that owns its pods.
@@ -66,17 +67,18 @@ def load(paths: list[Path]) -> dict[str, Policy]:
             )
         if kind == CLUSTER_POLICY:
             rules = tuple(str(r["name"]) for r in doc["spec"]["rules"])
-        elif kind == VALIDATING_POLICY:
+        elif kind in (VALIDATING_POLICY, IMAGE_VALIDATING_POLICY):
             rules = (name,)
         else:
-            raise ClusterPolicyError(f"{path}: kind {kind!r}; allowed: {VALIDATING_POLICY}, {CLUSTER_POLICY}")
+            allowed = f"{VALIDATING_POLICY}, {IMAGE_VALIDATING_POLICY}, {CLUSTER_POLICY}"
+            raise ClusterPolicyError(f"{path}: kind {kind!r}; allowed: {allowed}")
         policies[name] = Policy(name=name, kind=kind, rules=rules, path=path, doc=doc)
     return policies
 
 
 def selectors(policy: Policy) -> list[dict[str, Any]]:
     """The namespace selector of each match of the policy ({} where one is missing)."""
-    if policy.kind == VALIDATING_POLICY:
+    if policy.kind in (VALIDATING_POLICY, IMAGE_VALIDATING_POLICY):
         return [(policy.doc["spec"].get("matchConstraints") or {}).get("namespaceSelector") or {}]
     found = []
     for rule in policy.doc["spec"]["rules"]:
@@ -219,12 +221,21 @@ def render(repo_root: Path, *, protected: set[str], today: dt.date) -> dict[str,
     return files
 
 
-def drift(shipped: Path, paths: list[Path], live: list[waivers.Waiver]) -> list[tuple[str, str]]:
-    """(file, problem) for each file of dist/cluster-policies/ that differs from what synth would write."""
+def drift(
+    shipped: Path, paths: list[Path], live: list[waivers.Waiver], generated: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """(file, problem) for each file of dist/cluster-policies/ that differs from what synth would write.
+    `generated` names the files rendered from the spec rather than copied (checked by policy_check.signing
+    and dist-drift): each must be there."""
     expected: dict[str, bytes] = {p.name: p.read_bytes() for p in paths}
     expected |= {name: text.encode() for name, text in exceptions(live, load(paths)).items()}
     actual = {p.name: p for p in shipped.iterdir() if p.is_file()}
-    problems = []
+    problems = [
+        (name, f"{name} (rendered from the spec) is missing from dist/cluster-policies")
+        for name in generated
+        if name not in actual
+    ]
+    actual = {name: path for name, path in actual.items() if name not in generated}
     for name in sorted(expected.keys() | actual.keys()):
         if name not in actual:
             what = "a PolicyException of a live waiver" if name.startswith(EXCEPTION_PREFIX) else "a policy"

@@ -22,6 +22,7 @@ from policy_check import (
     kyverno,
     origin,
     rule_docs,
+    signing,
     waivers,
 )
 from policy_check.cache import Cache
@@ -105,7 +106,9 @@ def run(
             outcome.rules[name] = ids
 
     if (dist_dir / dist.CLUSTER_POLICIES).is_dir() and only_env is None:
-        outcome.findings += _cluster_policies(dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies, live)
+        outcome.findings += _cluster_policies(
+            overlays or repo_root / "overlays", dist_dir / dist.CLUSTER_POLICIES, tools.kyverno_policies, live
+        )
         shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
         found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
         outcome.findings += [_located(f, shipped, origins) for f in found]
@@ -286,8 +289,12 @@ def _waiver_problems(
     return problems
 
 
-def _cluster_policies(folder: Path, sources: list[Path], live: list[waivers.Waiver]) -> list[Finding]:
+def _cluster_policies(
+    overlays: Path, folder: Path, sources: list[Path], live: list[waivers.Waiver]
+) -> list[Finding]:
+    found = cluster_policies.drift(folder, sources, live, generated=(signing.POLICY_FILE,))
+    found += signing.problems(overlays, folder)
     return [
         Finding(dist.CLUSTER_POLICIES, CLUSTER_POLICIES_RULE, name, "", "", "", "check", msg)
-        for name, msg in cluster_policies.drift(folder, sources, live)
+        for name, msg in found
     ]

@@ -26,6 +26,7 @@ CRD_API_VERSIONS = {
     "HTTPRoute": {"gateway.networking.k8s.io/v1"},
     "ClusterPolicy": {"kyverno.io/v1"},
     "ValidatingPolicy": {"policies.kyverno.io/v1"},
+    "ImageValidatingPolicy": {"policies.kyverno.io/v1"},  # verify-image-signatures
     # waivers: for a ValidatingPolicy, and for a ClusterPolicy
     "PolicyException": {"policies.kyverno.io/v1", "kyverno.io/v2"},
 }

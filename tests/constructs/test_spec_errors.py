@@ -498,6 +498,42 @@ CASES = [
         "redis.maxmemoryPolicy",
         ("got 'lru'", "'allkeys-lru'"),
     ),
+    # the image signing key: the public half of a key pair, in a file under overlays/
+    Case(
+        "signing-key-missing",
+        _r("platform.yaml", "publicKey: signing/cosign.pub", "publicKey: signing/nope.pub"),
+        "platform.yaml",
+        "publicKey: signing/nope.pub",
+        "imageSigning.publicKey",
+        ("got 'signing/nope.pub'", "cannot read overlays/signing/nope.pub"),
+    ),
+    Case(
+        "signing-key-outside-overlays",
+        _r("platform.yaml", "publicKey: signing/cosign.pub", "publicKey: signing/../../x.pub"),
+        "platform.yaml",
+        "publicKey: signing/../../x.pub",
+        "imageSigning.publicKey",
+        ("allowed: a path inside overlays/",),
+    ),
+    Case(
+        "signing-key-private",
+        lambda root: (root / "overlays" / "signing" / "cosign.pub").write_text(
+            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n"
+            "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+        ),
+        "platform.yaml",
+        "publicKey: signing/cosign.pub",
+        "imageSigning.publicKey",
+        ("holds a private key", "allowed: the public half only"),
+    ),
+    Case(
+        "signing-key-not-pem",
+        lambda root: (root / "overlays" / "signing" / "cosign.pub").write_text("not a key\n"),
+        "platform.yaml",
+        "publicKey: signing/cosign.pub",
+        "imageSigning.publicKey",
+        ("is not a PEM public key", "allowed: cosign public-key's output"),
+    ),
 ]
 
 

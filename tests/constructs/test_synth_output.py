@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from mlplatform import signing_policy
 from mlplatform.argocd import CLUSTER_SCOPED, NAMESPACED_KINDS
 from mlplatform.synth import Rendered, render, synthesize
 
@@ -79,11 +81,15 @@ def test_cluster_policies_are_byte_identical_copies(rendered: Rendered, repo_roo
         for d in sorted(kyverno.iterdir() if kyverno.is_dir() else [])
         if (d / f"{d.name}.yaml").is_file()
     }
-    assert rendered.folders["cluster-policies"] == expected
+    shipped = dict(rendered.folders["cluster-policies"])
+    generated = shipped.pop(signing_policy.FILE)  # the one policy rendered from the spec, not copied
+    assert shipped == expected
+    assert yaml.safe_load(generated)["kind"] == "ImageValidatingPolicy"
 
 
-def test_no_policies_gives_an_empty_folder(spec_copy: Path) -> None:
-    assert render(spec_copy).folders["cluster-policies"] == {}
+def test_no_policies_leaves_only_the_image_signature_policy(spec_copy: Path) -> None:
+    """Without policies/kyverno/ nothing is copied; the spec's signing key still gets its policy."""
+    assert list(render(spec_copy).folders["cluster-policies"]) == [signing_policy.FILE]
 
 
 @pytest.mark.slow

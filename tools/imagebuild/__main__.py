@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from imagebuild import build, pin, wheels
+from imagebuild import build, pin, publish, sbom, wheels
 from imagebuild.definitions import BASES, IMAGES, REPO_ROOT
 from imagebuild.errors import BuildError
 
@@ -27,6 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--models", type=Path, default=REPO_ROOT / "build" / "models")
     lk = sub.add_parser("lock", help="record the Debian packages and the wheel hashes in images/*.lock")
     lk.add_argument("--only", choices=["wheels", "debian"], help="re-record only these inputs")
+    pub = sub.add_parser(
+        "publish", help="copy the built images to a registry, sign them and attach their SBOMs"
+    )
+    pub.add_argument("--to", required=True, help="the repositories' prefix, e.g. ghcr.io/example")
+    pub.add_argument(
+        "--key", required=True, help="a cosign key reference (file, hashivault://, awskms://, k8s://...)"
+    )
+    pub.add_argument("--images", type=Path, default=REPO_ROOT / "build" / "images")
+    pub.add_argument("--tag", default=publish.TAG)
+    pub.add_argument("--no-tls-verify", action="store_true", help="a plain-HTTP registry (tests)")
+    pub.add_argument("--tlog-upload", action="store_true", help="also record each signature in Rekor")
     p = sub.add_parser("pin", help="write the built digests into overlays/<env>.yaml")
     p.add_argument("--env", required=True, help="an environment, or `all`")
     p.add_argument("--images", type=Path, default=REPO_ROOT / "build" / "images")
@@ -35,14 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             start = time.monotonic()
             for image in build.build_all(IMAGES, args.out, args.cache, args.models):
+                listed = sbom.write(args.out / image.name, image.name, image.digest, args.out)
                 layer_sizes = ", ".join(
                     f"{name} {_mib(c)} ({_mib(u)})" for name, (c, u) in image.layers.items()
                 )
                 print(
                     f"{image.name} {image.digest} {_mib(image.compressed)} compressed, "
-                    f"{_mib(image.uncompressed)} uncompressed; layers: {layer_sizes}"
+                    f"{_mib(image.uncompressed)} uncompressed; layers: {layer_sizes}; SBOM: "
+                    f"{listed.get('deb', 0)} Debian packages, {listed.get('pypi', 0)} Python distributions"
                 )
-            print(f"built in {time.monotonic() - start:.0f} s into {args.out}")
+            print(f"built in {time.monotonic() - start:.0f} s into {args.out} (SBOMs: <name>{sbom.SUFFIX})")
         elif args.command == "lock":
             if args.only != "debian":
                 wheels.write_lock()
@@ -50,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
             for base in BASES if args.only != "wheels" else ():
                 build.base_tar(base, DEFAULT_CACHE / "debian", relock=True)
                 print(f"wrote {base.lock}")
+        elif args.command == "publish":
+            signed = publish.publish(
+                args.images,
+                args.to,
+                args.key,
+                tag=args.tag,
+                tls_verify=not args.no_tls_verify,
+                tlog_upload=args.tlog_upload,
+            )
+            for ref in signed:
+                print(f"published and signed {ref}")
         else:
             overlays = REPO_ROOT / "overlays"
             envs = pin.environments(overlays) if args.env == "all" else [args.env]

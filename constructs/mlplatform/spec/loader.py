@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.spec import checks, identity
+from mlplatform.spec import checks, identity, signing
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
 from mlplatform.spec.common import ALLOWED_BY_PATTERN
 from mlplatform.spec.errors import (
@@ -146,6 +146,12 @@ def _platform(repo_root: Path, catalog: Catalog | None, problems: list[Problem])
     platform = _validate(source, Platform, problems)
     if platform is not None and catalog is not None:
         problems += checks.platform_models(platform, source, catalog)
+    if platform is not None:
+        try:
+            signing.public_key_pem(repo_root, platform.image_signing.public_key)
+        except ValueError as err:
+            got = short(platform.image_signing.public_key)
+            problems.append(source.problem(("imageSigning", "publicKey"), f"got {got}; {err}"))
     return platform
 
 

@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict, matching
 from mlplatform.spec.errors import FieldPath, FieldProblems, unknown
+from mlplatform.spec.signing import ImageSigning
 
 VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
@@ -104,6 +105,8 @@ class Platform(Strict):
     jobs: Jobs | None = None
     services: dict[DnsLabel, Service] = Field(min_length=1)
     connections: list[Connection] = Field(default_factory=list)
+    #: The key that signs every image (spec/signing.py); required: admission verifies every image with it.
+    image_signing: ImageSigning
 
     @model_validator(mode="after")
     def _check_names(self) -> Platform:

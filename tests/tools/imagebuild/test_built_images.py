@@ -1,5 +1,6 @@
 """The digests dist/ and the overlays name are the ones `make image` builds, and a second build from empty
-caches (a fresh Debian base from the mirror, a fresh staging root, fresh layouts) gives the same digests.
+caches (a fresh Debian base from the mirror, a fresh staging root, fresh layouts) gives the same digests and
+the same SBOMs.
 
 Both read build/images/, which `make image` (a prerequisite of `make test`) writes.
 """
@@ -82,6 +83,9 @@ def test_a_build_from_empty_caches_gives_the_same_digests(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert sorted((cache / "debian").glob("base-*.tar")), "the bases were not built afresh"
     assert built(out) == first
+    for name in first:  # and the same SBOMs, byte for byte (syft run afresh on the fresh layouts)
+        sbom = f"{name}.spdx.json"
+        assert (out / sbom).read_bytes() == (IMAGES / sbom).read_bytes(), f"{sbom} differs"
 
 
 def test_the_app_is_the_small_top_layer_of_the_inference_image() -> None:
