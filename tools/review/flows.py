@@ -118,15 +118,23 @@ def allowed(objects: dict[Key, dict[str, Any]], peers: dict[str, dict[str, Any]]
             if _matches(pod_sel, w.labels)
             and (w.namespace == policy_ns if ns_sel is None else _matches(ns_sel, labels_of(w.namespace)))
         ]
-        if ours:
+        # a namespaceSelector that names one namespace (by its name label) selects pods there only
+        pinned = (
+            ns_sel is not None and list(ns_sel) == ["matchLabels"] and list(ns_sel["matchLabels"]) == [NAME]
+        )
+        only_ours = ns_sel is None or (pinned and ns_sel["matchLabels"][NAME] in ns_labels)
+        if only_ours and ours:
             return ours
+        named: list[tuple[str, _Workload | None]] = []
         for name, p in sorted(peers.items()):
             pns = str(p.get("namespace", ""))
             in_ns = pns == policy_ns if ns_sel is None else _matches(ns_sel, labels_of(pns))
             if in_ns and _matches(pod_sel, {str(k): str(v) for k, v in (p.get("podLabels") or {}).items()}):
-                return [(f"{name} ({pns})", None)]
+                named.append((f"{name} ({pns})", None))
+        if named and pinned:
+            return [*ours, *named]
         where = f"namespaces {selector(ns_sel)}" if ns_sel is not None else policy_ns
-        return [(f"pods {selector(pod_sel)} in {where}", None)]
+        return [*ours, *named, (f"pods {selector(pod_sel)} in {where}", None)]
 
     isolated: dict[str, set[str]] = {"ingress": set(), "egress": set()}
     # (direction, our workload, other end, port) -> allowed by some rule of a policy isolating ours
