@@ -497,7 +497,8 @@ CASES = [
         "maxmemoryPolicy",
         "redis.maxmemoryPolicy",
         ("got 'lru'", "'allkeys-lru'"),
-    ),    Case(
+    ),
+    Case(
         "promotion names no environment",
         _r("platform.yaml", "promotion: [dev, stage, prod]", "promotion: [dev, staging, prod]"),
         "platform.yaml",
