@@ -16,6 +16,7 @@ from review.snapshot import Snapshot
 MARKER = "<!-- mlplatform-review -->"
 RAW_DIFF_LINES = 400  # per folder; the rest is counted, not shown (a comment holds at most 65,536 chars)
 NON_ENVIRONMENTS = ("argocd", "cluster-policies")
+NEAR_QUOTA_PERCENT = 90  # at maximum scale, this share of a quota or more is flagged
 
 
 @dataclass
@@ -144,8 +145,10 @@ def _objects(f: Folder) -> list[str]:
 
 
 def _added_detail(obj: dict[str, Any]) -> str:
+    """What a reviewer checks first on a new object: its images and scale, or a NetworkPolicy's rules."""
     fa = objects.facets(obj)
     shown = [f"{k}: {v}" for k, v in fa.values.items() if "image" in k or k in ("replicas", "autoscaling")]
+    shown += sorted(r for r in fa.sets.get("rule", set()) if r.startswith(("ingress", "egress")))
     return (": " + "<br>".join(_cell(s) for s in shown)) if shown else ""
 
 
@@ -171,7 +174,8 @@ def _capacity(f: Folder) -> list[str]:
         elif hi > quota:
             fit = f"❌ over by {capacity.show(key, hi - quota)}"
         else:
-            fit = f"{(hi / quota * 100 if quota else Decimal(0)):.0f}%"
+            share = hi / quota * 100 if quota else Decimal(0)
+            fit = f"{'⚠️ ' if share >= NEAR_QUOTA_PERCENT else ''}{share:.0f}%"
         delta = hi - was
         sign = "+" if delta > 0 else "-" if delta < 0 else ""
         change = f"{sign}{capacity.show(key, abs(delta))}" if delta else "none"
