@@ -8,8 +8,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policy_check import cache, crd_schema, declared, dist, engines, runner, waivers
-from policy_check.__main__ import REPO_ROOT, tools_at
+from policy_check import cache, declared, dist, runner, waivers
+from policy_check.__main__ import INPUT_ERRORS, REPO_ROOT, tools_at
 from policy_check.findings import Finding
 
 EXPIRY_WARNING_DAYS = 14
@@ -55,12 +55,6 @@ def run(
             overlays=repo / "overlays",
         )
         listed = waivers.load(exceptions)
-    except (
-        dist.DistError,
-        waivers.WaiverError,
-        engines.EngineError,
-        declared.SpecError,
-        crd_schema.CrdError,
-    ) as err:
+    except INPUT_ERRORS as err:
         return Verdict(ran=False, error=str(err).splitlines()[0], today=today)
     return Verdict(True, "", outcome.findings, outcome.waived, listed, today)

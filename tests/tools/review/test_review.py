@@ -139,3 +139,30 @@ def test_expiring_waiver_is_flagged(repo: Path, review: Review, helpers: Helpers
     )
     assert row in dev
     assert "- gate: passes; 1 waiver(s) in use, 1 expiring within 14 days" in text
+
+
+def test_a_flow_between_our_pods_needs_both_ends(repo: Path, review: Review) -> None:
+    """Without inference's egress policy inference -> redis is closed, though redis's ingress allows it."""
+    (repo / "dist" / "prod" / "networkpolicy-allow-inference-to-redis.yaml").unlink()
+    prod = section(review(repo, "--no-gate"), "prod")
+    assert "| removed | NetworkPolicy `allow-inference-to-redis` | removed |" in prod
+    assert "🔒 closed: inference → redis, TCP 6379" in prod
+    assert "🔒 closed: inference-canary → redis, TCP 6379" in prod  # the policy selects both tracks
+    assert "🔓 opened" not in prod
+
+
+def test_sync_mode_and_config_keys_without_values(repo: Path, review: Review, helpers: Helpers) -> None:
+    _git, synth, _commit = helpers
+    edit(repo / "overlays" / "dev.yaml", "sync:\n  mode: automated\n", "sync:\n  mode: manual\n")
+    edit(repo / "overlays" / "dev.yaml", "cacheTtlSeconds: 60\n", "cacheTtlSeconds: 7777\n")
+    synth(repo)
+    text = review(repo, "--no-gate")
+    dev, argocd = section(text, "dev"), section(text, "argocd")
+    assert (
+        "**Argo CD:** Application `mlplatform-dev` waits for a manual sync (manual) "
+        "(was: automatic, prune, selfHeal)."
+    ) in dev
+    assert "| changed | ConfigMap `inference-config` | key INFERENCE_CACHE_TTL_SECONDS: changed |" in dev
+    assert "7777" not in text.split("<summary>Raw diff")[0]  # a value only ever in the raw diff
+    assert "| changed | Application `mlplatform-dev` | sync: automatic, prune, selfHeal → manual |" in argocd
+    assert "| `mlplatform-dev` | `dist/dev` | manual |" in argocd
