@@ -8,6 +8,7 @@ the gate on the working tree (with `make check`'s cache), prints the review as M
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     verdict = gate.run(repo) if args.gate else gate.Verdict(ran=False, error="--no-gate")
     found = report.folders(before, snapshot.working(repo), lambda env: spec.peers(repo / "overlays", env))
-    text = report.render(found, verdict, base_label=f"{base} ({label})" if base != label else label)
+    shown = label if re.fullmatch(r"[0-9a-f]{40}", base) else f"{base} ({label})"
+    text = report.render(found, verdict, base_label=shown)
     out = args.out or repo / "reports" / "review.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
