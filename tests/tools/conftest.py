@@ -1,4 +1,5 @@
-"""A real git repository in a temporary folder holding this checkout's spec, generator, policies and dist/."""
+"""For the review and promote tests: a real git repository in a temporary folder holding this checkout's spec,
+generator, policies and dist/."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 #: What a synth, the gate and a review read, relative to the repository root.
 COPIED = (
     "main.py",
