@@ -499,14 +499,6 @@ CASES = [
         ("got 'lru'", "'allkeys-lru'"),
     ),
     Case(
-        "promotion names no environment",
-        _r("platform.yaml", "promotion: [dev, stage, prod]", "promotion: [dev, staging, prod]"),
-        "platform.yaml",
-        "promotion:",
-        "promotion[1]",
-        ("'staging' is not an environment", "allowed: dev, prod, stage"),
-    ),
-    Case(
         "promotion lists an environment twice",
         _r("platform.yaml", "promotion: [dev, stage, prod]", "promotion: [dev, stage, dev]"),
         "platform.yaml",

@@ -286,15 +286,6 @@ def _same_cluster(server: str) -> str:
     return f"{scheme}://{host.removesuffix(':443')}{slash}{path}"
 
 
-def promotion_order(platform: Platform, source: Source, environments: Sequence[str]) -> list[Problem]:
-    """Every environment of `promotion:` has an overlay."""
-    return [
-        source.problem(("promotion", i), f"{env!r} is not an environment; allowed: {choices(environments)}")
-        for i, env in enumerate(platform.promotion)
-        if env not in environments
-    ]
-
-
 def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
     """No two environments share a (cluster, namespace) or a host; the later file (by name) is reported."""
     problems: list[Problem] = []

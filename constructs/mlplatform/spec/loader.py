@@ -146,8 +146,6 @@ def _platform(repo_root: Path, catalog: Catalog | None, problems: list[Problem])
     platform = _validate(source, Platform, problems)
     if platform is not None and catalog is not None:
         problems += checks.platform_models(platform, source, catalog)
-    if platform is not None:
-        problems += checks.promotion_order(platform, source, list_environments(repo_root))
     return platform
 
 
