@@ -47,6 +47,15 @@ synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (pytho
 check: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## Run Kyverno and conftest over every environment in dist/
 	$(PY) -m policy_check --reports $(REPORTS)
 
+.PHONY: review
+review: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## What the change does per environment, as Markdown for the pull request (BASE=<git ref>, default: the merge base with origin/main, else HEAD~1); also reports/review.md
+	$(PY) -m review --out $(REPORTS)/review.md $(if $(BASE),--base "$(BASE)")
+
+.PHONY: promote
+promote: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## Promote a build: FROM=dev TO=stage [SERVICES=a,b] [SKIP=1]: copies the image digests, re-synthesizes, gates, reviews, commits on a branch promote/<to>-<digest> (never pushes)
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make promote FROM=<env> TO=<env> [SERVICES=a,b] [SKIP=1]" >&2; exit 2; }
+	$(PY) -m promote --from "$(FROM)" --to "$(TO)" $(if $(SERVICES),--services "$(SERVICES)") $(if $(SKIP),--skip)
+
 .PHONY: policy-test
 policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own unit tests (kyverno test, conftest verify)
 	$(KYVERNO) test policies/kyverno

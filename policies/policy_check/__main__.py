@@ -29,6 +29,16 @@ from policy_check import (
 from policy_check.findings import Finding
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: What bad input (dist/, the waivers, the spec, the tools) raises: one line each, exit 2.
+INPUT_ERRORS = (
+    dist.DistError,
+    waivers.WaiverError,
+    engines.EngineError,
+    declared.SpecError,
+    crd_schema.CrdError,
+    drift.DriftError,
+    rule_docs.RuleDocError,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if synth is not None:
             add_drift(outcome, drift.check(synth, dist_dir, args.env))
             synth = None
-    except (
-        dist.DistError,
-        waivers.WaiverError,
-        engines.EngineError,
-        declared.SpecError,
-        crd_schema.CrdError,
-        drift.DriftError,
-        rule_docs.RuleDocError,
-    ) as err:
+    except INPUT_ERRORS as err:
         print(f"policy check: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -534,6 +534,14 @@ CASES = [
         "imageSigning.publicKey",
         ("is not a PEM public key", "allowed: cosign public-key's output"),
     ),
+    Case(
+        "promotion lists an environment twice",
+        _r("platform.yaml", "promotion: [dev, stage, prod]", "promotion: [dev, stage, dev]"),
+        "platform.yaml",
+        "promotion:",
+        "promotion[2]",
+        ("'dev' is listed twice", "each environment once"),
+    ),
 ]
 
 

@@ -68,9 +68,9 @@ def _repository(path: tuple[str, ...], value: str, platform: dict[str, object]) 
     raise BuildError(f"{'.'.join(path)}: no image repository is known for this digest")
 
 
-def pinned(overlay: Path) -> list[Pinned]:
+def pinned(overlay: Path, platform_file: Path = PLATFORM) -> list[Pinned]:
     """Every digest `overlay` pins, with its repository (from platform.yaml where the field names none)."""
-    platform = yaml.safe_load(PLATFORM.read_text(encoding="utf-8"))
+    platform = yaml.safe_load(platform_file.read_text(encoding="utf-8"))
     root = yaml.compose(overlay.read_text(encoding="utf-8"))
     found = []
     for path, node in _walk(root, ()) if root is not None else ():

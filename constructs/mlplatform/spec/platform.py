@@ -107,10 +107,16 @@ class Platform(Strict):
     connections: list[Connection] = Field(default_factory=list)
     #: The key that signs every image (spec/signing.py); required: admission verifies every image with it.
     image_signing: ImageSigning
+    #: The order builds move through the environments (`make promote`), e.g. [dev, stage, prod].
+    promotion: list[DnsLabel] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_names(self) -> Platform:
         problems: list[tuple[FieldPath, str]] = []
+        for i, env in enumerate(self.promotion):
+            if env in self.promotion[:i]:
+                twice = f"{env!r} is listed twice; allowed: each environment once"
+                problems.append((("promotion", i), twice))
         for name in sorted(self.own_components() & set(self.peers)):
             problems.append((("peers", name), f"peer {name!r} reuses a component name; allowed: a new name"))
         if "redis" in self.services:
