@@ -213,6 +213,7 @@ def start_ours(
         "INFERENCE_MODELS": models,
         "INFERENCE_HOST": "127.0.0.1",
         "INFERENCE_PORT": str(port),
+        "INFERENCE_GRPC_PORT": str(free_port()),  # served alongside, as deployed (not on the shared 8081)
         "INFERENCE_REDIS_URL": redis_url,
         "INFERENCE_API_KEYS": api_key,
         "INFERENCE_ACCESS_LOG": "true",

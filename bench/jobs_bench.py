@@ -46,6 +46,7 @@ MODELS = ROOT / "build" / "models"
 def start(module: str, env: dict[str, str], cpus: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     full = {**os.environ, **env, "INFERENCE_PORT": str(port), "INFERENCE_HOST": "127.0.0.1"}
+    full["INFERENCE_GRPC_PORT"] = str(free_port())  # not the shared default 8081
     proc = subprocess.Popen(
         ["taskset", "-c", cpus, sys.executable, "-m", module],
         env=full,

@@ -442,6 +442,7 @@ def main() -> int:
             "INFERENCE_HEADER_TIMEOUT_SECONDS": str(args.header_timeout),
             "INFERENCE_HOST": HOST,
             "INFERENCE_PORT": str(PORT),
+            "INFERENCE_GRPC_PORT": str(free_port()),  # as deployed, not on the shared default 8081
         }
         server = start_service("inference_service", env, args.server_cpus)
         procs.append(server)

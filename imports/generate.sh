@@ -27,7 +27,9 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 staged="$scratch/build/crds"
 mkdir -p "$staged"
-cp "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$staged/gateway.networking.k8s.io.yaml"
+# HTTPRoute and GRPCRoute are in API group gateway.networking.k8s.io: one file, so one module for the group.
+{ cat "$gateway/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"; printf -- '---\n'; cat "$gateway/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml"; } \
+  > "$staged/gateway.networking.k8s.io.yaml"
 cp "$eso/config/crds/bases/external-secrets.io_externalsecrets.yaml" "$staged/external-secrets.io.yaml"
 # Both KEDA kinds are in API group keda.sh: one file, so cdk8s import makes one module for the group.
 { cat "$keda/config/crd/bases/keda.sh_scaledobjects.yaml"; printf -- '---\n'; cat "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml"; } \

@@ -35,6 +35,7 @@ NAMESPACED_KINDS = (
     ("apps", "StatefulSet"),
     ("autoscaling", "HorizontalPodAutoscaler"),
     ("external-secrets.io", "ExternalSecret"),
+    ("gateway.networking.k8s.io", "GRPCRoute"),
     ("gateway.networking.k8s.io", "HTTPRoute"),
     ("keda.sh", "ScaledObject"),
     ("keda.sh", "TriggerAuthentication"),

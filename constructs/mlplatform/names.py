@@ -181,6 +181,17 @@ class ServiceNames:
         """The TLS Secret cert-manager fills for the service's Ingress."""
         return f"{self.service}-tls"
 
+    @property
+    def grpc_route(self) -> str:
+        """The service's external gRPC route (a GRPCRoute, or an Ingress of its own: nginx's backend
+        protocol holds for a whole Ingress)."""
+        return f"{self.service}-grpc"
+
+    @property
+    def grpc_tls(self) -> str:
+        """The TLS Secret cert-manager fills for the gRPC Ingress's host."""
+        return f"{self.service}-grpc-tls"
+
 
 def environment_application(platform: str, env: str) -> str:
     return f"{platform}-{env}"

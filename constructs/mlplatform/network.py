@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from mlplatform import names
 from mlplatform.spec import Environment
+from mlplatform.spec.platform import GRPC_PORT
 
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"
@@ -120,7 +121,9 @@ def planned_rules(env: Environment) -> list[Rule]:
     for conn in platform.connections:
         if {conn.source, conn.target} & absent:
             continue  # jobs are off here: no jobs Redis, no workers
-        ports = (Port(platform.port_of(conn.target)[1]),)
+        ports: tuple[Port, ...] = (Port(platform.port_of(conn.target)[1]),)
+        if conn.grpc and env.serves_grpc(conn.target):  # only the connections that ask for it
+            ports += (Port(GRPC_PORT),)
         if conn.source not in external:
             own, peer = names.select(conn.source), peer_of(env, conn.target)
             rules.append(Rule(names.allow_to(conn.source, conn.target), own, "egress", peer, ports))

@@ -29,6 +29,8 @@ RULE = "admission-allowlist"
 CATALOG_FILE = Path("apps/inference/model_build/catalog.json")
 #: The ports of the runtime contract (README "Runtime contract"): what each component's pods listen on.
 INFERENCE_PORTS = ({"name": "http", "port": 8080, "protocol": "TCP"},)
+#: A service's API pods also serve the Open Inference Protocol over gRPC (platform.yaml services.<name>.grpc)
+SERVICE_PORTS = (*INFERENCE_PORTS, {"name": "grpc", "port": 8081, "protocol": "TCP"})
 REDIS_PORTS = ({"name": "redis", "port": 6379, "protocol": "TCP"},)
 #: The only Service type the spec produces: services are reached in the cluster, and from outside only
 #: through the overlay's route (an Ingress or an HTTPRoute that terminates TLS).
@@ -58,7 +60,7 @@ _POD = frozenset({"ServiceAccount", "ConfigMap", "ExternalSecret", "Service", "P
 _POD_VOLUMES = frozenset({"emptyDir", "configMap", "secret"})
 COMPONENTS = {
     # a model service (platform.yaml services.<name>): its Deployment (stable and canary), config, API keys
-    "service": Component(_POD | {"Deployment"}, _POD_VOLUMES, INFERENCE_PORTS),
+    "service": Component(_POD | {"Deployment"}, _POD_VOLUMES, SERVICE_PORTS),
     # a service's job worker (overlay jobs.enabled): a Deployment of the same image
     "worker": Component(_POD | {"Deployment"}, _POD_VOLUMES, INFERENCE_PORTS),
     # the Redis cache and the jobs Redis: a StatefulSet with its claim template
@@ -104,6 +106,11 @@ def _jobs(overlay: Overlay, _services: Services) -> bool:
 FEATURES = (
     Feature("routing.kind: Ingress (made by the platform)", _routing("Ingress"), frozenset({"Ingress"})),
     Feature("routing.kind: Gateway (made by the platform)", _routing("Gateway"), frozenset({"HTTPRoute"})),
+    Feature(
+        "services.<name>.grpcHost with routing.kind: Gateway (made by the platform)",
+        lambda o, s: _routing("Gateway")(o, s) and any((v or {}).get("grpcHost") for v in s.values()),
+        frozenset({"GRPCRoute"}),
+    ),
     Feature(
         "services.<name>.autoscaling.engine: hpa",
         _any_service(_engine("hpa")),

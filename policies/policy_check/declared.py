@@ -136,7 +136,8 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
         if not jobs_on and {str(conn["from"]), str(conn["to"])} & jobs_components:
             continue  # no jobs Redis and no workers in this environment
         why = f"overlays/{PLATFORM_FILE} connections[{i}]"
-        connections.append({"from": str(conn["from"]), "to": str(conn["to"]), "why": why})
+        grpc = bool(conn.get("grpc", False))  # the target's gRPC port too, not only its HTTP port
+        connections.append({"from": str(conn["from"]), "to": str(conn["to"]), "grpc": grpc, "why": why})
     redis_replicas = int((overlay.get("redis") or {}).get("replicas", 1))
     if redis_replicas > 1:
         why = f"overlays/{env}.yaml redis.replicas is {redis_replicas}: replicas replicate from each other"

@@ -89,7 +89,7 @@ def _add_service(root: Path, name: str = "fraud") -> None:
     }
     rename = {"inference": name, "inference-worker": f"{name}-worker"}
     data["connections"] += [
-        {"from": rename.get(c["from"], c["from"]), "to": rename.get(c["to"], c["to"])}
+        {**c, "from": rename.get(c["from"], c["from"]), "to": rename.get(c["to"], c["to"])}
         for c in data["connections"]
         if "inference" in (c["from"], c["to"]) or "inference-worker" in (c["from"], c["to"])
     ]
@@ -99,7 +99,9 @@ def _add_service(root: Path, name: str = "fraud") -> None:
             continue
         data = yaml.safe_load(overlay.read_text())
         svc = copy.deepcopy(data["services"]["inference"])
-        svc["host"] = f"{name}.{svc['host']}"
+        for host in ("host", "grpcHost"):
+            if host in svc:
+                svc[host] = f"{name}.{svc[host]}"
         svc.pop("canary", None)
         data["services"][name] = svc
         for key, value in list(data["quota"].items()):

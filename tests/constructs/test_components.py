@@ -80,7 +80,10 @@ def test_inference_deployment(objects: dict[str, list[dict[str, Any]]], find_obj
     assert "topologySpreadConstraints" not in dev["spec"]["template"]["spec"]
     container = dev["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["runAsUser"] == 10001
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [  # gRPC too: platform.yaml's service leaves `grpc` on
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = container["startupProbe"]
@@ -181,7 +184,12 @@ def test_second_service_is_a_few_lines_of_yaml(spec_copy: Path, edit_yaml: Any) 
         edit_yaml(
             spec_copy / "overlays" / f"{env}.yaml",
             lambda d: d["services"].update(
-                ranker={**d["services"]["inference"], "host": "ranker.example.com", "canary": None}
+                ranker={
+                    **d["services"]["inference"],
+                    "host": "ranker.example.com",
+                    "canary": None,
+                    "grpcHost": None,
+                }
             ),
         )
     env = load_environment("prod", repo_root=spec_copy)
@@ -237,3 +245,34 @@ def test_sync_waves_order(objects: dict[str, list[dict[str, Any]]]) -> None:
     assert wave["Namespace/mlplatform-dev"] == wave["NetworkPolicy/default-deny"] < wave["StatefulSet/redis"]
     assert wave["ExternalSecret/redis-auth"] < wave["Deployment/inference"]
     assert wave["StatefulSet/redis"] < wave["Deployment/inference"]
+
+
+def test_grpc_routes_and_policies(objects: dict[str, list[dict[str, Any]]], find_object: Any) -> None:
+    """The gRPC port's external route (overlay grpcHost) splits as the HTTPRoute does, on its own host; the
+    nginx form proxies over gRPC with its own certificate; only the `grpc: true` connection reaches 8081."""
+    http = find_object(objects["prod"], "HTTPRoute", "inference")
+    grpc = find_object(objects["prod"], "GRPCRoute", "inference-grpc")
+
+    def split(route: dict[str, Any]) -> list[tuple[str, int]]:
+        return [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]]
+
+    assert split(grpc) == split(http) == [("inference", 90), ("inference-canary", 10)]
+    assert {b["port"] for b in grpc["spec"]["rules"][0]["backendRefs"]} == {8081}
+    assert grpc["spec"]["parentRefs"] == http["spec"]["parentRefs"]
+    assert grpc["spec"]["hostnames"] == ["inference-grpc.mlplatform.example.com"] != http["spec"]["hostnames"]
+    for env in ("dev", "stage"):
+        ingress = find_object(objects[env], "Ingress", "inference-grpc")
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+        rule = ingress["spec"]["rules"][0]
+        assert rule["http"]["paths"][0]["backend"]["service"] == {
+            "name": "inference",
+            "port": {"name": "grpc"},
+        }
+        assert ingress["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "inference-grpc-tls"}]
+        http_ingress = find_object(objects[env], "Ingress", "inference")
+        assert "nginx.ingress.kubernetes.io/backend-protocol" not in http_ingress["metadata"]["annotations"]
+    stage = objects["stage"]
+    routed = find_object(stage, "NetworkPolicy", "allow-inference-from-ingress-controller")
+    scraped = find_object(stage, "NetworkPolicy", "allow-inference-from-metrics-scraper")
+    assert [p["port"] for p in routed["spec"]["ingress"][0]["ports"]] == [8080, 8081]
+    assert [p["port"] for p in scraped["spec"]["ingress"][0]["ports"]] == [8080]

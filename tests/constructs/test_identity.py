@@ -235,7 +235,12 @@ def test_services_of_one_issuer_share_its_jwks_configmap(spec_copy: Path, edit_y
         edit_yaml(
             spec_copy / "overlays" / f"{env}.yaml",
             lambda d, h=host: d["services"].update(
-                ranker={**copy.deepcopy(d["services"]["inference"]), "host": h, "canary": None}
+                ranker={
+                    **copy.deepcopy(d["services"]["inference"]),
+                    "host": h,
+                    "canary": None,
+                    "grpcHost": None,
+                }
             ),
         )
     objs = _objects(spec_copy, "prod")

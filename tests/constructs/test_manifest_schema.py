@@ -1,8 +1,8 @@
 """Every object of every environment against the Kubernetes 1.33 OpenAPI schema (kubernetes-validate, strict).
 
 kubernetes-validate ships only built-in kinds. For the CRD kinds (Argo CD Application/AppProject,
-ExternalSecret, ScaledObject, ServiceMonitor, HTTPRoute, Kyverno's policies and exceptions) it has no
-schema: for those this test checks instead that the apiVersion is one the platform pins and that kind,
+ExternalSecret, ScaledObject, ServiceMonitor, HTTPRoute, GRPCRoute, Kyverno's policies and exceptions) it has
+no schema: for those this test checks instead that the apiVersion is one the platform pins and that kind,
 metadata.name and spec are there;
 the construct tests check their fields.
 """
@@ -24,6 +24,7 @@ CRD_API_VERSIONS = {
     "TriggerAuthentication": {"keda.sh/v1alpha1"},
     "ServiceMonitor": {"monitoring.coreos.com/v1"},
     "HTTPRoute": {"gateway.networking.k8s.io/v1"},
+    "GRPCRoute": {"gateway.networking.k8s.io/v1"},
     "ClusterPolicy": {"kyverno.io/v1"},
     "ValidatingPolicy": {"policies.kyverno.io/v1"},
     "ImageValidatingPolicy": {"policies.kyverno.io/v1"},  # verify-image-signatures

@@ -72,6 +72,7 @@ def test_allowed_edges_are_exactly_the_connections(
             for c in env.platform.connections
             if env.overlay.jobs.enabled or not {c.source, c.target} & jobs_parts
         ]
+        grpc = {(c.source, c.target) for c in connections if c.grpc}  # the gRPC port as well
         expected_in = {(c.source, c.target) for c in connections}
         expected_out = {(c.source, c.target) for c in connections if c.source not in peers}
         if env.overlay.redis.replicas > 1:
@@ -94,7 +95,9 @@ def test_allowed_edges_are_exactly_the_connections(
                 other = peer_labels[NAME]
             target = me if flow["direction"] == "ingress" else other
             port = 6379 if target in ("redis", "jobs-redis") else 8080
-            assert flow["ports"] == [{"port": port, "protocol": "TCP"}]
+            edge = (other, me) if flow["direction"] == "ingress" else (me, other)
+            ports = [port, 8081] if edge in grpc and env.overlay.runtime == "deployment" else [port]
+            assert flow["ports"] == [{"port": p, "protocol": "TCP"} for p in ports], (env_name, edge)
             if flow["direction"] == "ingress":
                 got_in.add((other, me))
             else:

@@ -371,3 +371,27 @@ def test_a_stopping_api_pod_keeps_serving_until_its_endpoint_is_gone_then_drains
         assert pod["terminationGracePeriodSeconds"] >= sleep + drain + 1, workload["metadata"]["name"]
         checked += 1
     assert checked, f"no API container in dist/{env}"
+
+
+@pytest.mark.parametrize(("env", "workload", "container"), CONTAINERS)
+def test_grpc_port_matches_the_service(env: str, workload: str, container: str, settings_of: Any) -> None:
+    """A container that declares the `grpc` port runs the service with its gRPC server on that port, and the
+    Services selecting it reach it as HTTP/2 (appProtocol); one without it runs no gRPC server."""
+    pod_workload, spec = find(env, workload, container)
+    settings = settings_of({k: v for k, v in container_env(env, spec).items() if k.startswith(PREFIX)})
+    ports = {p["name"]: p["containerPort"] for p in spec.get("ports", []) if "name" in p}
+    if spec.get("command", [])[-1:] == ["inference_service.jobs.worker"]:
+        assert "grpc" not in ports, f"{workload}: a job worker serves no callers"
+        return
+    if "grpc" not in ports:
+        assert settings.grpc_port == 0, f"{workload}: gRPC on {settings.grpc_port}, but no port declares it"
+        return
+    assert settings.grpc_port == ports["grpc"] != settings.port, f"{workload}: gRPC port {ports['grpc']}"
+    labels = pod_workload["spec"]["template"]["metadata"]["labels"]
+    selecting = [
+        o for o in objects(env) if o["kind"] == "Service" and o["spec"]["selector"].items() <= labels.items()
+    ]
+    assert selecting
+    for svc in selecting:
+        grpc = [p for p in svc["spec"]["ports"] if p.get("targetPort") == "grpc"]
+        assert len(grpc) == 1 and grpc[0]["appProtocol"] == "kubernetes.io/h2c", svc["metadata"]["name"]

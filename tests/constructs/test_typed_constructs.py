@@ -22,6 +22,7 @@ CUSTOM_KINDS = {
     "ScaledObject",
     "TriggerAuthentication",
     "HTTPRoute",
+    "GRPCRoute",
     "ServiceMonitor",
     "Application",
     "AppProject",

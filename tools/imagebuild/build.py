@@ -29,6 +29,7 @@ from imagebuild.definitions import (
     Image,
 )
 from imagebuild.errors import BuildError
+from inference_service.grpc import stubs
 
 TAG = "latest"
 CREATED = datetime.fromtimestamp(SOURCE_DATE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -123,9 +124,11 @@ def stage(base: Base, tar: Path, work: Path, wheel_dir: Path | None, models: Pat
     # every requirement of every installed distribution, judged by the image's own interpreter (the lock was
     # resolved on this machine's, whose markers may differ)
     _chroot(root, [f"{VENV}/bin/python", "-m", "pip", "check"], "pip check in the image")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    # the checkout's generated gRPC modules stay out: the image gets its own, made from the .proto here
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *stubs.GENERATED, ".*.partial")
     for source, target in APP_SOURCES.items():
         shutil.copytree(source, root / target.lstrip("/"), ignore=ignore)
+    stubs.generate(root / APP.lstrip("/"))
     # bytecode now: the root filesystem is read-only at run time
     _chroot(root, ["python3", "-m", "compileall", "-q", APP], "compiling the app")
     return root

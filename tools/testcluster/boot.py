@@ -27,6 +27,9 @@ from testcluster.errors import ClusterTestError
 
 PROBE_BUDGET_CAP_S = 180.0
 INIT_TIMEOUT_S = 120.0
+#: The gRPC port (named as the generator names it) and how long its health may lag the HTTP readiness.
+GRPC_PORT = "grpc"
+GRPC_READY_S = 10.0
 _TEMPLATE = re.compile(r"\{\{\s*\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 #: The label the StatefulSet controller sets on each of its pods (a client Service may select one pod by it).
 POD_NAME = "statefulset.kubernetes.io/pod-name"
@@ -253,6 +256,8 @@ def _probe_once(
     timeout = float(probe.get("timeoutSeconds", 1))
     if "exec" in probe:
         return running.exec(list(probe["exec"]["command"]), timeout=timeout + 5).returncode == 0
+    if "grpc" in probe:  # kubelet's gRPC probe: grpc.health.v1 Check of `service` on a port number
+        return _grpc_serving(net, int(probe["grpc"]["port"]), str(probe["grpc"].get("service", "")), timeout)
     check = probe.get("httpGet") or probe.get("tcpSocket")
     if check is None:
         raise ClusterTestError(f"container {container['name']}: probe type {sorted(probe)} is not supported")
@@ -268,6 +273,32 @@ def _probe_once(
     else:
         code = f"import socket; socket.create_connection(('127.0.0.1',{port}),timeout={timeout})"
     return net.run([sys.executable, "-c", code], timeout=timeout + 5).returncode == 0
+
+
+def _grpc_serving(net: sandbox.Network, port: int, service: str, timeout: float) -> bool:
+    """grpc.health.v1 answers SERVING for `service` on the port, as kubelet's gRPC probe asks."""
+    code = (
+        "import sys,grpc\n"
+        "from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g\n"
+        f"with grpc.insecure_channel('127.0.0.1:{port}') as c:\n"
+        f"    r=g.HealthStub(c).Check(h.HealthCheckRequest(service={service!r}),timeout={timeout})\n"
+        "sys.exit(0 if r.status==h.HealthCheckResponse.SERVING else 1)"
+    )
+    return net.run([sys.executable, "-c", code], timeout=timeout + 5).returncode == 0
+
+
+def grpc_ready(container: dict[str, Any], net: sandbox.Network, pod: Pod) -> str | None:
+    """None where the container declares no `grpc` port or its gRPC health service answers SERVING there
+    (the server shares the process and readiness of the HTTP probes, which have passed by now)."""
+    port = next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == GRPC_PORT), None)
+    if port is None:
+        return None
+    deadline = time.monotonic() + GRPC_READY_S
+    while time.monotonic() < deadline:
+        if _grpc_serving(net, int(port), "inference.GRPCInferenceService", 2.0):
+            return None
+        time.sleep(0.5)
+    return f"{pod.label}: container {container['name']}: gRPC health on port {port} is not SERVING"
 
 
 def wait_ready(
@@ -311,7 +342,7 @@ def boot_pod(
     for container in pod.spec["containers"]:
         running = sandbox.start(container_spec(pod, container, objects, work, volumes), net, work)
         started.append(running)
-        problem = wait_ready(container, running, net, pod)
+        problem = wait_ready(container, running, net, pod) or grpc_ready(container, net, pod)
         if problem:
             return started, problem
     return started, None

@@ -63,9 +63,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None
+        if settings.grpc_port:  # on this event loop, through the same gate, quotas, caches and batcher
+            from inference_service.grpc.server import GrpcServer  # imports the generated stubs
+
+            assert isinstance(app.front, RequestMiddleware)
+            grpc_server = GrpcServer(state=state, handler=handler, front=app.front)
+            await grpc_server.start()
         state.start_loading()
         try:
             yield
+            if grpc_server is not None:
+                await grpc_server.stop(settings.shutdown_drain_seconds)
             await state.shutdown()
         finally:
             if access_log is not None:

@@ -31,3 +31,7 @@ class PayloadTooLarge(InferenceError):
 
 class Unavailable(InferenceError):
     status = 503
+
+
+class TooManyRequests(InferenceError):
+    status = 429

@@ -133,8 +133,9 @@ class Metrics:
         )
         self.request_latency = LoopHistogram(
             "inference_request_duration_seconds",
-            "HTTP request latency by route template, model and status class",
-            ["route", "model", "status"],
+            "Request latency by route template (gRPC: the method), model, status class (gRPC: the HTTP "
+            "status its code stands for) and protocol (http, grpc)",
+            ["route", "model", "status", "protocol"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

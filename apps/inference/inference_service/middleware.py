@@ -72,7 +72,13 @@ class RequestMiddleware:
         self._id_prefix = os.urandom(6).hex().encode()
         self._ids = itertools.count(1)
 
-    def _refused(self, scope: Scope) -> None:
+    def request_id(self, presented: bytes | None) -> bytes:
+        """The caller's x-request-id when it is well formed, else a fresh one."""
+        if presented and _REQUEST_ID.match(presented):
+            return presented
+        return b"%s%x" % (self._id_prefix, next(self._ids))
+
+    def note_refusal(self, scope: Scope) -> None:
         """One log line per 10 s at most for requests refused at a limit, with how many since the last."""
         self._refusals += 1
         now = time.monotonic()
@@ -101,7 +107,7 @@ class RequestMiddleware:
             elif name == BINARY_HEADER:
                 binary = value
         if not request_id:
-            request_id = b"%s%x" % (self._id_prefix, next(self._ids))
+            request_id = self.request_id(None)
         id_header = [(b"x-request-id", request_id)]
         status = 500
         path: str = scope["path"]
@@ -117,7 +123,7 @@ class RequestMiddleware:
                 status = 503
                 message = "the server is at its connection or request limit; retry shortly"
                 await send_response(send, status, error_response(status, message), [*_RETRY, *id_header])
-                self._refused(scope)
+                self.note_refusal(scope)
             elif (
                 path == METRICS_PATH
                 and self.api_keys is not None
@@ -164,7 +170,9 @@ class RequestMiddleware:
                 params: dict[str, Any] = scope.get("path_params") or {}
                 model = str(params.get("model_name", ""))
             label = model if not model or model in self.served else UNKNOWN_MODEL
-            self.metrics.request_latency.labels(template, label, f"{status // 100}xx").observe(elapsed)
+            self.metrics.request_latency.labels(template, label, f"{status // 100}xx", "http").observe(
+                elapsed
+            )
             if self.access_log is not None:
                 line: dict[str, Any] = {
                     "time": iso_time(time.time()),

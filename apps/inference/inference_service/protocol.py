@@ -258,6 +258,13 @@ def _outputs(model: ServedModel, doc: dict[str, Any]) -> OutputRequest:
 def parse_v2(model: ServedModel, body: bytes, header_length: str | None, decoded: Any = None) -> InferRequest:
     """Validates a V2 inference request against the model's signature and splits it into rows."""
     doc, tail = split_binary(body, header_length, decoded)
+    return parse_v2_document(model, doc, tail)
+
+
+def parse_v2_document(model: ServedModel, doc: Any, tail: memoryview) -> InferRequest:
+    """parse_v2 for a request already split into its JSON document and binary tail: what the gRPC endpoint
+    turns a ModelInferRequest into (inference_service.grpc.messages), so both protocols share every check
+    and every message."""
     if not isinstance(doc, dict):
         raise BadRequest("the request body must be a JSON object with an `inputs` list")
     inputs = doc.get("inputs")
@@ -376,25 +383,15 @@ def encode_v2(
                 }
             )
         return _v2_document(model, request, outputs), {}
-    by_name = dict(zip(model.output_names, model.stack(results), strict=True))
-    top = dict(request.outputs.classification)
     tails: list[bytes] = []
-    for name in request.outputs.names:
-        array = by_name[name]
-        datatype = datatypes[name]
-        if name in top:
-            array, datatype = classify(model, array, top[name]), "BYTES"
+    for name, datatype, array in output_tensors(model, request.outputs, results):
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if datatype == "BYTES" and name in request.outputs.binary:
-            blob = b"".join(len(b).to_bytes(4, "little") + b for b in array.ravel().tolist())
+        if name in request.outputs.binary:
+            blob = raw_bytes(datatype, array)
             entry["parameters"] = {"binary_data_size": len(blob)}
             tails.append(blob)
         elif datatype == "BYTES":
             entry["data"] = [b.decode("utf-8") for b in array.ravel().tolist()]
-        elif name in request.outputs.binary:
-            blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            tails.append(blob)
         else:
             entry["data"] = array.ravel()
         outputs.append(entry)
@@ -402,6 +399,30 @@ def encode_v2(
     if not tails:
         return head, {}
     return head + b"".join(tails), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def output_tensors(
+    model: ServedModel, outputs: OutputRequest, results: Sequence[RowResult]
+) -> list[tuple[str, str, Array]]:
+    """(name, datatype, batch array) of each requested output, in the requested order; a `classification`
+    output as its BYTES top-k."""
+    by_name = dict(zip(model.output_names, model.stack(results), strict=True))
+    top = dict(outputs.classification)
+    tensors: list[tuple[str, str, Array]] = []
+    for name in outputs.names:
+        array, datatype = by_name[name], model.output_datatypes[name]
+        if name in top:
+            array, datatype = classify(model, array, top[name]), "BYTES"
+        tensors.append((name, datatype, array))
+    return tensors
+
+
+def raw_bytes(datatype: str, array: Array) -> bytes:
+    """A tensor in the binary form (the binary data extension's and gRPC's raw contents): little-endian
+    elements in row-major order; BYTES elements each a 4-byte little-endian length and the bytes."""
+    if datatype == "BYTES":
+        return b"".join(len(b).to_bytes(4, "little") + b for b in array.ravel().tolist())
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 def classify(model: ServedModel, array: Array, k: int) -> Array:

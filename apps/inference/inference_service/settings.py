@@ -61,6 +61,22 @@ class Settings(BaseSettings):
         default=256, ge=1, description="requests in progress past which new ones get 503 with Retry-After"
     )
 
+    # gRPC (inference_service.grpc): the Open Inference Protocol's GRPCInferenceService and grpc.health.v1
+    grpc_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="the gRPC server's port, on the same event loop as HTTP; 0: no gRPC server",
+    )
+    grpc_max_receive_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="larger request messages are refused with RESOURCE_EXHAUSTED before they are parsed",
+    )
+    grpc_max_concurrent_streams: int = Field(
+        default=256, ge=1, description="RPCs one HTTP/2 connection may have open at once"
+    )
+
     # Security
     auth_enabled: bool = Field(
         default=True, description="require an API key on everything but health/metrics"

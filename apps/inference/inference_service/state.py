@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from inference_service.cache import CircuitBreaker, RedisTier
 from inference_service.decoding import Decoder
@@ -31,6 +32,8 @@ class ServiceState:
         self.decoder = Decoder()  # large JSON bodies, in a helper process started on first use
         self.redis: RedisTier | None = None
         self._load_task: asyncio.Task[None] | None = None
+        #: Called on the event loop with True once ready, False on draining (the gRPC health service).
+        self.readiness_hooks: list[Callable[[bool], None]] = []
 
     # Lifecycle
 
@@ -84,6 +87,8 @@ class ServiceState:
             gc.collect()
             gc.freeze()
             self.ready = True
+            for hook in self.readiness_hooks:
+                hook(True)
             log.info("ready: %s", ", ".join(f"{e.name}:{e.version}" for e in self.entries.values()))
         except ModelIntegrityError as exc:  # one line naming the file; a traceback would add nothing
             self.load_failed = True
@@ -96,6 +101,8 @@ class ServiceState:
         """Stops taking new work, lets queued batches finish, closes Redis and the model threads."""
         self.draining = True
         self.ready = False
+        for hook in self.readiness_hooks:
+            hook(False)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         for runtime in self.runtimes.values():
@@ -114,6 +121,11 @@ class ServiceState:
         if runtime is None:
             raise Unavailable(f"model '{name}' is still loading; retry when /v2/health/ready returns 200")
         return runtime
+
+    def model_ready(self, name: str, version: str | None) -> tuple[ModelEntry, bool]:
+        """The entry (404 as `entry`) and whether it is loaded and the server is not draining."""
+        entry = self.entry(name, version)
+        return entry, entry.name in self.runtimes and not self.draining
 
     def entry(self, name: str, version: str | None) -> ModelEntry:
         """The configured entry for name (and version, when given); 404 naming what is served."""

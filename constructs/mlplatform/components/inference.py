@@ -31,6 +31,7 @@ from mlplatform.components.jobs_settings import jobs_settings
 from mlplatform.components.pods import (
     API_KEYS_DIR,
     API_KEYS_KEY,
+    GRPC_PORT_NAME,
     HTTP_PORT,
     METRICS_TOKEN_DIR,
     METRICS_TOKEN_KEY,
@@ -44,7 +45,7 @@ from mlplatform.components.routing import route
 from mlplatform.components.secrets import external_secret
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
-from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
+from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
 METRICS_PATH = "/metrics"
 #: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):
@@ -57,6 +58,7 @@ CONNECTION_LIMITS = {
     "INFERENCE_MAX_IN_FLIGHT": "256",
 }
 SCRAPE_INTERVAL = "30s"
+H2C = "kubernetes.io/h2c"  # the gRPC Service port's appProtocol: HTTP/2 over cleartext
 
 
 def settings(
@@ -64,6 +66,7 @@ def settings(
 ) -> dict[str, str]:
     """INFERENCE_* settings of the runtime contract (README)."""
     data = {
+        "INFERENCE_GRPC_PORT": str(GRPC_PORT if env.serves_grpc(name) else 0),
         "INFERENCE_MODEL_REPOSITORY": MODEL_DIR,
         "INFERENCE_MODELS": ",".join(f"{m.name}:{m.version}" for m in models),
         "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/{API_KEYS_KEY}",
@@ -139,8 +142,17 @@ def service_version(
         template=pod_template(pod),
     )
     k8s.KubeDeployment(scope, f"{track}-deployment", metadata=meta.l1(version.name), spec=spec)
-    http = k8s.ServicePort(name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP")
-    service_spec = k8s.ServiceSpec(type="ClusterIP", selector=version.selector, ports=[http])
+    ports = [
+        k8s.ServicePort(name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP")
+    ]
+    if pod.grpc:  # HTTP/2 without TLS inside the cluster: meshes and Gateways read appProtocol
+        target = port(GRPC_PORT_NAME)
+        ports.append(
+            k8s.ServicePort(
+                name=GRPC_PORT_NAME, port=GRPC_PORT, target_port=target, protocol="TCP", app_protocol=H2C
+            )
+        )
+    service_spec = k8s.ServiceSpec(type="ClusterIP", selector=version.selector, ports=ports)
     k8s.KubeService(scope, f"{track}-service", metadata=meta.l1(version.name), spec=service_spec)
 
 

@@ -20,10 +20,11 @@ from mlplatform.components.base import (
 from mlplatform.components.model_source import fetched
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Gpu, PvcModels, ServiceOverlay
-from mlplatform.spec.platform import INFERENCE_PORT, Model
+from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT, Model
 
 APP_UID = 10001
 HTTP_PORT = "http"  # the container port's name: probes, Services, routes and monitors refer to it by name
+GRPC_PORT_NAME = "grpc"  # the gRPC port's name (the Service's `grpc` port, GRPCRoute and gRPC Ingress)
 MODEL_DIR = "/models"
 TMP_DIR = "/tmp"  # noqa: S108  (the one writable path of the runtime contract)
 REDIS_PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path, not a password)
@@ -39,6 +40,11 @@ READY_PATH = "/v2/health/ready"
 #: The job worker's entry point in the inference image (apps/inference/README.md "Jobs and quotas").
 WORKER_COMMAND = ("python", "-m", "inference_service.jobs.worker")
 LIVE_PATH = "/v2/health/live"
+#: The probes stay HTTP where the pods also serve gRPC: the gRPC server runs in the same process, on the same
+#: event loop, and its grpc.health.v1 status is set from the same readiness as /v2/health/ready, so a gRPC
+#: probe would report the same thing; and grpc.health.v1 has one status per service name where liveness and
+#: readiness must differ (a failed model load is "not live", loading is only "not ready"). The boot check
+#: of the cluster test checks that the declared `grpc` port answers grpc.health.v1 with SERVING.
 #: Probe budgets (period, failures, timeout): startup allows 5 minutes for loading and warming the models;
 #: after that readiness reacts within 15 s and liveness restarts a hung process after 30 s.
 STARTUP_PROBE = (5, 60, 3)
@@ -76,6 +82,11 @@ class PodProps:
     worker: bool = False
     #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
     metrics_token: bool = False
+
+    @property
+    def grpc(self) -> bool:
+        """The pods serve gRPC on GRPC_PORT (the API's, not a job worker's)."""
+        return not self.worker and self.env.serves_grpc(self.version.service)
 
     @property
     def name_label(self) -> str:
@@ -138,7 +149,10 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         image=props.image,
         image_pull_policy="IfNotPresent",
         command=list(WORKER_COMMAND) if props.worker else None,
-        ports=[tcp_port(HTTP_PORT, INFERENCE_PORT)],
+        ports=[
+            tcp_port(HTTP_PORT, INFERENCE_PORT),
+            *([tcp_port(GRPC_PORT_NAME, GRPC_PORT)] if props.grpc else []),
+        ],
         env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
         resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
         security_context=container_security_context(APP_UID),

@@ -1,6 +1,8 @@
 """External traffic: an Ingress with cert-manager TLS, or a Gateway API HTTPRoute with weighted canary.
 
 The Ingress is the k8s L1 class (cdk8s-plus's Ingress points at Service port numbers; ours names the port).
+Where an overlay names a service's `grpcHost`, its gRPC port gets a route of its own on that host: a
+GRPCRoute with the HTTPRoute's canary weights, or an nginx Ingress with `backend-protocol: GRPC`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta
 from mlplatform.components.kserve import PREDICTOR_PORT
-from mlplatform.components.pods import HTTP_PORT
+from mlplatform.components.pods import GRPC_PORT_NAME, HTTP_PORT
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import GatewayRouting, IngressRouting, ServiceOverlay
-from mlplatform.spec.platform import INFERENCE_PORT
+from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT
 
 CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
+#: ingress-nginx proxies the Ingress's backends over gRPC (HTTP/2) instead of HTTP/1.1.
+NGINX_BACKEND_PROTOCOL = "nginx.ingress.kubernetes.io/backend-protocol"
 
 
 def backend(version: names.Version, *, kserve: bool) -> tuple[str, int]:
@@ -41,12 +45,9 @@ def http_route(
     parent = gateway.HttpRouteSpecParentRefs(
         name=ref.name, namespace=ref.namespace, section_name=ref.section_name
     )
-    svc, canary = names.ServiceNames(service), overlay.canary
-    weight = canary.weight if canary else 0
-    name, number = backend(svc.stable, kserve=kserve)
-    backends = [gateway.HttpRouteSpecRulesBackendRefs(name=name, port=number, weight=100 - weight)]
-    if canary:
-        name, number = backend(svc.canary, kserve=kserve)
+    backends = []
+    for version, weight in weighted(service, overlay):
+        name, number = backend(version, kserve=kserve)
         backends.append(gateway.HttpRouteSpecRulesBackendRefs(name=name, port=number, weight=weight))
     path = gateway.HttpRouteSpecRulesMatchesPath(
         type=gateway.HttpRouteSpecRulesMatchesPathType.PATH_PREFIX, value=overlay.path
@@ -56,6 +57,33 @@ def http_route(
     )
     spec = gateway.HttpRouteSpec(parent_refs=[parent], hostnames=[overlay.host], rules=[rule])
     gateway.HttpRoute(scope, "route", metadata=meta.api(service), spec=spec)
+
+
+def weighted(service: str, overlay: ServiceOverlay) -> list[tuple[names.Version, int]]:
+    """The versions a route splits a service's traffic over, with their weights (the canary's, if any)."""
+    svc, canary = names.ServiceNames(service), overlay.canary
+    if canary is None:
+        return [(svc.stable, 100)]
+    return [(svc.stable, 100 - canary.weight), (svc.canary, canary.weight)]
+
+
+def grpc_route(
+    scope: Construct, *, meta: Meta, service: str, overlay: ServiceOverlay, routing: GatewayRouting, host: str
+) -> None:
+    """A GRPCRoute on the shared Gateway for the gRPC port: every method, the HTTPRoute's canary weights."""
+    ref = routing.gateway
+    parent = gateway.GrpcRouteSpecParentRefs(
+        name=ref.name, namespace=ref.namespace, section_name=ref.section_name
+    )
+    backends = [
+        gateway.GrpcRouteSpecRulesBackendRefs(name=version.name, port=GRPC_PORT, weight=weight)
+        for version, weight in weighted(service, overlay)
+    ]
+    spec = gateway.GrpcRouteSpec(
+        parent_refs=[parent], hostnames=[host], rules=[gateway.GrpcRouteSpecRules(backend_refs=backends)]
+    )
+    name = names.ServiceNames(service).grpc_route
+    gateway.GrpcRoute(scope, "grpc-route", metadata=meta.api(name), spec=spec)
 
 
 def ingress(
@@ -73,17 +101,62 @@ def ingress(
     """
     svc = names.ServiceNames(service)
     name = backend(svc.stable, kserve=kserve)[0]
-    target = k8s.IngressBackend(
-        service=k8s.IngressServiceBackend(name=name, port=k8s.ServiceBackendPort(name=HTTP_PORT))
+    _ingress(
+        scope,
+        "ingress",
+        meta=meta,
+        name=service,
+        backend=(name, HTTP_PORT),
+        host=overlay.host,
+        path=overlay.path,
+        tls=svc.tls,
+        routing=routing,
     )
-    path = k8s.HttpIngressPath(path=overlay.path, path_type="Prefix", backend=target)
+
+
+def grpc_ingress(scope: Construct, *, meta: Meta, service: str, routing: IngressRouting, host: str) -> None:
+    """An Ingress of its own for the gRPC port (nginx proxies a whole Ingress over gRPC or none of it): the
+    whole host, its own certificate. Clients reach it with TLS on 443 (nginx speaks HTTP/2 to them there)."""
+    svc = names.ServiceNames(service)
+    _ingress(
+        scope,
+        "grpc-ingress",
+        meta=meta,
+        name=svc.grpc_route,
+        backend=(svc.stable.name, GRPC_PORT_NAME),
+        host=host,
+        path="/",
+        tls=svc.grpc_tls,
+        routing=routing,
+        extra={NGINX_BACKEND_PROTOCOL: "GRPC"},
+    )
+
+
+def _ingress(
+    scope: Construct,
+    id: str,
+    *,
+    meta: Meta,
+    name: str,
+    backend: tuple[str, str],
+    host: str,
+    path: str,
+    tls: str,
+    routing: IngressRouting,
+    extra: dict[str, str] | None = None,
+) -> None:
+    service, port_name = backend
+    target = k8s.IngressBackend(
+        service=k8s.IngressServiceBackend(name=service, port=k8s.ServiceBackendPort(name=port_name))
+    )
+    rule_path = k8s.HttpIngressPath(path=path, path_type="Prefix", backend=target)
     spec = k8s.IngressSpec(
         ingress_class_name=routing.class_name,
-        tls=[k8s.IngressTls(hosts=[overlay.host], secret_name=svc.tls)],
-        rules=[k8s.IngressRule(host=overlay.host, http=k8s.HttpIngressRuleValue(paths=[path]))],
+        tls=[k8s.IngressTls(hosts=[host], secret_name=tls)],
+        rules=[k8s.IngressRule(host=host, http=k8s.HttpIngressRuleValue(paths=[rule_path]))],
     )
-    annotations = {CERT_MANAGER_ISSUER: routing.tls_issuer}
-    k8s.KubeIngress(scope, "ingress", metadata=meta.l1(service, annotations=annotations), spec=spec)
+    annotations = {CERT_MANAGER_ISSUER: routing.tls_issuer, **(extra or {})}
+    k8s.KubeIngress(scope, id, metadata=meta.l1(name, annotations=annotations), spec=spec)
 
 
 def route(scope: Construct, *, meta: Meta, env: Environment, service: str) -> None:
@@ -93,7 +166,12 @@ def route(scope: Construct, *, meta: Meta, env: Environment, service: str) -> No
     if routing.made_by == "kserve":
         return
     kserve = env.overlay.runtime == "kserve"
+    grpc_host = overlay.grpc_host if env.serves_grpc(service) else None  # the spec check refuses the rest
     if isinstance(routing, GatewayRouting):
         http_route(scope, meta=meta, service=service, overlay=overlay, routing=routing, kserve=kserve)
+        if grpc_host is not None:
+            grpc_route(scope, meta=meta, service=service, overlay=overlay, routing=routing, host=grpc_host)
     else:
         ingress(scope, meta=meta, service=service, overlay=overlay, routing=routing, kserve=kserve)
+        if grpc_host is not None:
+            grpc_ingress(scope, meta=meta, service=service, routing=routing, host=grpc_host)

@@ -102,6 +102,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
             source.problem(("services",), f"{name}: missing; every service of {PLATFORM_FILE} needs an entry")
         )
     problems += _kserve_routes(overlay, source)
+    problems += _grpc_routes(platform, overlay, source)
     for name, svc in sorted(overlay.services.items()):
         if svc.canary is not None and not isinstance(overlay.routing, GatewayRouting):
             problems.append(
@@ -173,6 +174,32 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 )
             )
     return problems + _namespace(platform, overlay, source)
+
+
+def _grpc_routes(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
+    """`grpcHost` (read with runtime `deployment` only) needs the service's `grpc` on, a host other than
+    `host`, and the route's source (a peer: the ingress controller) connected with `grpc: true` (else its
+    NetworkPolicy would refuse the traffic)."""
+    problems = []
+    for name, svc in sorted(overlay.services.items()):
+        spec = platform.services.get(name)
+        if svc.grpc_host is None or spec is None or overlay.runtime != "deployment":
+            continue  # KServe's runtime serves HTTP only: no gRPC port, no route (README "gRPC")
+        where, why = ("services", name, "grpcHost"), ""
+        if not spec.grpc:
+            why = f"{PLATFORM_FILE} services.{name}.grpc is false; allowed: no grpcHost, or grpc: true"
+        elif svc.grpc_host == svc.host:
+            why = f"{svc.grpc_host!r} is `host` too; allowed: a host of its own (one route kind per hostname)"
+        elif not any(
+            c.target == name and c.grpc and c.source in platform.peers for c in platform.connections
+        ):
+            why = (
+                f"no peer's connection to {name!r} says grpc: true (a route could not reach the port); "
+                "allowed: add `grpc: true` to the ingress controller's"
+            )
+        if why:
+            problems.append(source.problem(where, why))
+    return problems
 
 
 def _kserve_routes(overlay: Overlay, source: Source) -> list[Problem]:

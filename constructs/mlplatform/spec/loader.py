@@ -58,6 +58,11 @@ class Environment:
     def namespace(self) -> str:
         return self.overlay.namespace
 
+    def serves_grpc(self, service: str) -> bool:
+        """Whether the service's pods serve gRPC here: its `grpc` is on and the runtime is `deployment`."""
+        spec = self.platform.services.get(service)
+        return spec is not None and spec.grpc and self.overlay.runtime == "deployment"
+
     def remote_sources(self, models: Sequence[Model]) -> list[tuple[Model, RemoteSource]]:
         """The models an init container must fetch (every source but `image`), in the given order."""
         found: list[tuple[Model, RemoteSource]] = []

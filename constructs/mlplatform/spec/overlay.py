@@ -223,6 +223,12 @@ class ServiceOverlay(Strict):
     image_digest: Digest
     host: Hostname
     path: AbsolutePath = "/"
+    #: The external gRPC route's host (the service's `grpc` port): a GRPCRoute on the Gateway with the
+    #: HTTPRoute's canary weights, or an nginx Ingress with `backend-protocol: GRPC` and its own certificate.
+    #: Its own host: Gateway API does not let a GRPCRoute and an HTTPRoute share a hostname, and nginx's
+    #: backend protocol holds for a whole Ingress. Absent: gRPC is reachable inside the cluster only. With
+    #: `runtime: kserve` (HTTP only) it is not read.
+    grpc_host: Hostname | None = None
     replicas: int = Field(default=1, ge=1)
     autoscaling: Autoscaling | None = None
     resources: Resources

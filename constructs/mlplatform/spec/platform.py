@@ -13,6 +13,8 @@ from mlplatform.spec.signing import ImageSigning
 VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
 INFERENCE_PORT = 8080
+#: The Open Inference Protocol over gRPC (INFERENCE_GRPC_PORT), where a service's `grpc` is on.
+GRPC_PORT = 8081
 REDIS_PORT = 6379
 #: The jobs Redis's component name, and what a service's job worker adds to the service's name.
 JOBS_REDIS = "jobs-redis"
@@ -69,6 +71,10 @@ class Service(Strict):
     #: The scraper's bearer token for /metrics (whose labels name the models): needed where an overlay turns
     #: features.serviceMonitor on; without it /metrics answers 401 to everyone.
     metrics_token: SecretRef | None = None
+    #: Also serve the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`, grpc.health.v1) on
+    #: port 8081, named `grpc`, in the same process (runtime `deployment`; KServe's runtime stays HTTP). Only
+    #: connections that say `grpc: true` may reach it.
+    grpc: bool = True
     tuning: Tuning = Tuning()
 
 
@@ -93,6 +99,8 @@ class Connection(Strict):
 
     source: DnsLabel = Field(alias="from")
     target: DnsLabel = Field(alias="to")
+    #: The connection may use the target service's gRPC port (8081) as well as its HTTP port.
+    grpc: bool = False
 
 
 class Platform(Strict):
@@ -162,6 +170,13 @@ class Platform(Strict):
             if conn.source == conn.target:
                 problems.append(
                     (("connections", i), f"{conn.source!r} connects to itself; allowed: two components")
+                )
+            if conn.grpc and not (conn.target in self.services and self.services[conn.target].grpc):
+                problems.append(
+                    (
+                        ("connections", i, "grpc"),
+                        f"true, but {conn.target!r} serves no gRPC; allowed: a service whose `grpc` is true",
+                    )
                 )
             edge = (conn.source, conn.target)
             if edge in seen:

@@ -368,7 +368,25 @@ declared_flow(src, dst, cp) if {
 	some from in connection_froms(src)
 	[from, dst.component] in connection_pairs
 	serves(dst, cp)
+	not grpc_port(dst, cp)
 }
+
+# The gRPC port (the port the pods name `grpc`) only on a connection that says `grpc: true`.
+declared_flow(src, dst, cp) if {
+	dst.component != ""
+	some from in connection_froms(src)
+	[from, dst.component] in grpc_pairs
+	grpc_port(dst, cp)
+}
+
+grpc_port(dst, cp) if {
+	some p in dst.ports
+	p.port == cp.port
+	p.protocol == cp.protocol
+	p.name == "grpc"
+}
+
+grpc_pairs := {[c.from, c.to] | some c in spec.connections; object.get(c, "grpc", false) == true}
 
 # A declared flow to addresses outside the cluster (spec.external: model sources, on their ports).
 declared_flow(src, dst, cp) if {
@@ -454,7 +472,16 @@ declared_blocked contains [c, src_id, dst_id, p] if {
 	dsts := [e.id | some e in component_entries; e.component == to] # indexed: the component's endpoints
 	some dst_id in dsts
 	some p in endpoint_by_id[dst_id].ports
+	connection_uses(c, p)
 	not allowed(src_id, dst_id, p)
+}
+
+# A connection uses every port of its target but the gRPC one, which it uses where it says `grpc: true`.
+connection_uses(_, p) if p.name != "grpc"
+
+connection_uses(c, p) if {
+	p.name == "grpc"
+	object.get(c, "grpc", false) == true
 }
 
 declared_blocked contains [c, src_id, dst_id, p] if {

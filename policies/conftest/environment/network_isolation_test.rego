@@ -133,3 +133,27 @@ test_policy_of_another_namespace_does_not_isolate if {
 	some m in msgs
 	contains(m, "no default deny")
 }
+
+# The gRPC port (named `grpc`) only on connections that say `grpc: true`.
+grpc_app := object.union(app, {"spec": {"template": {"spec": {"containers": [object.union(fixtures.container, {"name": "inference", "ports": [{"name": "p", "containerPort": 8080, "protocol": "TCP"}, {"name": "grpc", "containerPort": 8081, "protocol": "TCP"}]})]}}}})
+
+from_ingress_grpc := json.patch(from_ingress, [{"op": "add", "path": "/spec/ingress/0/ports/-", "value": {"port": "grpc"}}])
+
+grpc_objs := replace(replace(good, "inference", grpc_app), "allow-inference-from-ingress", from_ingress_grpc)
+
+grpc_declared := json.patch(declared, [{"op": "add", "path": "/connections/0/grpc", "value": true}])
+
+test_grpc_port_on_a_grpc_connection_passes if {
+	count({f.msg | some f in findings with input as fixtures.combined(grpc_objs) with data.mlplatform.spec as grpc_declared; f.rule == "network-isolation"}) == 0
+}
+
+test_grpc_port_on_a_connection_without_grpc_fails if {
+	some m in net(grpc_objs)
+	contains(m, "on TCP/8081 (grpc)")
+}
+
+test_grpc_connection_without_its_port_allowed_fails if {
+	objs := replace(good, "inference", grpc_app)
+	some m in {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as grpc_declared; f.rule == "network-isolation"}
+	contains(m, "cannot reach Deployment inference on TCP/8081 (grpc)")
+}

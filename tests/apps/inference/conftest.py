@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,6 +18,13 @@ from inference_service.settings import Settings
 from model_build.__main__ import RECIPES, build_model
 
 ROOT = Path(__file__).resolve().parents[3]
+
+# No gRPC server unless a test asks for one (INFERENCE_GRPC_PORT, read by apps under TestClient and by the
+# service processes tests start): the default port 8081 is one port on a loopback other runs share. Tests
+# that serve gRPC run it in a service process: this process may import tritonclient.grpc, whose generated
+# modules define the same protobuf messages (package `inference`) as the service's, and one protobuf
+# descriptor pool cannot hold both.
+os.environ["INFERENCE_GRPC_PORT"] = "0"
 API_KEY = "test-key-0123456789"
 METRICS_TOKEN = "test-metrics-token-0123456789"  # the scraper's token for /metrics
 

@@ -63,6 +63,17 @@ def test_a_model_version_the_image_lacks_never_becomes_ready(
     assert "breast-cancer" in failures[0]
 
 
+def test_a_declared_grpc_port_must_serve_grpc_health(
+    mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
+) -> None:
+    """dev boots with its gRPC health SERVING (test_dev_boots...); with the server off, the port declared in
+    the manifest serves nothing and the boot check names it."""
+    _, folder = mutant("dev", lambda docs: config(docs).__setitem__("INFERENCE_GRPC_PORT", "0"))
+    booted, failures = boot_environment(load_folder(folder))
+    assert "Deployment inference" not in booted
+    assert len(failures) == 1 and "gRPC health on port 8081 is not SERVING" in failures[0], failures
+
+
 def test_the_api_keys_file_must_be_where_the_settings_say(
     mutant: Callable[[str, Callable[[Docs], None]], tuple[Path, Path]],
 ) -> None:

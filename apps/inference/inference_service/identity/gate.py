@@ -36,10 +36,11 @@ _INSUFFICIENT = [(b"www-authenticate", b'Bearer realm="inference", error="insuff
 
 
 class Refusal:
-    __slots__ = ("headers", "response", "status")
+    __slots__ = ("headers", "message", "response", "status")
 
     def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
+        self.message = message  # what the gRPC endpoint sends as the status details
         self.response: CachedResponse = error_response(status, message)
         self.headers = headers
 
@@ -104,6 +105,9 @@ class Gate:
             if len(self._requests) < 1024:  # bounded whatever paths callers send
                 self._requests[(method, path)] = request
         line: dict[str, Any] = {"request_id": request_id.decode(), "method": method, "path": path}
+        rpc = scope.get("rpc")  # a gRPC call (inference_service.grpc): the method it called
+        if rpc is not None:
+            line["rpc"] = rpc
         if request.action is not None:
             line["action"] = request.action  # a StrEnum: written as its value
             line["model"] = request.model

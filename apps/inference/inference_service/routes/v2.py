@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from inference_service import __version__
 from inference_service.hotpath import V2_INFER, V2_VERSION_INFER, InferenceEndpoint
+from inference_service.repository import ModelEntry
 from inference_service.routes.common import HotRoute, json_response, state_of
 
 router = APIRouter(tags=["v2"])
@@ -20,19 +23,21 @@ async def server_metadata() -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
-def _metadata(request: Request, model_name: str, model_version: str | None) -> Response:
-    entry = state_of(request).entry(model_name, model_version)
+def metadata_document(entry: ModelEntry) -> dict[str, Any]:
+    """A model's V2 metadata (the gRPC ModelMetadata answers the same, without `parameters`)."""
     meta = entry.metadata
-    return json_response(
-        {
-            "name": entry.name,
-            "versions": [entry.version],
-            "platform": meta.platform,
-            "inputs": [i.model_dump() for i in meta.inputs],
-            "outputs": [o.model_dump() for o in meta.outputs],
-            "parameters": {"description": meta.description, "kind": meta.kind},
-        }
-    )
+    return {
+        "name": entry.name,
+        "versions": [entry.version],
+        "platform": meta.platform,
+        "inputs": [i.model_dump() for i in meta.inputs],
+        "outputs": [o.model_dump() for o in meta.outputs],
+        "parameters": {"description": meta.description, "kind": meta.kind},
+    }
+
+
+def _metadata(request: Request, model_name: str, model_version: str | None) -> Response:
+    return json_response(metadata_document(state_of(request).entry(model_name, model_version)))
 
 
 @router.get("/v2/models/{model_name}", summary="Model metadata (live version)")
@@ -46,9 +51,7 @@ async def model_version_metadata(request: Request, model_name: str, model_versio
 
 
 def _ready(request: Request, model_name: str, model_version: str | None) -> Response:
-    state = state_of(request)
-    entry = state.entry(model_name, model_version)
-    ok = entry.name in state.runtimes and not state.draining
+    entry, ok = state_of(request).model_ready(model_name, model_version)
     return json_response({"name": entry.name, "ready": ok}, 200 if ok else 503)
 
 

@@ -249,3 +249,18 @@ def tabular_body() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def text_body() -> dict[str, Any]:
     return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]}]}
+
+
+@pytest.fixture(scope="module")
+def grpc_service(
+    model_repository: Path, tmp_path_factory: pytest.TempPathFactory, jwks_server: JwksServer
+) -> Iterator[tuple[Service, str]]:
+    """The same service with its gRPC endpoint on a free port: yields it and the gRPC address."""
+    port = free_port()
+    for running in start_service(
+        model_repository,
+        tmp_path_factory.mktemp("identity-grpc"),
+        oidc_jwks_url=jwks_server.url,
+        grpc_port=str(port),
+    ):
+        yield running, f"127.0.0.1:{port}"

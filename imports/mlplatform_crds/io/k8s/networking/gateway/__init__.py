@@ -38,6 +38,3498 @@ else:
     _constructs_77d1e7e8 = _LazyImport("constructs")
 
 
+class GrpcRoute(
+    _cdk8s_d3d9af27.ApiObject,
+    metaclass=jsii.JSIIMeta,
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRoute",
+):
+    '''GRPCRoute provides a way to route gRPC requests.
+
+    This includes the capability
+    to match requests by hostname, gRPC service, gRPC method, or HTTP/2 header.
+    Filters can be used to specify additional processing steps. Backends specify
+    where matching requests will be routed.
+
+    GRPCRoute falls under extended support within the Gateway API. Within the
+    following specification, the word "MUST" indicates that an implementation
+    supporting GRPCRoute must conform to the indicated requirement, but an
+    implementation not supporting this route type need not follow the requirement
+    unless explicitly indicated.
+
+    Implementations supporting ``GRPCRoute`` with the ``HTTPS`` ``ProtocolType`` MUST
+    accept HTTP/2 connections without an initial upgrade from HTTP/1.1, i.e. via
+    ALPN. If the implementation does not support this, then it MUST set the
+    "Accepted" condition to "False" for the affected listener with a reason of
+    "UnsupportedProtocol".  Implementations MAY also accept HTTP/2 connections
+    with an upgrade from HTTP/1.
+
+    Implementations supporting ``GRPCRoute`` with the ``HTTP`` ``ProtocolType`` MUST
+    support HTTP/2 over cleartext TCP (h2c,
+    https://www.rfc-editor.org/rfc/rfc7540#section-3.1) without an initial
+    upgrade from HTTP/1.1, i.e. with prior knowledge
+    (https://www.rfc-editor.org/rfc/rfc7540#section-3.4). If the implementation
+    does not support this, then it MUST set the "Accepted" condition to "False"
+    for the affected listener with a reason of "UnsupportedProtocol".
+    Implementations MAY also accept HTTP/2 connections with an upgrade from
+    HTTP/1, i.e. without prior knowledge.
+
+    :schema: GRPCRoute
+    '''
+
+    def __init__(
+        self,
+        scope: "_constructs_77d1e7e8.Construct",
+        id: builtins.str,
+        *,
+        metadata: typing.Optional[typing.Union["_cdk8s_d3d9af27.ApiObjectMetadata", typing.Dict[builtins.str, typing.Any]]] = None,
+        spec: typing.Optional[typing.Union["GrpcRouteSpec", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> None:
+        '''Defines a "GRPCRoute" API object.
+
+        :param scope: the scope in which to define this object.
+        :param id: a scope-local name for the object.
+        :param metadata: 
+        :param spec: Spec defines the desired state of GRPCRoute.
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__eabf3a413ada28d0dd76af5384c4d1655aa7854730e2d7872ace7851e5e04b14)
+            check_type(argname="argument scope", value=scope, expected_type=type_hints["scope"])
+            check_type(argname="argument id", value=id, expected_type=type_hints["id"])
+        props = GrpcRouteProps(metadata=metadata, spec=spec)
+
+        jsii.create(self.__class__, self, [scope, id, props])
+
+    @jsii.member(jsii_name="manifest")
+    @builtins.classmethod
+    def manifest(
+        cls,
+        *,
+        metadata: typing.Optional[typing.Union["_cdk8s_d3d9af27.ApiObjectMetadata", typing.Dict[builtins.str, typing.Any]]] = None,
+        spec: typing.Optional[typing.Union["GrpcRouteSpec", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> typing.Any:
+        '''Renders a Kubernetes manifest for "GRPCRoute".
+
+        This can be used to inline resource manifests inside other objects (e.g. as templates).
+
+        :param metadata: 
+        :param spec: Spec defines the desired state of GRPCRoute.
+        '''
+        props = GrpcRouteProps(metadata=metadata, spec=spec)
+
+        return typing.cast(typing.Any, jsii.sinvoke(cls, "manifest", [props]))
+
+    @jsii.member(jsii_name="toJson")
+    def to_json(self) -> typing.Any:
+        '''Renders the object to Kubernetes JSON.'''
+        return typing.cast(typing.Any, jsii.invoke(self, "toJson", []))
+
+    @jsii.python.classproperty
+    @jsii.member(jsii_name="GVK")
+    def GVK(cls) -> "_cdk8s_d3d9af27.GroupVersionKind":
+        '''Returns the apiVersion and kind for "GRPCRoute".'''
+        return typing.cast("_cdk8s_d3d9af27.GroupVersionKind", jsii.sget(cls, "GVK"))
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteProps",
+    jsii_struct_bases=[],
+    name_mapping={"metadata": "metadata", "spec": "spec"},
+)
+class GrpcRouteProps:
+    def __init__(
+        self,
+        *,
+        metadata: typing.Optional[typing.Union["_cdk8s_d3d9af27.ApiObjectMetadata", typing.Dict[builtins.str, typing.Any]]] = None,
+        spec: typing.Optional[typing.Union["GrpcRouteSpec", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> None:
+        '''GRPCRoute provides a way to route gRPC requests.
+
+        This includes the capability
+        to match requests by hostname, gRPC service, gRPC method, or HTTP/2 header.
+        Filters can be used to specify additional processing steps. Backends specify
+        where matching requests will be routed.
+
+        GRPCRoute falls under extended support within the Gateway API. Within the
+        following specification, the word "MUST" indicates that an implementation
+        supporting GRPCRoute must conform to the indicated requirement, but an
+        implementation not supporting this route type need not follow the requirement
+        unless explicitly indicated.
+
+        Implementations supporting ``GRPCRoute`` with the ``HTTPS`` ``ProtocolType`` MUST
+        accept HTTP/2 connections without an initial upgrade from HTTP/1.1, i.e. via
+        ALPN. If the implementation does not support this, then it MUST set the
+        "Accepted" condition to "False" for the affected listener with a reason of
+        "UnsupportedProtocol".  Implementations MAY also accept HTTP/2 connections
+        with an upgrade from HTTP/1.
+
+        Implementations supporting ``GRPCRoute`` with the ``HTTP`` ``ProtocolType`` MUST
+        support HTTP/2 over cleartext TCP (h2c,
+        https://www.rfc-editor.org/rfc/rfc7540#section-3.1) without an initial
+        upgrade from HTTP/1.1, i.e. with prior knowledge
+        (https://www.rfc-editor.org/rfc/rfc7540#section-3.4). If the implementation
+        does not support this, then it MUST set the "Accepted" condition to "False"
+        for the affected listener with a reason of "UnsupportedProtocol".
+        Implementations MAY also accept HTTP/2 connections with an upgrade from
+        HTTP/1, i.e. without prior knowledge.
+
+        :param metadata: 
+        :param spec: Spec defines the desired state of GRPCRoute.
+
+        :schema: GRPCRoute
+        '''
+        if isinstance(metadata, dict):
+            metadata = _cdk8s_d3d9af27.ApiObjectMetadata(**metadata)
+        if isinstance(spec, dict):
+            spec = GrpcRouteSpec(**spec)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__155bbf15529d6aa4e9a3d13bd2d422a72cfe25f7160cbda80fc2d9d4c6a69124)
+            check_type(argname="argument metadata", value=metadata, expected_type=type_hints["metadata"])
+            check_type(argname="argument spec", value=spec, expected_type=type_hints["spec"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if metadata is not None:
+            self._values["metadata"] = metadata
+        if spec is not None:
+            self._values["spec"] = spec
+
+    @builtins.property
+    def metadata(self) -> typing.Optional["_cdk8s_d3d9af27.ApiObjectMetadata"]:
+        '''
+        :schema: GRPCRoute#metadata
+        '''
+        result = self._values.get("metadata")
+        return typing.cast(typing.Optional["_cdk8s_d3d9af27.ApiObjectMetadata"], result)
+
+    @builtins.property
+    def spec(self) -> typing.Optional["GrpcRouteSpec"]:
+        '''Spec defines the desired state of GRPCRoute.
+
+        :schema: GRPCRoute#spec
+        '''
+        result = self._values.get("spec")
+        return typing.cast(typing.Optional["GrpcRouteSpec"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteProps(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpec",
+    jsii_struct_bases=[],
+    name_mapping={
+        "hostnames": "hostnames",
+        "parent_refs": "parentRefs",
+        "rules": "rules",
+    },
+)
+class GrpcRouteSpec:
+    def __init__(
+        self,
+        *,
+        hostnames: typing.Optional[typing.Sequence[builtins.str]] = None,
+        parent_refs: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecParentRefs", typing.Dict[builtins.str, typing.Any]]]] = None,
+        rules: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRules", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''Spec defines the desired state of GRPCRoute.
+
+        :param hostnames: Hostnames defines a set of hostnames to match against the GRPC Host header to select a GRPCRoute to process the request. This matches the RFC 1123 definition of a hostname with 2 notable exceptions: 1. IPs are not allowed. 2. A hostname may be prefixed with a wildcard label (``*.``). The wildcard label MUST appear by itself as the first label. If a hostname is specified by both the Listener and GRPCRoute, there MUST be at least one intersecting hostname for the GRPCRoute to be attached to the Listener. For example: - A Listener with ``test.example.com`` as the hostname matches GRPCRoutes that have either not specified any hostnames, or have specified at least one of ``test.example.com`` or ``*.example.com``. - A Listener with ``*.example.com`` as the hostname matches GRPCRoutes that have either not specified any hostnames or have specified at least one hostname that matches the Listener hostname. For example, ``test.example.com`` and ``*.example.com`` would both match. On the other hand, ``example.com`` and ``test.example.net`` would not match. Hostnames that are prefixed with a wildcard label (``*.``) are interpreted as a suffix match. That means that a match for ``*.example.com`` would match both ``test.example.com``, and ``foo.test.example.com``, but not ``example.com``. If both the Listener and GRPCRoute have specified hostnames, any GRPCRoute hostnames that do not match the Listener hostname MUST be ignored. For example, if a Listener specified ``*.example.com``, and the GRPCRoute specified ``test.example.com`` and ``test.example.net``, ``test.example.net`` MUST NOT be considered for a match. If both the Listener and GRPCRoute have specified hostnames, and none match with the criteria above, then the GRPCRoute MUST NOT be accepted by the implementation. The implementation MUST raise an 'Accepted' Condition with a status of ``False`` in the corresponding RouteParentStatus. If a Route (A) of type HTTPRoute or GRPCRoute is attached to a Listener and that listener already has another Route (B) of the other type attached and the intersection of the hostnames of A and B is non-empty, then the implementation MUST accept exactly one of these two routes, determined by the following criteria, in order: - The oldest Route based on creation timestamp. - The Route appearing first in alphabetical order by "{namespace}/{name}". The rejected Route MUST raise an 'Accepted' condition with a status of 'False' in the corresponding RouteParentStatus. Support: Core
+        :param parent_refs: ParentRefs references the resources (usually Gateways) that a Route wants to be attached to. Note that the referenced parent resource needs to allow this for the attachment to be complete. For Gateways, that means the Gateway needs to allow attachment from Routes of this kind and namespace. For Services, that means the Service must either be in the same namespace for a "producer" route, or the mesh implementation must support and allow "consumer" routes for the referenced Service. ReferenceGrant is not applicable for governing ParentRefs to Services - it is not possible to create a "producer" route for a Service in a different namespace from the Route. There are two kinds of parent resources with "Core" support: - Gateway (Gateway conformance profile) - Service (Mesh conformance profile, ClusterIP Services only) This API may be extended in the future to support additional kinds of parent resources. ParentRefs must be *distinct*. This means either that: - They select different objects. If this is the case, then parentRef entries are distinct. In terms of fields, this means that the multi-part key defined by ``group``, ``kind``, ``namespace``, and ``name`` must be unique across all parentRef entries in the Route. - They do not select different objects, but for each optional field used, each ParentRef that selects the same object must set the same set of optional fields to different values. If one ParentRef sets a combination of optional fields, all must set the same combination. Some examples: - If one ParentRef sets ``sectionName``, all ParentRefs referencing the same object must also set ``sectionName``. - If one ParentRef sets ``port``, all ParentRefs referencing the same object must also set ``port``. - If one ParentRef sets ``sectionName`` and ``port``, all ParentRefs referencing the same object must also set ``sectionName`` and ``port``. It is possible to separately reference multiple distinct objects that may be collapsed by an implementation. For example, some implementations may choose to merge compatible Gateway Listeners together. If that is the case, the list of routes attached to those resources should also be merged. Note that for ParentRefs that cross namespace boundaries, there are specific rules. Cross-namespace references are only valid if they are explicitly allowed by something in the namespace they are referring to. For example, Gateway has the AllowedRoutes field, and ReferenceGrant provides a generic way to enable other kinds of cross-namespace reference.
+        :param rules: Rules are a list of GRPC matchers, filters and actions.
+
+        :schema: GrpcRouteSpec
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__bd7ce2840a1120b5c6e2fabf9fb814e206cf65ad1bccf62add2403111334ce1d)
+            check_type(argname="argument hostnames", value=hostnames, expected_type=type_hints["hostnames"])
+            check_type(argname="argument parent_refs", value=parent_refs, expected_type=type_hints["parent_refs"])
+            check_type(argname="argument rules", value=rules, expected_type=type_hints["rules"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if hostnames is not None:
+            self._values["hostnames"] = hostnames
+        if parent_refs is not None:
+            self._values["parent_refs"] = parent_refs
+        if rules is not None:
+            self._values["rules"] = rules
+
+    @builtins.property
+    def hostnames(self) -> typing.Optional[typing.List[builtins.str]]:
+        '''Hostnames defines a set of hostnames to match against the GRPC Host header to select a GRPCRoute to process the request.
+
+        This matches
+        the RFC 1123 definition of a hostname with 2 notable exceptions:
+
+        1. IPs are not allowed.
+        2. A hostname may be prefixed with a wildcard label (``*.``). The wildcard
+           label MUST appear by itself as the first label.
+
+        If a hostname is specified by both the Listener and GRPCRoute, there
+        MUST be at least one intersecting hostname for the GRPCRoute to be
+        attached to the Listener. For example:
+
+        - A Listener with ``test.example.com`` as the hostname matches GRPCRoutes
+          that have either not specified any hostnames, or have specified at
+          least one of ``test.example.com`` or ``*.example.com``.
+        - A Listener with ``*.example.com`` as the hostname matches GRPCRoutes
+          that have either not specified any hostnames or have specified at least
+          one hostname that matches the Listener hostname. For example,
+          ``test.example.com`` and ``*.example.com`` would both match. On the other
+          hand, ``example.com`` and ``test.example.net`` would not match.
+
+        Hostnames that are prefixed with a wildcard label (``*.``) are interpreted
+        as a suffix match. That means that a match for ``*.example.com`` would match
+        both ``test.example.com``, and ``foo.test.example.com``, but not ``example.com``.
+
+        If both the Listener and GRPCRoute have specified hostnames, any
+        GRPCRoute hostnames that do not match the Listener hostname MUST be
+        ignored. For example, if a Listener specified ``*.example.com``, and the
+        GRPCRoute specified ``test.example.com`` and ``test.example.net``,
+        ``test.example.net`` MUST NOT be considered for a match.
+
+        If both the Listener and GRPCRoute have specified hostnames, and none
+        match with the criteria above, then the GRPCRoute MUST NOT be accepted by
+        the implementation. The implementation MUST raise an 'Accepted' Condition
+        with a status of ``False`` in the corresponding RouteParentStatus.
+
+        If a Route (A) of type HTTPRoute or GRPCRoute is attached to a
+        Listener and that listener already has another Route (B) of the other
+        type attached and the intersection of the hostnames of A and B is
+        non-empty, then the implementation MUST accept exactly one of these two
+        routes, determined by the following criteria, in order:
+
+        - The oldest Route based on creation timestamp.
+        - The Route appearing first in alphabetical order by
+          "{namespace}/{name}".
+
+        The rejected Route MUST raise an 'Accepted' condition with a status of
+        'False' in the corresponding RouteParentStatus.
+
+        Support: Core
+
+        :schema: GrpcRouteSpec#hostnames
+        '''
+        result = self._values.get("hostnames")
+        return typing.cast(typing.Optional[typing.List[builtins.str]], result)
+
+    @builtins.property
+    def parent_refs(self) -> typing.Optional[typing.List["GrpcRouteSpecParentRefs"]]:
+        '''ParentRefs references the resources (usually Gateways) that a Route wants to be attached to.
+
+        Note that the referenced parent resource needs to
+        allow this for the attachment to be complete. For Gateways, that means
+        the Gateway needs to allow attachment from Routes of this kind and
+        namespace. For Services, that means the Service must either be in the same
+        namespace for a "producer" route, or the mesh implementation must support
+        and allow "consumer" routes for the referenced Service. ReferenceGrant is
+        not applicable for governing ParentRefs to Services - it is not possible to
+        create a "producer" route for a Service in a different namespace from the
+        Route.
+
+        There are two kinds of parent resources with "Core" support:
+
+        - Gateway (Gateway conformance profile)
+        - Service (Mesh conformance profile, ClusterIP Services only)
+
+        This API may be extended in the future to support additional kinds of parent
+        resources.
+
+        ParentRefs must be *distinct*. This means either that:
+
+        - They select different objects.  If this is the case, then parentRef
+          entries are distinct. In terms of fields, this means that the
+          multi-part key defined by ``group``, ``kind``, ``namespace``, and ``name`` must
+          be unique across all parentRef entries in the Route.
+        - They do not select different objects, but for each optional field used,
+          each ParentRef that selects the same object must set the same set of
+          optional fields to different values. If one ParentRef sets a
+          combination of optional fields, all must set the same combination.
+
+        Some examples:
+
+        - If one ParentRef sets ``sectionName``, all ParentRefs referencing the
+          same object must also set ``sectionName``.
+        - If one ParentRef sets ``port``, all ParentRefs referencing the same
+          object must also set ``port``.
+        - If one ParentRef sets ``sectionName`` and ``port``, all ParentRefs
+          referencing the same object must also set ``sectionName`` and ``port``.
+
+        It is possible to separately reference multiple distinct objects that may
+        be collapsed by an implementation. For example, some implementations may
+        choose to merge compatible Gateway Listeners together. If that is the
+        case, the list of routes attached to those resources should also be
+        merged.
+
+        Note that for ParentRefs that cross namespace boundaries, there are specific
+        rules. Cross-namespace references are only valid if they are explicitly
+        allowed by something in the namespace they are referring to. For example,
+        Gateway has the AllowedRoutes field, and ReferenceGrant provides a
+        generic way to enable other kinds of cross-namespace reference.
+
+        :schema: GrpcRouteSpec#parentRefs
+        '''
+        result = self._values.get("parent_refs")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecParentRefs"]], result)
+
+    @builtins.property
+    def rules(self) -> typing.Optional[typing.List["GrpcRouteSpecRules"]]:
+        '''Rules are a list of GRPC matchers, filters and actions.
+
+        :schema: GrpcRouteSpec#rules
+        '''
+        result = self._values.get("rules")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRules"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpec(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecParentRefs",
+    jsii_struct_bases=[],
+    name_mapping={
+        "name": "name",
+        "group": "group",
+        "kind": "kind",
+        "namespace": "namespace",
+        "port": "port",
+        "section_name": "sectionName",
+    },
+)
+class GrpcRouteSpecParentRefs:
+    def __init__(
+        self,
+        *,
+        name: builtins.str,
+        group: typing.Optional[builtins.str] = None,
+        kind: typing.Optional[builtins.str] = None,
+        namespace: typing.Optional[builtins.str] = None,
+        port: typing.Optional[jsii.Number] = None,
+        section_name: typing.Optional[builtins.str] = None,
+    ) -> None:
+        '''ParentReference identifies an API object (usually a Gateway) that can be considered a parent of this resource (usually a route).
+
+        There are two kinds of parent resources
+        with "Core" support:
+
+        - Gateway (Gateway conformance profile)
+        - Service (Mesh conformance profile, ClusterIP Services only)
+
+        This API may be extended in the future to support additional kinds of parent
+        resources.
+
+        The API object must be valid in the cluster; the Group and Kind must
+        be registered in the cluster for this reference to be valid.
+
+        :param name: Name is the name of the referent. Support: Core
+        :param group: Group is the group of the referent. When unspecified, "gateway.networking.k8s.io" is inferred. To set the core API group (such as for a "Service" kind referent), Group must be explicitly set to "" (empty string). Support: Core
+        :param kind: Kind is kind of the referent. There are two kinds of parent resources with "Core" support: - Gateway (Gateway conformance profile) - Service (Mesh conformance profile, ClusterIP Services only) Support for other resources is Implementation-Specific.
+        :param namespace: Namespace is the namespace of the referent. When unspecified, this refers to the local namespace of the Route. Note that there are specific rules for ParentRefs which cross namespace boundaries. Cross-namespace references are only valid if they are explicitly allowed by something in the namespace they are referring to. For example: Gateway has the AllowedRoutes field, and ReferenceGrant provides a generic way to enable any other kind of cross-namespace reference. Support: Core
+        :param port: Port is the network port this Route targets. It can be interpreted differently based on the type of parent resource. When the parent resource is a Gateway, this targets all listeners listening on the specified port that also support this kind of Route(and select this Route). It's not recommended to set ``Port`` unless the networking behaviors specified in a Route must apply to a specific port as opposed to a listener(s) whose port(s) may be changed. When both Port and SectionName are specified, the name and port of the selected listener must match both specified values. Implementations MAY choose to support other parent resources. Implementations supporting other types of parent resources MUST clearly document how/if Port is interpreted. For the purpose of status, an attachment is considered successful as long as the parent resource accepts it partially. For example, Gateway listeners can restrict which Routes can attach to them by Route kind, namespace, or hostname. If 1 of 2 Gateway listeners accept attachment from the referencing Route, the Route MUST be considered successfully attached. If no Gateway listeners accept attachment from this Route, the Route MUST be considered detached from the Gateway. Support: Extended
+        :param section_name: SectionName is the name of a section within the target resource. In the following resources, SectionName is interpreted as the following: - Gateway: Listener name. When both Port (experimental) and SectionName are specified, the name and port of the selected listener must match both specified values. - Service: Port name. When both Port (experimental) and SectionName are specified, the name and port of the selected listener must match both specified values. Implementations MAY choose to support attaching Routes to other resources. If that is the case, they MUST clearly document how SectionName is interpreted. When unspecified (empty string), this will reference the entire resource. For the purpose of status, an attachment is considered successful if at least one section in the parent resource accepts it. For example, Gateway listeners can restrict which Routes can attach to them by Route kind, namespace, or hostname. If 1 of 2 Gateway listeners accept attachment from the referencing Route, the Route MUST be considered successfully attached. If no Gateway listeners accept attachment from this Route, the Route MUST be considered detached from the Gateway. Support: Core
+
+        :schema: GrpcRouteSpecParentRefs
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__b711eebf21d960e3764fa1a91c5fdfe42dc7b6b7d3aaca3a8712226e05a99d4e)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument namespace", value=namespace, expected_type=type_hints["namespace"])
+            check_type(argname="argument port", value=port, expected_type=type_hints["port"])
+            check_type(argname="argument section_name", value=section_name, expected_type=type_hints["section_name"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+        }
+        if group is not None:
+            self._values["group"] = group
+        if kind is not None:
+            self._values["kind"] = kind
+        if namespace is not None:
+            self._values["namespace"] = namespace
+        if port is not None:
+            self._values["port"] = port
+        if section_name is not None:
+            self._values["section_name"] = section_name
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecParentRefs#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def group(self) -> typing.Optional[builtins.str]:
+        '''Group is the group of the referent.
+
+        When unspecified, "gateway.networking.k8s.io" is inferred.
+        To set the core API group (such as for a "Service" kind referent),
+        Group must be explicitly set to "" (empty string).
+
+        Support: Core
+
+        :schema: GrpcRouteSpecParentRefs#group
+        '''
+        result = self._values.get("group")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def kind(self) -> typing.Optional[builtins.str]:
+        '''Kind is kind of the referent.
+
+        There are two kinds of parent resources with "Core" support:
+
+        - Gateway (Gateway conformance profile)
+        - Service (Mesh conformance profile, ClusterIP Services only)
+
+        Support for other resources is Implementation-Specific.
+
+        :schema: GrpcRouteSpecParentRefs#kind
+        '''
+        result = self._values.get("kind")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def namespace(self) -> typing.Optional[builtins.str]:
+        '''Namespace is the namespace of the referent. When unspecified, this refers to the local namespace of the Route.
+
+        Note that there are specific rules for ParentRefs which cross namespace
+        boundaries. Cross-namespace references are only valid if they are explicitly
+        allowed by something in the namespace they are referring to. For example:
+        Gateway has the AllowedRoutes field, and ReferenceGrant provides a
+        generic way to enable any other kind of cross-namespace reference.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecParentRefs#namespace
+        '''
+        result = self._values.get("namespace")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def port(self) -> typing.Optional[jsii.Number]:
+        '''Port is the network port this Route targets. It can be interpreted differently based on the type of parent resource.
+
+        When the parent resource is a Gateway, this targets all listeners
+        listening on the specified port that also support this kind of Route(and
+        select this Route). It's not recommended to set ``Port`` unless the
+        networking behaviors specified in a Route must apply to a specific port
+        as opposed to a listener(s) whose port(s) may be changed. When both Port
+        and SectionName are specified, the name and port of the selected listener
+        must match both specified values.
+
+        Implementations MAY choose to support other parent resources.
+        Implementations supporting other types of parent resources MUST clearly
+        document how/if Port is interpreted.
+
+        For the purpose of status, an attachment is considered successful as
+        long as the parent resource accepts it partially. For example, Gateway
+        listeners can restrict which Routes can attach to them by Route kind,
+        namespace, or hostname. If 1 of 2 Gateway listeners accept attachment
+        from the referencing Route, the Route MUST be considered successfully
+        attached. If no Gateway listeners accept attachment from this Route,
+        the Route MUST be considered detached from the Gateway.
+
+        Support: Extended
+
+        :schema: GrpcRouteSpecParentRefs#port
+        '''
+        result = self._values.get("port")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    @builtins.property
+    def section_name(self) -> typing.Optional[builtins.str]:
+        '''SectionName is the name of a section within the target resource.
+
+        In the
+        following resources, SectionName is interpreted as the following:
+
+        - Gateway: Listener name. When both Port (experimental) and SectionName
+          are specified, the name and port of the selected listener must match
+          both specified values.
+        - Service: Port name. When both Port (experimental) and SectionName
+          are specified, the name and port of the selected listener must match
+          both specified values.
+
+        Implementations MAY choose to support attaching Routes to other resources.
+        If that is the case, they MUST clearly document how SectionName is
+        interpreted.
+
+        When unspecified (empty string), this will reference the entire resource.
+        For the purpose of status, an attachment is considered successful if at
+        least one section in the parent resource accepts it. For example, Gateway
+        listeners can restrict which Routes can attach to them by Route kind,
+        namespace, or hostname. If 1 of 2 Gateway listeners accept attachment from
+        the referencing Route, the Route MUST be considered successfully
+        attached. If no Gateway listeners accept attachment from this Route, the
+        Route MUST be considered detached from the Gateway.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecParentRefs#sectionName
+        '''
+        result = self._values.get("section_name")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecParentRefs(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRules",
+    jsii_struct_bases=[],
+    name_mapping={
+        "backend_refs": "backendRefs",
+        "filters": "filters",
+        "matches": "matches",
+    },
+)
+class GrpcRouteSpecRules:
+    def __init__(
+        self,
+        *,
+        backend_refs: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefs", typing.Dict[builtins.str, typing.Any]]]] = None,
+        filters: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesFilters", typing.Dict[builtins.str, typing.Any]]]] = None,
+        matches: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesMatches", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''GRPCRouteRule defines the semantics for matching a gRPC request based on conditions (matches), processing it (filters), and forwarding the request to an API object (backendRefs).
+
+        :param backend_refs: BackendRefs defines the backend(s) where matching requests should be sent. Failure behavior here depends on how many BackendRefs are specified and how many are invalid. If *all* entries in BackendRefs are invalid, and there are also no filters specified in this route rule, *all* traffic which matches this rule MUST receive an ``UNAVAILABLE`` status. See the GRPCBackendRef definition for the rules about what makes a single GRPCBackendRef invalid. When a GRPCBackendRef is invalid, ``UNAVAILABLE`` statuses MUST be returned for requests that would have otherwise been routed to an invalid backend. If multiple backends are specified, and some are invalid, the proportion of requests that would otherwise have been routed to an invalid backend MUST receive an ``UNAVAILABLE`` status. For example, if two backends are specified with equal weights, and one is invalid, 50 percent of traffic MUST receive an ``UNAVAILABLE`` status. Implementations may choose how that 50 percent is determined. Support: Core for Kubernetes Service Support: Implementation-specific for any other resource Support for weight: Core
+        :param filters: Filters define the filters that are applied to requests that match this rule. The effects of ordering of multiple behaviors are currently unspecified. This can change in the future based on feedback during the alpha stage. Conformance-levels at this level are defined based on the type of filter: - ALL core filters MUST be supported by all implementations that support GRPCRoute. - Implementers are encouraged to support extended filters. - Implementation-specific custom filters have no API guarantees across implementations. Specifying the same filter multiple times is not supported unless explicitly indicated in the filter. If an implementation cannot support a combination of filters, it must clearly document that limitation. In cases where incompatible or unsupported filters are specified and cause the ``Accepted`` condition to be set to status ``False``, implementations may use the ``IncompatibleFilters`` reason to specify this configuration error. Support: Core
+        :param matches: Matches define conditions used for matching the rule against incoming gRPC requests. Each match is independent, i.e. this rule will be matched if **any** one of the matches is satisfied. For example, take the following matches configuration:: matches: - method: service: foo.bar headers: values: version: 2 - method: service: foo.bar.v2 For a request to match against this rule, it MUST satisfy EITHER of the two conditions: - service of foo.bar AND contains the header ``version: 2`` - service of foo.bar.v2 See the documentation for GRPCRouteMatch on how to specify multiple match conditions to be ANDed together. If no matches are specified, the implementation MUST match every gRPC request. Proxy or Load Balancer routing configuration generated from GRPCRoutes MUST prioritize rules based on the following criteria, continuing on ties. Merging MUST not be done between GRPCRoutes and HTTPRoutes. Precedence MUST be given to the rule with the largest number of: - Characters in a matching non-wildcard hostname. - Characters in a matching hostname. - Characters in a matching service. - Characters in a matching method. - Header matches. If ties still exist across multiple Routes, matching precedence MUST be determined in order of the following criteria, continuing on ties: - The oldest Route based on creation timestamp. - The Route appearing first in alphabetical order by "{namespace}/{name}". If ties still exist within the Route that has been given precedence, matching precedence MUST be granted to the first matching rule meeting the above criteria.
+
+        :schema: GrpcRouteSpecRules
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__14e5ae6974f74f1f00895e5e599db948d598238abe064f882b38941656991ad4)
+            check_type(argname="argument backend_refs", value=backend_refs, expected_type=type_hints["backend_refs"])
+            check_type(argname="argument filters", value=filters, expected_type=type_hints["filters"])
+            check_type(argname="argument matches", value=matches, expected_type=type_hints["matches"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if backend_refs is not None:
+            self._values["backend_refs"] = backend_refs
+        if filters is not None:
+            self._values["filters"] = filters
+        if matches is not None:
+            self._values["matches"] = matches
+
+    @builtins.property
+    def backend_refs(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefs"]]:
+        '''BackendRefs defines the backend(s) where matching requests should be sent.
+
+        Failure behavior here depends on how many BackendRefs are specified and
+        how many are invalid.
+
+        If *all* entries in BackendRefs are invalid, and there are also no filters
+        specified in this route rule, *all* traffic which matches this rule MUST
+        receive an ``UNAVAILABLE`` status.
+
+        See the GRPCBackendRef definition for the rules about what makes a single
+        GRPCBackendRef invalid.
+
+        When a GRPCBackendRef is invalid, ``UNAVAILABLE`` statuses MUST be returned for
+        requests that would have otherwise been routed to an invalid backend. If
+        multiple backends are specified, and some are invalid, the proportion of
+        requests that would otherwise have been routed to an invalid backend
+        MUST receive an ``UNAVAILABLE`` status.
+
+        For example, if two backends are specified with equal weights, and one is
+        invalid, 50 percent of traffic MUST receive an ``UNAVAILABLE`` status.
+        Implementations may choose how that 50 percent is determined.
+
+        Support: Core for Kubernetes Service
+
+        Support: Implementation-specific for any other resource
+
+        Support for weight: Core
+
+        :schema: GrpcRouteSpecRules#backendRefs
+        '''
+        result = self._values.get("backend_refs")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefs"]], result)
+
+    @builtins.property
+    def filters(self) -> typing.Optional[typing.List["GrpcRouteSpecRulesFilters"]]:
+        '''Filters define the filters that are applied to requests that match this rule.
+
+        The effects of ordering of multiple behaviors are currently unspecified.
+        This can change in the future based on feedback during the alpha stage.
+
+        Conformance-levels at this level are defined based on the type of filter:
+
+        - ALL core filters MUST be supported by all implementations that support
+          GRPCRoute.
+        - Implementers are encouraged to support extended filters.
+        - Implementation-specific custom filters have no API guarantees across
+          implementations.
+
+        Specifying the same filter multiple times is not supported unless explicitly
+        indicated in the filter.
+
+        If an implementation cannot support a combination of filters, it must clearly
+        document that limitation. In cases where incompatible or unsupported
+        filters are specified and cause the ``Accepted`` condition to be set to status
+        ``False``, implementations may use the ``IncompatibleFilters`` reason to specify
+        this configuration error.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRules#filters
+        '''
+        result = self._values.get("filters")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesFilters"]], result)
+
+    @builtins.property
+    def matches(self) -> typing.Optional[typing.List["GrpcRouteSpecRulesMatches"]]:
+        '''Matches define conditions used for matching the rule against incoming gRPC requests.
+
+        Each match is independent, i.e. this rule will be matched
+        if **any** one of the matches is satisfied.
+
+        For example, take the following matches configuration::
+
+           matches:
+           - method:
+           service: foo.bar
+           headers:
+           values:
+           version: 2
+           - method:
+           service: foo.bar.v2
+
+        For a request to match against this rule, it MUST satisfy
+        EITHER of the two conditions:
+
+        - service of foo.bar AND contains the header ``version: 2``
+        - service of foo.bar.v2
+
+        See the documentation for GRPCRouteMatch on how to specify multiple
+        match conditions to be ANDed together.
+
+        If no matches are specified, the implementation MUST match every gRPC request.
+
+        Proxy or Load Balancer routing configuration generated from GRPCRoutes
+        MUST prioritize rules based on the following criteria, continuing on
+        ties. Merging MUST not be done between GRPCRoutes and HTTPRoutes.
+        Precedence MUST be given to the rule with the largest number of:
+
+        - Characters in a matching non-wildcard hostname.
+        - Characters in a matching hostname.
+        - Characters in a matching service.
+        - Characters in a matching method.
+        - Header matches.
+
+        If ties still exist across multiple Routes, matching precedence MUST be
+        determined in order of the following criteria, continuing on ties:
+
+        - The oldest Route based on creation timestamp.
+        - The Route appearing first in alphabetical order by
+          "{namespace}/{name}".
+
+        If ties still exist within the Route that has been given precedence,
+        matching precedence MUST be granted to the first matching rule meeting
+        the above criteria.
+
+        :schema: GrpcRouteSpecRules#matches
+        '''
+        result = self._values.get("matches")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesMatches"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRules(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefs",
+    jsii_struct_bases=[],
+    name_mapping={
+        "name": "name",
+        "filters": "filters",
+        "group": "group",
+        "kind": "kind",
+        "namespace": "namespace",
+        "port": "port",
+        "weight": "weight",
+    },
+)
+class GrpcRouteSpecRulesBackendRefs:
+    def __init__(
+        self,
+        *,
+        name: builtins.str,
+        filters: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefsFilters", typing.Dict[builtins.str, typing.Any]]]] = None,
+        group: typing.Optional[builtins.str] = None,
+        kind: typing.Optional[builtins.str] = None,
+        namespace: typing.Optional[builtins.str] = None,
+        port: typing.Optional[jsii.Number] = None,
+        weight: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''GRPCBackendRef defines how a GRPCRoute forwards a gRPC request.
+
+        Note that when a namespace different than the local namespace is specified, a
+        ReferenceGrant object is required in the referent namespace to allow that
+        namespace's owner to accept the reference. See the ReferenceGrant
+        documentation for details.
+
+        :param name: Name is the name of the referent.
+        :param filters: Filters defined at this level MUST be executed if and only if the request is being forwarded to the backend defined here. Support: Implementation-specific (For broader support of filters, use the Filters field in GRPCRouteRule.)
+        :param group: Group is the group of the referent. For example, "gateway.networking.k8s.io". When unspecified or empty string, core API group is inferred.
+        :param kind: Kind is the Kubernetes resource kind of the referent. For example "Service". Defaults to "Service" when not specified. ExternalName services can refer to CNAME DNS records that may live outside of the cluster and as such are difficult to reason about in terms of conformance. They also may not be safe to forward to (see CVE-2021-25740 for more information). Implementations SHOULD NOT support ExternalName Services. Support: Core (Services with a type other than ExternalName) Support: Implementation-specific (Services with type ExternalName) Default: Service" when not specified.
+        :param namespace: Namespace is the namespace of the backend. When unspecified, the local namespace is inferred. Note that when a namespace different than the local namespace is specified, a ReferenceGrant object is required in the referent namespace to allow that namespace's owner to accept the reference. See the ReferenceGrant documentation for details. Support: Core
+        :param port: Port specifies the destination port number to use for this resource. Port is required when the referent is a Kubernetes Service. In this case, the port number is the service port number, not the target port. For other resources, destination port might be derived from the referent resource or this field.
+        :param weight: Weight specifies the proportion of requests forwarded to the referenced backend. This is computed as weight/(sum of all weights in this BackendRefs list). For non-zero values, there may be some epsilon from the exact proportion defined here depending on the precision an implementation supports. Weight is not a percentage and the sum of weights does not need to equal 100. If only one backend is specified and it has a weight greater than 0, 100% of the traffic is forwarded to that backend. If weight is set to 0, no traffic should be forwarded for this entry. If unspecified, weight defaults to 1. Support for this field varies based on the context where used.
+
+        :schema: GrpcRouteSpecRulesBackendRefs
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__f7f93ac22163e97d428d8fbe0ab7ae5efc7775ca1eec4186cdba01a8b8630477)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument filters", value=filters, expected_type=type_hints["filters"])
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument namespace", value=namespace, expected_type=type_hints["namespace"])
+            check_type(argname="argument port", value=port, expected_type=type_hints["port"])
+            check_type(argname="argument weight", value=weight, expected_type=type_hints["weight"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+        }
+        if filters is not None:
+            self._values["filters"] = filters
+        if group is not None:
+            self._values["group"] = group
+        if kind is not None:
+            self._values["kind"] = kind
+        if namespace is not None:
+            self._values["namespace"] = namespace
+        if port is not None:
+            self._values["port"] = port
+        if weight is not None:
+            self._values["weight"] = weight
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesBackendRefs#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def filters(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFilters"]]:
+        '''Filters defined at this level MUST be executed if and only if the request is being forwarded to the backend defined here.
+
+        Support: Implementation-specific (For broader support of filters, use the
+        Filters field in GRPCRouteRule.)
+
+        :schema: GrpcRouteSpecRulesBackendRefs#filters
+        '''
+        result = self._values.get("filters")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFilters"]], result)
+
+    @builtins.property
+    def group(self) -> typing.Optional[builtins.str]:
+        '''Group is the group of the referent.
+
+        For example, "gateway.networking.k8s.io".
+        When unspecified or empty string, core API group is inferred.
+
+        :schema: GrpcRouteSpecRulesBackendRefs#group
+        '''
+        result = self._values.get("group")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def kind(self) -> typing.Optional[builtins.str]:
+        '''Kind is the Kubernetes resource kind of the referent. For example "Service".
+
+        Defaults to "Service" when not specified.
+
+        ExternalName services can refer to CNAME DNS records that may live
+        outside of the cluster and as such are difficult to reason about in
+        terms of conformance. They also may not be safe to forward to (see
+        CVE-2021-25740 for more information). Implementations SHOULD NOT
+        support ExternalName Services.
+
+        Support: Core (Services with a type other than ExternalName)
+
+        Support: Implementation-specific (Services with type ExternalName)
+
+        :default: Service" when not specified.
+
+        :schema: GrpcRouteSpecRulesBackendRefs#kind
+        '''
+        result = self._values.get("kind")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def namespace(self) -> typing.Optional[builtins.str]:
+        '''Namespace is the namespace of the backend. When unspecified, the local namespace is inferred.
+
+        Note that when a namespace different than the local namespace is specified,
+        a ReferenceGrant object is required in the referent namespace to allow that
+        namespace's owner to accept the reference. See the ReferenceGrant
+        documentation for details.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRulesBackendRefs#namespace
+        '''
+        result = self._values.get("namespace")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def port(self) -> typing.Optional[jsii.Number]:
+        '''Port specifies the destination port number to use for this resource.
+
+        Port is required when the referent is a Kubernetes Service. In this
+        case, the port number is the service port number, not the target port.
+        For other resources, destination port might be derived from the referent
+        resource or this field.
+
+        :schema: GrpcRouteSpecRulesBackendRefs#port
+        '''
+        result = self._values.get("port")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    @builtins.property
+    def weight(self) -> typing.Optional[jsii.Number]:
+        '''Weight specifies the proportion of requests forwarded to the referenced backend.
+
+        This is computed as weight/(sum of all weights in this
+        BackendRefs list). For non-zero values, there may be some epsilon from
+        the exact proportion defined here depending on the precision an
+        implementation supports. Weight is not a percentage and the sum of
+        weights does not need to equal 100.
+
+        If only one backend is specified and it has a weight greater than 0, 100%
+        of the traffic is forwarded to that backend. If weight is set to 0, no
+        traffic should be forwarded for this entry. If unspecified, weight
+        defaults to 1.
+
+        Support for this field varies based on the context where used.
+
+        :schema: GrpcRouteSpecRulesBackendRefs#weight
+        '''
+        result = self._values.get("weight")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefs(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFilters",
+    jsii_struct_bases=[],
+    name_mapping={
+        "type": "type",
+        "extension_ref": "extensionRef",
+        "request_header_modifier": "requestHeaderModifier",
+        "request_mirror": "requestMirror",
+        "response_header_modifier": "responseHeaderModifier",
+    },
+)
+class GrpcRouteSpecRulesBackendRefsFilters:
+    def __init__(
+        self,
+        *,
+        type: "GrpcRouteSpecRulesBackendRefsFiltersType",
+        extension_ref: typing.Optional[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersExtensionRef", typing.Dict[builtins.str, typing.Any]]] = None,
+        request_header_modifier: typing.Optional[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier", typing.Dict[builtins.str, typing.Any]]] = None,
+        request_mirror: typing.Optional[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestMirror", typing.Dict[builtins.str, typing.Any]]] = None,
+        response_header_modifier: typing.Optional[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> None:
+        '''GRPCRouteFilter defines processing steps that must be completed during the request or response lifecycle.
+
+        GRPCRouteFilters are meant as an extension
+        point to express processing that may be done in Gateway implementations. Some
+        examples include request or response modification, implementing
+        authentication strategies, rate-limiting, and traffic shaping. API
+        guarantee/conformance is defined based on the type of the filter.
+
+        :param type: Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:. - Core: Filter types and their corresponding configuration defined by "Support: Core" in this package, e.g. "RequestHeaderModifier". All implementations supporting GRPCRoute MUST support core filters. - Extended: Filter types and their corresponding configuration defined by "Support: Extended" in this package, e.g. "RequestMirror". Implementers are encouraged to support extended filters. - Implementation-specific: Filters that are defined and supported by specific vendors. In the future, filters showing convergence in behavior across multiple implementations will be considered for inclusion in extended or core conformance levels. Filter-specific configuration for such filters is specified using the ExtensionRef field. ``Type`` MUST be set to "ExtensionRef" for custom filters. Implementers are encouraged to define custom implementation types to extend the core API with implementation-specific behavior. If a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped. Instead, requests that would have been processed by that filter MUST receive a HTTP error response.
+        :param extension_ref: ExtensionRef is an optional, implementation-specific extension to the "filter" behavior. For example, resource "myroutefilter" in group "networking.example.net"). ExtensionRef MUST NOT be used for core and extended filters. Support: Implementation-specific This filter can be used multiple times within the same rule.
+        :param request_header_modifier: RequestHeaderModifier defines a schema for a filter that modifies request headers. Support: Core
+        :param request_mirror: RequestMirror defines a schema for a filter that mirrors requests. Requests are sent to the specified destination, but responses from that destination are ignored. This filter can be used multiple times within the same rule. Note that not all implementations will be able to support mirroring to multiple backends. Support: Extended
+        :param response_header_modifier: ResponseHeaderModifier defines a schema for a filter that modifies response headers. Support: Extended
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters
+        '''
+        if isinstance(extension_ref, dict):
+            extension_ref = GrpcRouteSpecRulesBackendRefsFiltersExtensionRef(**extension_ref)
+        if isinstance(request_header_modifier, dict):
+            request_header_modifier = GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier(**request_header_modifier)
+        if isinstance(request_mirror, dict):
+            request_mirror = GrpcRouteSpecRulesBackendRefsFiltersRequestMirror(**request_mirror)
+        if isinstance(response_header_modifier, dict):
+            response_header_modifier = GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier(**response_header_modifier)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__367c43507f8de8799bc438fa5b721b6314dbd4ee8cb7b90f79227791ebd29dd0)
+            check_type(argname="argument type", value=type, expected_type=type_hints["type"])
+            check_type(argname="argument extension_ref", value=extension_ref, expected_type=type_hints["extension_ref"])
+            check_type(argname="argument request_header_modifier", value=request_header_modifier, expected_type=type_hints["request_header_modifier"])
+            check_type(argname="argument request_mirror", value=request_mirror, expected_type=type_hints["request_mirror"])
+            check_type(argname="argument response_header_modifier", value=response_header_modifier, expected_type=type_hints["response_header_modifier"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "type": type,
+        }
+        if extension_ref is not None:
+            self._values["extension_ref"] = extension_ref
+        if request_header_modifier is not None:
+            self._values["request_header_modifier"] = request_header_modifier
+        if request_mirror is not None:
+            self._values["request_mirror"] = request_mirror
+        if response_header_modifier is not None:
+            self._values["response_header_modifier"] = response_header_modifier
+
+    @builtins.property
+    def type(self) -> "GrpcRouteSpecRulesBackendRefsFiltersType":
+        '''Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:.
+
+        - Core: Filter types and their corresponding configuration defined by
+          "Support: Core" in this package, e.g. "RequestHeaderModifier". All
+          implementations supporting GRPCRoute MUST support core filters.
+        - Extended: Filter types and their corresponding configuration defined by
+          "Support: Extended" in this package, e.g. "RequestMirror". Implementers
+          are encouraged to support extended filters.
+        - Implementation-specific: Filters that are defined and supported by specific vendors.
+          In the future, filters showing convergence in behavior across multiple
+          implementations will be considered for inclusion in extended or core
+          conformance levels. Filter-specific configuration for such filters
+          is specified using the ExtensionRef field. ``Type`` MUST be set to
+          "ExtensionRef" for custom filters.
+
+        Implementers are encouraged to define custom implementation types to
+        extend the core API with implementation-specific behavior.
+
+        If a reference to a custom filter type cannot be resolved, the filter
+        MUST NOT be skipped. Instead, requests that would have been processed by
+        that filter MUST receive a HTTP error response.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters#type
+        '''
+        result = self._values.get("type")
+        assert result is not None, "Required property 'type' is missing"
+        return typing.cast("GrpcRouteSpecRulesBackendRefsFiltersType", result)
+
+    @builtins.property
+    def extension_ref(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersExtensionRef"]:
+        '''ExtensionRef is an optional, implementation-specific extension to the "filter" behavior.
+
+        For example, resource "myroutefilter" in group
+        "networking.example.net"). ExtensionRef MUST NOT be used for core and
+        extended filters.
+
+        Support: Implementation-specific
+
+        This filter can be used multiple times within the same rule.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters#extensionRef
+        '''
+        result = self._values.get("extension_ref")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersExtensionRef"], result)
+
+    @builtins.property
+    def request_header_modifier(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier"]:
+        '''RequestHeaderModifier defines a schema for a filter that modifies request headers.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters#requestHeaderModifier
+        '''
+        result = self._values.get("request_header_modifier")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier"], result)
+
+    @builtins.property
+    def request_mirror(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestMirror"]:
+        '''RequestMirror defines a schema for a filter that mirrors requests.
+
+        Requests are sent to the specified destination, but responses from
+        that destination are ignored.
+
+        This filter can be used multiple times within the same rule. Note that
+        not all implementations will be able to support mirroring to multiple
+        backends.
+
+        Support: Extended
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters#requestMirror
+        '''
+        result = self._values.get("request_mirror")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestMirror"], result)
+
+    @builtins.property
+    def response_header_modifier(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier"]:
+        '''ResponseHeaderModifier defines a schema for a filter that modifies response headers.
+
+        Support: Extended
+
+        :schema: GrpcRouteSpecRulesBackendRefsFilters#responseHeaderModifier
+        '''
+        result = self._values.get("response_header_modifier")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFilters(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersExtensionRef",
+    jsii_struct_bases=[],
+    name_mapping={"group": "group", "kind": "kind", "name": "name"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersExtensionRef:
+    def __init__(
+        self,
+        *,
+        group: builtins.str,
+        kind: builtins.str,
+        name: builtins.str,
+    ) -> None:
+        '''ExtensionRef is an optional, implementation-specific extension to the "filter" behavior.
+
+        For example, resource "myroutefilter" in group
+        "networking.example.net"). ExtensionRef MUST NOT be used for core and
+        extended filters.
+
+        Support: Implementation-specific
+
+        This filter can be used multiple times within the same rule.
+
+        :param group: Group is the group of the referent. For example, "gateway.networking.k8s.io". When unspecified or empty string, core API group is inferred.
+        :param kind: Kind is kind of the referent. For example "HTTPRoute" or "Service".
+        :param name: Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersExtensionRef
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__49e724fbac24abe5909ebef1406e2e09c0cd32b0be2923812fa79c92acb658c1)
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "group": group,
+            "kind": kind,
+            "name": name,
+        }
+
+    @builtins.property
+    def group(self) -> builtins.str:
+        '''Group is the group of the referent.
+
+        For example, "gateway.networking.k8s.io".
+        When unspecified or empty string, core API group is inferred.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersExtensionRef#group
+        '''
+        result = self._values.get("group")
+        assert result is not None, "Required property 'group' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def kind(self) -> builtins.str:
+        '''Kind is kind of the referent.
+
+        For example "HTTPRoute" or "Service".
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersExtensionRef#kind
+        '''
+        result = self._values.get("kind")
+        assert result is not None, "Required property 'kind' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersExtensionRef#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersExtensionRef(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier",
+    jsii_struct_bases=[],
+    name_mapping={"add": "add", "remove": "remove", "set": "set"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier:
+    def __init__(
+        self,
+        *,
+        add: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd", typing.Dict[builtins.str, typing.Any]]]] = None,
+        remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+        set: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''RequestHeaderModifier defines a schema for a filter that modifies request headers.
+
+        Support: Core
+
+        :param add: Add adds the given header(s) (name, value) to the request before the action. It appends to any existing values associated with the header name. Input: GET /foo HTTP/1.1 my-header: foo Config: add: - name: "my-header" value: "bar,baz" Output: GET /foo HTTP/1.1 my-header: foo,bar,baz
+        :param remove: Remove the given header(s) from the HTTP request before the action. The value of Remove is a list of HTTP header names. Note that the header names are case-insensitive (see https://datatracker.ietf.org/doc/html/rfc2616#section-4.2). Input: GET /foo HTTP/1.1 my-header1: foo my-header2: bar my-header3: baz Config: remove: ["my-header1", "my-header3"] Output: GET /foo HTTP/1.1 my-header2: bar
+        :param set: Set overwrites the request with the given header (name, value) before the action. Input: GET /foo HTTP/1.1 my-header: foo Config: set: - name: "my-header" value: "bar" Output: GET /foo HTTP/1.1 my-header: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__409e79a9beaa1d0d9beba5cdda5cfb0f801c6b68b07e15879d6c541f3a013d27)
+            check_type(argname="argument add", value=add, expected_type=type_hints["add"])
+            check_type(argname="argument remove", value=remove, expected_type=type_hints["remove"])
+            check_type(argname="argument set", value=set, expected_type=type_hints["set"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if add is not None:
+            self._values["add"] = add
+        if remove is not None:
+            self._values["remove"] = remove
+        if set is not None:
+            self._values["set"] = set
+
+    @builtins.property
+    def add(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd"]]:
+        '''Add adds the given header(s) (name, value) to the request before the action.
+
+        It appends to any existing values associated
+        with the header name.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        add:
+
+        - name: "my-header"
+          value: "bar,baz"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: foo,bar,baz
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier#add
+        '''
+        result = self._values.get("add")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd"]], result)
+
+    @builtins.property
+    def remove(self) -> typing.Optional[typing.List[builtins.str]]:
+        '''Remove the given header(s) from the HTTP request before the action.
+
+        The
+        value of Remove is a list of HTTP header names. Note that the header
+        names are case-insensitive (see
+        https://datatracker.ietf.org/doc/html/rfc2616#section-4.2).
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header1: foo
+        my-header2: bar
+        my-header3: baz
+
+        Config:
+        remove: ["my-header1", "my-header3"]
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header2: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier#remove
+        '''
+        result = self._values.get("remove")
+        return typing.cast(typing.Optional[typing.List[builtins.str]], result)
+
+    @builtins.property
+    def set(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet"]]:
+        '''Set overwrites the request with the given header (name, value) before the action.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        set:
+
+        - name: "my-header"
+          value: "bar"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier#set
+        '''
+        result = self._values.get("set")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__b910edbed0503d9109776b034fcdf51ec86944265fecd8775bfc62a9faafe191)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__2ff4c65588fe838246ffdca4bdcc364ac959e9bbad62bf3e54f22a6715294e97)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestMirror",
+    jsii_struct_bases=[],
+    name_mapping={
+        "backend_ref": "backendRef",
+        "fraction": "fraction",
+        "percent": "percent",
+    },
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestMirror:
+    def __init__(
+        self,
+        *,
+        backend_ref: typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef", typing.Dict[builtins.str, typing.Any]],
+        fraction: typing.Optional[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction", typing.Dict[builtins.str, typing.Any]]] = None,
+        percent: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''RequestMirror defines a schema for a filter that mirrors requests.
+
+        Requests are sent to the specified destination, but responses from
+        that destination are ignored.
+
+        This filter can be used multiple times within the same rule. Note that
+        not all implementations will be able to support mirroring to multiple
+        backends.
+
+        Support: Extended
+
+        :param backend_ref: BackendRef references a resource where mirrored requests are sent. Mirrored requests must be sent only to a single destination endpoint within this BackendRef, irrespective of how many endpoints are present within this BackendRef. If the referent cannot be found, this BackendRef is invalid and must be dropped from the Gateway. The controller must ensure the "ResolvedRefs" condition on the Route status is set to ``status: False`` and not configure this backend in the underlying implementation. If there is a cross-namespace reference to an *existing* object that is not allowed by a ReferenceGrant, the controller must ensure the "ResolvedRefs" condition on the Route is set to ``status: False``, with the "RefNotPermitted" reason and not configure this backend in the underlying implementation. In either error case, the Message of the ``ResolvedRefs`` Condition should be used to provide more detail about the problem. Support: Extended for Kubernetes Service Support: Implementation-specific for any other resource
+        :param fraction: Fraction represents the fraction of requests that should be mirrored to BackendRef. Only one of Fraction or Percent may be specified. If neither field is specified, 100% of requests will be mirrored.
+        :param percent: Percent represents the percentage of requests that should be mirrored to BackendRef. Its minimum value is 0 (indicating 0% of requests) and its maximum value is 100 (indicating 100% of requests). Only one of Fraction or Percent may be specified. If neither field is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirror
+        '''
+        if isinstance(backend_ref, dict):
+            backend_ref = GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef(**backend_ref)
+        if isinstance(fraction, dict):
+            fraction = GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction(**fraction)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__58ce7b8bf39b8f482473abb16592ebc088109d1e13a72dded9b3c35e362b9c40)
+            check_type(argname="argument backend_ref", value=backend_ref, expected_type=type_hints["backend_ref"])
+            check_type(argname="argument fraction", value=fraction, expected_type=type_hints["fraction"])
+            check_type(argname="argument percent", value=percent, expected_type=type_hints["percent"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "backend_ref": backend_ref,
+        }
+        if fraction is not None:
+            self._values["fraction"] = fraction
+        if percent is not None:
+            self._values["percent"] = percent
+
+    @builtins.property
+    def backend_ref(
+        self,
+    ) -> "GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef":
+        '''BackendRef references a resource where mirrored requests are sent.
+
+        Mirrored requests must be sent only to a single destination endpoint
+        within this BackendRef, irrespective of how many endpoints are present
+        within this BackendRef.
+
+        If the referent cannot be found, this BackendRef is invalid and must be
+        dropped from the Gateway. The controller must ensure the "ResolvedRefs"
+        condition on the Route status is set to ``status: False`` and not configure
+        this backend in the underlying implementation.
+
+        If there is a cross-namespace reference to an *existing* object
+        that is not allowed by a ReferenceGrant, the controller must ensure the
+        "ResolvedRefs"  condition on the Route is set to ``status: False``,
+        with the "RefNotPermitted" reason and not configure this backend in the
+        underlying implementation.
+
+        In either error case, the Message of the ``ResolvedRefs`` Condition
+        should be used to provide more detail about the problem.
+
+        Support: Extended for Kubernetes Service
+
+        Support: Implementation-specific for any other resource
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirror#backendRef
+        '''
+        result = self._values.get("backend_ref")
+        assert result is not None, "Required property 'backend_ref' is missing"
+        return typing.cast("GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef", result)
+
+    @builtins.property
+    def fraction(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction"]:
+        '''Fraction represents the fraction of requests that should be mirrored to BackendRef.
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirror#fraction
+        '''
+        result = self._values.get("fraction")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction"], result)
+
+    @builtins.property
+    def percent(self) -> typing.Optional[jsii.Number]:
+        '''Percent represents the percentage of requests that should be mirrored to BackendRef.
+
+        Its minimum value is 0 (indicating 0% of
+        requests) and its maximum value is 100 (indicating 100% of requests).
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirror#percent
+        '''
+        result = self._values.get("percent")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestMirror(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef",
+    jsii_struct_bases=[],
+    name_mapping={
+        "name": "name",
+        "group": "group",
+        "kind": "kind",
+        "namespace": "namespace",
+        "port": "port",
+    },
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef:
+    def __init__(
+        self,
+        *,
+        name: builtins.str,
+        group: typing.Optional[builtins.str] = None,
+        kind: typing.Optional[builtins.str] = None,
+        namespace: typing.Optional[builtins.str] = None,
+        port: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''BackendRef references a resource where mirrored requests are sent.
+
+        Mirrored requests must be sent only to a single destination endpoint
+        within this BackendRef, irrespective of how many endpoints are present
+        within this BackendRef.
+
+        If the referent cannot be found, this BackendRef is invalid and must be
+        dropped from the Gateway. The controller must ensure the "ResolvedRefs"
+        condition on the Route status is set to ``status: False`` and not configure
+        this backend in the underlying implementation.
+
+        If there is a cross-namespace reference to an *existing* object
+        that is not allowed by a ReferenceGrant, the controller must ensure the
+        "ResolvedRefs"  condition on the Route is set to ``status: False``,
+        with the "RefNotPermitted" reason and not configure this backend in the
+        underlying implementation.
+
+        In either error case, the Message of the ``ResolvedRefs`` Condition
+        should be used to provide more detail about the problem.
+
+        Support: Extended for Kubernetes Service
+
+        Support: Implementation-specific for any other resource
+
+        :param name: Name is the name of the referent.
+        :param group: Group is the group of the referent. For example, "gateway.networking.k8s.io". When unspecified or empty string, core API group is inferred.
+        :param kind: Kind is the Kubernetes resource kind of the referent. For example "Service". Defaults to "Service" when not specified. ExternalName services can refer to CNAME DNS records that may live outside of the cluster and as such are difficult to reason about in terms of conformance. They also may not be safe to forward to (see CVE-2021-25740 for more information). Implementations SHOULD NOT support ExternalName Services. Support: Core (Services with a type other than ExternalName) Support: Implementation-specific (Services with type ExternalName) Default: Service" when not specified.
+        :param namespace: Namespace is the namespace of the backend. When unspecified, the local namespace is inferred. Note that when a namespace different than the local namespace is specified, a ReferenceGrant object is required in the referent namespace to allow that namespace's owner to accept the reference. See the ReferenceGrant documentation for details. Support: Core
+        :param port: Port specifies the destination port number to use for this resource. Port is required when the referent is a Kubernetes Service. In this case, the port number is the service port number, not the target port. For other resources, destination port might be derived from the referent resource or this field.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__c524ac939842efff7541c4eba68afa22ab1e6b2e0d176bce8a9d1931b42ee1fc)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument namespace", value=namespace, expected_type=type_hints["namespace"])
+            check_type(argname="argument port", value=port, expected_type=type_hints["port"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+        }
+        if group is not None:
+            self._values["group"] = group
+        if kind is not None:
+            self._values["kind"] = kind
+        if namespace is not None:
+            self._values["namespace"] = namespace
+        if port is not None:
+            self._values["port"] = port
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def group(self) -> typing.Optional[builtins.str]:
+        '''Group is the group of the referent.
+
+        For example, "gateway.networking.k8s.io".
+        When unspecified or empty string, core API group is inferred.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef#group
+        '''
+        result = self._values.get("group")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def kind(self) -> typing.Optional[builtins.str]:
+        '''Kind is the Kubernetes resource kind of the referent. For example "Service".
+
+        Defaults to "Service" when not specified.
+
+        ExternalName services can refer to CNAME DNS records that may live
+        outside of the cluster and as such are difficult to reason about in
+        terms of conformance. They also may not be safe to forward to (see
+        CVE-2021-25740 for more information). Implementations SHOULD NOT
+        support ExternalName Services.
+
+        Support: Core (Services with a type other than ExternalName)
+
+        Support: Implementation-specific (Services with type ExternalName)
+
+        :default: Service" when not specified.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef#kind
+        '''
+        result = self._values.get("kind")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def namespace(self) -> typing.Optional[builtins.str]:
+        '''Namespace is the namespace of the backend. When unspecified, the local namespace is inferred.
+
+        Note that when a namespace different than the local namespace is specified,
+        a ReferenceGrant object is required in the referent namespace to allow that
+        namespace's owner to accept the reference. See the ReferenceGrant
+        documentation for details.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef#namespace
+        '''
+        result = self._values.get("namespace")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def port(self) -> typing.Optional[jsii.Number]:
+        '''Port specifies the destination port number to use for this resource.
+
+        Port is required when the referent is a Kubernetes Service. In this
+        case, the port number is the service port number, not the target port.
+        For other resources, destination port might be derived from the referent
+        resource or this field.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef#port
+        '''
+        result = self._values.get("port")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction",
+    jsii_struct_bases=[],
+    name_mapping={"numerator": "numerator", "denominator": "denominator"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction:
+    def __init__(
+        self,
+        *,
+        numerator: jsii.Number,
+        denominator: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''Fraction represents the fraction of requests that should be mirrored to BackendRef.
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :param numerator: 
+        :param denominator: 
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__e4f448982aa02afb4456a2ebc14f3a6536ea7953657c9e315cffe709db4bcd10)
+            check_type(argname="argument numerator", value=numerator, expected_type=type_hints["numerator"])
+            check_type(argname="argument denominator", value=denominator, expected_type=type_hints["denominator"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "numerator": numerator,
+        }
+        if denominator is not None:
+            self._values["denominator"] = denominator
+
+    @builtins.property
+    def numerator(self) -> jsii.Number:
+        '''
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction#numerator
+        '''
+        result = self._values.get("numerator")
+        assert result is not None, "Required property 'numerator' is missing"
+        return typing.cast(jsii.Number, result)
+
+    @builtins.property
+    def denominator(self) -> typing.Optional[jsii.Number]:
+        '''
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction#denominator
+        '''
+        result = self._values.get("denominator")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier",
+    jsii_struct_bases=[],
+    name_mapping={"add": "add", "remove": "remove", "set": "set"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier:
+    def __init__(
+        self,
+        *,
+        add: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd", typing.Dict[builtins.str, typing.Any]]]] = None,
+        remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+        set: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''ResponseHeaderModifier defines a schema for a filter that modifies response headers.
+
+        Support: Extended
+
+        :param add: Add adds the given header(s) (name, value) to the request before the action. It appends to any existing values associated with the header name. Input: GET /foo HTTP/1.1 my-header: foo Config: add: - name: "my-header" value: "bar,baz" Output: GET /foo HTTP/1.1 my-header: foo,bar,baz
+        :param remove: Remove the given header(s) from the HTTP request before the action. The value of Remove is a list of HTTP header names. Note that the header names are case-insensitive (see https://datatracker.ietf.org/doc/html/rfc2616#section-4.2). Input: GET /foo HTTP/1.1 my-header1: foo my-header2: bar my-header3: baz Config: remove: ["my-header1", "my-header3"] Output: GET /foo HTTP/1.1 my-header2: bar
+        :param set: Set overwrites the request with the given header (name, value) before the action. Input: GET /foo HTTP/1.1 my-header: foo Config: set: - name: "my-header" value: "bar" Output: GET /foo HTTP/1.1 my-header: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__3aa34e9bdc7698a7169e8eeea435b18d2d2542c478edee185d6d03b43302ac9b)
+            check_type(argname="argument add", value=add, expected_type=type_hints["add"])
+            check_type(argname="argument remove", value=remove, expected_type=type_hints["remove"])
+            check_type(argname="argument set", value=set, expected_type=type_hints["set"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if add is not None:
+            self._values["add"] = add
+        if remove is not None:
+            self._values["remove"] = remove
+        if set is not None:
+            self._values["set"] = set
+
+    @builtins.property
+    def add(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd"]]:
+        '''Add adds the given header(s) (name, value) to the request before the action.
+
+        It appends to any existing values associated
+        with the header name.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        add:
+
+        - name: "my-header"
+          value: "bar,baz"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: foo,bar,baz
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier#add
+        '''
+        result = self._values.get("add")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd"]], result)
+
+    @builtins.property
+    def remove(self) -> typing.Optional[typing.List[builtins.str]]:
+        '''Remove the given header(s) from the HTTP request before the action.
+
+        The
+        value of Remove is a list of HTTP header names. Note that the header
+        names are case-insensitive (see
+        https://datatracker.ietf.org/doc/html/rfc2616#section-4.2).
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header1: foo
+        my-header2: bar
+        my-header3: baz
+
+        Config:
+        remove: ["my-header1", "my-header3"]
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header2: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier#remove
+        '''
+        result = self._values.get("remove")
+        return typing.cast(typing.Optional[typing.List[builtins.str]], result)
+
+    @builtins.property
+    def set(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet"]]:
+        '''Set overwrites the request with the given header (name, value) before the action.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        set:
+
+        - name: "my-header"
+          value: "bar"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: bar
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier#set
+        '''
+        result = self._values.get("set")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__6b2f654975e928df04fb05acc8dc2d93517b71f9a9ee00633794f53b11ce466a)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__4f3f75b92e02df2e9aa9e0a80c623052cb65714345f461329833a50b12f382b5)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.enum(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesBackendRefsFiltersType"
+)
+class GrpcRouteSpecRulesBackendRefsFiltersType(enum.Enum):
+    '''Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:.
+
+    - Core: Filter types and their corresponding configuration defined by
+      "Support: Core" in this package, e.g. "RequestHeaderModifier". All
+      implementations supporting GRPCRoute MUST support core filters.
+    - Extended: Filter types and their corresponding configuration defined by
+      "Support: Extended" in this package, e.g. "RequestMirror". Implementers
+      are encouraged to support extended filters.
+    - Implementation-specific: Filters that are defined and supported by specific vendors.
+      In the future, filters showing convergence in behavior across multiple
+      implementations will be considered for inclusion in extended or core
+      conformance levels. Filter-specific configuration for such filters
+      is specified using the ExtensionRef field. ``Type`` MUST be set to
+      "ExtensionRef" for custom filters.
+
+    Implementers are encouraged to define custom implementation types to
+    extend the core API with implementation-specific behavior.
+
+    If a reference to a custom filter type cannot be resolved, the filter
+    MUST NOT be skipped. Instead, requests that would have been processed by
+    that filter MUST receive a HTTP error response.
+
+    :schema: GrpcRouteSpecRulesBackendRefsFiltersType
+    '''
+
+    RESPONSE_HEADER_MODIFIER = "RESPONSE_HEADER_MODIFIER"
+    '''ResponseHeaderModifier.'''
+    REQUEST_HEADER_MODIFIER = "REQUEST_HEADER_MODIFIER"
+    '''RequestHeaderModifier.'''
+    REQUEST_MIRROR = "REQUEST_MIRROR"
+    '''RequestMirror.'''
+    EXTENSION_REF = "EXTENSION_REF"
+    '''ExtensionRef.'''
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFilters",
+    jsii_struct_bases=[],
+    name_mapping={
+        "type": "type",
+        "extension_ref": "extensionRef",
+        "request_header_modifier": "requestHeaderModifier",
+        "request_mirror": "requestMirror",
+        "response_header_modifier": "responseHeaderModifier",
+    },
+)
+class GrpcRouteSpecRulesFilters:
+    def __init__(
+        self,
+        *,
+        type: "GrpcRouteSpecRulesFiltersType",
+        extension_ref: typing.Optional[typing.Union["GrpcRouteSpecRulesFiltersExtensionRef", typing.Dict[builtins.str, typing.Any]]] = None,
+        request_header_modifier: typing.Optional[typing.Union["GrpcRouteSpecRulesFiltersRequestHeaderModifier", typing.Dict[builtins.str, typing.Any]]] = None,
+        request_mirror: typing.Optional[typing.Union["GrpcRouteSpecRulesFiltersRequestMirror", typing.Dict[builtins.str, typing.Any]]] = None,
+        response_header_modifier: typing.Optional[typing.Union["GrpcRouteSpecRulesFiltersResponseHeaderModifier", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> None:
+        '''GRPCRouteFilter defines processing steps that must be completed during the request or response lifecycle.
+
+        GRPCRouteFilters are meant as an extension
+        point to express processing that may be done in Gateway implementations. Some
+        examples include request or response modification, implementing
+        authentication strategies, rate-limiting, and traffic shaping. API
+        guarantee/conformance is defined based on the type of the filter.
+
+        :param type: Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:. - Core: Filter types and their corresponding configuration defined by "Support: Core" in this package, e.g. "RequestHeaderModifier". All implementations supporting GRPCRoute MUST support core filters. - Extended: Filter types and their corresponding configuration defined by "Support: Extended" in this package, e.g. "RequestMirror". Implementers are encouraged to support extended filters. - Implementation-specific: Filters that are defined and supported by specific vendors. In the future, filters showing convergence in behavior across multiple implementations will be considered for inclusion in extended or core conformance levels. Filter-specific configuration for such filters is specified using the ExtensionRef field. ``Type`` MUST be set to "ExtensionRef" for custom filters. Implementers are encouraged to define custom implementation types to extend the core API with implementation-specific behavior. If a reference to a custom filter type cannot be resolved, the filter MUST NOT be skipped. Instead, requests that would have been processed by that filter MUST receive a HTTP error response.
+        :param extension_ref: ExtensionRef is an optional, implementation-specific extension to the "filter" behavior. For example, resource "myroutefilter" in group "networking.example.net"). ExtensionRef MUST NOT be used for core and extended filters. Support: Implementation-specific This filter can be used multiple times within the same rule.
+        :param request_header_modifier: RequestHeaderModifier defines a schema for a filter that modifies request headers. Support: Core
+        :param request_mirror: RequestMirror defines a schema for a filter that mirrors requests. Requests are sent to the specified destination, but responses from that destination are ignored. This filter can be used multiple times within the same rule. Note that not all implementations will be able to support mirroring to multiple backends. Support: Extended
+        :param response_header_modifier: ResponseHeaderModifier defines a schema for a filter that modifies response headers. Support: Extended
+
+        :schema: GrpcRouteSpecRulesFilters
+        '''
+        if isinstance(extension_ref, dict):
+            extension_ref = GrpcRouteSpecRulesFiltersExtensionRef(**extension_ref)
+        if isinstance(request_header_modifier, dict):
+            request_header_modifier = GrpcRouteSpecRulesFiltersRequestHeaderModifier(**request_header_modifier)
+        if isinstance(request_mirror, dict):
+            request_mirror = GrpcRouteSpecRulesFiltersRequestMirror(**request_mirror)
+        if isinstance(response_header_modifier, dict):
+            response_header_modifier = GrpcRouteSpecRulesFiltersResponseHeaderModifier(**response_header_modifier)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__3a129ef64612f8f3ec6c8f67111d7adeede49d399b628c507441867a6827a1da)
+            check_type(argname="argument type", value=type, expected_type=type_hints["type"])
+            check_type(argname="argument extension_ref", value=extension_ref, expected_type=type_hints["extension_ref"])
+            check_type(argname="argument request_header_modifier", value=request_header_modifier, expected_type=type_hints["request_header_modifier"])
+            check_type(argname="argument request_mirror", value=request_mirror, expected_type=type_hints["request_mirror"])
+            check_type(argname="argument response_header_modifier", value=response_header_modifier, expected_type=type_hints["response_header_modifier"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "type": type,
+        }
+        if extension_ref is not None:
+            self._values["extension_ref"] = extension_ref
+        if request_header_modifier is not None:
+            self._values["request_header_modifier"] = request_header_modifier
+        if request_mirror is not None:
+            self._values["request_mirror"] = request_mirror
+        if response_header_modifier is not None:
+            self._values["response_header_modifier"] = response_header_modifier
+
+    @builtins.property
+    def type(self) -> "GrpcRouteSpecRulesFiltersType":
+        '''Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:.
+
+        - Core: Filter types and their corresponding configuration defined by
+          "Support: Core" in this package, e.g. "RequestHeaderModifier". All
+          implementations supporting GRPCRoute MUST support core filters.
+        - Extended: Filter types and their corresponding configuration defined by
+          "Support: Extended" in this package, e.g. "RequestMirror". Implementers
+          are encouraged to support extended filters.
+        - Implementation-specific: Filters that are defined and supported by specific vendors.
+          In the future, filters showing convergence in behavior across multiple
+          implementations will be considered for inclusion in extended or core
+          conformance levels. Filter-specific configuration for such filters
+          is specified using the ExtensionRef field. ``Type`` MUST be set to
+          "ExtensionRef" for custom filters.
+
+        Implementers are encouraged to define custom implementation types to
+        extend the core API with implementation-specific behavior.
+
+        If a reference to a custom filter type cannot be resolved, the filter
+        MUST NOT be skipped. Instead, requests that would have been processed by
+        that filter MUST receive a HTTP error response.
+
+        :schema: GrpcRouteSpecRulesFilters#type
+        '''
+        result = self._values.get("type")
+        assert result is not None, "Required property 'type' is missing"
+        return typing.cast("GrpcRouteSpecRulesFiltersType", result)
+
+    @builtins.property
+    def extension_ref(self) -> typing.Optional["GrpcRouteSpecRulesFiltersExtensionRef"]:
+        '''ExtensionRef is an optional, implementation-specific extension to the "filter" behavior.
+
+        For example, resource "myroutefilter" in group
+        "networking.example.net"). ExtensionRef MUST NOT be used for core and
+        extended filters.
+
+        Support: Implementation-specific
+
+        This filter can be used multiple times within the same rule.
+
+        :schema: GrpcRouteSpecRulesFilters#extensionRef
+        '''
+        result = self._values.get("extension_ref")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesFiltersExtensionRef"], result)
+
+    @builtins.property
+    def request_header_modifier(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesFiltersRequestHeaderModifier"]:
+        '''RequestHeaderModifier defines a schema for a filter that modifies request headers.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRulesFilters#requestHeaderModifier
+        '''
+        result = self._values.get("request_header_modifier")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesFiltersRequestHeaderModifier"], result)
+
+    @builtins.property
+    def request_mirror(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesFiltersRequestMirror"]:
+        '''RequestMirror defines a schema for a filter that mirrors requests.
+
+        Requests are sent to the specified destination, but responses from
+        that destination are ignored.
+
+        This filter can be used multiple times within the same rule. Note that
+        not all implementations will be able to support mirroring to multiple
+        backends.
+
+        Support: Extended
+
+        :schema: GrpcRouteSpecRulesFilters#requestMirror
+        '''
+        result = self._values.get("request_mirror")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesFiltersRequestMirror"], result)
+
+    @builtins.property
+    def response_header_modifier(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesFiltersResponseHeaderModifier"]:
+        '''ResponseHeaderModifier defines a schema for a filter that modifies response headers.
+
+        Support: Extended
+
+        :schema: GrpcRouteSpecRulesFilters#responseHeaderModifier
+        '''
+        result = self._values.get("response_header_modifier")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesFiltersResponseHeaderModifier"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFilters(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersExtensionRef",
+    jsii_struct_bases=[],
+    name_mapping={"group": "group", "kind": "kind", "name": "name"},
+)
+class GrpcRouteSpecRulesFiltersExtensionRef:
+    def __init__(
+        self,
+        *,
+        group: builtins.str,
+        kind: builtins.str,
+        name: builtins.str,
+    ) -> None:
+        '''ExtensionRef is an optional, implementation-specific extension to the "filter" behavior.
+
+        For example, resource "myroutefilter" in group
+        "networking.example.net"). ExtensionRef MUST NOT be used for core and
+        extended filters.
+
+        Support: Implementation-specific
+
+        This filter can be used multiple times within the same rule.
+
+        :param group: Group is the group of the referent. For example, "gateway.networking.k8s.io". When unspecified or empty string, core API group is inferred.
+        :param kind: Kind is kind of the referent. For example "HTTPRoute" or "Service".
+        :param name: Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesFiltersExtensionRef
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__fa79893a206e0e00ec110a46526ce3aeae45dc59f3e97dc75e2ebbb878611af3)
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "group": group,
+            "kind": kind,
+            "name": name,
+        }
+
+    @builtins.property
+    def group(self) -> builtins.str:
+        '''Group is the group of the referent.
+
+        For example, "gateway.networking.k8s.io".
+        When unspecified or empty string, core API group is inferred.
+
+        :schema: GrpcRouteSpecRulesFiltersExtensionRef#group
+        '''
+        result = self._values.get("group")
+        assert result is not None, "Required property 'group' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def kind(self) -> builtins.str:
+        '''Kind is kind of the referent.
+
+        For example "HTTPRoute" or "Service".
+
+        :schema: GrpcRouteSpecRulesFiltersExtensionRef#kind
+        '''
+        result = self._values.get("kind")
+        assert result is not None, "Required property 'kind' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesFiltersExtensionRef#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersExtensionRef(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestHeaderModifier",
+    jsii_struct_bases=[],
+    name_mapping={"add": "add", "remove": "remove", "set": "set"},
+)
+class GrpcRouteSpecRulesFiltersRequestHeaderModifier:
+    def __init__(
+        self,
+        *,
+        add: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd", typing.Dict[builtins.str, typing.Any]]]] = None,
+        remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+        set: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesFiltersRequestHeaderModifierSet", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''RequestHeaderModifier defines a schema for a filter that modifies request headers.
+
+        Support: Core
+
+        :param add: Add adds the given header(s) (name, value) to the request before the action. It appends to any existing values associated with the header name. Input: GET /foo HTTP/1.1 my-header: foo Config: add: - name: "my-header" value: "bar,baz" Output: GET /foo HTTP/1.1 my-header: foo,bar,baz
+        :param remove: Remove the given header(s) from the HTTP request before the action. The value of Remove is a list of HTTP header names. Note that the header names are case-insensitive (see https://datatracker.ietf.org/doc/html/rfc2616#section-4.2). Input: GET /foo HTTP/1.1 my-header1: foo my-header2: bar my-header3: baz Config: remove: ["my-header1", "my-header3"] Output: GET /foo HTTP/1.1 my-header2: bar
+        :param set: Set overwrites the request with the given header (name, value) before the action. Input: GET /foo HTTP/1.1 my-header: foo Config: set: - name: "my-header" value: "bar" Output: GET /foo HTTP/1.1 my-header: bar
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifier
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__1299f0d91fcbc4baa8d1d66e375253db64313594b933d90b9d8bb6cc63b42114)
+            check_type(argname="argument add", value=add, expected_type=type_hints["add"])
+            check_type(argname="argument remove", value=remove, expected_type=type_hints["remove"])
+            check_type(argname="argument set", value=set, expected_type=type_hints["set"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if add is not None:
+            self._values["add"] = add
+        if remove is not None:
+            self._values["remove"] = remove
+        if set is not None:
+            self._values["set"] = set
+
+    @builtins.property
+    def add(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd"]]:
+        '''Add adds the given header(s) (name, value) to the request before the action.
+
+        It appends to any existing values associated
+        with the header name.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        add:
+
+        - name: "my-header"
+          value: "bar,baz"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: foo,bar,baz
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifier#add
+        '''
+        result = self._values.get("add")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd"]], result)
+
+    @builtins.property
+    def remove(self) -> typing.Optional[typing.List[builtins.str]]:
+        '''Remove the given header(s) from the HTTP request before the action.
+
+        The
+        value of Remove is a list of HTTP header names. Note that the header
+        names are case-insensitive (see
+        https://datatracker.ietf.org/doc/html/rfc2616#section-4.2).
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header1: foo
+        my-header2: bar
+        my-header3: baz
+
+        Config:
+        remove: ["my-header1", "my-header3"]
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header2: bar
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifier#remove
+        '''
+        result = self._values.get("remove")
+        return typing.cast(typing.Optional[typing.List[builtins.str]], result)
+
+    @builtins.property
+    def set(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesFiltersRequestHeaderModifierSet"]]:
+        '''Set overwrites the request with the given header (name, value) before the action.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        set:
+
+        - name: "my-header"
+          value: "bar"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: bar
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifier#set
+        '''
+        result = self._values.get("set")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesFiltersRequestHeaderModifierSet"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestHeaderModifier(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__7433929174e98963a2b7f22bcc7ff87b52710e798b797081de561b99a20838b4)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestHeaderModifierSet",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesFiltersRequestHeaderModifierSet:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierSet
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__f0bc6723b8c226c85cc6ebb6f8d0eeadf87ff65a7e23007c1afa7d6c29211f35)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierSet#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestHeaderModifierSet#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestHeaderModifierSet(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestMirror",
+    jsii_struct_bases=[],
+    name_mapping={
+        "backend_ref": "backendRef",
+        "fraction": "fraction",
+        "percent": "percent",
+    },
+)
+class GrpcRouteSpecRulesFiltersRequestMirror:
+    def __init__(
+        self,
+        *,
+        backend_ref: typing.Union["GrpcRouteSpecRulesFiltersRequestMirrorBackendRef", typing.Dict[builtins.str, typing.Any]],
+        fraction: typing.Optional[typing.Union["GrpcRouteSpecRulesFiltersRequestMirrorFraction", typing.Dict[builtins.str, typing.Any]]] = None,
+        percent: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''RequestMirror defines a schema for a filter that mirrors requests.
+
+        Requests are sent to the specified destination, but responses from
+        that destination are ignored.
+
+        This filter can be used multiple times within the same rule. Note that
+        not all implementations will be able to support mirroring to multiple
+        backends.
+
+        Support: Extended
+
+        :param backend_ref: BackendRef references a resource where mirrored requests are sent. Mirrored requests must be sent only to a single destination endpoint within this BackendRef, irrespective of how many endpoints are present within this BackendRef. If the referent cannot be found, this BackendRef is invalid and must be dropped from the Gateway. The controller must ensure the "ResolvedRefs" condition on the Route status is set to ``status: False`` and not configure this backend in the underlying implementation. If there is a cross-namespace reference to an *existing* object that is not allowed by a ReferenceGrant, the controller must ensure the "ResolvedRefs" condition on the Route is set to ``status: False``, with the "RefNotPermitted" reason and not configure this backend in the underlying implementation. In either error case, the Message of the ``ResolvedRefs`` Condition should be used to provide more detail about the problem. Support: Extended for Kubernetes Service Support: Implementation-specific for any other resource
+        :param fraction: Fraction represents the fraction of requests that should be mirrored to BackendRef. Only one of Fraction or Percent may be specified. If neither field is specified, 100% of requests will be mirrored.
+        :param percent: Percent represents the percentage of requests that should be mirrored to BackendRef. Its minimum value is 0 (indicating 0% of requests) and its maximum value is 100 (indicating 100% of requests). Only one of Fraction or Percent may be specified. If neither field is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirror
+        '''
+        if isinstance(backend_ref, dict):
+            backend_ref = GrpcRouteSpecRulesFiltersRequestMirrorBackendRef(**backend_ref)
+        if isinstance(fraction, dict):
+            fraction = GrpcRouteSpecRulesFiltersRequestMirrorFraction(**fraction)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__5694680ed0b6283d8eafe01072d88a880930ec3dfc7f5878a5c929aa5e1efc9d)
+            check_type(argname="argument backend_ref", value=backend_ref, expected_type=type_hints["backend_ref"])
+            check_type(argname="argument fraction", value=fraction, expected_type=type_hints["fraction"])
+            check_type(argname="argument percent", value=percent, expected_type=type_hints["percent"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "backend_ref": backend_ref,
+        }
+        if fraction is not None:
+            self._values["fraction"] = fraction
+        if percent is not None:
+            self._values["percent"] = percent
+
+    @builtins.property
+    def backend_ref(self) -> "GrpcRouteSpecRulesFiltersRequestMirrorBackendRef":
+        '''BackendRef references a resource where mirrored requests are sent.
+
+        Mirrored requests must be sent only to a single destination endpoint
+        within this BackendRef, irrespective of how many endpoints are present
+        within this BackendRef.
+
+        If the referent cannot be found, this BackendRef is invalid and must be
+        dropped from the Gateway. The controller must ensure the "ResolvedRefs"
+        condition on the Route status is set to ``status: False`` and not configure
+        this backend in the underlying implementation.
+
+        If there is a cross-namespace reference to an *existing* object
+        that is not allowed by a ReferenceGrant, the controller must ensure the
+        "ResolvedRefs"  condition on the Route is set to ``status: False``,
+        with the "RefNotPermitted" reason and not configure this backend in the
+        underlying implementation.
+
+        In either error case, the Message of the ``ResolvedRefs`` Condition
+        should be used to provide more detail about the problem.
+
+        Support: Extended for Kubernetes Service
+
+        Support: Implementation-specific for any other resource
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirror#backendRef
+        '''
+        result = self._values.get("backend_ref")
+        assert result is not None, "Required property 'backend_ref' is missing"
+        return typing.cast("GrpcRouteSpecRulesFiltersRequestMirrorBackendRef", result)
+
+    @builtins.property
+    def fraction(
+        self,
+    ) -> typing.Optional["GrpcRouteSpecRulesFiltersRequestMirrorFraction"]:
+        '''Fraction represents the fraction of requests that should be mirrored to BackendRef.
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirror#fraction
+        '''
+        result = self._values.get("fraction")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesFiltersRequestMirrorFraction"], result)
+
+    @builtins.property
+    def percent(self) -> typing.Optional[jsii.Number]:
+        '''Percent represents the percentage of requests that should be mirrored to BackendRef.
+
+        Its minimum value is 0 (indicating 0% of
+        requests) and its maximum value is 100 (indicating 100% of requests).
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirror#percent
+        '''
+        result = self._values.get("percent")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestMirror(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestMirrorBackendRef",
+    jsii_struct_bases=[],
+    name_mapping={
+        "name": "name",
+        "group": "group",
+        "kind": "kind",
+        "namespace": "namespace",
+        "port": "port",
+    },
+)
+class GrpcRouteSpecRulesFiltersRequestMirrorBackendRef:
+    def __init__(
+        self,
+        *,
+        name: builtins.str,
+        group: typing.Optional[builtins.str] = None,
+        kind: typing.Optional[builtins.str] = None,
+        namespace: typing.Optional[builtins.str] = None,
+        port: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''BackendRef references a resource where mirrored requests are sent.
+
+        Mirrored requests must be sent only to a single destination endpoint
+        within this BackendRef, irrespective of how many endpoints are present
+        within this BackendRef.
+
+        If the referent cannot be found, this BackendRef is invalid and must be
+        dropped from the Gateway. The controller must ensure the "ResolvedRefs"
+        condition on the Route status is set to ``status: False`` and not configure
+        this backend in the underlying implementation.
+
+        If there is a cross-namespace reference to an *existing* object
+        that is not allowed by a ReferenceGrant, the controller must ensure the
+        "ResolvedRefs"  condition on the Route is set to ``status: False``,
+        with the "RefNotPermitted" reason and not configure this backend in the
+        underlying implementation.
+
+        In either error case, the Message of the ``ResolvedRefs`` Condition
+        should be used to provide more detail about the problem.
+
+        Support: Extended for Kubernetes Service
+
+        Support: Implementation-specific for any other resource
+
+        :param name: Name is the name of the referent.
+        :param group: Group is the group of the referent. For example, "gateway.networking.k8s.io". When unspecified or empty string, core API group is inferred.
+        :param kind: Kind is the Kubernetes resource kind of the referent. For example "Service". Defaults to "Service" when not specified. ExternalName services can refer to CNAME DNS records that may live outside of the cluster and as such are difficult to reason about in terms of conformance. They also may not be safe to forward to (see CVE-2021-25740 for more information). Implementations SHOULD NOT support ExternalName Services. Support: Core (Services with a type other than ExternalName) Support: Implementation-specific (Services with type ExternalName) Default: Service" when not specified.
+        :param namespace: Namespace is the namespace of the backend. When unspecified, the local namespace is inferred. Note that when a namespace different than the local namespace is specified, a ReferenceGrant object is required in the referent namespace to allow that namespace's owner to accept the reference. See the ReferenceGrant documentation for details. Support: Core
+        :param port: Port specifies the destination port number to use for this resource. Port is required when the referent is a Kubernetes Service. In this case, the port number is the service port number, not the target port. For other resources, destination port might be derived from the referent resource or this field.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__65a3ca346a7dbfadff1bd71d5cb5e92aa83ba4e1d3238a428a0f861684dc1fbd)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument group", value=group, expected_type=type_hints["group"])
+            check_type(argname="argument kind", value=kind, expected_type=type_hints["kind"])
+            check_type(argname="argument namespace", value=namespace, expected_type=type_hints["namespace"])
+            check_type(argname="argument port", value=port, expected_type=type_hints["port"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+        }
+        if group is not None:
+            self._values["group"] = group
+        if kind is not None:
+            self._values["kind"] = kind
+        if namespace is not None:
+            self._values["namespace"] = namespace
+        if port is not None:
+            self._values["port"] = port
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the referent.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def group(self) -> typing.Optional[builtins.str]:
+        '''Group is the group of the referent.
+
+        For example, "gateway.networking.k8s.io".
+        When unspecified or empty string, core API group is inferred.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef#group
+        '''
+        result = self._values.get("group")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def kind(self) -> typing.Optional[builtins.str]:
+        '''Kind is the Kubernetes resource kind of the referent. For example "Service".
+
+        Defaults to "Service" when not specified.
+
+        ExternalName services can refer to CNAME DNS records that may live
+        outside of the cluster and as such are difficult to reason about in
+        terms of conformance. They also may not be safe to forward to (see
+        CVE-2021-25740 for more information). Implementations SHOULD NOT
+        support ExternalName Services.
+
+        Support: Core (Services with a type other than ExternalName)
+
+        Support: Implementation-specific (Services with type ExternalName)
+
+        :default: Service" when not specified.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef#kind
+        '''
+        result = self._values.get("kind")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def namespace(self) -> typing.Optional[builtins.str]:
+        '''Namespace is the namespace of the backend. When unspecified, the local namespace is inferred.
+
+        Note that when a namespace different than the local namespace is specified,
+        a ReferenceGrant object is required in the referent namespace to allow that
+        namespace's owner to accept the reference. See the ReferenceGrant
+        documentation for details.
+
+        Support: Core
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef#namespace
+        '''
+        result = self._values.get("namespace")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def port(self) -> typing.Optional[jsii.Number]:
+        '''Port specifies the destination port number to use for this resource.
+
+        Port is required when the referent is a Kubernetes Service. In this
+        case, the port number is the service port number, not the target port.
+        For other resources, destination port might be derived from the referent
+        resource or this field.
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorBackendRef#port
+        '''
+        result = self._values.get("port")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestMirrorBackendRef(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersRequestMirrorFraction",
+    jsii_struct_bases=[],
+    name_mapping={"numerator": "numerator", "denominator": "denominator"},
+)
+class GrpcRouteSpecRulesFiltersRequestMirrorFraction:
+    def __init__(
+        self,
+        *,
+        numerator: jsii.Number,
+        denominator: typing.Optional[jsii.Number] = None,
+    ) -> None:
+        '''Fraction represents the fraction of requests that should be mirrored to BackendRef.
+
+        Only one of Fraction or Percent may be specified. If neither field
+        is specified, 100% of requests will be mirrored.
+
+        :param numerator: 
+        :param denominator: 
+
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorFraction
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__415e34c50f03adc772ce4838ab1014fac9a15ae1d6379372db2d4c4868736b1d)
+            check_type(argname="argument numerator", value=numerator, expected_type=type_hints["numerator"])
+            check_type(argname="argument denominator", value=denominator, expected_type=type_hints["denominator"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "numerator": numerator,
+        }
+        if denominator is not None:
+            self._values["denominator"] = denominator
+
+    @builtins.property
+    def numerator(self) -> jsii.Number:
+        '''
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorFraction#numerator
+        '''
+        result = self._values.get("numerator")
+        assert result is not None, "Required property 'numerator' is missing"
+        return typing.cast(jsii.Number, result)
+
+    @builtins.property
+    def denominator(self) -> typing.Optional[jsii.Number]:
+        '''
+        :schema: GrpcRouteSpecRulesFiltersRequestMirrorFraction#denominator
+        '''
+        result = self._values.get("denominator")
+        return typing.cast(typing.Optional[jsii.Number], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersRequestMirrorFraction(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersResponseHeaderModifier",
+    jsii_struct_bases=[],
+    name_mapping={"add": "add", "remove": "remove", "set": "set"},
+)
+class GrpcRouteSpecRulesFiltersResponseHeaderModifier:
+    def __init__(
+        self,
+        *,
+        add: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd", typing.Dict[builtins.str, typing.Any]]]] = None,
+        remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+        set: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesFiltersResponseHeaderModifierSet", typing.Dict[builtins.str, typing.Any]]]] = None,
+    ) -> None:
+        '''ResponseHeaderModifier defines a schema for a filter that modifies response headers.
+
+        Support: Extended
+
+        :param add: Add adds the given header(s) (name, value) to the request before the action. It appends to any existing values associated with the header name. Input: GET /foo HTTP/1.1 my-header: foo Config: add: - name: "my-header" value: "bar,baz" Output: GET /foo HTTP/1.1 my-header: foo,bar,baz
+        :param remove: Remove the given header(s) from the HTTP request before the action. The value of Remove is a list of HTTP header names. Note that the header names are case-insensitive (see https://datatracker.ietf.org/doc/html/rfc2616#section-4.2). Input: GET /foo HTTP/1.1 my-header1: foo my-header2: bar my-header3: baz Config: remove: ["my-header1", "my-header3"] Output: GET /foo HTTP/1.1 my-header2: bar
+        :param set: Set overwrites the request with the given header (name, value) before the action. Input: GET /foo HTTP/1.1 my-header: foo Config: set: - name: "my-header" value: "bar" Output: GET /foo HTTP/1.1 my-header: bar
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifier
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__700be19693166bebf0473ce92ceaef106a7a4708bcf6ed9b93ffabb0e4210d4a)
+            check_type(argname="argument add", value=add, expected_type=type_hints["add"])
+            check_type(argname="argument remove", value=remove, expected_type=type_hints["remove"])
+            check_type(argname="argument set", value=set, expected_type=type_hints["set"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if add is not None:
+            self._values["add"] = add
+        if remove is not None:
+            self._values["remove"] = remove
+        if set is not None:
+            self._values["set"] = set
+
+    @builtins.property
+    def add(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd"]]:
+        '''Add adds the given header(s) (name, value) to the request before the action.
+
+        It appends to any existing values associated
+        with the header name.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        add:
+
+        - name: "my-header"
+          value: "bar,baz"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: foo,bar,baz
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifier#add
+        '''
+        result = self._values.get("add")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd"]], result)
+
+    @builtins.property
+    def remove(self) -> typing.Optional[typing.List[builtins.str]]:
+        '''Remove the given header(s) from the HTTP request before the action.
+
+        The
+        value of Remove is a list of HTTP header names. Note that the header
+        names are case-insensitive (see
+        https://datatracker.ietf.org/doc/html/rfc2616#section-4.2).
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header1: foo
+        my-header2: bar
+        my-header3: baz
+
+        Config:
+        remove: ["my-header1", "my-header3"]
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header2: bar
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifier#remove
+        '''
+        result = self._values.get("remove")
+        return typing.cast(typing.Optional[typing.List[builtins.str]], result)
+
+    @builtins.property
+    def set(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesFiltersResponseHeaderModifierSet"]]:
+        '''Set overwrites the request with the given header (name, value) before the action.
+
+        Input:
+        GET /foo HTTP/1.1
+        my-header: foo
+
+        Config:
+        set:
+
+        - name: "my-header"
+          value: "bar"
+
+        Output:
+        GET /foo HTTP/1.1
+        my-header: bar
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifier#set
+        '''
+        result = self._values.get("set")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesFiltersResponseHeaderModifierSet"]], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersResponseHeaderModifier(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__bac9abe8736dfad245b6dfb97469ebc05bda3b0e69b1a7acfa83244638c017e3)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersResponseHeaderModifierSet",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value"},
+)
+class GrpcRouteSpecRulesFiltersResponseHeaderModifierSet:
+    def __init__(self, *, name: builtins.str, value: builtins.str) -> None:
+        '''HTTPHeader represents an HTTP Header name and value as defined by RFC 7230.
+
+        :param name: Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2). If multiple entries specify equivalent header names, the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierSet
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__1fb106ae2efc6bddd3f71e80caa295637487bf27f0346aa21a5e53f9daa901be)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the HTTP Header to be matched. Name matching MUST be case-insensitive. (See https://tools.ietf.org/html/rfc7230#section-3.2).
+
+        If multiple entries specify equivalent header names, the first entry with
+        an equivalent name MUST be considered for a match. Subsequent entries
+        with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierSet#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of HTTP Header to be matched.
+
+        :schema: GrpcRouteSpecRulesFiltersResponseHeaderModifierSet#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesFiltersResponseHeaderModifierSet(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.enum(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesFiltersType"
+)
+class GrpcRouteSpecRulesFiltersType(enum.Enum):
+    '''Type identifies the type of filter to apply. As with other API fields, types are classified into three conformance levels:.
+
+    - Core: Filter types and their corresponding configuration defined by
+      "Support: Core" in this package, e.g. "RequestHeaderModifier". All
+      implementations supporting GRPCRoute MUST support core filters.
+    - Extended: Filter types and their corresponding configuration defined by
+      "Support: Extended" in this package, e.g. "RequestMirror". Implementers
+      are encouraged to support extended filters.
+    - Implementation-specific: Filters that are defined and supported by specific vendors.
+      In the future, filters showing convergence in behavior across multiple
+      implementations will be considered for inclusion in extended or core
+      conformance levels. Filter-specific configuration for such filters
+      is specified using the ExtensionRef field. ``Type`` MUST be set to
+      "ExtensionRef" for custom filters.
+
+    Implementers are encouraged to define custom implementation types to
+    extend the core API with implementation-specific behavior.
+
+    If a reference to a custom filter type cannot be resolved, the filter
+    MUST NOT be skipped. Instead, requests that would have been processed by
+    that filter MUST receive a HTTP error response.
+
+    :schema: GrpcRouteSpecRulesFiltersType
+    '''
+
+    RESPONSE_HEADER_MODIFIER = "RESPONSE_HEADER_MODIFIER"
+    '''ResponseHeaderModifier.'''
+    REQUEST_HEADER_MODIFIER = "REQUEST_HEADER_MODIFIER"
+    '''RequestHeaderModifier.'''
+    REQUEST_MIRROR = "REQUEST_MIRROR"
+    '''RequestMirror.'''
+    EXTENSION_REF = "EXTENSION_REF"
+    '''ExtensionRef.'''
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesMatches",
+    jsii_struct_bases=[],
+    name_mapping={"headers": "headers", "method": "method"},
+)
+class GrpcRouteSpecRulesMatches:
+    def __init__(
+        self,
+        *,
+        headers: typing.Optional[typing.Sequence[typing.Union["GrpcRouteSpecRulesMatchesHeaders", typing.Dict[builtins.str, typing.Any]]]] = None,
+        method: typing.Optional[typing.Union["GrpcRouteSpecRulesMatchesMethod", typing.Dict[builtins.str, typing.Any]]] = None,
+    ) -> None:
+        '''GRPCRouteMatch defines the predicate used to match requests to a given action.
+
+        Multiple match types are ANDed together, i.e. the match will
+        evaluate to true only if all conditions are satisfied.
+
+        For example, the match below will match a gRPC request only if its service
+        is ``foo`` AND it contains the ``version: v1`` header::
+
+           matches:
+           - method:
+           type: Exact
+           service: "foo"
+           headers:
+           - name: "version"
+           value "v1"
+
+        :param headers: Headers specifies gRPC request header matchers. Multiple match values are ANDed together, meaning, a request MUST match all the specified headers to select the route.
+        :param method: Method specifies a gRPC request service/method matcher. If this field is not specified, all services and methods will match.
+
+        :schema: GrpcRouteSpecRulesMatches
+        '''
+        if isinstance(method, dict):
+            method = GrpcRouteSpecRulesMatchesMethod(**method)
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__161c27a816c52cbea268d31e0d7b31abe537ec2bee6ee7825ec4ec3550497968)
+            check_type(argname="argument headers", value=headers, expected_type=type_hints["headers"])
+            check_type(argname="argument method", value=method, expected_type=type_hints["method"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if headers is not None:
+            self._values["headers"] = headers
+        if method is not None:
+            self._values["method"] = method
+
+    @builtins.property
+    def headers(
+        self,
+    ) -> typing.Optional[typing.List["GrpcRouteSpecRulesMatchesHeaders"]]:
+        '''Headers specifies gRPC request header matchers.
+
+        Multiple match values are
+        ANDed together, meaning, a request MUST match all the specified headers
+        to select the route.
+
+        :schema: GrpcRouteSpecRulesMatches#headers
+        '''
+        result = self._values.get("headers")
+        return typing.cast(typing.Optional[typing.List["GrpcRouteSpecRulesMatchesHeaders"]], result)
+
+    @builtins.property
+    def method(self) -> typing.Optional["GrpcRouteSpecRulesMatchesMethod"]:
+        '''Method specifies a gRPC request service/method matcher.
+
+        If this field is
+        not specified, all services and methods will match.
+
+        :schema: GrpcRouteSpecRulesMatches#method
+        '''
+        result = self._values.get("method")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesMatchesMethod"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesMatches(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesMatchesHeaders",
+    jsii_struct_bases=[],
+    name_mapping={"name": "name", "value": "value", "type": "type"},
+)
+class GrpcRouteSpecRulesMatchesHeaders:
+    def __init__(
+        self,
+        *,
+        name: builtins.str,
+        value: builtins.str,
+        type: typing.Optional["GrpcRouteSpecRulesMatchesHeadersType"] = None,
+    ) -> None:
+        '''GRPCHeaderMatch describes how to select a gRPC route by matching gRPC request headers.
+
+        :param name: Name is the name of the gRPC Header to be matched. If multiple entries specify equivalent header names, only the first entry with an equivalent name MUST be considered for a match. Subsequent entries with an equivalent header name MUST be ignored. Due to the case-insensitivity of header names, "foo" and "Foo" are considered equivalent.
+        :param value: Value is the value of the gRPC Header to be matched.
+        :param type: Type specifies how to match against the value of the header.
+
+        :schema: GrpcRouteSpecRulesMatchesHeaders
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__c762f62d6eabac11f196a78a18c92555d3a91be3ff71240f986bdb248925e164)
+            check_type(argname="argument name", value=name, expected_type=type_hints["name"])
+            check_type(argname="argument value", value=value, expected_type=type_hints["value"])
+            check_type(argname="argument type", value=type, expected_type=type_hints["type"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {
+            "name": name,
+            "value": value,
+        }
+        if type is not None:
+            self._values["type"] = type
+
+    @builtins.property
+    def name(self) -> builtins.str:
+        '''Name is the name of the gRPC Header to be matched.
+
+        If multiple entries specify equivalent header names, only the first
+        entry with an equivalent name MUST be considered for a match. Subsequent
+        entries with an equivalent header name MUST be ignored. Due to the
+        case-insensitivity of header names, "foo" and "Foo" are considered
+        equivalent.
+
+        :schema: GrpcRouteSpecRulesMatchesHeaders#name
+        '''
+        result = self._values.get("name")
+        assert result is not None, "Required property 'name' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def value(self) -> builtins.str:
+        '''Value is the value of the gRPC Header to be matched.
+
+        :schema: GrpcRouteSpecRulesMatchesHeaders#value
+        '''
+        result = self._values.get("value")
+        assert result is not None, "Required property 'value' is missing"
+        return typing.cast(builtins.str, result)
+
+    @builtins.property
+    def type(self) -> typing.Optional["GrpcRouteSpecRulesMatchesHeadersType"]:
+        '''Type specifies how to match against the value of the header.
+
+        :schema: GrpcRouteSpecRulesMatchesHeaders#type
+        '''
+        result = self._values.get("type")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesMatchesHeadersType"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesMatchesHeaders(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.enum(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesMatchesHeadersType"
+)
+class GrpcRouteSpecRulesMatchesHeadersType(enum.Enum):
+    '''Type specifies how to match against the value of the header.
+
+    :schema: GrpcRouteSpecRulesMatchesHeadersType
+    '''
+
+    EXACT = "EXACT"
+    '''Exact.'''
+    REGULAR_EXPRESSION = "REGULAR_EXPRESSION"
+    '''RegularExpression.'''
+
+
+@jsii.data_type(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesMatchesMethod",
+    jsii_struct_bases=[],
+    name_mapping={"method": "method", "service": "service", "type": "type"},
+)
+class GrpcRouteSpecRulesMatchesMethod:
+    def __init__(
+        self,
+        *,
+        method: typing.Optional[builtins.str] = None,
+        service: typing.Optional[builtins.str] = None,
+        type: typing.Optional["GrpcRouteSpecRulesMatchesMethodType"] = None,
+    ) -> None:
+        '''Method specifies a gRPC request service/method matcher.
+
+        If this field is
+        not specified, all services and methods will match.
+
+        :param method: Value of the method to match against. If left empty or omitted, will match all services. At least one of Service and Method MUST be a non-empty string.
+        :param service: Value of the service to match against. If left empty or omitted, will match any service. At least one of Service and Method MUST be a non-empty string.
+        :param type: Type specifies how to match against the service and/or method. Support: Core (Exact with service and method specified). Support: Implementation-specific (Exact with method specified but no service specified) Support: Implementation-specific (RegularExpression)
+
+        :schema: GrpcRouteSpecRulesMatchesMethod
+        '''
+        if __debug__:
+            type_hints = cached_type_hints(_typecheckingstub__1fa212e3f9022f36d0322748bc4e6d70a84c2cb4ab18632aef40dd587e78e20d)
+            check_type(argname="argument method", value=method, expected_type=type_hints["method"])
+            check_type(argname="argument service", value=service, expected_type=type_hints["service"])
+            check_type(argname="argument type", value=type, expected_type=type_hints["type"])
+        self._values: typing.Dict[builtins.str, typing.Any] = {}
+        if method is not None:
+            self._values["method"] = method
+        if service is not None:
+            self._values["service"] = service
+        if type is not None:
+            self._values["type"] = type
+
+    @builtins.property
+    def method(self) -> typing.Optional[builtins.str]:
+        '''Value of the method to match against. If left empty or omitted, will match all services.
+
+        At least one of Service and Method MUST be a non-empty string.
+
+        :schema: GrpcRouteSpecRulesMatchesMethod#method
+        '''
+        result = self._values.get("method")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def service(self) -> typing.Optional[builtins.str]:
+        '''Value of the service to match against. If left empty or omitted, will match any service.
+
+        At least one of Service and Method MUST be a non-empty string.
+
+        :schema: GrpcRouteSpecRulesMatchesMethod#service
+        '''
+        result = self._values.get("service")
+        return typing.cast(typing.Optional[builtins.str], result)
+
+    @builtins.property
+    def type(self) -> typing.Optional["GrpcRouteSpecRulesMatchesMethodType"]:
+        '''Type specifies how to match against the service and/or method. Support: Core (Exact with service and method specified).
+
+        Support: Implementation-specific (Exact with method specified but no service specified)
+
+        Support: Implementation-specific (RegularExpression)
+
+        :schema: GrpcRouteSpecRulesMatchesMethod#type
+        '''
+        result = self._values.get("type")
+        return typing.cast(typing.Optional["GrpcRouteSpecRulesMatchesMethodType"], result)
+
+    def __eq__(self, rhs: typing.Any) -> builtins.bool:
+        return isinstance(rhs, self.__class__) and rhs._values == self._values
+
+    def __ne__(self, rhs: typing.Any) -> builtins.bool:
+        return not (rhs == self)
+
+    def __repr__(self) -> str:
+        return "GrpcRouteSpecRulesMatchesMethod(%s)" % ", ".join(
+            k + "=" + repr(v) for k, v in self._values.items()
+        )
+
+
+@jsii.enum(
+    jsii_type="mlplatform_crds_iok8snetworkinggateway.GrpcRouteSpecRulesMatchesMethodType"
+)
+class GrpcRouteSpecRulesMatchesMethodType(enum.Enum):
+    '''Type specifies how to match against the service and/or method. Support: Core (Exact with service and method specified).
+
+    Support: Implementation-specific (Exact with method specified but no service specified)
+
+    Support: Implementation-specific (RegularExpression)
+
+    :schema: GrpcRouteSpecRulesMatchesMethodType
+    '''
+
+    EXACT = "EXACT"
+    '''Exact.'''
+    REGULAR_EXPRESSION = "REGULAR_EXPRESSION"
+    '''RegularExpression.'''
+
+
 class HttpRoute(
     _cdk8s_d3d9af27.ApiObject,
     metaclass=jsii.JSIIMeta,
@@ -10067,6 +13559,41 @@ class HttpRouteV1Beta1SpecRulesTimeouts:
 
 
 __all__ = [
+    "GrpcRoute",
+    "GrpcRouteProps",
+    "GrpcRouteSpec",
+    "GrpcRouteSpecParentRefs",
+    "GrpcRouteSpecRules",
+    "GrpcRouteSpecRulesBackendRefs",
+    "GrpcRouteSpecRulesBackendRefsFilters",
+    "GrpcRouteSpecRulesBackendRefsFiltersExtensionRef",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestMirror",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef",
+    "GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction",
+    "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier",
+    "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd",
+    "GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet",
+    "GrpcRouteSpecRulesBackendRefsFiltersType",
+    "GrpcRouteSpecRulesFilters",
+    "GrpcRouteSpecRulesFiltersExtensionRef",
+    "GrpcRouteSpecRulesFiltersRequestHeaderModifier",
+    "GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd",
+    "GrpcRouteSpecRulesFiltersRequestHeaderModifierSet",
+    "GrpcRouteSpecRulesFiltersRequestMirror",
+    "GrpcRouteSpecRulesFiltersRequestMirrorBackendRef",
+    "GrpcRouteSpecRulesFiltersRequestMirrorFraction",
+    "GrpcRouteSpecRulesFiltersResponseHeaderModifier",
+    "GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd",
+    "GrpcRouteSpecRulesFiltersResponseHeaderModifierSet",
+    "GrpcRouteSpecRulesFiltersType",
+    "GrpcRouteSpecRulesMatches",
+    "GrpcRouteSpecRulesMatchesHeaders",
+    "GrpcRouteSpecRulesMatchesHeadersType",
+    "GrpcRouteSpecRulesMatchesMethod",
+    "GrpcRouteSpecRulesMatchesMethodType",
     "HttpRoute",
     "HttpRouteProps",
     "HttpRouteSpec",
@@ -10180,6 +13707,289 @@ __all__ = [
 ]
 
 publication.publish()
+
+def _typecheckingstub__eabf3a413ada28d0dd76af5384c4d1655aa7854730e2d7872ace7851e5e04b14(
+    scope: _constructs_77d1e7e8.Construct,
+    id: builtins.str,
+    *,
+    metadata: typing.Optional[typing.Union[_cdk8s_d3d9af27.ApiObjectMetadata, typing.Dict[builtins.str, typing.Any]]] = None,
+    spec: typing.Optional[typing.Union[GrpcRouteSpec, typing.Dict[builtins.str, typing.Any]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__155bbf15529d6aa4e9a3d13bd2d422a72cfe25f7160cbda80fc2d9d4c6a69124(
+    *,
+    metadata: typing.Optional[typing.Union[_cdk8s_d3d9af27.ApiObjectMetadata, typing.Dict[builtins.str, typing.Any]]] = None,
+    spec: typing.Optional[typing.Union[GrpcRouteSpec, typing.Dict[builtins.str, typing.Any]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__bd7ce2840a1120b5c6e2fabf9fb814e206cf65ad1bccf62add2403111334ce1d(
+    *,
+    hostnames: typing.Optional[typing.Sequence[builtins.str]] = None,
+    parent_refs: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecParentRefs, typing.Dict[builtins.str, typing.Any]]]] = None,
+    rules: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRules, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__b711eebf21d960e3764fa1a91c5fdfe42dc7b6b7d3aaca3a8712226e05a99d4e(
+    *,
+    name: builtins.str,
+    group: typing.Optional[builtins.str] = None,
+    kind: typing.Optional[builtins.str] = None,
+    namespace: typing.Optional[builtins.str] = None,
+    port: typing.Optional[jsii.Number] = None,
+    section_name: typing.Optional[builtins.str] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__14e5ae6974f74f1f00895e5e599db948d598238abe064f882b38941656991ad4(
+    *,
+    backend_refs: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefs, typing.Dict[builtins.str, typing.Any]]]] = None,
+    filters: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesFilters, typing.Dict[builtins.str, typing.Any]]]] = None,
+    matches: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesMatches, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__f7f93ac22163e97d428d8fbe0ab7ae5efc7775ca1eec4186cdba01a8b8630477(
+    *,
+    name: builtins.str,
+    filters: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefsFilters, typing.Dict[builtins.str, typing.Any]]]] = None,
+    group: typing.Optional[builtins.str] = None,
+    kind: typing.Optional[builtins.str] = None,
+    namespace: typing.Optional[builtins.str] = None,
+    port: typing.Optional[jsii.Number] = None,
+    weight: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__367c43507f8de8799bc438fa5b721b6314dbd4ee8cb7b90f79227791ebd29dd0(
+    *,
+    type: GrpcRouteSpecRulesBackendRefsFiltersType,
+    extension_ref: typing.Optional[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersExtensionRef, typing.Dict[builtins.str, typing.Any]]] = None,
+    request_header_modifier: typing.Optional[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifier, typing.Dict[builtins.str, typing.Any]]] = None,
+    request_mirror: typing.Optional[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestMirror, typing.Dict[builtins.str, typing.Any]]] = None,
+    response_header_modifier: typing.Optional[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifier, typing.Dict[builtins.str, typing.Any]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__49e724fbac24abe5909ebef1406e2e09c0cd32b0be2923812fa79c92acb658c1(
+    *,
+    group: builtins.str,
+    kind: builtins.str,
+    name: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__409e79a9beaa1d0d9beba5cdda5cfb0f801c6b68b07e15879d6c541f3a013d27(
+    *,
+    add: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierAdd, typing.Dict[builtins.str, typing.Any]]]] = None,
+    remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+    set: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestHeaderModifierSet, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__b910edbed0503d9109776b034fcdf51ec86944265fecd8775bfc62a9faafe191(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__2ff4c65588fe838246ffdca4bdcc364ac959e9bbad62bf3e54f22a6715294e97(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__58ce7b8bf39b8f482473abb16592ebc088109d1e13a72dded9b3c35e362b9c40(
+    *,
+    backend_ref: typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorBackendRef, typing.Dict[builtins.str, typing.Any]],
+    fraction: typing.Optional[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersRequestMirrorFraction, typing.Dict[builtins.str, typing.Any]]] = None,
+    percent: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__c524ac939842efff7541c4eba68afa22ab1e6b2e0d176bce8a9d1931b42ee1fc(
+    *,
+    name: builtins.str,
+    group: typing.Optional[builtins.str] = None,
+    kind: typing.Optional[builtins.str] = None,
+    namespace: typing.Optional[builtins.str] = None,
+    port: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__e4f448982aa02afb4456a2ebc14f3a6536ea7953657c9e315cffe709db4bcd10(
+    *,
+    numerator: jsii.Number,
+    denominator: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__3aa34e9bdc7698a7169e8eeea435b18d2d2542c478edee185d6d03b43302ac9b(
+    *,
+    add: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierAdd, typing.Dict[builtins.str, typing.Any]]]] = None,
+    remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+    set: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesBackendRefsFiltersResponseHeaderModifierSet, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__6b2f654975e928df04fb05acc8dc2d93517b71f9a9ee00633794f53b11ce466a(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__4f3f75b92e02df2e9aa9e0a80c623052cb65714345f461329833a50b12f382b5(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__3a129ef64612f8f3ec6c8f67111d7adeede49d399b628c507441867a6827a1da(
+    *,
+    type: GrpcRouteSpecRulesFiltersType,
+    extension_ref: typing.Optional[typing.Union[GrpcRouteSpecRulesFiltersExtensionRef, typing.Dict[builtins.str, typing.Any]]] = None,
+    request_header_modifier: typing.Optional[typing.Union[GrpcRouteSpecRulesFiltersRequestHeaderModifier, typing.Dict[builtins.str, typing.Any]]] = None,
+    request_mirror: typing.Optional[typing.Union[GrpcRouteSpecRulesFiltersRequestMirror, typing.Dict[builtins.str, typing.Any]]] = None,
+    response_header_modifier: typing.Optional[typing.Union[GrpcRouteSpecRulesFiltersResponseHeaderModifier, typing.Dict[builtins.str, typing.Any]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__fa79893a206e0e00ec110a46526ce3aeae45dc59f3e97dc75e2ebbb878611af3(
+    *,
+    group: builtins.str,
+    kind: builtins.str,
+    name: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__1299f0d91fcbc4baa8d1d66e375253db64313594b933d90b9d8bb6cc63b42114(
+    *,
+    add: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesFiltersRequestHeaderModifierAdd, typing.Dict[builtins.str, typing.Any]]]] = None,
+    remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+    set: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesFiltersRequestHeaderModifierSet, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__7433929174e98963a2b7f22bcc7ff87b52710e798b797081de561b99a20838b4(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__f0bc6723b8c226c85cc6ebb6f8d0eeadf87ff65a7e23007c1afa7d6c29211f35(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__5694680ed0b6283d8eafe01072d88a880930ec3dfc7f5878a5c929aa5e1efc9d(
+    *,
+    backend_ref: typing.Union[GrpcRouteSpecRulesFiltersRequestMirrorBackendRef, typing.Dict[builtins.str, typing.Any]],
+    fraction: typing.Optional[typing.Union[GrpcRouteSpecRulesFiltersRequestMirrorFraction, typing.Dict[builtins.str, typing.Any]]] = None,
+    percent: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__65a3ca346a7dbfadff1bd71d5cb5e92aa83ba4e1d3238a428a0f861684dc1fbd(
+    *,
+    name: builtins.str,
+    group: typing.Optional[builtins.str] = None,
+    kind: typing.Optional[builtins.str] = None,
+    namespace: typing.Optional[builtins.str] = None,
+    port: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__415e34c50f03adc772ce4838ab1014fac9a15ae1d6379372db2d4c4868736b1d(
+    *,
+    numerator: jsii.Number,
+    denominator: typing.Optional[jsii.Number] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__700be19693166bebf0473ce92ceaef106a7a4708bcf6ed9b93ffabb0e4210d4a(
+    *,
+    add: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesFiltersResponseHeaderModifierAdd, typing.Dict[builtins.str, typing.Any]]]] = None,
+    remove: typing.Optional[typing.Sequence[builtins.str]] = None,
+    set: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesFiltersResponseHeaderModifierSet, typing.Dict[builtins.str, typing.Any]]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__bac9abe8736dfad245b6dfb97469ebc05bda3b0e69b1a7acfa83244638c017e3(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__1fb106ae2efc6bddd3f71e80caa295637487bf27f0346aa21a5e53f9daa901be(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__161c27a816c52cbea268d31e0d7b31abe537ec2bee6ee7825ec4ec3550497968(
+    *,
+    headers: typing.Optional[typing.Sequence[typing.Union[GrpcRouteSpecRulesMatchesHeaders, typing.Dict[builtins.str, typing.Any]]]] = None,
+    method: typing.Optional[typing.Union[GrpcRouteSpecRulesMatchesMethod, typing.Dict[builtins.str, typing.Any]]] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__c762f62d6eabac11f196a78a18c92555d3a91be3ff71240f986bdb248925e164(
+    *,
+    name: builtins.str,
+    value: builtins.str,
+    type: typing.Optional[GrpcRouteSpecRulesMatchesHeadersType] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
+
+def _typecheckingstub__1fa212e3f9022f36d0322748bc4e6d70a84c2cb4ab18632aef40dd587e78e20d(
+    *,
+    method: typing.Optional[builtins.str] = None,
+    service: typing.Optional[builtins.str] = None,
+    type: typing.Optional[GrpcRouteSpecRulesMatchesMethodType] = None,
+) -> None:
+    """Type checking stubs"""
+    pass
 
 def _typecheckingstub__09f43f066b4827ee296a1319509015a492f4ac23a8105c7076a212ec093aea7f(
     scope: _constructs_77d1e7e8.Construct,
