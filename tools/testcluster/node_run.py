@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from policy_check import declared
 from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, sync_order
 from testcluster.controlplane import control_plane
 from testcluster.errors import ClusterTestError
@@ -40,8 +41,7 @@ from testcluster.versions import REPO_ROOT
 REQUEST_SCALE = 4  # CPU and memory requests are divided by this (limits untouched)
 ENVIRONMENTS = ("dev", "stage", "prod")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
-CLIENT_NAMESPACE = "ingress-nginx"
-CLIENT_LABELS = {"app.kubernetes.io/name": "ingress-nginx"}
+INGRESS_PEER = "ingress-controller"  # the declared peer the client pod takes the identity of
 MODELS = REPO_ROOT / "build" / "models"
 READY_TIMEOUT_S = 300.0
 _UNITS: dict[str, Fraction | int] = {
@@ -191,22 +191,36 @@ for step, model, body in calls:
             if not location:
                 break
             _, _, job = call("GET", location)
-            if isinstance(job, dict) and job.get("status") in ("succeeded", "failed"):
+            if isinstance(job, dict) and job.get("status") in ("done", "failed"):
                 break
             time.sleep(0.5)
         print(json.dumps({"step": step, "model": model, "status": status, "job": job}), flush=True)
 """
 
 
+@dataclass(frozen=True)
+class Peer:
+    namespace: str
+    labels: dict[str, str]
+
+
+def declared_peer(env: str, name: str = INGRESS_PEER) -> Peer:
+    """A peer as the spec declares it (overlays/, read by the gate's own reader, never the generator)."""
+    peer = declared.for_environment(REPO_ROOT / "overlays", env)["peers"][name]
+    return Peer(
+        namespace=str(peer["namespace"]), labels={str(k): str(v) for k, v in peer["podLabels"].items()}
+    )
+
+
 def run_client(
-    kube: Kube, n: Node, image: str, args: list[str], name: str, timeout_s: float = 120
+    kube: Kube, n: Node, peer: Peer, image: str, args: list[str], name: str, timeout_s: float = 120
 ) -> list[dict[str, Any]]:
-    """A pod with the ingress controller's identity runs CLIENT; its JSON lines."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CLIENT_NAMESPACE}})
+    """A pod with a peer's identity (its namespace and pod labels) runs CLIENT; its JSON lines."""
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": peer.namespace}})
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": CLIENT_NAMESPACE, "labels": CLIENT_LABELS},
+        "metadata": {"name": name, "namespace": peer.namespace, "labels": peer.labels},
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
@@ -237,15 +251,13 @@ def run_client(
     phase = ""
     while time.monotonic() < deadline:
         n.check_alive()
-        got = kube.get("v1", "Pod", CLIENT_NAMESPACE, name) or {}
+        got = kube.get("v1", "Pod", peer.namespace, name) or {}
         phase = got.get("status", {}).get("phase", "")
         if phase in ("Succeeded", "Failed"):
             break
         time.sleep(0.5)
-    log = kube.client.get(f"/api/v1/namespaces/{CLIENT_NAMESPACE}/pods/{name}/log")
-    kube.client.delete(
-        f"/api/v1/namespaces/{CLIENT_NAMESPACE}/pods/{name}", params={"gracePeriodSeconds": "0"}
-    )
+    log = kube.client.get(f"/api/v1/namespaces/{peer.namespace}/pods/{name}/log")
+    kube.client.delete(f"/api/v1/namespaces/{peer.namespace}/pods/{name}", params={"gracePeriodSeconds": "0"})
     if phase != "Succeeded":
         raise ClusterTestError(f"client pod {name}: {phase or 'not finished'}; its log: {log.text[-1500:]}")
     return [json.loads(line) for line in log.text.splitlines() if line.startswith("{")]
@@ -344,6 +356,7 @@ def check_environment(kube: Kube, n: Node, env: Environment) -> list[str]:
     """The requests through the Service from the client pod; what failed, one line each."""
     failures = []
     image = _inference_image(env)
+    peer = declared_peer(env.name)
     service = f"inference.{env.namespace}.svc.cluster.local"
     row = [round(0.05 * i + 0.5, 3) for i in range(30)]
     tabular = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": [row]}]}
@@ -352,7 +365,7 @@ def check_environment(kube: Kube, n: Node, env: Environment) -> list[str]:
     expected = _expected(row)
     base = [service, str(_service_port(env, "inference")), _api_key(kube, env.namespace)]
     calls = [("infer", TABULAR, tabular), ("infer", CACHED, embedding)]
-    first = run_client(kube, n, image, [*base, json.dumps(calls)], f"client-{env.name}-1")
+    first = run_client(kube, n, peer, image, [*base, json.dumps(calls)], f"client-{env.name}-1")
     resolved = next(x for x in first if x["step"] == "resolve")["address"]
     print(f"  {env.name}: {service} resolves to {resolved} through cluster DNS")
     answer = _answer(first, "infer", TABULAR)
@@ -364,7 +377,7 @@ def check_environment(kube: Kube, n: Node, env: Environment) -> list[str]:
     # Redis tier: a fresh pod (no local cache) answers the same request from the Redis pod (a Redis hit).
     _restart_inference(kube, n, env)
     hits_before = redis_stat(kube, n, env.namespace, "redis-0", "keyspace_hits")
-    again = run_client(kube, n, image, [*base, json.dumps(calls[1:])], f"client-{env.name}-2")
+    again = run_client(kube, n, peer, image, [*base, json.dumps(calls[1:])], f"client-{env.name}-2")
     cached = _answer(again, "infer", CACHED)
     hits = redis_stat(kube, n, env.namespace, "redis-0", "keyspace_hits") - hits_before
     if computed["status"] != 200 or cached != computed or hits < 1:
@@ -376,17 +389,13 @@ def check_environment(kube: Kube, n: Node, env: Environment) -> list[str]:
     if any(d["metadata"]["name"] == "inference-worker" for d in env.of_kind("Deployment")):
         job = _answer(
             run_client(
-                kube, n, image, [*base, json.dumps([("job", TABULAR, tabular)])], f"client-{env.name}-3"
+                kube, n, peer, image, [*base, json.dumps([("job", TABULAR, tabular)])], f"client-{env.name}-3"
             ),
             "job",
             TABULAR,
         )
         result = job["job"].get("result") if isinstance(job["job"], dict) else None
-        if (
-            job["status"] != 202
-            or job["job"].get("status") != "succeeded"
-            or not _matches(result or {}, expected)
-        ):
+        if job["status"] != 202 or job["job"].get("status") != "done" or not _matches(result or {}, expected):
             failures.append(f"{env.name}: job round trip: {job}")
         else:
             print(
@@ -421,7 +430,9 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                         f"{env.name}: {len(pods)} pods Ready in {took:.1f} s: {', '.join(pods)}", flush=True
                     )
                     if not args.no_checks:
-                        failures += check_environment(kube, n, env)
+                        for failure in check_environment(kube, n, env):
+                            print(f"FAIL {failure}", flush=True)
+                            failures.append(failure)
                     if loop.error:
                         raise ClusterTestError(f"operator stand-ins: {loop.error}")
                 if args.wait_for_interrupt:
@@ -457,8 +468,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("node test: interrupted; torn down", file=sys.stderr)
         return 130
-    for failure in failures:
-        print(f"FAIL {failure}", file=sys.stderr)
     print(f"node test: {len(failures)} failures in {time.monotonic() - started:.1f} s")
     return 1 if failures else 0
 
