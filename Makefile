@@ -72,6 +72,10 @@ cluster-test: setup .tools/k8s.stamp redis models image ## Apply dist/ to a real
 argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health)
 	$(PY) -m testcluster.argocd_sync
 
+.PHONY: node-test
+node-test: setup .tools/k8s.stamp .tools/registry.stamp .tools/node.stamp models image ## Run every environment on a real node (containerd, kubelet, kube-proxy, CoreDNS, NetworkPolicy agent) from the built images
+	$(PY) -m testcluster.node_run
+
 .PHONY: models
 models: $(VENV)/.installed ## Build the model repository (classifier v1 and v2, embedding model, imported models) into build/models and the catalog
 	$(PY) -m model_build --out $(MODEL_REPO)
@@ -177,6 +181,12 @@ $(GRPC_STUBS): $(GRPC_PROTO) $(VENV)/.installed
 # cosign and syft: the images' signatures and SBOMs (make image, make test; not plain make).
 .tools/supplychain.stamp: tools/cosign/go.mod tools/syft/go.mod tools/setup/supplychain-tools.sh tools/setup/lib.sh
 	@tools/setup/supplychain-tools.sh cosign syft
+	@touch $@
+
+# The node test's node: Debian's containerd, runc, CNI plugins, iptables, umoci; kubelet, kube-proxy, CoreDNS and
+# kube-network-policies built from their own modules (the control plane's build and cache key stay as they are).
+.tools/node.stamp: tools/versions.env tools/node/go.mod tools/coredns/go.mod tools/coredns/main.go tools/netpol/go.mod tools/setup/node-tools.sh tools/setup/lib.sh
+	@tools/setup/node-tools.sh
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

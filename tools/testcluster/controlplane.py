@@ -151,7 +151,7 @@ def _write_kubeconfig(path: Path, url: str, token: str) -> None:
     path.chmod(0o600)
 
 
-def _start(plane: ControlPlane) -> None:
+def _start(plane: ControlPlane, apiserver_args: tuple[str, ...]) -> None:
     work = plane.workdir
     etcd_port, peer_port, api_port, cm_port = free_port(), free_port(), free_port(), free_port()
     for port, what in ((etcd_port, "etcd"), (peer_port, "etcd peers"), (api_port, "kube-apiserver")):
@@ -209,6 +209,7 @@ def _start(plane: ControlPlane) -> None:
             "--service-cluster-ip-range=10.96.0.0/16",
             "--enable-priority-and-fairness=false",
             "--v=0",
+            *apiserver_args,
         ],
     )
     with plane.client(timeout=2.0) as client:
@@ -235,8 +236,9 @@ def _start(plane: ControlPlane) -> None:
 
 
 @contextlib.contextmanager
-def control_plane(keep: bool = False) -> Iterator[ControlPlane]:
-    """A fresh control plane for the duration of the block; stopped and removed afterwards."""
+def control_plane(keep: bool = False, *, apiserver_args: tuple[str, ...] = ()) -> Iterator[ControlPlane]:
+    """A fresh control plane for the duration of the block; stopped and removed afterwards.
+    `apiserver_args` are added to kube-apiserver's flags (the node test's)."""
     for name in BINARIES:
         binary(name)
     if shutil.which("openssl") is None:
@@ -244,7 +246,7 @@ def control_plane(keep: bool = False) -> Iterator[ControlPlane]:
     workdir = Path(tempfile.mkdtemp(prefix="mlplatform-cluster-"))
     plane = ControlPlane(workdir=workdir)
     try:
-        _start(plane)
+        _start(plane, apiserver_args)
         yield plane
     finally:
         plane.stop()

@@ -57,23 +57,12 @@ def _node(name: str, zone: str) -> dict[str, object]:
     }
 
 
-def start_nodes(plane: ControlPlane, kube: Kube, count: int = 3, timeout_s: float = 60.0) -> list[str]:
-    """Start kube-scheduler and kwok against the plane and register `count` fake nodes, one per zone."""
-    kwok = tool("kwok")
-    scheduler = binary("kube-scheduler")
-    stages = module_dir("sigs.k8s.io/kwok", pinned("KWOK_VERSION"))
-    configs = []
-    for rel in KWOK_STAGES:
-        path = stages / rel
-        if not path.is_file():
-            raise ClusterTestError(
-                f"sigs.k8s.io/kwok@{pinned('KWOK_VERSION')} has no {rel}; check KWOK_VERSION"
-            )
-        configs += ["--config", str(path)]
+def start_scheduler(plane: ControlPlane) -> None:
+    """kube-scheduler against the plane (on a free loopback port)."""
     plane.start_process(
         "kube-scheduler",
         [
-            str(scheduler),
+            str(binary("kube-scheduler")),
             f"--kubeconfig={plane.kubeconfig}",
             f"--authentication-kubeconfig={plane.kubeconfig}",
             f"--authorization-kubeconfig={plane.kubeconfig}",
@@ -83,6 +72,21 @@ def start_nodes(plane: ControlPlane, kube: Kube, count: int = 3, timeout_s: floa
             "--v=0",
         ],
     )
+
+
+def start_nodes(plane: ControlPlane, kube: Kube, count: int = 3, timeout_s: float = 60.0) -> list[str]:
+    """Start kube-scheduler and kwok against the plane and register `count` fake nodes, one per zone."""
+    kwok = tool("kwok")
+    stages = module_dir("sigs.k8s.io/kwok", pinned("KWOK_VERSION"))
+    configs = []
+    for rel in KWOK_STAGES:
+        path = stages / rel
+        if not path.is_file():
+            raise ClusterTestError(
+                f"sigs.k8s.io/kwok@{pinned('KWOK_VERSION')} has no {rel}; check KWOK_VERSION"
+            )
+        configs += ["--config", str(path)]
+    start_scheduler(plane)
     plane.start_process(
         "kwok",
         [

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from testcluster.kubeapi import ApiError, Kube
@@ -63,6 +64,8 @@ class StandIns:
     kube: Kube
     namespaces: set[str]
     acted: list[str] = field(default_factory=list)  # what was done, for the report
+    # Where the volumes' folders are made (a real node mounts them); None: volumes are never mounted (kwok).
+    volume_root: Path | None = None
 
     def _in_scope(self, obj: dict[str, Any]) -> bool:
         return str(obj["metadata"].get("namespace")) in self.namespaces
@@ -200,6 +203,16 @@ class StandIns:
                 f"HTTPRoute {meta['namespace']}/{meta['name']} accepted",
             )
 
+    def _host_path(self, name: str) -> dict[str, str]:
+        if self.volume_root is None:
+            return {"path": f"/var/lib/mlplatform-test/{name}"}  # never mounted: kwok runs no pods
+        folder = self.volume_root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(
+            0o777
+        )  # hostPath volumes get no fsGroup ownership: any pod UID may write, as on a fresh disk
+        return {"path": str(folder), "type": "Directory"}
+
     def _provide(self, namespace: str, claim: str, spec: dict[str, Any], uid: str | None = None) -> None:
         """A PersistentVolume pre-bound to the claim namespace/claim, as a provisioner would make."""
         name = f"pv-{namespace}-{claim}"[:63]
@@ -215,7 +228,7 @@ class StandIns:
                 "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
                 "storageClassName": spec.get("storageClassName") or "",
                 "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": f"/var/lib/mlplatform-test/{name}"},  # never mounted: kwok runs no pods
+                "hostPath": self._host_path(name),
                 "claimRef": claim_ref,
             },
         }
