@@ -93,20 +93,27 @@ def synthesize(spec: Path, n: int) -> Cost:
     return cost
 
 
+# the gate's code: its policies, and the generator its drift check runs
+CODE = ("policies", "constructs", "imports", "main.py", "cdk8s.yaml")
+
+
 def code_tree(where: Path, spec: Path, ref: str | None) -> Path:
     """A repository root holding the gate's code (this tree's, or `ref`'s) and the grown spec's files."""
     where.mkdir(parents=True)
     if ref is None:
-        for part in ("policies", "constructs"):
-            shutil.copytree(REPO / part, where / part, ignore=shutil.ignore_patterns("__pycache__"))
+        for part in CODE:
+            if (REPO / part).is_dir():
+                shutil.copytree(REPO / part, where / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(REPO / part, where / part)
     else:
         archive = subprocess.run(
-            ["git", "archive", ref, "policies", "constructs"], cwd=REPO, capture_output=True, check=True
+            ["git", "archive", ref, *CODE], cwd=REPO, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     for part in ("overlays", "apps", "dist"):
         (where / part).symlink_to(spec / part)
-    for part in ("tools", ".tools"):
+    for part in ("tools", ".tools", "node_modules"):
         (where / part).symlink_to(REPO / part)
     return where
 

@@ -29,14 +29,17 @@ def run(path: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
 
 
+PREREQS = ["python3", "go", "node", "npm", "patch"]
+
+
 def test_all_prerequisites_present_passes(tmp_path: Path) -> None:
-    result = run(path_with(tmp_path, ["python3", "go", "node", "npm"]))
+    result = run(path_with(tmp_path, PREREQS))
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("missing", ["go", "node", "npm", "python3"])
+@pytest.mark.parametrize("missing", PREREQS)
 def test_missing_prerequisite_is_named_with_how_to_get_it(tmp_path: Path, missing: str) -> None:
-    present = [t for t in ["python3", "go", "node", "npm"] if t != missing]
+    present = [t for t in PREREQS if t != missing]
     result = run(path_with(tmp_path, present))
     assert result.returncode != 0
     assert f"error: {missing} is required but not on PATH." in result.stderr

@@ -19,10 +19,30 @@ case "$name" in
         || die "tools/kyverno/go.mod does not require github.com/kyverno/kyverno $version (tools/versions.env); run: cd tools/kyverno && go get -tool github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno@$version"
       say "Building the Kyverno CLI $version from its Go module. The first build downloads a large module tree and takes about 16 minutes on 2 cores; later clones reuse the cached binary."
       cd "$root/tools/kyverno"
-      CGO_ENABLED=0 go build -trimpath \
+      go mod download github.com/kyverno/kyverno
+      local src; src=$(patched_kyverno "$(go list -m -f '{{.Dir}}' github.com/kyverno/kyverno)")
+      # A copy of this module's go.mod that replaces Kyverno by the patched copy (-modfile: tools/kyverno stays as is).
+      cp go.mod "$src/build.mod"; cp go.sum "$src/build.sum"
+      go mod edit -replace "github.com/kyverno/kyverno=$src/kyverno" "$src/build.mod"
+      CGO_ENABLED=0 go build -trimpath -modfile "$src/build.mod" \
         -ldflags "-s -w -X github.com/kyverno/kyverno/pkg/version.BuildVersion=$version" \
         -o "$1" github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno
-    } ;;
+      rm -rf "$src"
+    }
+    # The patches in tools/kyverno/patches/ (see its README) are applied to a copy of the module (the module
+    # cache stays as downloaded), and their hash names the cache entry: a changed patch is a new build.
+    patched_kyverno() { # patched_kyverno MODULE_DIR: prints a folder holding kyverno/, the patched module
+      local out pkg=cmd/cli/kubectl-kyverno/processor
+      out=$(mktemp -d)
+      cp -r "$1" "$out/kyverno"; chmod -R u+w "$out/kyverno"
+      patch --quiet --no-backup-if-mismatch -d "$out/kyverno" -p1 \
+        <"$root/tools/kyverno/patches/compile-validating-policies-once.patch" \
+        || die "tools/kyverno/patches/compile-validating-policies-once.patch does not apply to Kyverno $version"
+      cp "$root/tools/kyverno/patches/compiled_validating_policies.go" "$out/kyverno/$pkg/"
+      echo "$out"
+    }
+    patches=$(cat "$root"/tools/kyverno/patches/*.patch "$root"/tools/kyverno/patches/*.go | sha256sum | cut -c1-12)
+    cache_dir="$(tools_cache)/$name-$version-patched-$patches" ;;
   conftest)
     version=$CONFTEST_VERSION
     reports_version() { output_has "Conftest: ${version#v}" "$1" --version; }
@@ -44,4 +64,4 @@ if onpath=$(command -v "$name" 2>/dev/null) && [ "$onpath" != "$root/.tools/bin/
   mkdir -p "$root/.tools/bin"; ln -sfn "$onpath" "$root/.tools/bin/$name"; exit 0
 fi
 
-cached_tool "$name" "$(tools_cache)/$name-$version" reports_version build
+cached_tool "$name" "${cache_dir:-$(tools_cache)/$name-$version}" reports_version build

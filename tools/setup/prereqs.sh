@@ -13,6 +13,7 @@ need python3 "Install Python 3.11 or newer (Debian: apt-get install python3 pyth
 need go "Install Go 1.26 or newer (https://go.dev/doc/install)."
 need node "Install Node.js 20 or newer (Debian: apt-get install nodejs)."
 need npm "Install npm (Debian: apt-get install npm)."
+need patch "Install patch (Debian: apt-get install patch); it applies tools/kyverno/patches/ to the Kyverno CLI build."
 [ "$missing" = 0 ] || exit 1
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
