@@ -130,7 +130,9 @@ def gate(root: Path, reports: Path, *extra: str) -> tuple[Cost, dict[str, Any]]:
     cost, proc = timed(lambda: subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env))
     if proc.returncode not in (0, 1):
         sys.exit(f"policy check in {root} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    sarif = json.loads((reports / "policy-check.sarif").read_text(encoding="utf-8"))
+    # messages name the overlay files by path: the same for both code trees, so revisions compare
+    text = (reports / "policy-check.sarif").read_text(encoding="utf-8")
+    sarif = json.loads(text.replace(str(root), "<repo>"))
     return cost, sarif
 
 
@@ -242,6 +244,12 @@ def main() -> None:
                 old = code_tree(Path(tmp) / f"ref-{n}", spec, args.ref)
                 before, theirs = gate(old, Path(tmp) / f"reports-ref-{n}")
                 same = "same findings" if findings_of(theirs) == findings_of(found) else "FINDINGS DIFFER"
+                for sign, only in (
+                    ("-", set(findings_of(theirs)) - set(findings_of(found))),
+                    ("+", set(findings_of(found)) - set(findings_of(theirs))),
+                ):
+                    for rule, text in sorted(only):
+                        print(f"    {sign} {rule}: {text}")
                 print(f"  gate at {args.ref:12} cold                  {before} ({same})")
             print(f"  findings: {len(findings_of(found))}")
             if not args.no_breakdown:

@@ -1,7 +1,7 @@
 """Grow the reference spec: `make_spec(root, n)` writes overlays/ (and the model catalog) with n services.
 
-Each service is a copy of `inference` with its own host and the connections the spec requires of it. Used by
-bench/synth_bench.py, bench/check_bench.py and the policy check's scaling test; it imports nothing heavy.
+Each service is a copy of `inference` with its own hosts and a copy of each of `inference`'s connections. Used
+by bench/synth_bench.py, bench/check_bench.py and the policy check's scaling test; it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -30,20 +30,19 @@ def make_spec(root: Path, services: int) -> None:
     platform = yaml.safe_load((REPO_ROOT / "overlays/platform.yaml").read_text())
     base_service = platform["services"]["inference"]
     platform["services"] = {f"model-{i:03d}": copy.deepcopy(base_service) for i in range(services)}
-    platform["connections"] = [
-        edge
-        for i in range(services)
-        for edge in (
-            {"from": "ingress-controller", "to": f"model-{i:03d}"},
-            {"from": "metrics-scraper", "to": f"model-{i:03d}"},
-            {"from": f"model-{i:03d}", "to": "redis"},
-            # stage runs jobs: the API, its worker and the caches (what the spec requires there)
-            {"from": f"model-{i:03d}", "to": "jobs-redis"},
-            {"from": f"model-{i:03d}-worker", "to": "jobs-redis"},
-            {"from": f"model-{i:03d}-worker", "to": "redis"},
-            {"from": "metrics-scraper", "to": f"model-{i:03d}-worker"},
-        )
-    ] + [{"from": "keda-operator", "to": "jobs-redis"}]
+    # the reference spec's connections, those of `inference` (and its job worker) once per copy
+    names = {"inference": "model-{i:03d}", "inference-worker": "model-{i:03d}-worker"}
+    copied: list[dict[str, Any]] = []
+    for edge in platform["connections"]:
+        if edge["from"] not in names and edge["to"] not in names:
+            copied.append(edge)
+            continue
+        for i in range(services):
+            renamed = {
+                k: names[v].format(i=i) if k in ("from", "to") and v in names else v for k, v in edge.items()
+            }
+            copied.append(renamed)
+    platform["connections"] = copied
     (root / "overlays/platform.yaml").write_text(yaml.safe_dump(platform))
     for path in sorted((REPO_ROOT / "overlays").glob("*.yaml")):
         if path.name == "platform.yaml":
@@ -53,6 +52,8 @@ def make_spec(root: Path, services: int) -> None:
         overlay["services"] = {}
         for i in range(services):
             entry = copy.deepcopy(base)
-            entry["host"] = f"model-{i:03d}.{base['host']}"
+            for key in ("host", "grpcHost"):
+                if key in base:
+                    entry[key] = f"model-{i:03d}.{base[key]}"
             overlay["services"][f"model-{i:03d}"] = entry
         (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))

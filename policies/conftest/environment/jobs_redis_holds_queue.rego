@@ -40,49 +40,42 @@ stream_target(meta) := to_number(object.get(meta, "pendingEntriesCount", "5")) i
 
 # The workload a host (`name`, `name.<ns>`, `name.<ns>.svc.cluster.local`) reaches through its Service.
 store_workload(ns, host) := w if {
-	some svc in lib.documents
-	svc.obj.kind == "Service"
-	lib.namespace_of(svc.obj) == ns
-	svc.obj.metadata.name == split(host, ".")[0]
+	some svc in lib.named.Service[ns][split(host, ".")[0]]
 	selector := object.get(svc.obj.spec, "selector", {})
 	count(selector) > 0
-	some w in lib.documents
-	w.obj.kind in lib.workload_kinds
-	lib.namespace_of(w.obj) == ns
+	some w in lib.namespace_workloads[ns]
 	selects(selector, object.union(lib.pod_labels(w.obj), controller_labels(w.obj, selector))) # service_selects_workload
 }
 
-# Every setting a workload's containers read: [workload document, key, value] (env values and envFrom ConfigMaps).
-pod_settings contains [w, e.name, e.value] if {
-	some w in lib.documents
-	w.obj.kind in lib.workload_kinds
+# Every setting a workload's containers read (env values and envFrom ConfigMaps):
+# workload_settings[namespace][workload][key] is the set of values key takes, the workload named by lib.describe.
+workload_settings[ns][id][key] contains value if {
+	some w in lib.namespace_workloads[ns]
+	id := lib.describe(w.obj)
 	some c in lib.containers(lib.pod_spec(w.obj))
 	some e in object.get(c, "env", [])
-	is_string(e.value)
+	key := e.name
+	value := e.value
+	is_string(value)
 }
 
-pod_settings contains [w, key, value] if {
-	some w in lib.documents
-	w.obj.kind in lib.workload_kinds
+workload_settings[ns][id][key] contains value if {
+	some w in lib.namespace_workloads[ns]
+	id := lib.describe(w.obj)
 	some c in lib.containers(lib.pod_spec(w.obj))
 	some ref in object.get(c, "envFrom", [])
-	some cm in lib.documents
-	cm.obj.kind == "ConfigMap"
-	lib.namespace_of(cm.obj) == lib.namespace_of(w.obj)
-	cm.obj.metadata.name == ref.configMapRef.name
+	some cm in lib.named.ConfigMap[ns][ref.configMapRef.name]
 	some key, value in object.get(cm.obj, "data", {})
 	is_string(value)
 }
 
-# The workloads of a namespace that use a jobs key prefix.
-prefix_users(ns, prefix) := {w |
-	some [w, k, v] in pod_settings
-	k == "INFERENCE_JOBS_PREFIX"
-	v == prefix
-	lib.namespace_of(w.obj) == ns
+# The workloads of a namespace (by lib.describe) that use a jobs key prefix.
+prefix_users(ns, prefix) := {id |
+	some id, keys in workload_settings[ns]
+	prefix in keys.INFERENCE_JOBS_PREFIX
 }
 
-job_bound(ns, prefix, key) := max([to_number(v) | some w in prefix_users(ns, prefix); some [x, k, v] in pod_settings; x == w; k == key])
+job_bound(ns, prefix, key) := max([to_number(v) | some id in prefix_users(ns, prefix); some v in workload_settings[ns][id][key]])
 
 # METADATA
 # title: The jobs Redis holds a full queue and its results
@@ -123,7 +116,10 @@ findings contains lib.finding(
 ) if {
 	some [s, meta] in stream_scalers
 	prefix := trim_suffix(meta.stream, ":stream")
-	some w in prefix_users(lib.namespace_of(s.obj), prefix)
+	ns := lib.namespace_of(s.obj)
+	some id in prefix_users(ns, prefix)
 	some key in job_bound_keys
-	count([v | some [x, k, v] in pod_settings; x == w; k == key]) == 0
+	not workload_settings[ns][id][key]
+	some w in lib.namespace_workloads[ns]
+	lib.describe(w.obj) == id
 }

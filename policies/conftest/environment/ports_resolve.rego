@@ -47,9 +47,7 @@ findings contains lib.field_finding(
 	count(selector) > 0
 	some i, p in object.get(doc.obj, ["spec", "ports"], [])
 	target := object.get(p, "targetPort", p.port)
-	some w in lib.documents
-	w.obj.kind in lib.workload_kinds
-	lib.namespace_of(w.obj) == lib.namespace_of(doc.obj)
+	some w in lib.selector_candidates(lib.namespace_of(doc.obj), selector)
 	selects(selector, lib.pod_labels(w.obj))
 	not pod_port_matches(lib.pod_spec(w.obj), target)
 }

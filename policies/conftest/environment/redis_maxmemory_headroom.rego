@@ -27,10 +27,7 @@ redis_containers contains [doc, c, cm, conf] if {
 	doc.obj.kind in lib.workload_kinds
 	spec := lib.pod_spec(doc.obj)
 	some v in object.get(spec, "volumes", [])
-	some cm in lib.documents
-	cm.obj.kind == "ConfigMap"
-	lib.namespace_of(cm.obj) == lib.namespace_of(doc.obj)
-	cm.obj.metadata.name == v.configMap.name
+	some cm in lib.named.ConfigMap[lib.namespace_of(doc.obj)][v.configMap.name]
 	some key, conf in object.get(cm.obj, "data", {})
 	endswith(key, "redis.conf")
 	some c in lib.containers(spec)

@@ -66,6 +66,34 @@ containers(spec) := array.concat(object.get(spec, "initContainers", []), object.
 
 namespace_of(obj) := object.get(obj, ["metadata", "namespace"], "")
 
+# Indexes for joins. A rule that scans lib.documents once per document is quadratic in the fleet (tens of
+# seconds per rule at 100 services); a lookup in these is not.
+# lib.named[kind][namespace][name]: the documents of that kind, namespace and name (a set: a broken dist/ may
+# repeat a name).
+named[kind][ns][name] contains doc if {
+	some doc in documents
+	kind := doc.obj.kind
+	ns := namespace_of(doc.obj)
+	name := doc.obj.metadata.name
+}
+
+# lib.namespace_workloads[namespace]: the workloads of a namespace.
+namespace_workloads[ns] contains doc if {
+	some doc in documents
+	doc.obj.kind in workload_kinds
+	ns := namespace_of(doc.obj)
+}
+
+# lib.labelled_workloads[namespace][key][value]: the workloads whose pods carry the label key=value.
+labelled_workloads[ns][key][value] contains doc if {
+	some doc in namespace_workloads[ns]
+	some key, value in pod_labels(doc.obj)
+}
+
+# The workloads of a namespace that may match a (non-empty) label selector: those carrying its first label.
+# Callers still check the whole selector.
+selector_candidates(ns, selector) := labelled_workloads[ns][key][selector[key]] if key := min(object.keys(selector))
+
 describe(obj) := sprintf("%s %s/%s", [obj.kind, namespace_of(obj), obj.metadata.name]) if namespace_of(obj) != ""
 
 describe(obj) := sprintf("%s %s", [obj.kind, obj.metadata.name]) if namespace_of(obj) == ""
