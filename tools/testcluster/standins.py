@@ -9,7 +9,7 @@ more:
   the `{{ .key }}` fields of `target.template.data` filled in, owned by the ExternalSecret; then `Ready=True`.
 - ScaledObject (KEDA): `Ready=True`, `Active=False` (KEDA's conditions for a valid, idle ScaledObject).
 - Ingress (an ingress controller): `status.loadBalancer.ingress` set to a loopback address.
-- HTTPRoute (a Gateway controller): `Accepted=True` and `ResolvedRefs=True` for each parentRef.
+- HTTPRoute and GRPCRoute (a Gateway controller): `Accepted=True` and `ResolvedRefs=True` for each parentRef.
 - PersistentVolumeClaim (a provisioner): a PersistentVolume of the claim's class, size and access modes,
   pre-bound to it (for a StatefulSet's claims, as soon as the StatefulSet exists); kube-controller-manager's
   PV controller does the binding itself.
@@ -175,8 +175,8 @@ class StandIns:
                 f"Ingress {meta['namespace']}/{meta['name']} has an address",
             )
 
-    def http_routes(self) -> None:
-        for route in self._list("gateway.networking.k8s.io/v1", "HTTPRoute"):
+    def routes(self, kind: str) -> None:
+        for route in self._list("gateway.networking.k8s.io/v1", kind):
             meta = route["metadata"]
             parents = route.get("status", {}).get("parents") or []
             generation = meta.get("generation")
@@ -196,11 +196,7 @@ class StandIns:
                 ]
             }
             self._set_status(
-                route["apiVersion"],
-                "HTTPRoute",
-                meta,
-                status,
-                f"HTTPRoute {meta['namespace']}/{meta['name']} accepted",
+                route["apiVersion"], kind, meta, status, f"{kind} {meta['namespace']}/{meta['name']} accepted"
             )
 
     def _host_path(self, name: str) -> dict[str, str]:
@@ -256,7 +252,8 @@ class StandIns:
         self.external_secrets()
         self.scaled_objects()
         self.ingresses()
-        self.http_routes()
+        self.routes("HTTPRoute")
+        self.routes("GRPCRoute")
         self.volumes()
 
 
