@@ -264,6 +264,11 @@ def synced_except_kept(revision: str, kept: set[tuple[str, str]]) -> Callable[[d
     return ok
 
 
+def _has_sync_result(app: dict[str, Any]) -> bool:
+    op = app.get("status", {}).get("operationState", {})
+    return op.get("phase") == "Succeeded" and bool(op.get("syncResult", {}).get("resources"))
+
+
 def synced_healthy(revision: str | None = None) -> Callable[[dict[str, Any]], bool]:
     def ok(app: dict[str, Any]) -> bool:
         status = app.get("status", {})
@@ -534,8 +539,15 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
     apps.wait([s.env_app(e) for e in manual], synced_healthy(head), "manual sync done", s.timeout_s, s.alive)
 
     for env in s.envs:
-        app = apps.get(s.env_app(env))
+        name = s.env_app(env)
+        app = apps.get(name)
         assert app is not None
+        op = app["status"]["operationState"]
+        if not op.get("syncResult", {}).get("resources"):
+            # a later operation (self-heal) is still running: its result lists every object again once done
+            by = op.get("operation", {}).get("initiatedBy")
+            log(f"{name}: operation ({by}, from {op.get('startedAt')}) is {op.get('phase')}; waiting for it")
+            app = apps.wait([name], _has_sync_result, f"{name} sync result", s.timeout_s, s.alive)[name]
         s.sync_order(env, app)
 
     # An autoscaler changes replicas: the app stays Synced.
