@@ -153,9 +153,16 @@ def add_service(work: Path, name: str) -> None:
 class Apps:
     kube: Kube
     log: Log
+    # name -> the app as first seen with a finished sync that lists its objects. A later operation (self-heal
+    # of an autoscaled field, "successfully synced (no more tasks)") replaces operationState with an empty
+    # result, so the wave order is read from this snapshot.
+    first_full_sync: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def get(self, name: str) -> dict[str, Any] | None:
-        return self.kube.get(*APP, argocd.NAMESPACE, name)
+        app = self.kube.get(*APP, argocd.NAMESPACE, name)
+        if app is not None and name not in self.first_full_sync and _has_sync_result(app):
+            self.first_full_sync[name] = app
+        return app
 
     def names(self) -> set[str]:
         return {a["metadata"]["name"] for a in self.kube.list(*APP, argocd.NAMESPACE)}
@@ -540,15 +547,10 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
 
     for env in s.envs:
         name = s.env_app(env)
-        app = apps.get(name)
-        assert app is not None
-        op = app["status"]["operationState"]
-        if not op.get("syncResult", {}).get("resources"):
-            # a later operation (self-heal) is still running: its result lists every object again once done
-            by = op.get("operation", {}).get("initiatedBy")
-            log(f"{name}: operation ({by}, from {op.get('startedAt')}) is {op.get('phase')}; waiting for it")
-            app = apps.wait([name], _has_sync_result, f"{name} sync result", s.timeout_s, s.alive)[name]
-        s.sync_order(env, app)
+        first = apps.first_full_sync.get(name)
+        check(first is not None, f"{name}: no finished sync listing its objects was seen")
+        assert first is not None
+        s.sync_order(env, first)
 
     # An autoscaler changes replicas: the app stays Synced.
     for env in s.envs:
