@@ -28,7 +28,7 @@ export CDK8S_CHECK_UPGRADE := false
 all: setup models synth check ## Set up, build the models, synthesize dist/ for every environment, run every policy check
 
 .PHONY: test
-test: test-setup models image lint policy-test cluster-test argocd-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster and Argo CD tests, pytest)
+test: test-setup models image lint policy-test cluster-test argocd-test node-test ## Set up, then run the whole test suite (lint, types, policy unit tests, the cluster, Argo CD and node tests, pytest)
 	$(PY) -m pytest
 
 .PHONY: fresh-check
@@ -40,7 +40,7 @@ fresh-check: ## Clone HEAD into a temporary folder with empty tool, Go, pip and 
 setup: prereqs $(VENV)/.installed $(GRPC_STUBS) .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed ## Install what the main job needs: the virtualenv, Kyverno, conftest, the cdk8s CLI (idempotent)
 
 .PHONY: test-setup
-test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp .tools/supplychain.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, cosign and syft, redis-server
+test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp .tools/supplychain.stamp .tools/node.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, cosign and syft, the node (containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, kube-network-policies), redis-server
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)

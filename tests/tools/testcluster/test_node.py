@@ -8,13 +8,26 @@ node may be left, and the sysctls it touched are back."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from testcluster.hoststate import HostState
+from testcluster.node import LOCK
 from testcluster.node_run import REQUEST_SCALE, quantity, scale_requests
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,3 +62,104 @@ def test_only_cpu_and_memory_requests_are_scaled(path: str) -> None:
         after["resources"]["requests"] = before["resources"]["requests"]
     assert restored == original
     assert original == _load(REPO / path)  # the input is not modified
+
+
+@contextlib.contextmanager
+def _quiet_machine() -> Iterator[None]:
+    """Hold the node lock while the host is read, so no other node test on this machine is half up."""
+    with LOCK.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+class _Lines:
+    """A child's output lines, read by a thread (a pipe's text buffer hides lines from select)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.stream = proc.stdout
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        for line in self.stream:
+            self.queue.put(line.rstrip("\n"))
+        self.queue.put(None)
+
+    def until(self, marker: str, timeout_s: float) -> list[str]:
+        """The lines up to the one containing `marker`; fails if the child exits or the time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if marker in line:
+                return self.seen
+        pytest.fail(f"the node run never printed {marker!r}; its output: " + "\n".join(self.seen[-30:]))
+
+    def rest(self) -> list[str]:
+        self.thread.join(timeout=30)
+        while (line := self.queue.get_nowait() if not self.queue.empty() else None) is not None:
+            self.seen.append(line)
+        return self.seen
+
+
+@pytest.mark.slow
+def test_sigint_teardown_leaves_nothing_on_the_machine() -> None:
+    """A dev-only node run, interrupted once its pods are Ready, leaves the host as it found it."""
+    with _quiet_machine():
+        before = HostState.now()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testcluster.node_run",
+            "--env",
+            "dev",
+            "--no-checks",
+            "--wait-for-interrupt",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = _Lines(proc)
+        lines = output.until("waiting for SIGINT", timeout_s=420)
+        workdir = next(
+            (m.group(1) for line in lines if (m := re.search(r"Ready in [\d.]+ s \((\S+)\)", line))), None
+        )
+        assert workdir is not None, lines
+        assert any(line.startswith("dev: ") and "pods Ready" in line for line in lines), lines
+        running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names(p, workdir)]
+        assert running, f"no process of the node names {workdir} while it is up"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:  # a failed wait: still interrupt it, so its own teardown runs
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=180)
+    assert proc.returncode == 130, output.rest()[-20:]
+    assert any("interrupted; torn down" in line for line in output.rest())
+    with _quiet_machine():
+        left = HostState.now().left_since(before)
+    assert left == [], left
+    assert not Path(workdir).exists()
+    survivors = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _names(p, workdir)]
+    assert survivors == [], f"processes still naming {workdir}: {survivors}"
+
+
+def _names(proc: Path, text: str) -> bool:
+    try:
+        return text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
