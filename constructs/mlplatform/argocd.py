@@ -10,11 +10,10 @@ from mlplatform_crds.io import argoproj as argo
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta, PlatformChart
-from mlplatform.names import IN_CLUSTER
+from mlplatform.names import IN_CLUSTER, POLICIES_NAMESPACE
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import Platform
 
-POLICIES_NAMESPACE = "kyverno"
 ARGOCD_DIR = "argocd"
 POLICIES_DIR = "cluster-policies"
 CLUSTER_SCOPED = (

@@ -4,10 +4,11 @@ jsii (1.142) serializes a struct by reading every property its class declares, s
 Deployment crosses to Node as a few hundred mostly-null fields that both sides then walk: a k8s PodSpec
 declares about 40, a Container about 25. An unset optional field and a null one mean the same to the
 jsii kernel (both are `undefined` in JavaScript), so sending only the set ones (a generated struct keeps
-them in `_values`) changes nothing in the output and builds an environment about 2.5 times faster
-(bench/synth_bench.py; the README's synthesis paragraph has the numbers).
+them in `_values`) changes nothing in the output and builds an environment several times faster
+(bench/synth_bench.py measures it; the README's synthesis paragraph has its numbers).
 
-`install()` replaces jsii's private `_make_reference_for_native` with `_lean`, which handles structs and
+`install()` (called by `mlplatform.synth.render`, never at import) replaces jsii's private
+`_make_reference_for_native` with `_lean`, which handles structs and
 hands everything else to the original. It refuses to install over a jsii it was not written for, and
 tests/constructs/test_typed_constructs.py checks that the output is byte-identical with and without it.
 """

@@ -25,6 +25,10 @@ MANAGER = "cdk8s"
 #: namespaces by this label only, so they never touch other teams' namespaces.
 MANAGED_NAMESPACE = "mlplatform.io/managed"
 MANAGED_NAMESPACE_VALUE = "true"
+#: Set by the apiserver on every Namespace, immutable: the cluster policies name protected namespaces by it.
+NAMESPACE_NAME = "kubernetes.io/metadata.name"
+#: Where Kyverno runs; the PolicyExceptions of dist/cluster-policies/ go there.
+POLICIES_NAMESPACE = "kyverno"
 #: Set by the StatefulSet controller on each of its pods.
 STATEFULSET_POD_NAME = "statefulset.kubernetes.io/pod-name"
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import yaml
 
-from mlplatform.labels import MANAGED_NAMESPACE, MANAGED_NAMESPACE_VALUE
+from mlplatform.names import MANAGED_NAMESPACE, MANAGED_NAMESPACE_VALUE, NAMESPACE_NAME
 
 NAME = "verify-image-signatures"
 FILE = f"{NAME}.yaml"
 ATTESTOR = "platformKey"
-NAME_LABEL = "kubernetes.io/metadata.name"
 
 WHY = (
     "A digest pins bytes, not who built them: restrict-image-registries admits any image pushed to a "
@@ -95,7 +94,7 @@ def policy(*, public_key_pem: str, key_file: str, protected: set[str]) -> dict[s
                 "namespaceSelector": {
                     "matchLabels": {MANAGED_NAMESPACE: MANAGED_NAMESPACE_VALUE},
                     "matchExpressions": [
-                        {"key": NAME_LABEL, "operator": "NotIn", "values": sorted(protected)},
+                        {"key": NAMESPACE_NAME, "operator": "NotIn", "values": sorted(protected)},
                     ],
                 },
                 "resourceRules": [

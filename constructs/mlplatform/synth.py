@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cdk8s
 
-from mlplatform import signing_policy
+from mlplatform import cluster_policies, jsii_structs, signing_policy
 from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
 from mlplatform.components.environment import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
@@ -16,7 +16,6 @@ from mlplatform.output import manifest_files, write_tree
 from mlplatform.spec import Environment
 from mlplatform.spec import load_all as load_spec
 from mlplatform.spec.signing import OVERLAYS_DIR, public_key_pem
-from policy_check import cluster_policies
 
 DIAGRAM_FILE = "ARCHITECTURE.md"
 
@@ -66,7 +65,13 @@ def cluster_policy_files(repo_root: Path, envs: list[Environment]) -> dict[str, 
     return files
 
 
-def render(repo_root: Path, *, only: list[str] | None = None) -> Rendered:
+def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool = True) -> Rendered:
+    """Every folder of dist/ in memory. `lean_structs=False` renders with jsii's own struct serializer (the
+    same bytes, slower: a test compares the two, see mlplatform.jsii_structs)."""
+    if lean_structs:
+        jsii_structs.install()
+    else:
+        jsii_structs.uninstall()
     envs = load_all(repo_root)
     known = [e.name for e in envs]
     for name in only or []:

@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from mlplatform import waivers
 from policy_check import (
     cache,
     crd_schema,
@@ -24,7 +25,6 @@ from policy_check import (
     reports,
     rule_docs,
     runner,
-    waivers,
 )
 from policy_check.findings import Finding
 

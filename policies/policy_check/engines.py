@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy_check import cluster_policies
+from mlplatform import cluster_policies
 from policy_check.dist import Folder
 from policy_check.findings import Finding
 

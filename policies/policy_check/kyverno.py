@@ -21,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from mlplatform import waivers
 from mlplatform.labels import MANAGED_NAMESPACE, MANAGED_NAMESPACE_VALUE
-from policy_check import cluster_policies, dist, engines, waivers
+from mlplatform.names import NAMESPACE_NAME
+from policy_check import dist, engines
 from policy_check.findings import Finding
 
 SCOPE_RULE = "cluster-policies-scope"
@@ -57,7 +59,7 @@ def values_document(namespaces: Iterable[dict[str, Any]]) -> dict[str, Any]:
     items = []
     for ns in sorted(namespaces, key=lambda n: str(n["metadata"]["name"])):
         name = str(ns["metadata"]["name"])
-        labels = {**(ns["metadata"].get("labels") or {}), cluster_policies.NAME_LABEL: name}
+        labels = {**(ns["metadata"].get("labels") or {}), NAMESPACE_NAME: name}
         items.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
     return {
         "apiVersion": "cli.kyverno.io/v1alpha1",

@@ -66,14 +66,14 @@ BUILTIN = {
         "The policies synced to the clusters are byte copies of policies/kyverno/, with one PolicyException "
         "per live waiver, so admission enforces exactly what the pull request checked.",
         "high",
-        "policies/policy_check/cluster_policies.py",
+        "constructs/mlplatform/cluster_policies.py",
     ),
     "waivers": (
         "Waivers are reviewed, used and current",
         "Every waiver in policies/exceptions.yaml names a known rule, matches a violation and has not "
         "expired: a stale waiver would silently cover the next violation.",
         "medium",
-        "policies/policy_check/waivers.py",
+        "constructs/mlplatform/waivers.py",
     ),
     "dist-drift": (
         "dist/ is what the spec synthesizes",

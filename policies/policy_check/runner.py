@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlplatform import cluster_policies, waivers
 from policy_check import (
     allowlist,
-    cluster_policies,
     crd_schema,
     declared,
     dist,
@@ -23,7 +23,6 @@ from policy_check import (
     origin,
     rule_docs,
     signing,
-    waivers,
 )
 from policy_check.cache import Cache
 from policy_check.findings import Finding

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_check import allowlist, cluster_policies, declared
+from mlplatform import cluster_policies
+from policy_check import allowlist, declared
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = REPO / "overlays"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_check import declared, dist, reports, runner, waivers
+from mlplatform import waivers
+from policy_check import declared, dist, reports, runner
 
 TODAY = dt.date(2026, 6, 1)
 

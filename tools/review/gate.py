@@ -8,7 +8,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from policy_check import cache, declared, dist, runner, waivers
+from mlplatform import waivers
+from policy_check import cache, declared, dist, runner
 from policy_check.__main__ import INPUT_ERRORS, REPO_ROOT, tools_at
 from policy_check.findings import Finding
 

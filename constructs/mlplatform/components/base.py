@@ -1,10 +1,10 @@
 """What every construct shares: the chart, object metadata, sync waves, typed values and security contexts.
 
 Cost model (measured by bench/synth_bench.py): every call from Python into cdk8s crosses to its Node
-process through jsii (about 0.2 ms each). A typed object is one call when all its props are given to its
+process through jsii (a round trip each). A typed object is one call when all its props are given to its
 constructor: props are structs, serialized with the call. `Quantity` and `IntOrString` values are jsii
 objects made by a call each, so they are made once per distinct value and reused (`quantity`, `port`).
-Structs are sent with only their set fields (`mlplatform.jsii_structs`).
+`mlplatform.synth.render` sends structs with only their set fields (`mlplatform.jsii_structs`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
 
 from constructs import Construct
-from mlplatform import jsii_structs
-
-jsii_structs.install()  # structs cross to Node with their set fields only: same output, far fewer bytes
 
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 #: Sync waves: namespace, quotas and network policies first, then secrets and Redis, then the services.

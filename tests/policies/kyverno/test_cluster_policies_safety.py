@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_check import cluster_policies, kyverno
+from mlplatform import cluster_policies
+from policy_check import kyverno
 
 REPO = Path(__file__).resolve().parents[3]
 

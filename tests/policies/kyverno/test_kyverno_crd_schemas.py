@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from policy_check import cluster_policies, crd_schema
+from mlplatform import cluster_policies
+from policy_check import crd_schema
 
 REPO = Path(__file__).resolve().parents[3]
 

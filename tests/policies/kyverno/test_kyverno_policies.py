@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_check import cluster_policies
+from mlplatform import cluster_policies
 
 REPO = Path(__file__).resolve().parents[3]
 POLICIES = cluster_policies.sources(REPO)

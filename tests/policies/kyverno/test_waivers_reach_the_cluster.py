@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy_check import cluster_policies, runner
+from mlplatform import cluster_policies
+from policy_check import runner
 
 REPO = Path(__file__).resolve().parents[3]
 NS = "mlplatform-dev"

@@ -3,7 +3,7 @@
 Each waiver names one object (environment, kind, namespace, name), one rule (a Kyverno policy name or a
 conftest rule id; every rule has exactly one engine), why, who owns it and until when. A waiver of a Kyverno
 rule is translated once, into the PolicyException that synth writes to dist/cluster-policies/ (see
-policy_check.cluster_policies), so admission honours it too; the check matches it to Kyverno's findings by
+mlplatform.cluster_policies), so admission honours it too; the check matches it to Kyverno's findings by
 object. conftest gets the list as data. An expired waiver, one naming an unknown rule, or one that matched
 nothing fails the check.
 """

@@ -20,13 +20,11 @@ from typing import Any
 
 import yaml
 
-from mlplatform.labels import MANAGED_NAMESPACE, MANAGED_NAMESPACE_VALUE
-from policy_check import waivers
+from mlplatform import waivers
+from mlplatform.names import MANAGED_NAMESPACE, MANAGED_NAMESPACE_VALUE, NAMESPACE_NAME, POLICIES_NAMESPACE
 
 SOURCE_DIR = Path("policies/kyverno")
 WAIVER_FILE = Path("policies/exceptions.yaml")
-NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver on every Namespace, immutable
-EXCEPTION_NAMESPACE = "kyverno"  # mlplatform.argocd.POLICIES_NAMESPACE (not imported: it loads cdk8s)
 VALIDATING_POLICY = "ValidatingPolicy"
 IMAGE_VALIDATING_POLICY = "ImageValidatingPolicy"  # verify-image-signatures, rendered from the spec
 CLUSTER_POLICY = "ClusterPolicy"
@@ -100,13 +98,13 @@ def scope_problems(policy: Policy, protected: set[str]) -> list[str]:
             )
         excluded: set[str] = set()
         for expr in selector.get("matchExpressions") or []:
-            if expr.get("key") == NAME_LABEL and expr.get("operator") == "NotIn":
+            if expr.get("key") == NAMESPACE_NAME and expr.get("operator") == "NotIn":
                 excluded |= set(expr.get("values") or [])
         missing = sorted(protected - excluded)
         if missing:
             problems.append(
                 f"{policy.path}: a namespaceSelector does not exclude {', '.join(missing)}; "
-                f"allowed: a matchExpressions entry {NAME_LABEL} NotIn every protected namespace "
+                f"allowed: a matchExpressions entry {NAMESPACE_NAME} NotIn every protected namespace "
                 f"({', '.join(sorted(protected))})"
             )
     return problems
@@ -168,7 +166,7 @@ def _legacy_conditions(w: waivers.Waiver) -> list[dict[str, Any]]:
 
 
 def exception(w: waivers.Waiver, policy: Policy) -> dict[str, Any]:
-    meta = {"name": exception_name(w), "namespace": EXCEPTION_NAMESPACE, "annotations": _annotations(w)}
+    meta = {"name": exception_name(w), "namespace": POLICIES_NAMESPACE, "annotations": _annotations(w)}
     if policy.kind == VALIDATING_POLICY:
         return {
             "apiVersion": "policies.kyverno.io/v1",
