@@ -20,7 +20,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent
 #: The output folder cdk8s.yaml gives the cdk8s CLI (which removes it before each run): never dist/.
 CLI_OUTDIR = Path("build/cdk8s.out")
-sys.path.insert(0, str(REPO_ROOT / "constructs"))  # works without the editable install too
+# This tree's generator and CRD classes come first, whatever the virtualenv's editable install points at:
+# another tree (a base revision, a bench copy) may run its main.py with this .venv (which provides cdk8s).
+sys.path[:0] = [str(REPO_ROOT / "constructs"), str(REPO_ROOT / "imports")]
 # jsii prints a banner for an end-of-life Node (as byte literals, through Python); the README asks Node 20+.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 

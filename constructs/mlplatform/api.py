@@ -1,4 +1,4 @@
-"""The stable API other tools (the policy gate) use to read the spec.
+"""A small read-only API over the spec for tools outside the generator (today: the network-policy tests).
 
 - `list_environments(repo_root)`: the environment names (every overlays/*.yaml but platform.yaml).
 - `declared_network_flows(env, repo_root=...)`: every network flow the spec allows in that environment,

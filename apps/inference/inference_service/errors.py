@@ -17,10 +17,6 @@ class BadRequest(InferenceError):
     status = 400
 
 
-class Unauthorized(InferenceError):
-    status = 401
-
-
 class NotFound(InferenceError):
     status = 404
 

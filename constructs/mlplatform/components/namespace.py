@@ -13,7 +13,7 @@ from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Quota
 
 PSA_LEVEL = "restricted"
-PSA_VERSION = "v1.33"
+PSA_VERSION = "v1.33"  # v + tools/versions.env KUBERNETES_VERSION (tests/tools/test_kubernetes_minor.py)
 CONTAINER_DEFAULTS = {"cpu": "500m", "ephemeral-storage": "256Mi", "memory": "256Mi"}
 CONTAINER_DEFAULT_REQUESTS = {"cpu": "100m", "ephemeral-storage": "64Mi", "memory": "128Mi"}
 

@@ -11,7 +11,6 @@ never become ready.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,7 +94,3 @@ class Catalog(_Open):
 
     def entry(self, name: str, version: str) -> CatalogEntry:
         return self.models[name][version]
-
-
-def catalog_path(repo_root: Path) -> Path:
-    return repo_root / CATALOG_FILE
