@@ -111,10 +111,11 @@ import-model: $(VENV)/.installed ## Import an ONNX model into apps/inference/mod
 	  $(if $(DESCRIPTION),--description "$(DESCRIPTION)") $(if $(LABELS),--labels "$(LABELS)") $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)")
 
 .PHONY: lint
-lint: $(VENV)/.installed $(GRPC_STUBS) ## ruff and mypy
+lint: $(VENV)/.installed $(GRPC_STUBS) ## ruff, mypy and the import layering (import-linter)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 .PHONY: serve
 serve: $(VENV)/.installed $(GRPC_STUBS) redis models ## Run the inference service locally with its own redis-server
