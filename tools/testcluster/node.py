@@ -756,3 +756,27 @@ def node(plane: ControlPlane, images_named: set[str], *, keep: bool = False) -> 
                 shutil.rmtree(workdir, ignore_errors=True)
         if left:
             raise ClusterTestError("the node's teardown left: " + "; ".join(left))
+
+
+# --- what it costs ------------------------------------------------------------------------------------------
+
+
+def _status_kib(pid: int, field_name: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_report(node: Node) -> str:
+    """The node's memory: its pods (the peak of its memory cgroup, page cache included) and the processes of
+    the node and its control plane (the sum of each one's peak RSS: an upper bound of their peak together)."""
+    pids = set(_pids_naming(str(node.workdir))) | set(_pids_naming(str(node.plane.workdir)))
+    peak_rss = sum(_status_kib(pid, "VmHWM") for pid in pids) // 1024
+    rss = sum(_status_kib(pid, "VmRSS") for pid in pids) // 1024
+    cgroup = CGROUP_ROOT / "memory" / node.cgroup_root.strip("/")
+    pods = "unknown (no cgroup v1 memory hierarchy)"
+    with contextlib.suppress(OSError, ValueError):
+        pods = f"{int((cgroup / 'memory.max_usage_in_bytes').read_text()) // 2**20} MiB peak"
+    return f"pods {pods}; node and control plane processes {rss} MiB RSS now, at most {peak_rss} MiB at peak"

@@ -34,7 +34,7 @@ from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, syn
 from testcluster.controlplane import control_plane
 from testcluster.errors import ClusterTestError
 from testcluster.kubeapi import ApiError, Kube
-from testcluster.node import Node, node
+from testcluster.node import Node, memory_report, node
 from testcluster.standins import StandInLoop, StandIns
 from testcluster.versions import REPO_ROOT
 
@@ -435,6 +435,7 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                             failures.append(failure)
                     if loop.error:
                         raise ClusterTestError(f"operator stand-ins: {loop.error}")
+                print(f"node memory: {memory_report(n)}", flush=True)
                 if args.wait_for_interrupt:
                     print("waiting for SIGINT", flush=True)
                     while True:
