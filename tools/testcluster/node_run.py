@@ -7,7 +7,9 @@ kubelet reports it. Then, from a client pod with the ingress controller's identi
 pod label app.kubernetes.io/name=ingress-nginx: the peer every environment's NetworkPolicy admits), through
 the Service's cluster DNS name: an inference request answered as onnxruntime answers it here, the same request
 answered from Redis by a fresh pod (the first pod deleted: its local cache goes with it), and, where the
-environment has a worker, a job submitted and its result read back.
+environment has a worker, a job submitted and its result read back. Then the NetworkPolicy matrix, observed
+from inside the pods and compared with the flows the spec declares, and, in stage, its three mutants
+(testcluster.node_matrix).
 
 Node capacity: one 2-CPU node cannot hold every environment's requests, so CPU and memory *requests* of every
 pod template are divided by REQUEST_SCALE (printed); limits, images, security contexts, env, args, probes and
