@@ -518,9 +518,9 @@ def _run_mutants(
     failures = []
     started = time.monotonic()
     for mutant in mutants(kube, n, env, pods, expected):
-        mutant.apply()
+        shown: list[Cell] = []
         try:
-            shown: list[Cell] = []
+            mutant.apply()
             for _ in range(ATTEMPTS):
                 time.sleep(0.5)
                 shown = mutant.seen(expected, observe(n, sources, destinations, expected))
