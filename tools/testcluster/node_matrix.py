@@ -12,8 +12,10 @@ The expected matrix comes from the spec, not from the generator: policy_check.de
 gate's own reader) and a cell is allowed exactly when the gate's network-isolation rule calls the flow
 declared (a connection from the source's component, or from every pod of the namespace, to the
 destination's component, on a port its pods declare; a port named grpc only where the connection says grpc).
-A pod's component is the workload that owns it (its StatefulSet or its ReplicaSet's Deployment), not its
-labels, so a pod label that drifted shows as a cut flow. The observed matrix must equal it.
+A pod's component is the workload that owns it (its StatefulSet or its ReplicaSet's Deployment; a service's
+canary Deployment, `<service>-canary`, where the overlay declares services.<service>.canary, is the
+service's), not its labels, so a pod label that drifted shows as a cut flow. The observed matrix must
+equal it.
 
 Mutants, in one environment (MUTANTS_IN, the one with the most flows), each applied to the live namespace,
 each to be seen, each restored (the whole matrix is probed again afterwards and must equal the expected):
@@ -30,7 +32,10 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from policy_check import declared
 from testcluster.errors import ClusterTestError
@@ -48,6 +53,8 @@ NAME_LABEL = "app.kubernetes.io/name"
 OUTSIDER = Peer(namespace="netmatrix-outsider", labels={NAME_LABEL: "netmatrix-outsider"})
 OUTSIDER_NAME = "another-namespace"
 KUBE_DNS = "kube-dns"
+#: A service's canary Deployment (overlay services.<name>.canary) is `<name>-canary`: the service's pods too.
+CANARY_SUFFIX = "-canary"
 ALLOWED = ("open", "refused", "answered", "not-found")
 BLOCKED = ("timeout",)
 ATTEMPTS = 3  # probes of a mutant (or of the restored namespace) until the policy agent has seen the change
@@ -137,6 +144,23 @@ def expected_matrix(spec: dict[str, Any], sources: list[Endpoint], destinations:
         cell: declared_flow(spec, by_name[cell.source], by_name[cell.target], cell.port)
         for cell in cells(sources, destinations)
     }
+
+
+def canaries(env: str, overlays: Path = REPO_ROOT / "overlays") -> set[str]:
+    """The services whose overlay declares a canary (overlays/<env>.yaml services.<name>.canary)."""
+    overlay = yaml.safe_load((overlays / f"{env}.yaml").read_text(encoding="utf-8")) or {}
+    return {
+        str(name)
+        for name, service in (overlay.get("services") or {}).items()
+        if (service or {}).get("canary")
+    }
+
+
+def component_of(owner: str, spec: dict[str, Any], canaried: set[str]) -> str:
+    """The spec's component of the pods of workload `owner` (itself where the spec has no such component)."""
+    if owner in spec["components"]:
+        return owner
+    return next((s for s in sorted(canaried) if owner == f"{s}{CANARY_SUFFIX}"), owner)
 
 
 def dns_endpoint(spec: dict[str, Any]) -> Endpoint:
@@ -301,8 +325,9 @@ def _owner(kube: Kube, pod: dict[str, Any]) -> tuple[str, str]:
     return str(ref["kind"]), str(ref["name"])
 
 
-def environment_pods(kube: Kube, env: Environment) -> list[Endpoint]:
-    """The environment's running pods, each with its owner's name as its component."""
+def environment_pods(kube: Kube, env: Environment, spec: dict[str, Any]) -> list[Endpoint]:
+    """The environment's running pods, each with its owner's component."""
+    canaried = canaries(env.name)
     found = []
     for pod in kube.list("v1", "Pod", env.namespace):
         container = _running_container(pod)
@@ -315,7 +340,7 @@ def environment_pods(kube: Kube, env: Environment) -> list[Endpoint]:
         found.append(
             Endpoint(
                 name=short,
-                component=owner,
+                component=component_of(owner, spec, canaried),
                 ours=True,
                 address=str(ip),
                 ports=_ports(pod),
@@ -484,7 +509,7 @@ def check(kube: Kube, n: Node, env: Environment, *, with_mutants: bool) -> list[
     """The matrix of `env` (and, with_mutants, the three mutants); what failed, one line each."""
     started = time.monotonic()
     spec = declared.for_environment(REPO_ROOT / "overlays", env.name)
-    pods = environment_pods(kube, env)
+    pods = environment_pods(kube, env, spec)
     peers = peer_pods(kube, n, spec, _inference_image(env))
     sources = [*pods, *peers]
     destinations = [*pods, dns_endpoint(spec)]

@@ -18,7 +18,9 @@ from testcluster.node_matrix import (
     Endpoint,
     Port,
     allowed,
+    canaries,
     cells,
+    component_of,
     differences,
     dns_endpoint,
     expected_matrix,
@@ -166,3 +168,13 @@ def test_the_widened_mutant_opens_the_other_namespace_rule_to_every_pod_keeping_
     assert [r["from"] for r in mutated["spec"]["ingress"]] == [[{"namespaceSelector": {}}]]
     assert [r["ports"] for r in mutated["spec"]["ingress"]] == [r["ports"] for r in policy["spec"]["ingress"]]
     assert widened(_policy("stage", "allow-redis-from-inference")) is None  # same namespace only
+
+
+def test_a_pod_belongs_to_its_owner_s_component_a_canary_to_its_service() -> None:
+    prod, dev = spec("prod"), spec("dev")
+    assert canaries("prod", REPO / "overlays") == {"inference"}
+    assert canaries("dev", REPO / "overlays") == set()
+    assert component_of("inference-canary", prod, {"inference"}) == "inference"
+    assert component_of("redis", prod, {"inference"}) == "redis"
+    assert component_of("inference-canary", dev, set()) == "inference-canary"  # no canary declared: none
+    assert component_of("debug-shell", prod, {"inference"}) == "debug-shell"  # no component: nothing declared
