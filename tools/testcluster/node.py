@@ -12,9 +12,14 @@ and on SIGINT, removes what the run made, restores the sysctls, and reports what
 Two workarounds for this kind of VM (../shared/notes/images-and-node-facts.md):
 - CAP_SYS_RESOURCE is not in the bounding set, so containerd runs with `restrict_oom_score_adj = true`;
 - the kernel lacks nftables' `queue` expression, so kube-network-policies' own nftables table fails to load;
-  its NFQUEUE listener runs, and an iptables chain of this node queues new pod-to-pod connections to it.
-  The chain skips DNS (CoreDNS runs on the node, not in a pod) and the kubelet's probes (from the node's
-  address), as kube-network-policies' own rules do.
+  its NFQUEUE listener runs, and an iptables chain of this node queues new pod-to-pod connections to it,
+  and new DNS queries from the pods to CoreDNS on the node's address. It skips the kubelet's probes (from the
+  node's address), as kube-network-policies' own rules do.
+
+CoreDNS runs on the node's address, not in a pod; so that the NetworkPolicies' DNS rules (egress to the pods
+`k8s-app: kube-dns` in kube-system) are judged as in a cluster, a Pod object in kube-system with those labels
+carries the node's address as its pod IP (`kube-dns-identity`: never scheduled, never run; its status says the
+address): kube-network-policies maps DNS packets to it as it maps packets to any pod.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from testcluster import images
 from testcluster.controlplane import ControlPlane, Process, binary, free_port
 from testcluster.errors import ClusterTestError
 from testcluster.hoststate import CGROUP_ROOT, HostState
+from testcluster.kubeapi import Kube
 from testcluster.nodes import start_scheduler
 from testcluster.processes import stop_all
 
@@ -47,7 +53,8 @@ POD_CIDR = "10.244.0.0/24"
 NODE_IP = "10.244.0.1"  # the bridge's address: the node's InternalIP, CoreDNS's, the pods' gateway
 SERVICE_CIDR = "10.96.0.0/16"  # the control plane's --service-cluster-ip-range
 DNS_IP = "10.96.0.10"
-NFQUEUE = 100
+NFQUEUE = 100  # the first queue number tried; a queue another process holds is skipped (free_queue)
+QUEUES = Path("/proc/net/netfilter/nfnetlink_queue")  # the queues bound now, one line each
 CNI_BIN = Path("/usr/lib/cni")
 LOCK = Path(tempfile.gettempdir()) / "mlplatform-node.lock"
 SETUP_HINT = "run tools/setup/node-tools.sh (make node-test does)"
@@ -141,6 +148,7 @@ class Node:
     socket: Path = Path()
     processes: list[Process] = field(default_factory=list)
     chain: str = ""
+    nfqueue: int = NFQUEUE
     teardown_notes: list[str] = field(default_factory=list)
 
     def start(self, name: str, args: list[str]) -> Process:
@@ -454,7 +462,7 @@ def _start_kube_proxy(node: Node) -> None:
     node.start("kube-proxy", [str(binary("kube-proxy")), f"--config={config}", "--v=0"])
 
 
-def _start_coredns(node: Node) -> None:
+def _start_coredns(node: Node, pause: str) -> None:
     ready = free_port()
     corefile = node.workdir / "Corefile"
     corefile.write_text(
@@ -518,7 +526,48 @@ def _start_coredns(node: Node) -> None:
             applied = Kube(http).apply(obj)
             if not applied.ok:
                 raise ClusterTestError(f"creating {obj['kind']} kube-system/kube-dns: {applied.message}")
+        _dns_identity(Kube(http), pause)
     _wait("CoreDNS", _http_ok(f"http://127.0.0.1:{ready}/ready"), node, 60, "coredns.log")
+
+
+DNS_IDENTITY = "kube-dns-identity"
+
+
+def _dns_identity(kube: Kube, pause: str) -> None:
+    """The Pod that gives CoreDNS (on the node's address) the kube-dns pod identity NetworkPolicies select:
+    labels k8s-app=kube-dns in kube-system, pod IP the node's address. No scheduler has its schedulerName, so
+    nothing runs it; its status, written here, is what kube-network-policies reads."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": DNS_IDENTITY, "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "schedulerName": "mlplatform-node-test-none",
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "coredns", "image": pause}],
+        },
+    }
+    applied = kube.apply(pod)
+    if not applied.ok:
+        raise ClusterTestError(f"creating Pod kube-system/{DNS_IDENTITY}: {applied.message}")
+    status = {"status": {"podIP": NODE_IP, "podIPs": [{"ip": NODE_IP}]}}
+    kube.patch("v1", "Pod", "kube-system", DNS_IDENTITY, status, subresource="status")
+
+
+def bound_queues() -> set[int]:
+    """The NFQUEUE numbers some process has bound (the machine's, not only this node's)."""
+    text = QUEUES.read_text() if QUEUES.exists() else ""
+    return {int(line.split()[0]) for line in text.splitlines() if line.split()}
+
+
+def free_queue() -> int:
+    """The first queue number from NFQUEUE that no process holds: a queue is the machine's, and a listener
+    left by another run would judge this node's packets against its own, stale, pods."""
+    taken = bound_queues()
+    queue = next(q for q in range(NFQUEUE, 65536) if q not in taken)
+    if queue != NFQUEUE:
+        print(f"NFQUEUE {NFQUEUE} is bound by a process this run did not start; this node uses {queue}")
+    return queue
 
 
 def _start_netpol_agent(node: Node) -> None:
@@ -539,6 +588,7 @@ def _start_netpol_agent(node: Node) -> None:
     )
     port = node.plane.url.rsplit(":", 1)[1]
     env_prefix = ["env", "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={port}"]
+    node.nfqueue = free_queue()
     proc = node.start(
         "kube-network-policies",
         [
@@ -552,7 +602,7 @@ def _start_netpol_agent(node: Node) -> None:
             script,
             str(binary("kube-network-policies")),
             f"--hostname-override={node.name}",
-            f"--nfqueue-id={NFQUEUE}",
+            f"--nfqueue-id={node.nfqueue}",
             "--disable-nri",
             f"--metrics-bind-address=127.0.0.1:{free_port()}",
             "--v=2",
@@ -565,18 +615,44 @@ def _start_netpol_agent(node: Node) -> None:
             "Syncing nftables rules" in text
         )  # logged after "Caches are synced", just before the queue opens
 
+    def listening() -> bool:
+        text = proc.log.read_text(errors="replace") if proc.log.exists() else ""
+        failed = [line for line in text.splitlines() if "could not open nfqueue socket" in line]
+        if failed:
+            why = failed[0].split("error=", 1)[-1]
+            raise ClusterTestError(f"kube-network-policies could not bind NFQUEUE {node.nfqueue}: {why}")
+        return node.nfqueue in bound_queues()
+
     _wait("kube-network-policies (caches synced)", synced, node, 60, "kube-network-policies.log")
-    time.sleep(1.0)
+    _wait("kube-network-policies (its queue bound)", listening, node, 30, "kube-network-policies.log")
     # Queued packets are dropped while nothing listens: the rules go in only now.
     chain = node.chain
     for rule in (
         ["-N", chain],
-        ["-A", chain, "-p", "udp", "--dport", "53", "-j", "RETURN"],
         ["-A", chain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
         ["-A", chain, "-s", f"{NODE_IP}/32", "-j", "RETURN"],
-        ["-A", chain, "-s", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(NFQUEUE)],
-        ["-A", chain, "-d", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(NFQUEUE)],
+        ["-A", chain, "-s", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(node.nfqueue)],
+        ["-A", chain, "-d", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(node.nfqueue)],
         ["-I", "FORWARD", "1", "-j", chain],
+        # DNS from the pods to CoreDNS on the node's address (the kube-dns Service's endpoint)
+        *(
+            [
+                "-I",
+                "INPUT",
+                "1",
+                "-i",
+                node.bridge,
+                "-d",
+                f"{NODE_IP}/32",
+                "-p",
+                proto,
+                "--dport",
+                "53",
+                "-j",
+                chain,
+            ]
+            for proto in ("udp", "tcp")
+        ),
     ):
         run(["iptables", "-w", *rule], "adding the NetworkPolicy queue rule")
 
@@ -744,7 +820,7 @@ def node(plane: ControlPlane, images_named: set[str], *, keep: bool = False) -> 
             _start_kubelet(n)
             _start_kube_proxy(n)
             _wait_node_ready(n)
-            _start_coredns(n)
+            _start_coredns(n, pause)
             _start_netpol_agent(n)
             print(f"node {n.name} Ready in {time.monotonic() - started:.1f} s ({workdir})", flush=True)
             yield n

@@ -7,7 +7,9 @@ kubelet reports it. Then, from a client pod with the ingress controller's identi
 pod label app.kubernetes.io/name=ingress-nginx: the peer every environment's NetworkPolicy admits), through
 the Service's cluster DNS name: an inference request answered as onnxruntime answers it here, the same request
 answered from Redis by a fresh pod (the first pod deleted: its local cache goes with it), and, where the
-environment has a worker, a job submitted and its result read back.
+environment has a worker, a job submitted and its result read back. Then the NetworkPolicy matrix, observed
+from inside the pods and compared with the flows the spec declares, and, in stage, its three mutants
+(testcluster.node_matrix).
 
 Node capacity: one 2-CPU node cannot hold every environment's requests, so CPU and memory *requests* of every
 pod template are divided by REQUEST_SCALE (printed); limits, images, security contexts, env, args, probes and
@@ -212,12 +214,9 @@ def declared_peer(env: str, name: str = INGRESS_PEER) -> Peer:
     )
 
 
-def run_client(
-    kube: Kube, n: Node, peer: Peer, image: str, args: list[str], name: str, timeout_s: float = 120
-) -> list[dict[str, Any]]:
-    """A pod with a peer's identity (its namespace and pod labels) runs CLIENT; its JSON lines."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": peer.namespace}})
-    pod = {
+def client_pod(peer: Peer, image: str, command: list[str], name: str) -> dict[str, Any]:
+    """A restricted pod with a peer's identity (its namespace and pod labels) that runs `command` once."""
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": peer.namespace, "labels": peer.labels},
@@ -230,7 +229,7 @@ def run_client(
                 {
                     "name": "client",
                     "image": image,
-                    "command": ["python", "-c", CLIENT, *args],
+                    "command": command,
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "readOnlyRootFilesystem": True,
@@ -244,7 +243,14 @@ def run_client(
             ],
         },
     }
-    applied = kube.apply(pod)
+
+
+def run_client(
+    kube: Kube, n: Node, peer: Peer, image: str, args: list[str], name: str, timeout_s: float = 120
+) -> list[dict[str, Any]]:
+    """A pod with a peer's identity (its namespace and pod labels) runs CLIENT; its JSON lines."""
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": peer.namespace}})
+    applied = kube.apply(client_pod(peer, image, ["python", "-c", CLIENT, *args], name))
     if not applied.ok:
         raise ClusterTestError(f"client pod {name}: {applied.message}")
     deadline = time.monotonic() + timeout_s
@@ -430,7 +436,13 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                         f"{env.name}: {len(pods)} pods Ready in {took:.1f} s: {', '.join(pods)}", flush=True
                     )
                     if not args.no_checks:
-                        for failure in check_environment(kube, n, env):
+                        from testcluster import node_matrix  # it imports this module
+
+                        mutants = env.name == node_matrix.MUTANTS_IN
+                        for failure in [
+                            *check_environment(kube, n, env),
+                            *node_matrix.check(kube, n, env, with_mutants=mutants),
+                        ]:
                             print(f"FAIL {failure}", flush=True)
                             failures.append(failure)
                     if loop.error:

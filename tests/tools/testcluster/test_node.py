@@ -163,3 +163,24 @@ def _names(proc: Path, text: str) -> bool:
         return text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
+
+
+def test_the_agent_takes_the_first_queue_no_process_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A listener left on NFQUEUE 100 by an earlier, killed run would judge this node's packets against its
+    own stale pods (it did: nearly every flow of the matrix was open); the node takes the next free queue."""
+    from testcluster import node
+
+    queues = tmp_path / "nfnetlink_queue"  # the kernel's format: queue, peer port id, then counters
+    monkeypatch.setattr(node, "QUEUES", queues)
+    assert node.free_queue() == node.NFQUEUE  # no queue bound (the file is absent until one is)
+    queues.write_text(
+        "  100   8674     0 2   128     0     0     3299  1\n  101   9001     0 2   128 0 0 0 1\n"
+    )
+    assert node.bound_queues() == {100, 101}
+    assert node.free_queue() == 102
+    assert (
+        "NFQUEUE 100 is bound by a process this run did not start; this node uses 102"
+        in capsys.readouterr().out
+    )
