@@ -135,36 +135,29 @@ def _render_stage(root: Path, edit_yaml: Any, scaling: dict[str, Any]) -> list[d
     return [yaml.safe_load(c) for n, c in rendered.folders["stage"].items() if n.endswith(".yaml")]
 
 
-def test_request_rate_with_its_own_target_and_prometheus(spec_copy: Path, edit_yaml: Any) -> None:
-    scaling = {
-        "engine": "keda",
-        "signal": "requestRate",
-        "minReplicas": 2,
-        "maxReplicas": 5,
-        "targetRequestRate": 2500,
-        "prometheusAddress": "https://prometheus.observability.svc:9091/prom",
-    }
+@pytest.mark.parametrize(
+    ("scaling", "threshold"),
+    [
+        (  # its own target and Prometheus
+            {
+                "signal": "requestRate",
+                "targetRequestRate": 2500,
+                "prometheusAddress": "https://prometheus.observability.svc:9091/prom",
+            },
+            "2500",
+        ),
+        ({"signal": "inFlight", "targetInFlight": 2.5}, "2.5"),  # a decimal target
+    ],
+)
+def test_a_load_signal_with_its_settings(
+    spec_copy: Path, edit_yaml: Any, scaling: dict[str, Any], threshold: str
+) -> None:
+    scaling = {"engine": "keda", "minReplicas": 2, "maxReplicas": 5, **scaling}
     objs = _render_stage(spec_copy, edit_yaml, scaling)
-    meta = check_load_trigger(
-        objs, overlay(spec_copy, "stage")["namespace"], {**scaling, "service": "inference"}
-    )
-    assert meta["threshold"] == "2500"
+    namespace = overlay(spec_copy, "stage")["namespace"]
+    meta = check_load_trigger(objs, namespace, {**scaling, "service": "inference"})
+    assert meta["threshold"] == threshold
     assert not of_kind(objs, "HorizontalPodAutoscaler")
-
-
-def test_in_flight_takes_a_decimal_target(spec_copy: Path, edit_yaml: Any) -> None:
-    scaling = {
-        "engine": "keda",
-        "signal": "inFlight",
-        "minReplicas": 2,
-        "maxReplicas": 4,
-        "targetInFlight": 2.5,
-    }
-    objs = _render_stage(spec_copy, edit_yaml, scaling)
-    meta = check_load_trigger(
-        objs, overlay(spec_copy, "stage")["namespace"], {**scaling, "service": "inference"}
-    )
-    assert meta["threshold"] == "2.5"
 
 
 @pytest.mark.parametrize("signal", [{}, {"signal": "cpu"}])
@@ -176,3 +169,12 @@ def test_keda_on_cpu_is_unchanged(spec_copy: Path, edit_yaml: Any, signal: dict[
         {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "50"}}
     ]
     assert "fallback" not in scaled["spec"]  # KEDA's fallback is for AverageValue metrics, not cpu
+
+
+def test_the_diagram_names_a_load_signal(rendered: Any, repo_root: Path) -> None:
+    for env in ("prod", "stage"):
+        scaling = overlay(repo_root, env)["services"]["inference"]["autoscaling"]
+        bounds = f"{scaling['engine']} {scaling['minReplicas']}-{scaling['maxReplicas']}"
+        signal = scaling.get("signal", "cpu")
+        drawn = bounds if signal == "cpu" else f"{bounds} on {signal}"
+        assert f'<br/>{drawn}"]' in rendered.folders[env]["ARCHITECTURE.md"], env
