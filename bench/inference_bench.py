@@ -19,8 +19,9 @@ measured run; cells run in rounds, the order reversed every other round, and med
 CPU" is the server's process-tree CPU time per request over the measured run, from /proc.
 --scaling adds: a closed-loop sweep of one worker (c=1..64: the cores it uses at its best throughput are the
 CPU request), an open-loop sweep at fixed rates with oha (tools/setup/oha.sh; --latency-correction, so a
-server that falls behind shows it as latency: the highest rate with p99 under 5 ms, as a share of the
-request, is the autoscaler's CPU target), and one worker against two.
+server that falls behind shows it as latency: at the highest rate with p99 under 5 ms, the cores used, as a
+share of the request, are the autoscaler's CPU target, and the requests in flight and served per second that
+the server's own /metrics shows are its in-flight and request-rate targets), and one worker against two.
 Other work on the machine moves absolute numbers; the ratios measured in one run are what to compare.
 """
 
@@ -48,8 +49,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from inference_service.local import RedisProcess, free_port
+from mlplatform.spec.overlay import LOAD_LABEL, LOAD_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -110,6 +113,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     api_key: str | None = None
     log_file: Path | None = None  # the access log (stdout), for ours
+    metrics_token: str | None = None  # the scraper's token for /metrics, for ours
 
     @property
     def pid(self) -> int:
@@ -203,7 +207,7 @@ def start_ours(
     models: str = f"{TABULAR}:1,{EMBEDDING}:1",  # the models bare and KServe serve
 ) -> Server:
     """The service as deployed: auth on, access log on (to a file), metrics on, Redis tier on."""
-    api_key = secrets.token_urlsafe(16)
+    api_key, metrics_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     port = free_port()
     SCRATCH.mkdir(parents=True, exist_ok=True)
     log_file = SCRATCH / f"access-{name.replace('@', '-')}.log"
@@ -216,6 +220,7 @@ def start_ours(
         "INFERENCE_GRPC_PORT": str(free_port()),  # served alongside, as deployed (not on the shared 8081)
         "INFERENCE_REDIS_URL": redis_url,
         "INFERENCE_API_KEYS": api_key,
+        "INFERENCE_METRICS_TOKEN": metrics_token,  # scraped as deployed (the token's Secret)
         "INFERENCE_ACCESS_LOG": "true",
         "INFERENCE_WORKERS": str(workers),
         **(extra or {}),
@@ -229,7 +234,9 @@ def start_ours(
             stdout=out,
             stderr=subprocess.DEVNULL,
         )
-    return Server(name=name, port=port, proc=proc, api_key=api_key, log_file=log_file)
+    return Server(
+        name=name, port=port, proc=proc, api_key=api_key, log_file=log_file, metrics_token=metrics_token
+    )
 
 
 def start_bare() -> Server:
@@ -391,6 +398,9 @@ class Sample:
     p99_ms: float
     cpu_us: float  # server CPU per request
     cores: float  # server CPU seconds per second
+    # From the server's own /metrics (open loop, ours): what the autoscaler's Prometheus query reads
+    in_flight: float = 0.0  # requests in flight on average (request-seconds served per second)
+    served_rps: float = 0.0  # requests served per second
 
 
 def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
@@ -656,11 +666,13 @@ def open_loop(server: Server, workload: Workload, rate: int, seconds: float) -> 
         "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {server.api_key}",
         "-Z", str(lines), f"http://127.0.0.1:{server.port}{workload.path}",
     ]  # fmt: skip
+    load_before = load_counters(server)
     started = time.perf_counter()
     cpu_before = _tree_cpu_seconds(server.pid)
     subprocess.run(_pinned(LOAD_CORE, args), check=True, stdout=subprocess.DEVNULL)
     cpu = _tree_cpu_seconds(server.pid) - cpu_before
     wall = time.perf_counter() - started
+    busy, served = (after - before for after, before in zip(load_counters(server), load_before, strict=True))
     result = json.loads(out.read_text())
     out.unlink()
     lines.unlink()
@@ -678,7 +690,31 @@ def open_loop(server: Server, workload: Workload, rate: int, seconds: float) -> 
         p99_ms=float(percentiles["p99"]) * 1000,
         cpu_us=cpu * 1e6 / max(n, 1),
         cores=cpu / wall,
+        in_flight=busy / wall,
+        served_rps=served / wall,
     )
+
+
+def load_counters(server: Server) -> tuple[float, float]:
+    """(request-seconds served, requests served) so far by `server`, from its /metrics, over the series the
+    autoscaler's Prometheus query reads (`mlplatform.spec.overlay.LOAD_METRIC`, requests that name a model):
+    their growth per second is the in-flight and request-rate signals, as the cluster computes them."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {server.metrics_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    busy = served = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != LOAD_METRIC:
+            continue
+        for sample in family.samples:
+            if sample.labels.get(LOAD_LABEL):  # the series of requests that name a model
+                if sample.name == f"{LOAD_METRIC}_sum":
+                    busy += sample.value
+                elif sample.name == f"{LOAD_METRIC}_count":
+                    served += sample.value
+    return busy, served
 
 
 def rate_sweep(
@@ -696,7 +732,7 @@ def rate_sweep(
             print(
                 f"round {r + 1}  {workload.key:22} rate {rate:6d}/s  {sample.rps:7.0f} req/s"
                 f"  p50 {sample.p50_ms:6.2f}  p99 {sample.p99_ms:7.2f} ms  {sample.cores:.2f} cores"
-                f"  errors {sample.errors}",
+                f"  in flight {sample.in_flight:.2f}  errors {sample.errors}",
                 flush=True,
             )
     return samples
@@ -734,23 +770,34 @@ def scaling(redis_url: str, args: argparse.Namespace) -> list[str]:
             f"shares of {best.median('rps'):.0f} req/s, V2 misses"
         )
         rates = rate_sweep(one, miss, best.median("rps"), args)
-        knee: tuple[int, float] | None = None  # the highest rate of the unbroken run within budget from below
+        # the highest rate of the unbroken run within budget from below: (rate, cores, in flight, served/s)
+        knee: tuple[int, float, float, float] | None = None
         broken = False
         for rate, samples in sorted(rates.items()):
             p99 = statistics.median(x.p99_ms for x in samples)
             used = statistics.median(x.cores for x in samples)
             got = statistics.median(x.rps for x in samples)
-            lines.append(f"  rate {rate:6d}/s  {got:7.0f} req/s  p99 {p99:7.2f} ms  {used:.2f} cores")
+            in_flight = statistics.median(x.in_flight for x in samples)
+            served = statistics.median(x.served_rps for x in samples)
+            lines.append(
+                f"  rate {rate:6d}/s  {got:7.0f} req/s  p99 {p99:7.2f} ms  {used:.2f} cores"
+                f"  in flight {in_flight:.2f}  served {served:7.0f}/s (its /metrics)"
+            )
             broken = broken or p99 >= P99_BUDGET_MS
             if not broken:
-                knee = (rate, used)
+                knee = (rate, used, in_flight, served)
         if knee is not None:
-            rate, used = knee
+            rate, used, in_flight, served = knee
             target = int(used / request * 100) // 5 * 5
             lines.append(
                 f"  p99 under {P99_BUDGET_MS:g} ms up to {rate} req/s, where a worker uses {used:.2f} cores "
                 f"-> autoscaler CPU target {target}% of the {request:.1f}-core request (rounded down to 5%): "
                 "the cluster adds pods before p99 leaves the budget"
+            )
+            lines.append(
+                f"  there, its /metrics shows {in_flight:.2f} requests in flight and {served:.0f} served/s "
+                f"-> in-flight target {int(in_flight * 10) / 10:.1f} per pod (rounded down to 0.1), "
+                f"request-rate target {int(served) // 100 * 100} req/s per pod (rounded down to 100)"
             )
         else:
             lines.append(f"  p99 was over {P99_BUDGET_MS:g} ms at every rate (a busy machine?)")

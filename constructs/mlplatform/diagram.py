@@ -34,9 +34,11 @@ def _nodes(env: Environment) -> list[str]:
     lines.append(f'  subgraph {_node(ns)}["namespace {ns}"]')
     for name, svc in platform.services.items():
         over = overlay.services[name]
+        scaling = over.autoscaling
         scale = (
-            f"{over.autoscaling.engine} {over.autoscaling.min_replicas}-{over.autoscaling.max_replicas}"
-            if over.autoscaling
+            f"{scaling.engine} {scaling.min_replicas}-{scaling.max_replicas}"
+            + ("" if scaling.signal == "cpu" else f" on {scaling.signal}")
+            if scaling
             else f"{over.replicas} replica(s)"
         )
         kind = "<br/>KServe InferenceService" if overlay.runtime == "kserve" else ""

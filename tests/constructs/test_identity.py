@@ -112,6 +112,7 @@ def test_external_secret_jwks_and_kserve(spec_copy: Path, edit_yaml: Any, find_o
 
     def change(d: dict[str, Any]) -> None:
         d["runtime"] = "kserve"
+        d["services"]["inference"]["autoscaling"].pop("signal", None)  # KServe's autoscaler is on CPU
         d["services"]["inference"]["identity"]["jwks"] = {"externalSecret": ref}
 
     edit_yaml(spec_copy / "overlays" / "prod.yaml", change)

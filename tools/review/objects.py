@@ -1,9 +1,9 @@
 """The objects of a dist/ folder, and what changed between two versions of one, in domain terms.
 
 A changed object is described by facets a reviewer reads (an image or digest, replicas and autoscaling bounds,
-requests and limits, env and config keys, NetworkPolicy rules, routes and weights, Argo CD sync options, quota
-values); env values and ConfigMap/Secret data are never shown, only their keys. Whatever else changed is
-listed by field path, without values.
+what an autoscaler scales on, requests and limits, env and config keys, NetworkPolicy rules, routes and
+weights, Argo CD sync options, quota values); env values and ConfigMap/Secret data are never shown, only their
+keys. Whatever else changed is listed by field path, without values.
 """
 
 from __future__ import annotations
@@ -148,12 +148,18 @@ def facets(obj: dict[str, Any]) -> Facets:
         covered.append("spec.replicas")
     if kind == "HorizontalPodAutoscaler":
         f.values["autoscaling"] = f"{spec.get('minReplicas', 1)}-{spec.get('maxReplicas')} replicas"
+        metrics = [_hpa_metric(m) for m in spec.get("metrics") or []]
+        f.values["scales on"] = ", ".join(text for text, _ in metrics)
         covered += ["spec.minReplicas", "spec.maxReplicas"]
+        covered += [f"spec.metrics[{i}].{k}" for i, (_, keys) in enumerate(metrics) for k in keys]
     if kind == "ScaledObject":
         f.values["autoscaling"] = (
             f"{spec.get('minReplicaCount', 0)}-{spec.get('maxReplicaCount', 100)} replicas"
         )
+        triggers = [_keda_trigger(t) for t in spec.get("triggers") or []]
+        f.values["scales on"] = ", ".join(text for text, _ in triggers)
         covered += ["spec.minReplicaCount", "spec.maxReplicaCount"]
+        covered += [f"spec.triggers[{i}].{k}" for i, (_, keys) in enumerate(triggers) for k in keys]
     if kind in {"ConfigMap", "Secret"}:
         for group in ("data", "binaryData", "stringData"):
             for k, v in (obj.get(group) or {}).items():
@@ -242,6 +248,29 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         more = f" and {len(other) - 6} more" if len(other) > 6 else ""
         out.append(f"also changed: {shown}{more}")
     return out
+
+
+def _hpa_metric(metric: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """An HPA metric as a reviewer reads it (`cpu 65% of its request`, else its type), and the fields that
+    text shows."""
+    resource = metric.get("resource") or {}
+    target = resource.get("target") or {}
+    if "averageUtilization" in target:
+        text = f"{resource.get('name')} {target['averageUtilization']}% of its request"
+        return text, ("type", "resource.name", "resource.target")
+    return str(metric.get("type")), ("type",)
+
+
+def _keda_trigger(trigger: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """A KEDA trigger as a reviewer reads it (what it reads, its target), and the fields that text shows; its
+    other settings stay under `also changed`."""
+    kind, meta = trigger.get("type"), trigger.get("metadata") or {}
+    if kind in ("cpu", "memory") and trigger.get("metricType") == "Utilization":
+        return f"{kind} {meta.get('value')}% of its request", ("type", "metricType", "metadata.value")
+    if kind == "prometheus":
+        text = f"prometheus `{meta.get('query')}` at {meta.get('threshold')} per pod"
+        return text, ("type", "metadata.query", "metadata.threshold")
+    return str(kind), ("type",)
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:

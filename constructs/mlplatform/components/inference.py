@@ -44,7 +44,7 @@ from mlplatform.components.pods import (
 from mlplatform.components.routing import route
 from mlplatform.components.secrets import external_secret
 from mlplatform.spec import Environment
-from mlplatform.spec.overlay import Autoscaling, PvcModels, ServiceOverlay
+from mlplatform.spec.overlay import LOAD_LABEL, LOAD_METRIC, Autoscaling, PvcModels, ServiceOverlay
 from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
 METRICS_PATH = "/metrics"
@@ -57,7 +57,10 @@ CONNECTION_LIMITS = {
     "INFERENCE_MAX_CONNECTIONS": "1000",
     "INFERENCE_MAX_IN_FLIGHT": "256",
 }
-SCRAPE_INTERVAL = "30s"
+SCRAPE_SECONDS = 30
+SCRAPE_INTERVAL = f"{SCRAPE_SECONDS}s"
+#: The load signals' rate() window: four scrapes, so one missed scrape still leaves a rate.
+RATE_WINDOW = f"{4 * SCRAPE_SECONDS}s"
 H2C = "kubernetes.io/h2c"  # the gRPC Service port's appProtocol: HTTP/2 over cleartext
 
 
@@ -202,7 +205,14 @@ class InferenceService(Construct):
         if isinstance(overlay.model_delivery, PvcModels):
             model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
         if overlay.autoscaling is not None and env.overlay.runtime == "deployment":
-            autoscaler(self, meta=meta, name=service, target=svc.stable.name, autoscaling=overlay.autoscaling)
+            autoscaler(
+                self,
+                meta=meta,
+                name=service,
+                namespace=env.namespace,
+                target=svc.stable.name,
+                autoscaling=overlay.autoscaling,
+            )
         if scraped(env, spec):
             service_monitor(
                 self, meta=meta, name=service, namespace=env.namespace, token_secret=svc.metrics_token
@@ -235,8 +245,11 @@ def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels)
     )
 
 
-def autoscaler(scope: Construct, *, meta: Meta, name: str, target: str, autoscaling: Autoscaling) -> None:
-    """An HPA (autoscaling/v2) or a KEDA ScaledObject on CPU utilization, scaling Deployment `target`."""
+def autoscaler(
+    scope: Construct, *, meta: Meta, name: str, namespace: str, target: str, autoscaling: Autoscaling
+) -> None:
+    """An HPA (autoscaling/v2) or a KEDA ScaledObject scaling Deployment `target` (whose pods its Service of
+    the same name selects) on the overlay's signal: CPU utilization, or a load signal from Prometheus."""
     if autoscaling.engine == "hpa":
         utilization = k8s.MetricTargetV2(
             type="Utilization", average_utilization=autoscaling.target_cpu_utilization
@@ -258,18 +271,46 @@ def autoscaler(scope: Construct, *, meta: Meta, name: str, target: str, autoscal
         )
         k8s.KubeHorizontalPodAutoscalerV2(scope, "autoscaler", metadata=meta.l1(name), spec=hpa)
         return
-    trigger = keda.ScaledObjectSpecTriggers(
-        type="cpu", metric_type="Utilization", metadata={"value": str(autoscaling.target_cpu_utilization)}
-    )
+    fallback = None
+    if autoscaling.signal == "cpu":
+        trigger = keda.ScaledObjectSpecTriggers(
+            type="cpu", metric_type="Utilization", metadata={"value": str(autoscaling.target_cpu_utilization)}
+        )
+    else:
+        trigger = keda.ScaledObjectSpecTriggers(
+            type="prometheus",
+            metric_type="AverageValue",  # the query's total over the pods: KEDA divides it by the replicas
+            metadata={
+                "serverAddress": autoscaling.prometheus_address,
+                "query": load_query(autoscaling, namespace=namespace, service=target),
+                "threshold": f"{autoscaling.target:g}",
+            },
+        )
+        # Prometheus unreadable three polls in a row: hold the current count (never below minReplicas)
+        # rather than scale on no data.
+        fallback = keda.ScaledObjectSpecFallback(
+            failure_threshold=3,
+            replicas=autoscaling.min_replicas,
+            behavior=keda.ScaledObjectSpecFallbackBehavior.CURRENT_REPLICAS_IF_HIGHER,
+        )
     scaled = keda.ScaledObjectSpec(
         scale_target_ref=keda.ScaledObjectSpecScaleTargetRef(
             api_version="apps/v1", kind="Deployment", name=target
         ),
         min_replica_count=autoscaling.min_replicas,
         max_replica_count=autoscaling.max_replicas,
+        fallback=fallback,
         triggers=[trigger],
     )
     keda.ScaledObject(scope, "autoscaler", metadata=meta.api(name), spec=scaled)
+
+
+def load_query(autoscaling: Autoscaling, *, namespace: str, service: str) -> str:
+    """The PromQL of a load signal: its total over the pods behind Service `service` (the Prometheus
+    Operator labels each target with its Service's `namespace` and `service`), over RATE_WINDOW."""
+    series = "sum" if autoscaling.signal == "inFlight" else "count"
+    selector = f'namespace="{namespace}",service="{service}",{LOAD_LABEL}!=""'
+    return f"sum(rate({LOAD_METRIC}_{series}{{{selector}}}[{RATE_WINDOW}]))"
 
 
 def service_monitor(

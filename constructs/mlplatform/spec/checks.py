@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mlplatform.spec.catalog import CATALOG_FILE, Catalog
 from mlplatform.spec.common import DNS_LABEL_PATTERN
 from mlplatform.spec.errors import FieldPath, Problem, choices, did_you_mean
-from mlplatform.spec.overlay import GatewayRouting, Overlay
+from mlplatform.spec.overlay import GatewayRouting, Overlay, ServiceOverlay
 from mlplatform.spec.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
 from mlplatform.spec.source import Source
 
@@ -111,6 +111,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                     f"weighted canary traffic needs routing.kind 'Gateway'; got {overlay.routing.kind!r}",
                 )
             )
+        problems += _load_signal(overlay, name, svc, source)
         if svc.gpu is not None and overlay.quota.requests_gpu < svc.gpu.count:
             problems.append(
                 source.problem(
@@ -174,6 +175,28 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 )
             )
     return problems + _namespace(platform, overlay, source)
+
+
+def _load_signal(overlay: Overlay, name: str, svc: ServiceOverlay, source: Source) -> list[Problem]:
+    """A load signal reads the service's metrics from Prometheus: something must scrape them, and the
+    ScaledObject must be ours (with `runtime: kserve` the controller makes the autoscaler, on CPU)."""
+    scaling = svc.autoscaling
+    if scaling is None or scaling.signal == "cpu":
+        return []
+    where = ("services", name, "autoscaling", "signal")
+    if overlay.runtime != "deployment":
+        why = (
+            f"{scaling.signal!r} with runtime {overlay.runtime!r}: KServe's controller makes its own CPU "
+            "autoscaler; allowed: signal cpu, or runtime deployment"
+        )
+        return [source.problem(where, why)]
+    if not overlay.features.service_monitor:
+        why = (
+            f"{scaling.signal!r} needs the service scraped, but features.serviceMonitor is false; "
+            "allowed: features.serviceMonitor: true, or signal cpu"
+        )
+        return [source.problem(where, why)]
+    return []
 
 
 def _grpc_routes(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from mlplatform.spec.common import (
     AbsolutePath,
@@ -138,33 +139,109 @@ class GatewayRouting(Strict):
 Routing = Annotated[IngressRouting | GatewayRouting, Field(discriminator="kind")]
 
 
+#: The series the load signals read (`signal: inFlight` and `requestRate`): the service's request latency
+#: histogram (apps/inference: every HTTP and gRPC request, by route, model, status and protocol), over the
+#: requests that name a model (`model` not empty: inference, metadata and jobs calls; not probes, scrapes or
+#: server metadata). Its `_count` grows by one per request: its growth per second is the request rate. Its
+#: `_sum` grows by each request's seconds in the server: its growth per second is the number of requests in
+#: flight, averaged over the whole window (Little's law), where the `inference_requests_in_flight` gauge
+#: would be one point sample per scrape, and would count the scrape itself.
+LOAD_METRIC = "inference_request_duration_seconds"
+LOAD_LABEL = "model"
+
 #: The autoscaler's default CPU target, as a share of the pod's CPU request (1 CPU for the inference pods of
 #: the reference overlays: what one worker uses at its best throughput). Measured by
 #: `bench/inference_bench.py --quick --scaling`: at fixed rates (oha, open loop), p99 stays under 5 ms up to
 #: where one worker uses 0.67 cores, and leaves it by the next rate (0.76 cores); rounded down to 5%.
 DEFAULT_TARGET_CPU_UTILIZATION = 65
+#: The default targets of the load signals, per pod, from the same open-loop sweep: at the highest rate with
+#: p99 under 5 ms, what one worker's own /metrics shows (LOAD_METRIC over the run, as the trigger's query
+#: reads it). `bench/inference_bench.py --quick --rounds 3 --seconds 5 --warmup 2 --scaling` (2026-12-06,
+#: 2-core VM, V2 misses): p99 4.34 ms at 4,335 req/s (0.78 cores), 2.25 requests in flight and 4,300
+#: served/s there, p99 10.8 ms at the next rate (3.55 in flight); a shorter run (--rounds 1 --seconds 2) gave
+#: 2.03 in flight and 4,281/s at the same edge. The lower of the two, rounded down (to 0.1 and to 100 req/s):
+#: the cluster adds pods before p99 leaves the budget. apps/inference/README.md "Scaling out" has the table.
+DEFAULT_TARGET_IN_FLIGHT = 2.0
+DEFAULT_TARGET_REQUEST_RATE = 4200
+#: Where KEDA's operator reads Prometheus by default: the Service the Prometheus Operator makes for its
+#: Prometheus servers (`prometheus-operated`, port 9090) in the namespace of the reference platform's metrics
+#: scraper (`monitoring`, platform.yaml `peers.metrics-scraper`). In-cluster, plain HTTP, no credentials;
+#: set `prometheusAddress` where Prometheus runs elsewhere.
+DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
+
+#: What the autoscaler scales on (README "Choosing the autoscaling signal"): `cpu`, the pods' CPU against
+#: their request (HPA or KEDA's cpu trigger); `inFlight`, requests in flight per pod; `requestRate`,
+#: requests per second per pod (both from the service's own metrics, through KEDA's prometheus trigger).
+Signal = Literal["cpu", "inFlight", "requestRate"]
+_TARGET_OF: dict[str, str] = {
+    "cpu": "target_cpu_utilization",
+    "inFlight": "target_in_flight",
+    "requestRate": "target_request_rate",
+}
 
 
 class Autoscaling(Strict):
-    """HPA (autoscaling/v2) or KEDA ScaledObject on CPU utilization; either owns the replica count."""
+    """HPA (autoscaling/v2) or KEDA ScaledObject; either owns the replica count. `signal` picks what it
+    scales on; the load signals read Prometheus, so they need `engine: keda` (an HPA would need a custom
+    metrics adapter, which this platform does not install) and a ServiceMonitor (spec/checks.py)."""
 
     engine: Literal["hpa", "keda"] = "hpa"
     min_replicas: int = Field(ge=1)
     max_replicas: int = Field(ge=1)
+    signal: Signal = "cpu"
     target_cpu_utilization: int = Field(default=DEFAULT_TARGET_CPU_UTILIZATION, ge=1, le=100)
+    #: Requests in flight per pod, averaged over the query's window (a decimal: 2.5 is fine).
+    target_in_flight: float = Field(default=DEFAULT_TARGET_IN_FLIGHT, gt=0, le=10000)
+    #: Requests per second per pod.
+    target_request_rate: int = Field(default=DEFAULT_TARGET_REQUEST_RATE, ge=1)
+    prometheus_address: Annotated[
+        str,
+        matching(
+            r"^https?://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$",
+            "Prometheus's http(s):// URL, e.g. http://prometheus-operated.monitoring.svc:9090 "
+            "(no trailing /)",
+        ),
+    ] = DEFAULT_PROMETHEUS_ADDRESS
+
+    @property
+    def target(self) -> float:
+        """The target of the chosen signal."""
+        return float(getattr(self, _TARGET_OF[self.signal]))
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
+        problems: list[tuple[FieldPath, str]] = []
         if self.max_replicas < self.min_replicas:
-            raise FieldProblems(
-                [
-                    (
-                        ("maxReplicas",),
-                        f"{self.max_replicas} is below minReplicas ({self.min_replicas}); "
-                        "allowed: maxReplicas >= minReplicas",
-                    )
-                ]
+            problems.append(
+                (
+                    ("maxReplicas",),
+                    f"{self.max_replicas} is below minReplicas ({self.min_replicas}); "
+                    "allowed: maxReplicas >= minReplicas",
+                )
             )
+        if self.signal != "cpu" and self.engine == "hpa":
+            problems.append(
+                (
+                    ("signal",),
+                    f"{self.signal!r} needs engine keda (an HPA would need a custom metrics adapter, "
+                    "not installed here); allowed: engine keda, or signal cpu",
+                )
+            )
+        for signal, field in _TARGET_OF.items():
+            if field in self.model_fields_set and signal != self.signal:
+                name = to_camel(field)
+                problems.append(
+                    ((name,), f"set, but signal is {self.signal!r}; allowed: {name} with signal {signal!r}")
+                )
+        if "prometheus_address" in self.model_fields_set and self.signal == "cpu":
+            problems.append(
+                (
+                    ("prometheusAddress",),
+                    "set, but signal cpu reads no Prometheus; allowed: signal inFlight or requestRate",
+                )
+            )
+        if problems:
+            raise FieldProblems(problems)
         return self
 
 

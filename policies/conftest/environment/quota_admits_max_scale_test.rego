@@ -43,3 +43,19 @@ test_scoped_quota_left_out if {
 	q := object.union(quota({"pods": "1"}), {"spec": {"scopes": ["BestEffort"]}})
 	count(quota_findings([fixtures.deployment, hpa_max(8), q])) == 0
 }
+
+# A ScaledObject on a load signal (KEDA's prometheus trigger, with a fallback, as dist/prod renders it) counts
+# at maxReplicaCount like any other: 12 + 25% surge (3) = 15 pods.
+prometheus_scaled(max) := {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "inference", "namespace": "ml-test"}, "spec": {
+	"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "inference"},
+	"minReplicaCount": 3, "maxReplicaCount": max,
+	"fallback": {"failureThreshold": 3, "replicas": 3, "behavior": "currentReplicasIfHigher"},
+	"triggers": [{"type": "prometheus", "metricType": "AverageValue", "metadata": {"serverAddress": "http://prometheus-operated.monitoring.svc:9090", "query": "sum(rate(inference_request_duration_seconds_sum{namespace=\"ml-test\",service=\"inference\",model!=\"\"}[120s]))", "threshold": "1"}}],
+}}
+
+test_load_signal_scaled_object_counts_at_its_max if {
+	count(quota_findings([fixtures.deployment, prometheus_scaled(12), quota({"pods": "15"})])) == 0
+	some f in quota_findings([fixtures.deployment, prometheus_scaled(12), quota({"pods": "14"})])
+	contains(f.msg, "pods: at maximum scale the namespace needs 15, the quota allows 14")
+	contains(f.msg, "12 (ScaledObject inference max) + 3 surge")
+}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from mlplatform.spec.overlay import DEFAULT_TARGET_IN_FLIGHT, DEFAULT_TARGET_REQUEST_RATE
 from testcluster.argocd_sync import add_service
 
 Review = Callable[..., str]
@@ -47,6 +48,24 @@ def test_one_line_spec_change(repo: Path, review: Review, helpers: Helpers) -> N
     for env in ("stage", "prod", "argocd", "cluster-policies"):
         assert f"### `dist/{env}/`: no change." in text
     assert "- dev: 0 added, 0 removed, 1 changed; flows 0 opened, 0 closed" in text
+
+
+def test_an_autoscaling_signal_change_reads_as_what_it_scales_on(
+    repo: Path, review: Review, helpers: Helpers
+) -> None:
+    _git, synth, _commit = helpers
+    edit(repo / "overlays" / "prod.yaml", "      signal: inFlight\n", "      signal: requestRate\n")
+    synth(repo)
+    prod = section(review(repo, "--no-gate"), "prod")
+    (line,) = [x for x in prod.splitlines() if x.startswith("| changed | ScaledObject `inference` |")]
+    before = "prometheus `sum(rate(inference_request_duration_seconds_sum{"
+    after = "prometheus `sum(rate(inference_request_duration_seconds_count{"
+    assert f"scales on: {before}" in line and f"→ {after}" in line, line
+    # the targets are the spec's defaults (neither is set in prod.yaml)
+    assert f"at {DEFAULT_TARGET_IN_FLIGHT:g} per pod → " in line, line
+    assert line.endswith(f"at {DEFAULT_TARGET_REQUEST_RATE} per pod |"), (
+        line
+    )  # nothing else: no "also changed"
 
 
 def test_service_added_then_removed(repo: Path, review: Review, helpers: Helpers) -> None:

@@ -58,6 +58,8 @@ def kserve_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
         source = root / "overlays" / f"{env}.yaml"
         data = yaml.safe_load(source.read_text())
         data.update(runtime="kserve", namespace=f"{data['namespace']}-kserve")
+        for service in data["services"].values():  # KServe's controller makes the autoscaler, on CPU
+            (service.get("autoscaling") or {}).pop("signal", None)
         canary = data["services"]["inference"].get("canary")
         if canary:  # prod's canary serves a version fetched from an https:// URL (model-source, its egress)
             canary["models"] = [{"name": "breast-cancer", "version": "3"}, *canary["models"][1:]]
