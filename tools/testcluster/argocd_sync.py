@@ -687,12 +687,14 @@ def _waves_gate(s: Scenario, root: str) -> str:
     install_crds(kube, {LATE_KIND})
     s.log(f"the {LATE_KIND[1]} CRD arrived")
 
-    def retried_and_synced(app: dict[str, Any]) -> bool:
-        op = _operation(app)
-        return synced_healthy()(app) and op.get("phase") == "Succeeded" and op.get("retryCount", 0) >= 1
-
-    done = apps.wait([policies], retried_and_synced, f"{policies} synced by a retry", s.timeout_s, s.alive)
-    op = _operation(done[policies])
+    assert policies is not None
+    apps.wait([policies], synced_healthy(), f"{policies} synced", s.timeout_s, s.alive)
+    # Its first successful sync (a later self-heal may replace operationState) is the retried operation.
+    op = _operation(apps.first_full_sync.get(policies))
+    check(
+        op.get("retryCount", 0) >= 1,
+        f"{policies} synced, but not by a retry of the failed operation: {op.get('message')}",
+    )
     s.log(f"{policies}: {op.get('message')} (retryCount {op.get('retryCount')}), finished {op['finishedAt']}")
     return str(op["finishedAt"])
 
