@@ -149,14 +149,18 @@ def _cond(kind: str, status: str, **extra: Any) -> dict[str, Any]:
     return {"type": kind, "status": status, **extra}
 
 
-def _app(automated: bool, health: str | None) -> dict[str, Any]:
+def _app(
+    automated: bool, health: str | None, sync: str = "Synced", phase: str = "Succeeded", name: str = "child"
+) -> dict[str, Any]:
     policy: dict[str, Any] = {"automated": {"prune": True}} if automated else {}
+    tracking = {"argocd.argoproj.io/tracking-id": f"root:argoproj.io/Application:argocd/{name}"}
+    status = {"health": {"status": health}, "sync": {"status": sync}, "operationState": {"phase": phase}}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": "child", "namespace": "argocd"},
+        "metadata": {"name": name, "namespace": "argocd", "annotations": tracking},
         "spec": {"syncPolicy": policy},
-        **({"status": {"health": {"status": health}}} if health else {}),
+        **({"status": status} if health else {}),
     }
 
 
@@ -225,7 +229,16 @@ HEALTH_CASES = [
     ("app-degraded", _app(True, "Degraded"), "Degraded"),
     ("app-missing-holds-the-wave", _app(True, "Missing"), "Missing"),
     ("app-not-assessed", _app(True, None), "Progressing"),
-    ("app-manual-not-waited-for", _app(False, "Missing"), "Healthy"),
+    # A failed sync leaves Missing objects without a health check of their own: Argo CD calls the app Healthy.
+    ("app-sync-failed", _app(True, "Healthy", sync="OutOfSync", phase="Failed"), "Degraded"),
+    ("app-sync-retrying", _app(True, "Healthy", sync="OutOfSync", phase="Running"), "Progressing"),
+    ("app-out-of-sync", _app(True, "Healthy", sync="OutOfSync"), "Progressing"),
+    ("app-manual-not-waited-for", _app(False, "Missing", sync="OutOfSync"), "Healthy"),
+    (
+        "app-of-apps-itself",
+        {**_app(True, "Progressing", sync="OutOfSync", phase="Running", name="root")},
+        "Healthy",
+    ),
     ("scaledobject-ready", _scaled(_cond("Ready", "True")), "Healthy"),
     ("scaledobject-not-ready", _scaled(_cond("Ready", "False", message="bad trigger")), "Degraded"),
     ("scaledobject-fallback", _scaled(_cond("Ready", "True"), _cond("Fallback", "True")), "Degraded"),
