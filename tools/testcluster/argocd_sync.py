@@ -788,8 +788,8 @@ def _options(obj: dict[str, Any]) -> list[str]:
 def _sync_window(s: Scenario, served: GitServer, root: str) -> None:
     """A commit closes the windowed environments' sync window (computed from the test's clock); once Argo CD
     has the AppProject with it, a manual sync of such an environment is refused: the operation stays
-    Running, blocked by the window, and nothing is synced. The control: the same manual sync ran while the
-    window was open (the manual sync step)."""
+    Running, blocked by the window, and no sync result for its revision appears. The control: the same
+    manual sync ran while the window was open (the manual sync step)."""
     windowed = [e for e in s.envs if e.windows]
     if not windowed:
         s.log("no environment has sync windows in the spec: nothing to refuse")
@@ -832,7 +832,8 @@ def _sync_window(s: Scenario, served: GitServer, root: str) -> None:
             op.get("phase") == "Running"
             and "blocked by sync window" in str(op.get("message"))
             and op.get("operation", {}).get("sync", {}).get("revision") == head
-            and "syncResult" not in op
+            # nothing synced at head (the status keeps the last sync's result, of an earlier revision)
+            and op.get("syncResult", {}).get("revision") != head
         )
 
     blocked = apps.wait(names, refused, "manual sync outside the window refused", s.timeout_s, s.alive)
