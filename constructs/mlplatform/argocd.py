@@ -35,7 +35,9 @@ POLICIES_NAMESPACE = "kyverno"
 ARGOCD_DIR = "argocd"
 #: The argocd-cm patch's wave in the root: before the AppProject and the children (-1, 0).
 CONFIG_WAVE = "-2"
-RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+#: Argo CD's resources finalizer with its propagation policy spelled out; the bare name draws an apiserver
+#: warning (a finalizer name should hold a path).
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
 #: The Lua health checks, one file per kind: `<group>_<Kind>.lua` (Argo CD's resource.customizations key).
 HEALTH_CHECKS = "health"
 POLICIES_DIR = "cluster-policies"

@@ -19,7 +19,7 @@ import yaml
 from mlplatform.synth import render
 from testcluster.nodes import tool
 
-FINALIZER = "resources-finalizer.argocd.argoproj.io"
+FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
 #: The retry a spec without `argocd.retry` gets (README "Argo CD"): Argo CD's own backoff defaults, 5 tries.

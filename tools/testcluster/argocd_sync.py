@@ -49,7 +49,7 @@ from testcluster.versions import REPO_ROOT
 APP = ("argoproj.io/v1alpha1", "Application")
 PROJECT = ("argoproj.io/v1alpha1", "AppProject")
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
-FINALIZER = "resources-finalizer.argocd.argoproj.io"
+FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
 NON_ENVS = ("argocd", "cluster-policies")
 EXTRA_SERVICE = "scorer"  # the service the test-only branch adds and then removes
 #: The kind whose CRD arrives late in the cluster Argo CD runs in: dist/cluster-policies/ (the root's wave -1)
