@@ -1,20 +1,44 @@
-"""dist/argocd/: AppProject, an Application per environment, cluster-policies Application(s), the root app.
+"""dist/argocd/: AppProject, an Application per environment, cluster-policies Application(s), the root app,
+and what this platform needs from Argo CD's own configuration (the argocd-cm patch).
 
 The classes are made by `cdk8s import` from the pinned Argo CD CRDs (imports/mlplatform_crds/io/argoproj).
+
+Choices (README "Argo CD"):
+- every Application retries a failed sync with backoff (the spec's `argocd.retry`): a CRD that arrives after
+  the objects using it fails one sync, not every sync until the next commit;
+- the children carry the resources finalizer: deleting one deletes what it deployed, except what is marked
+  Delete=false (the namespaces and the data claims, components.base.KEEP). The root carries none: deleting
+  it must not take every environment with it;
+- argocd-cm's Lua health checks (constructs/mlplatform/health/) make an Application report its own health, so
+  the root's sync waves wait for the children of the wave before, and judge the operators' kinds we ship. A
+  person applies the patch once with the root (the bootstrap); the root then keeps it as git says, in the
+  first wave (-2), so the checks are in place before the children they judge;
+- an environment's sync windows (overlays/<env>.yaml `sync.windows`) become the AppProject's syncWindows,
+  matched to that environment's Application.
 """
 
 from __future__ import annotations
 
+from importlib import resources
+
+from cdk8s_plus_33 import k8s
 from mlplatform_crds.io import argoproj as argo
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components.base import Meta, PlatformChart
+from mlplatform.components.base import WAVE_ANNOTATION, Meta, PlatformChart
 from mlplatform.names import IN_CLUSTER, POLICIES_NAMESPACE
 from mlplatform.spec import Environment
 from mlplatform.spec.platform import Platform
 
 ARGOCD_DIR = "argocd"
+#: The argocd-cm patch's wave in the root: before the AppProject and the children (-1, 0).
+CONFIG_WAVE = "-2"
+#: Argo CD's resources finalizer with its propagation policy spelled out; the bare name draws an apiserver
+#: warning (a finalizer name should hold a path).
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
+#: The Lua health checks, one file per kind: `<group>_<Kind>.lua` (Argo CD's resource.customizations key).
+HEALTH_CHECKS = "health"
 POLICIES_DIR = "cluster-policies"
 CLUSTER_SCOPED = (
     ("", "Namespace"),
@@ -49,9 +73,19 @@ NAMESPACED_KINDS = (
 KSERVE_KINDS = (("serving.kserve.io", "InferenceService"),)
 
 
-AUTOMATED = argo.ApplicationSpecSyncPolicy(
-    automated=argo.ApplicationSpecSyncPolicyAutomated(prune=True, self_heal=True)
-)
+AUTOMATED = argo.ApplicationSpecSyncPolicyAutomated(prune=True, self_heal=True)
+
+
+def retry(platform: Platform) -> argo.ApplicationSpecSyncPolicyRetry:
+    spec = platform.argocd.retry
+    backoff = argo.ApplicationSpecSyncPolicyRetryBackoff(
+        duration=spec.backoff.duration, factor=spec.backoff.factor, max_duration=spec.backoff.max_duration
+    )
+    return argo.ApplicationSpecSyncPolicyRetry(limit=spec.limit, backoff=backoff)
+
+
+def automated(platform: Platform) -> argo.ApplicationSpecSyncPolicy:
+    return argo.ApplicationSpecSyncPolicy(automated=AUTOMATED, retry=retry(platform))
 
 
 def _source(platform: Platform, folder: str) -> argo.ApplicationSpecSource:
@@ -67,6 +101,18 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
     kserve = any(e.overlay.runtime == "kserve" for e in envs)
     destinations = [(str(e.overlay.cluster.server), e.namespace) for e in envs]
     destinations += [(s, POLICIES_NAMESPACE) for s in servers]
+    windows = [
+        argo.AppProjectSpecSyncWindows(
+            kind=w.kind,
+            schedule=w.schedule,
+            duration=w.duration,
+            time_zone=w.time_zone,
+            manual_sync=w.manual_sync,
+            applications=[names.environment_application(platform.name, e.name)],
+        )
+        for e in envs
+        for w in e.overlay.sync.windows
+    ]
     return argo.AppProjectSpec(
         description=f"{platform.name}: ML inference platform environments and their cluster policies",
         source_repos=[str(platform.argocd.repo_url)],
@@ -80,14 +126,15 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
             argo.AppProjectSpecNamespaceResourceWhitelist(group=g, kind=k)
             for g, k in sorted({*NAMESPACED_KINDS, *(KSERVE_KINDS if kserve else ())})
         ],
+        sync_windows=windows or None,
     )
 
 
 def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSpec:
     """dist/<env>/ into its namespace; the replica count of autoscaled Deployments is the autoscaler's."""
-    automated = env.overlay.sync.mode == "automated"
     sync = argo.ApplicationSpecSyncPolicy(
-        automated=AUTOMATED.automated if automated else None,
+        automated=AUTOMATED if env.overlay.sync.mode == "automated" else None,
+        retry=retry(platform),
         sync_options=["PruneLast=true", "ApplyOutOfSyncOnly=true"],
     )
     ignore = [
@@ -134,9 +181,14 @@ class ArgoCdChart(PlatformChart):
         argo.AppProject(
             self, "project", metadata=first.api(platform.argocd.project), spec=project_spec(platform, envs)
         )
+
+        def child(name: str, at: Meta, spec: argo.ApplicationSpec) -> None:
+            metadata = at.api(name, finalizers=[RESOURCES_FINALIZER])
+            argo.Application(self, name, metadata=metadata, spec=spec)
+
         for env in envs:
             name = names.environment_application(platform.name, env.name)
-            argo.Application(self, name, metadata=meta.api(name), spec=environment_spec(platform, env))
+            child(name, meta, environment_spec(platform, env))
         for server in sorted({str(e.overlay.cluster.server) for e in envs}):
             name = names.policies_application(platform.name, server)
             destination = argo.ApplicationSpecDestination(server=server, namespace=POLICIES_NAMESPACE)
@@ -144,9 +196,9 @@ class ArgoCdChart(PlatformChart):
                 project=platform.argocd.project,
                 source=_source(platform, POLICIES_DIR),
                 destination=destination,
-                sync_policy=AUTOMATED,
+                sync_policy=automated(platform),
             )
-            argo.Application(self, name, metadata=first.api(name), spec=spec)
+            child(name, first, spec)
         root = names.root_application(platform.name)
         spec = argo.ApplicationSpec(
             project="default",
@@ -154,6 +206,40 @@ class ArgoCdChart(PlatformChart):
             destination=argo.ApplicationSpecDestination(
                 server=IN_CLUSTER, namespace=platform.argocd.namespace
             ),
-            sync_policy=AUTOMATED,
+            sync_policy=automated(platform),
         )
         argo.Application(self, root, metadata=meta.api(root), spec=spec)
+        ArgoCdConfig(self, "argocd-cm", platform=platform)
+
+
+def health_checks() -> dict[str, str]:
+    """argocd-cm keys (`resource.customizations.health.<group>_<Kind>`) -> Lua, from the health/ files."""
+    folder = resources.files("mlplatform") / HEALTH_CHECKS
+    scripts = sorted((p for p in folder.iterdir() if p.name.endswith(".lua")), key=lambda p: p.name)
+    return {
+        f"resource.customizations.health.{p.name.removesuffix('.lua')}": p.read_text("utf-8") for p in scripts
+    }
+
+
+class ArgoCdConfig(Construct):
+    """The argocd-cm patch: only the keys this platform needs, on Argo CD's own ConfigMap (`kubectl apply`
+    and Argo CD's sync merge them into the install's argocd-cm and leave its other keys alone)."""
+
+    def __init__(self, scope: Construct, id: str, *, platform: Platform) -> None:
+        super().__init__(scope, id)
+        k8s.KubeConfigMap(
+            self,
+            "argocd-cm",
+            metadata=k8s.ObjectMeta(
+                name="argocd-cm",
+                namespace=platform.argocd.namespace,
+                annotations={WAVE_ANNOTATION: CONFIG_WAVE},
+                # Argo CD reads only ConfigMaps labelled part-of=argocd (as its install labels argocd-cm).
+                labels={
+                    "app.kubernetes.io/managed-by": "cdk8s",
+                    "app.kubernetes.io/name": "argocd-cm",
+                    "app.kubernetes.io/part-of": "argocd",
+                },
+            ),
+            data=health_checks(),
+        )

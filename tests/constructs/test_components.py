@@ -104,7 +104,7 @@ def test_model_cache_pvc_and_init_container(
     objects: dict[str, list[dict[str, Any]]], find_object: Any
 ) -> None:
     pvc = find_object(objects["stage"], "PersistentVolumeClaim", "inference-model-cache")
-    assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
     pod = find_object(objects["stage"], "Deployment", "inference")["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
     assert "@sha256:" in init["image"]
@@ -117,7 +117,7 @@ def test_redis(objects: dict[str, list[dict[str, Any]]], find_object: Any, repo_
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["storageClassName"] == "standard"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    assert claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    assert claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     conf = find_object(objects["dev"], "ConfigMap", "redis-config")["data"]["redis.conf"]
     assert "maxmemory 128mb" in conf and "maxmemory-policy allkeys-lru" in conf

@@ -68,7 +68,9 @@ def test_jobs_redis_never_evicts_and_persists_every_write(
             "whenScaled": "Retain",
         }
         (claim,) = sts["spec"]["volumeClaimTemplates"]
-        assert claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert (
+            claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        )
         assert claim["spec"]["storageClassName"] == spec["storageClass"]
         assert claim["spec"]["resources"]["requests"]["storage"] == spec["storageSize"]
         (container,) = sts["spec"]["template"]["spec"]["containers"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import itertools
 import signal
 import subprocess
@@ -46,9 +47,15 @@ from testcluster.proxy import cluster_proxy
 from testcluster.versions import REPO_ROOT
 
 APP = ("argoproj.io/v1alpha1", "Application")
+PROJECT = ("argoproj.io/v1alpha1", "AppProject")
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
 NON_ENVS = ("argocd", "cluster-policies")
 EXTRA_SERVICE = "scorer"  # the service the test-only branch adds and then removes
+#: The kind whose CRD arrives late in the cluster Argo CD runs in: dist/cluster-policies/ (the root's wave -1)
+#: uses it.
+LATE_KIND = ("kyverno.io", "ClusterPolicy")
+ARGOCD_CM = "configmap-argocd-cm.yaml"
 
 
 class Failed(AssertionError):
@@ -61,6 +68,7 @@ class Env:
     namespace: str
     server: str
     automated: bool
+    windows: bool  # the spec gives it sync windows
 
 
 def spec_environments(root: Path) -> list[Env]:
@@ -76,6 +84,7 @@ def spec_environments(root: Path) -> list[Env]:
                 spec["namespace"],
                 spec["cluster"]["server"],
                 spec.get("sync", {}).get("mode") == "automated",
+                bool(spec.get("sync", {}).get("windows")),
             )
         )
     return found
@@ -120,6 +129,22 @@ def synth(work: Path) -> None:
     if proc.returncode != 0:
         tail = [line for line in proc.stderr.splitlines() if not line.startswith("b'")][-3:]
         raise ClusterTestError(f"synth in the test clone failed: {' | '.join(tail)}")
+
+
+def set_windows(work: Path, envs: list[Env], *, open_now: bool) -> str:
+    """Replace the sync windows of each environment that has some in the spec by one computed from the test's
+    clock, so the outcome does not depend on when the test runs: open (from the full hour before the last one,
+    for three hours: at least an hour left) or closed (opening in one to two hours, for one hour, daily)."""
+    now = dt.datetime.now(dt.UTC)
+    start = (now - dt.timedelta(hours=1)) if open_now else (now + dt.timedelta(hours=2))
+    window = {"schedule": f"0 {start.hour} * * *", "duration": "3h" if open_now else "1h", "timeZone": "UTC"}
+    for env in envs:
+        if env.windows:
+            path = work / "overlays" / f"{env.name}.yaml"
+            overlay = yaml.safe_load(path.read_text(encoding="utf-8"))
+            overlay["sync"]["windows"] = [window]
+            path.write_text(yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+    return f"{window['schedule']} for {window['duration']} UTC (now {now:%H:%M} UTC)"
 
 
 def add_service(work: Path, name: str) -> None:
@@ -251,22 +276,15 @@ def refreshed_since(before: str | None) -> Callable[[dict[str, Any]], bool]:
     return ok
 
 
-def synced_except_kept(revision: str, kept: set[tuple[str, str]]) -> Callable[[dict[str, Any]], bool]:
-    """Synced at `revision`, except objects that Argo CD must not prune (Prune=false): those stay listed as
-    OutOfSync with requiresPruning, which is how Argo CD shows what a person has to delete."""
+def synced_keeping(revision: str, kept: set[tuple[str, str]]) -> Callable[[dict[str, Any]], bool]:
+    """Synced and Healthy at `revision`, while the objects Argo CD must not prune (Prune=false) are still
+    listed as requiring pruning (how Argo CD shows what a person may delete): being kept does not hold the
+    Application OutOfSync (their IgnoreExtraneous compare option)."""
 
     def ok(app: dict[str, Any]) -> bool:
         status = app.get("status", {})
-        op = status.get("operationState", {})
-        out = [r for r in status.get("resources", []) if r.get("status") != "Synced"]
-        return bool(
-            op.get("phase") == "Succeeded"
-            and op.get("syncResult", {}).get("revision") == revision
-            and status.get("sync", {}).get("revision") == revision
-            and status.get("health", {}).get("status") == "Healthy"
-            and all(r.get("requiresPruning") and (r["kind"], r["name"]) in kept for r in out)
-            and app.get("operation") is None
-        )
+        extraneous = {(r["kind"], r["name"]) for r in status.get("resources", []) if r.get("requiresPruning")}
+        return bool(synced_healthy(revision)(app) and extraneous == kept)
 
     return ok
 
@@ -441,11 +459,20 @@ def run(keep: bool = False) -> list[str]:
         planes = []
         kinds = kinds_in(REPO_ROOT / "dist")  # the CRDs dist/ uses, Application and AppProject among them
         loops: list[standins.StandInLoop] = []
+        check(
+            LATE_KIND
+            in {
+                (str(m.obj["apiVersion"]).rpartition("/")[0], str(m.obj["kind"]))
+                for m in load_folder(REPO_ROOT / "dist" / "cluster-policies")
+            },
+            f"dist/cluster-policies/ has no {LATE_KIND[1]}: choose another kind to arrive late",
+        )
         for server in servers:
             plane = stack.enter_context(control_plane(keep=keep))
             planes.append(plane)
             kube = Kube(stack.enter_context(plane.client()))
-            crds = install_crds(kube, kinds)
+            # The cluster Argo CD runs in gets one CRD late (_waves_gate installs it).
+            crds = install_crds(kube, kinds - {LATE_KIND} if server == IN_CLUSTER else kinds)
             nodes = start_nodes(plane, kube)
             kubes[server], tokens[server], urls[server] = kube, plane.token, plane.url
             log(
@@ -460,11 +487,17 @@ def run(keep: bool = False) -> list[str]:
         stack.callback(_terminate, planes)
         home = planes[0]
         served = stack.enter_context(git_server(REPO_ROOT, home.workdir / "git"))
+        window = set_windows(served.work, envs, open_now=True)
+        if any(e.windows for e in envs):
+            synth(served.work)
         point_at(served, repo_url)
-        head = served.push(served.commit("test: serve the repository from the loopback git server"), "main")
+        head = served.push(
+            served.commit("test: serve from the loopback git server, sync windows open"), "main"
+        )
         log(
             f"git server {served.url} serves {git(REPO_ROOT, 'rev-parse', '--short', 'HEAD')} "
-            f"(+ URL commit {head[:10]})"
+            f"(+ commit {head[:10]}: repository URL; windows of {[e.name for e in envs if e.windows]} open: "
+            f"{window})"
         )
         proxy = stack.enter_context(cluster_proxy(urls))
         clusters = {cluster_name(s): (s, tokens[s]) for s in servers}
@@ -490,13 +523,30 @@ def run(keep: bool = False) -> list[str]:
 
 def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> list[str]:
     kube, apps = s.kube, s.apps
+    # The bootstrap a person does once: the argocd-cm patch (`kubectl apply` merges its keys into the
+    # install's argocd-cm), then the root Application.
+    cm = yaml.safe_load((served.work / "dist" / "argocd" / ARGOCD_CM).read_text(encoding="utf-8"))
+    kube.patch("v1", "ConfigMap", argocd.NAMESPACE, cm["metadata"]["name"], {"data": cm["data"]})
     root_doc = yaml.safe_load((served.work / "dist" / "argocd" / root_file.name).read_text(encoding="utf-8"))
     result = kube.apply(root_doc)
     check(result.ok, f"applying the root Application: {result.message}")
     root = str(root_doc["metadata"]["name"])
-    log(f"applied the root Application {root} (the one manual bootstrap step)")
+    log(f"applied the argocd-cm patch ({len(cm['data'])} health checks) and the root Application {root}")
 
+    policies_done = _waves_gate(s, root)
     env_apps, policy_apps = s.root_creates_every_app(root)
+    for name in env_apps:
+        app = apps.get(name)
+        assert app is not None
+        created = app["metadata"]["creationTimestamp"]
+        check(
+            created >= policies_done,
+            f"{name} was created at {created}, before the cluster policies were Healthy at {policies_done}",
+        )
+    log(
+        f"the environments' Applications were created after the cluster policies became Healthy "
+        f"({policies_done})"
+    )
     auto = [e for e in s.envs if e.automated]
     manual = [e for e in s.envs if not e.automated]
     head = git(served.bare, "rev-parse", "refs/heads/main")
@@ -507,13 +557,6 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
         s.timeout_s,
         s.alive,
     )
-    # The root's own waves (-1: AppProject, cluster policies; 0: environments) only order the creation of the
-    # child Applications: Argo CD does not judge an Application's health unless argocd-cm adds a check for it,
-    # so an environment may start syncing before the cluster policies have finished. Shown, not asserted.
-    times = {n: a["status"]["operationState"] for n, a in done.items() if n != root}
-    policies_done = max(times[n]["finishedAt"] for n in policy_apps)
-    first_env = min(times[s.env_app(e)]["startedAt"] for e in auto)
-    log(f"cluster policies finished syncing at {policies_done}; the first environment started at {first_env}")
     for env in auto:
         op = done[s.env_app(env)]["status"]["operationState"]
         check(
@@ -592,11 +635,212 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
         )
 
     _self_heal_control(s)
-    _remove_service(s, served, env_apps, log)
+    removed = _remove_service(s, served, env_apps, log)
+    _delete_child(s, root, removed)
+    _sync_window(s, served, root)
     _policy_gate(served, log)
     took = time.monotonic() - log.started
     log(f"Argo CD test passed in {took:.0f} s")
     return log.lines
+
+
+def _operation(app: dict[str, Any] | None) -> dict[str, Any]:
+    op: dict[str, Any] = (app or {}).get("status", {}).get("operationState", {})
+    return op
+
+
+def _waves_gate(s: Scenario, root: str) -> str:
+    """The root's waves gate for real, and a failed sync is retried.
+
+    The cluster Argo CD runs in lacks one CRD that dist/cluster-policies/ (the root's wave -1) uses, so that
+    Application's sync fails. Its retry policy tries again with backoff; meanwhile its health is not Healthy,
+    and the root (through argocd-cm's Application health check) waits on it before creating the environments
+    (wave 0): none exists while it fails. Then the CRD arrives: the retry succeeds, the root goes on.
+    Returns when the cluster policies became Healthy (their sync's finishedAt)."""
+    apps, kube = s.apps, s.kubes[IN_CLUSTER]
+    envs = {f"dist/{e.name}" for e in s.envs}
+    deadline = time.monotonic() + s.timeout_s
+    while True:
+        s.alive()
+        early = [str(a["metadata"]["name"]) for a in s.kube.list(*APP, argocd.NAMESPACE)
+                 if a["spec"].get("source", {}).get("path") in envs]  # fmt: skip
+        check(not early, f"the root created {early} while the cluster policies could not sync")
+        found = [
+            a for a in s.app_of("dist/cluster-policies") if a["spec"]["destination"]["server"] == IN_CLUSTER
+        ]
+        policies = str(found[0]["metadata"]["name"]) if found else None
+        op = _operation(apps.get(policies) if policies else None)
+        root_op = _operation(apps.get(root))
+        waiting = f"healthy state of argoproj.io/Application/{policies}" in str(root_op.get("message"))
+        if policies and op.get("retryCount", 0) >= 1 and waiting:
+            break
+        if time.monotonic() > deadline:
+            raise Failed(
+                f"the cluster policies' sync did not fail and retry with the root waiting on it in "
+                f"{s.timeout_s:.0f} s: {apps.describe(policies or '(none)')} || {apps.describe(root)}"
+            )
+        time.sleep(1.0)
+    s.log(
+        f"{policies} fails without its {LATE_KIND[1]} CRD and is retried (retryCount {op['retryCount']}: "
+        f"{str(op.get('message'))[:160]}); the root waits: {root_op.get('message')}; no environment exists"
+    )
+    install_crds(kube, {LATE_KIND})
+    s.log(f"the {LATE_KIND[1]} CRD arrived")
+
+    assert policies is not None
+    apps.wait([policies], synced_healthy(), f"{policies} synced", s.timeout_s, s.alive)
+    # Its first successful sync (a later self-heal may replace operationState) is the retried operation.
+    op = _operation(apps.first_full_sync.get(policies))
+    check(
+        op.get("retryCount", 0) >= 1,
+        f"{policies} synced, but not by a retry of the failed operation: {op.get('message')}",
+    )
+    s.log(f"{policies}: {op.get('message')} (retryCount {op.get('retryCount')}), finished {op['finishedAt']}")
+    return str(op["finishedAt"])
+
+
+def _delete_child(s: Scenario, root: str, revision: str) -> None:
+    """Deleting an environment's Application deletes what it deployed (its resources finalizer), except what
+    the manifests mark Delete=false: the namespace and the claims keep their uids, and the claims made by
+    StatefulSets (which Argo CD does not track) stay too. The root then recreates the Application, which
+    syncs again onto the kept claims."""
+    apps = s.apps
+
+    def kept_claims(env: Env) -> int:
+        return sum(
+            m.obj["kind"] == "PersistentVolumeClaim" and "Delete=false" in _options(m.obj)
+            for m in load_folder(s.served.work / "dist" / env.name)
+        )
+
+    env = max((e for e in s.envs if e.automated), key=kept_claims)
+    name, kube = s.env_app(env), s.kubes[env.server]
+    app = apps.get(name)
+    assert app is not None
+    check(FINALIZER in (app["metadata"].get("finalizers") or []), f"{name} has no {FINALIZER}")
+    objects = []
+    for m in load_folder(s.served.work / "dist" / env.name):
+        namespace = None if m.obj["kind"] == "Namespace" else env.namespace
+        live = kube.get(m.obj["apiVersion"], m.obj["kind"], namespace, m.obj["metadata"]["name"])
+        check(live is not None, f"{env.name}: {m.obj['kind']} {m.obj['metadata']['name']} missing before")
+        assert live is not None
+        keep = "Delete=false" in _options(m.obj)
+        objects.append(
+            (
+                m.obj["apiVersion"],
+                m.obj["kind"],
+                namespace,
+                live["metadata"]["name"],
+                live["metadata"]["uid"],
+                keep,
+            )
+        )
+
+    def claims() -> dict[str, str]:
+        return {
+            p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in kube.list("v1", "PersistentVolumeClaim", env.namespace)
+            if not p["metadata"].get("deletionTimestamp")
+        }
+
+    before = claims()
+    check(bool(before), f"{env.name}: no claims to keep")
+    s.kube.delete(*APP, argocd.NAMESPACE, name)
+    old_uid = app["metadata"]["uid"]
+    deadline = time.monotonic() + s.timeout_s
+    while (now := apps.get(name)) is not None and now["metadata"]["uid"] == old_uid:
+        s.alive()
+        check(
+            time.monotonic() < deadline,
+            f"{name} was not deleted in {s.timeout_s:.0f} s: {apps.describe(name)}",
+        )
+        time.sleep(0.5)
+    # Its finalizer is gone: Argo CD has deleted what it had to. A uid that changed was deleted (and maybe
+    # already recreated by the root's new Application).
+    deleted: list[str] = []
+    kept: list[str] = []
+    for api_version, kind, namespace, obj_name, uid, keep in objects:
+        live = kube.get(api_version, kind, namespace, obj_name)
+        same = (
+            live is not None
+            and live["metadata"]["uid"] == uid
+            and not live["metadata"].get("deletionTimestamp")
+        )
+        check(
+            same == keep,
+            f"{env.name}: {kind} {obj_name} {'deleted' if keep else 'kept'} with its Application",
+        )
+        (kept if keep else deleted).append(f"{kind} {obj_name}")
+    check(claims() == before, f"{env.name}: claims changed by deleting {name}: {before} -> {claims()}")
+    s.log(
+        f"deleted {name}: Argo CD deleted its {len(deleted)} objects and kept {sorted(kept)} (Delete=false) "
+        f"and every claim: {sorted(before)}"
+    )
+    apps.refresh(root)
+    apps.wait([name], synced_healthy(revision), f"{name} recreated by the root", s.timeout_s, s.alive, 10)
+    check(claims() == before, f"{env.name}: claims changed when {name} came back: {before} -> {claims()}")
+    s.log(f"the root recreated {name}; it synced again onto the same claims")
+
+
+def _options(obj: dict[str, Any]) -> list[str]:
+    return str((obj["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")).replace(" ", "").split(",")
+
+
+def _sync_window(s: Scenario, served: GitServer, root: str) -> None:
+    """A commit closes the windowed environments' sync window (computed from the test's clock); once Argo CD
+    has the AppProject with it, a manual sync of such an environment is refused: the operation stays
+    Running, blocked by the window, and no sync result for its revision appears. The control: the same
+    manual sync ran while the window was open (the manual sync step)."""
+    windowed = [e for e in s.envs if e.windows]
+    if not windowed:
+        s.log("no environment has sync windows in the spec: nothing to refuse")
+        return
+    apps = s.apps
+    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
+    window = set_windows(served.work, s.envs, open_now=False)
+    synth(served.work)
+    point_at(served, repo_url)
+    head = served.push(served.commit("test: close the sync windows"), "main")
+    apps.refresh(root)
+    apps.wait([root], synced_healthy(head), "the closed window reached Argo CD", s.timeout_s, s.alive, 10)
+    project = yaml.safe_load(
+        (
+            served.work
+            / "dist"
+            / "argocd"
+            / f"appproject-{platform_spec(served.work)['argocd']['project']}.yaml"
+        ).read_text(encoding="utf-8")
+    )
+    live = s.kube.get(*PROJECT, argocd.NAMESPACE, project["metadata"]["name"])
+    assert live is not None
+    check(
+        live["spec"].get("syncWindows") == project["spec"].get("syncWindows"),
+        f"the AppProject's windows are {live['spec'].get('syncWindows')}, "
+        f"git has {project['spec'].get('syncWindows')}",
+    )
+    names = [s.env_app(e) for e in windowed]
+    for name in names:
+        s.kube.patch(
+            *APP,
+            argocd.NAMESPACE,
+            name,
+            {"operation": {"initiatedBy": {"username": "argocd-test"}, "sync": {"revision": head}}},
+        )
+
+    def refused(app: dict[str, Any]) -> bool:
+        op = _operation(app)
+        return bool(
+            op.get("phase") == "Running"
+            and "blocked by sync window" in str(op.get("message"))
+            and op.get("operation", {}).get("sync", {}).get("revision") == head
+            # nothing synced at head (the status keeps the last sync's result, of an earlier revision)
+            and op.get("syncResult", {}).get("revision") != head
+        )
+
+    blocked = apps.wait(names, refused, "manual sync outside the window refused", s.timeout_s, s.alive)
+    s.log(
+        f"window {window}: manual sync of {', '.join(names)} refused by Argo CD: "
+        + "; ".join(f"{n}: {_operation(a).get('message')}" for n, a in blocked.items())
+    )
 
 
 def _self_heal_control(s: Scenario) -> None:
@@ -637,7 +881,7 @@ def _self_heal_control(s: Scenario) -> None:
             return
 
 
-def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Log) -> None:
+def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Log) -> str:
     """Test-only branch: add a service (commit B), sync; remove it (commit C), sync: pruned, PVCs kept."""
     apps = s.apps
     repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
@@ -704,14 +948,15 @@ def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Lo
     served.push(removed, "main")
     apps.refresh("mlplatform-root", *[s.env_app(e) for e in auto])
     kept = {(e.name, k, n) for e, _av, k, n, keep in objects if keep}
-    apps.wait(
-        [s.env_app(e) for e in auto],
-        synced_except_kept(removed, {(k, n) for _e, k, n in kept}),
-        f"{EXTRA_SERVICE} removed",
-        s.timeout_s,
-        s.alive,
-        10,
-    )
+    for env in auto:  # each Synced again, the kept objects listed as extraneous
+        apps.wait(
+            [s.env_app(env)],
+            synced_keeping(removed, {(k, n) for e, k, n in kept if e == env.name}),
+            f"{EXTRA_SERVICE} removed from {env.name}",
+            s.timeout_s,
+            s.alive,
+            10,
+        )
     left = [(e.name, k, n) for e, av, k, n, _keep in objects if s.kubes[e.server].get(av, k, e.namespace, n)]
     check(
         set(left) == kept,
@@ -730,9 +975,11 @@ def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Lo
         )
     log(
         f"removing {EXTRA_SERVICE} pruned {len(objects) - len(kept)} of its {len(objects)} objects; kept as "
-        f"their Prune=false asks (Argo CD lists them as requiring pruning): {sorted(kept) or 'none'}; "
-        "Redis PVCs kept: " + ", ".join(f"{k}: {sorted(v)}" for k, v in claims.items())
+        f"their Prune=false asks (Argo CD lists them as requiring pruning, the apps stay Synced): "
+        f"{sorted(kept) or 'none'}; Redis PVCs kept: "
+        + ", ".join(f"{k}: {sorted(v)}" for k, v in claims.items())
     )
+    return removed
 
 
 def gate(work: Path, env: str) -> subprocess.CompletedProcess[str]:

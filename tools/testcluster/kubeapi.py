@@ -129,6 +129,13 @@ class Kube:
         items: list[dict[str, Any]] = self._json(res.path(namespace), **params).get("items", [])
         return items
 
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        """DELETE, as `kubectl delete` does (finalizers then run; a missing object is not an error)."""
+        res = self.resource(api_version, kind)
+        response = self.client.delete(res.path(namespace, name))
+        if response.status_code not in (200, 202, 404):
+            raise ApiError(f"DELETE {kind} {namespace}/{name}: {status_message(response)}")
+
     def patch(
         self,
         api_version: str,

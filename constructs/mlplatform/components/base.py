@@ -23,7 +23,13 @@ WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 WAVE_NAMESPACE = "0"
 WAVE_DATA = "1"
 WAVE_SERVICES = "2"
-NO_PRUNE = {"argocd.argoproj.io/sync-options": "Prune=false"}
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+#: Data Argo CD must never delete: not when its object leaves git (Prune=false), not when its Application is
+#: deleted (Delete=false); left behind, it does not hold the Application OutOfSync (IgnoreExtraneous: Argo
+#: CD reads the option from the live object, so a claim whose service was removed still carries it).
+KEEP = {SYNC_OPTIONS: "Prune=false,Delete=false", "argocd.argoproj.io/compare-options": "IgnoreExtraneous"}
+#: The namespace outlives its Application (Delete=false): the claims that KEEP protects live in it.
+KEEP_NAMESPACE = {SYNC_OPTIONS: "Delete=false"}
 
 
 class PlatformChart(cdk8s.Chart):
@@ -59,13 +65,16 @@ class Meta:
             annotations=self._annotations(annotations),
         )
 
-    def api(self, name: str, *, annotations: dict[str, str] | None = None) -> cdk8s.ApiObjectMetadata:
+    def api(
+        self, name: str, *, annotations: dict[str, str] | None = None, finalizers: list[str] | None = None
+    ) -> cdk8s.ApiObjectMetadata:
         """For cdk8s-plus L2 constructs and the classes made by `cdk8s import`."""
         return cdk8s.ApiObjectMetadata(
             name=name,
             namespace=self.namespace,
             labels=self.labels,
             annotations=self._annotations(annotations),
+            finalizers=finalizers,
         )
 
 

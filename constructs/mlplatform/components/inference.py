@@ -19,7 +19,7 @@ from constructs import Construct
 from mlplatform import names
 from mlplatform.components import identity, kserve
 from mlplatform.components.base import (
-    NO_PRUNE,
+    KEEP,
     WAVE_DATA,
     WAVE_SERVICES,
     Meta,
@@ -240,9 +240,7 @@ def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels)
         storage_class_name=delivery.storage_class,
         resources=k8s.VolumeResourceRequirements(requests={"storage": quantity(delivery.size)}),
     )
-    k8s.KubePersistentVolumeClaim(
-        scope, "model-cache", metadata=meta.l1(name, annotations=NO_PRUNE), spec=spec
-    )
+    k8s.KubePersistentVolumeClaim(scope, "model-cache", metadata=meta.l1(name, annotations=KEEP), spec=spec)
 
 
 def autoscaler(

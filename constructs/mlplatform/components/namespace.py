@@ -8,7 +8,7 @@ from cdk8s_plus_33 import k8s
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components.base import WAVE_ANNOTATION, WAVE_NAMESPACE, Meta, quantities
+from mlplatform.components.base import KEEP_NAMESPACE, WAVE_ANNOTATION, WAVE_NAMESPACE, Meta, quantities
 from mlplatform.spec import Environment
 from mlplatform.spec.overlay import Quota
 
@@ -56,7 +56,7 @@ class NamespaceBaseline(Construct):
             metadata=cdk8s.ApiObjectMetadata(
                 name=env.namespace,
                 labels=common | psa_labels() | managed,
-                annotations={WAVE_ANNOTATION: WAVE_NAMESPACE},
+                annotations={WAVE_ANNOTATION: WAVE_NAMESPACE, **KEEP_NAMESPACE},
             ),
         )
         meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_NAMESPACE)

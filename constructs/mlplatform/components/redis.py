@@ -16,7 +16,7 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import (
-    NO_PRUNE,
+    KEEP,
     WAVE_DATA,
     Meta,
     container_security_context,
@@ -183,7 +183,7 @@ def _data_claim(store: Store, labels: dict[str, str]) -> k8s.KubePersistentVolum
     """The volumeClaimTemplate of each pod's /data; never pruned by Argo CD."""
     over = store.overlay
     return k8s.KubePersistentVolumeClaimProps(
-        metadata=k8s.ObjectMeta(name="data", labels=labels, annotations=dict(NO_PRUNE)),
+        metadata=k8s.ObjectMeta(name="data", labels=labels, annotations=dict(KEEP)),
         spec=k8s.PersistentVolumeClaimSpec(
             access_modes=["ReadWriteOnce"],
             storage_class_name=over.storage_class,

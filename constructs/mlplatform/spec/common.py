@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -60,6 +61,18 @@ Hostname = Annotated[
 #: An absolute path without spaces (a URL path or a folder).
 AbsolutePath = Annotated[str, matching(r"^/[^\s]*$", "an absolute path such as /models (no spaces)")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+DURATION_PATTERN = r"^([1-9][0-9]*(h|m|s))+$"
+#: A duration as Argo CD reads it (Go's time.ParseDuration), restricted to whole hours, minutes and seconds.
+Duration = Annotated[
+    str, matching(DURATION_PATTERN, "a duration of whole h, m and s such as 5s, 3m or 1h30m")
+]
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def seconds(duration: str) -> int:
+    """A `Duration` in seconds ("1h30m" -> 5400)."""
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(h|m|s)", duration))
+
 
 __all__ = ["Quantity"]
 

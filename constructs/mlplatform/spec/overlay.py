@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -11,6 +13,7 @@ from mlplatform.spec.common import (
     AbsolutePath,
     Digest,
     DnsLabel,
+    Duration,
     Hostname,
     Quantity,
     Resources,
@@ -34,10 +37,66 @@ class Cluster(Strict):
     ]
 
 
+#: A cron schedule's five fields (minute hour day-of-month month day-of-week) and the values each allows.
+CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("weekday", 0, 6),
+)
+_CRON_PART = re.compile(r"^(\*|([0-9]+)(-([0-9]+))?)(/([1-9][0-9]*))?$")
+
+
+def cron_problem(schedule: str) -> str | None:
+    """Why `schedule` is not a five-field cron schedule of numbers, ranges, lists and steps (None: it is)."""
+    fields = schedule.split()
+    if len(fields) != len(CRON_FIELDS):
+        return f"{schedule!r} has {len(fields)} fields; allowed: 5 (minute hour day-of-month month weekday)"
+    for text, (what, low, high) in zip(fields, CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            found = _CRON_PART.match(part)
+            if found is None:
+                return f"{schedule!r}: {what} {text!r}; allowed: *, n, n-m, lists and /steps"
+            numbers = [int(n) for n in (found.group(2), found.group(4)) if n is not None]
+            if any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
+                return f"{schedule!r}: {what} {text!r}; allowed: {low}-{high}, ranges low-high"
+    return None
+
+
+class SyncWindow(Strict):
+    """An Argo CD sync window (the AppProject's `syncWindows`, matched to this environment's Application).
+
+    `allow`: syncs run only while some allow window is open; `deny`: no sync while it is open. Outside an
+    allow window even a manual sync is refused unless `manualSync` is true (default false: the safe choice).
+    `schedule` is when a window opens (cron, in `timeZone`), `duration` how long it stays open.
+    """
+
+    kind: Literal["allow", "deny"] = "allow"
+    schedule: str
+    duration: Duration
+    time_zone: str = "UTC"
+    manual_sync: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> SyncWindow:
+        problems: list[tuple[FieldPath, str]] = []
+        if (problem := cron_problem(self.schedule)) is not None:
+            problems.append((("schedule",), problem))
+        if self.time_zone != "UTC" and self.time_zone not in zoneinfo.available_timezones():
+            problems.append(
+                (("timeZone",), f"{self.time_zone!r}; allowed: UTC or an IANA zone like Europe/Berlin")
+            )
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
 class Sync(Strict):
-    """Argo CD sync policy: automated (prune + self-heal) or manual."""
+    """Argo CD sync policy: automated (prune + self-heal) or manual, and when syncs may run."""
 
     mode: Literal["automated", "manual"]
+    windows: list[SyncWindow] = Field(default_factory=list)
 
 
 class Features(Strict):

@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from mlplatform.spec.common import DnsLabel, ImageRepository, SecretRef, Strict, matching
+from mlplatform.spec.common import (
+    DnsLabel,
+    Duration,
+    ImageRepository,
+    SecretRef,
+    Strict,
+    matching,
+    seconds,
+)
 from mlplatform.spec.errors import FieldPath, FieldProblems, unknown
 from mlplatform.spec.signing import ImageSigning
 
@@ -21,8 +29,39 @@ JOBS_REDIS = "jobs-redis"
 WORKER_SUFFIX = "-worker"
 
 
+class Backoff(Strict):
+    """How long Argo CD waits before trying a failed sync again: `duration`, times `factor` after each try,
+    never more than `maxDuration`."""
+
+    duration: Duration = "5s"
+    factor: int = Field(default=2, ge=1, le=10)
+    max_duration: Duration = "3m"
+
+    @model_validator(mode="after")
+    def _max_covers_first(self) -> Backoff:
+        if seconds(self.max_duration) < seconds(self.duration):
+            raise FieldProblems(
+                [
+                    (
+                        ("maxDuration",),
+                        f"{self.max_duration!r} is shorter than duration {self.duration!r}; "
+                        "allowed: at least the first wait",
+                    )
+                ]
+            )
+        return self
+
+
+class Retry(Strict):
+    """`syncPolicy.retry` of every Application: a failed sync (e.g. a CRD that arrives after the objects that
+    use it) is tried again `limit` times with backoff, instead of waiting for the next commit."""
+
+    limit: int = Field(default=5, ge=1, le=50)
+    backoff: Backoff = Backoff()
+
+
 class ArgoCd(Strict):
-    """Where Argo CD reads this repository from and where its own objects live."""
+    """Where Argo CD reads this repository from and where its own objects live, and how it retries."""
 
     repo_url: Annotated[
         str, matching(r"^(https://|ssh://|git@)[^\s]+$", "a git URL: https://..., ssh://... or git@...")
@@ -30,6 +69,7 @@ class ArgoCd(Strict):
     target_revision: str = Field(min_length=1)
     namespace: DnsLabel = "argocd"
     project: DnsLabel
+    retry: Retry = Retry()
 
 
 class Peer(Strict):
