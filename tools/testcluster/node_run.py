@@ -7,7 +7,8 @@ kubelet reports it. Then, from a client pod with the ingress controller's identi
 pod label app.kubernetes.io/name=ingress-nginx: the peer every environment's NetworkPolicy admits), through
 the Service's cluster DNS name: an inference request answered as onnxruntime answers it here, the same request
 answered from Redis by a fresh pod (the first pod deleted: its local cache goes with it), and, where the
-environment has a worker, a job submitted and its result read back.
+environment has a worker, a job submitted and its result read back. Then the faults (testcluster.node_faults):
+the Redis container SIGKILLed under load, and an inference pod deleted mid-load.
 
 Node capacity: one 2-CPU node cannot hold every environment's requests, so CPU and memory *requests* of every
 pod template are divided by REQUEST_SCALE (printed); limits, images, security contexts, env, args, probes and
@@ -153,6 +154,11 @@ def wait_ready(kube: Kube, env: Environment, n: Node, timeout_s: float = READY_T
                 ready = int(obj.get("status", {}).get("readyReplicas") or 0)
                 if ready < want:
                     pending.append(f"{kind} {obj['metadata']['name']} {ready}/{want} Ready")
+        for pvc in kube.list("v1", "PersistentVolumeClaim", env.namespace):
+            if pvc.get("status", {}).get("phase") != "Bound":  # named in the timeout's message
+                pending.append(
+                    f"PersistentVolumeClaim {pvc['metadata']['name']} {pvc['status'].get('phase')}"
+                )
         problems = _pod_problems(kube, env.namespace)
         if not pending and not problems:
             return sorted(p["metadata"]["name"] for p in kube.list("v1", "Pod", env.namespace))
@@ -213,9 +219,16 @@ def declared_peer(env: str, name: str = INGRESS_PEER) -> Peer:
 
 
 def run_client(
-    kube: Kube, n: Node, peer: Peer, image: str, args: list[str], name: str, timeout_s: float = 120
+    kube: Kube,
+    n: Node,
+    peer: Peer,
+    image: str,
+    args: list[str],
+    name: str,
+    timeout_s: float = 120,
+    script: str = CLIENT,
 ) -> list[dict[str, Any]]:
-    """A pod with a peer's identity (its namespace and pod labels) runs CLIENT; its JSON lines."""
+    """A pod with a peer's identity (its namespace and pod labels) runs `script` (CLIENT); its JSON lines."""
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": peer.namespace}})
     pod = {
         "apiVersion": "v1",
@@ -230,7 +243,7 @@ def run_client(
                 {
                     "name": "client",
                     "image": image,
-                    "command": ["python", "-c", CLIENT, *args],
+                    "command": ["python", "-c", script, *args],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "readOnlyRootFilesystem": True,
@@ -430,7 +443,9 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                         f"{env.name}: {len(pods)} pods Ready in {took:.1f} s: {', '.join(pods)}", flush=True
                     )
                     if not args.no_checks:
-                        for failure in check_environment(kube, n, env):
+                        from testcluster.node_faults import check_faults  # imports this module
+
+                        for failure in [*check_environment(kube, n, env), *check_faults(kube, n, env)]:
                             print(f"FAIL {failure}", flush=True)
                             failures.append(failure)
                     if loop.error:
