@@ -64,15 +64,19 @@ from testcluster.node_run import (
 REDIS_POD = "redis-0"
 REDIS_CLAIM = "data-redis-0"
 PROPAGATION_S = 5.0  # bound on endpoint removal -> kube-proxy's rules on this node (measured: well under 2 s)
-REDIS_LOAD = (6.0, 14.0)  # requests per second, seconds
+REDIS_RATE = 6.0  # requests per second
 DRAIN_RATE = 8.0  # requests per second (stage's quota: 600 a minute per caller)
-RESTART_TIMEOUT_S = 120.0
+LOAD_MAX_S = 60.0  # a load client stops by itself after this long, if it is not stopped before
+AFTER_S = 2.0  # the load goes on this long after the fault is over (Redis Ready again, the pod gone)
+RESTART_TIMEOUT_S = 45.0
 
-# Runs in the load client pod (the inference image's Python): one JSON line per request, as it completes.
+# Runs in the load client pod (the inference image's Python): one JSON line per request, as it completes;
+# stops sending at SIGUSR1 (Load.stop) or after spec["seconds"].
 LOAD = """
-import concurrent.futures, hashlib, json, sys, threading, time, urllib.error, urllib.request
+import concurrent.futures, hashlib, json, signal, sys, threading, time, urllib.error, urllib.request
 service, port, key, spec = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-base, bodies, lock = f"http://{service}:{port}", spec["bodies"], threading.Lock()
+base, bodies, lock, stop = f"http://{service}:{port}", spec["bodies"], threading.Lock(), threading.Event()
+signal.signal(signal.SIGUSR1, lambda *_: stop.set())
 
 def one(i):
     model, body = bodies[i % len(bodies)]
@@ -99,10 +103,10 @@ def one(i):
 start = time.time()
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
     i = 0
-    while time.time() - start < spec["seconds"]:
+    while time.time() - start < spec["seconds"] and not stop.is_set():
         pool.submit(one, i)
         i += 1
-        time.sleep(max(0.0, start + i / spec["rate"] - time.time()))
+        stop.wait(max(0.0, start + i / spec["rate"] - time.time()))
 """
 
 
@@ -288,6 +292,12 @@ class Load:
             time.sleep(0.2)
         raise ClusterTestError(f"load client {self.name}: no answer in {timeout_s:.0f} s")
 
+    def stop(self, node: Node) -> None:
+        """Tell the client to stop sending (SIGUSR1 to its process, through the runtime); it exits once its
+        requests in flight are answered."""
+        status = _container(self.kube, self.peer.namespace, self.name, "client")
+        node.exec_in(str(status["containerID"]), ["sh", "-c", "kill -USR1 1"])
+
     def replies(self) -> list[Reply]:
         return replies(self.future.result())
 
@@ -298,7 +308,8 @@ def _start_load(
     peer = declared_peer(env.name)
     service = f"inference.{env.namespace}.svc.cluster.local"
     args = [service, str(_service_port(env, "inference")), _api_key(kube, env.namespace), json.dumps(spec)]
-    timeout = float(spec["seconds"]) + 90
+    spec = {**spec, "seconds": LOAD_MAX_S}
+    timeout = LOAD_MAX_S + 90
     future = pool.submit(
         run_client, kube, n, peer, _inference_image(env), args, name, timeout_s=timeout, script=LOAD
     )
@@ -349,15 +360,12 @@ def redis_sigkill(kube: Kube, n: Node, env: Environment, pool: ThreadPoolExecuto
     dump = _claim_folder(kube, ns, REDIS_CLAIM) / "dump.rdb"
     if saved != "OK" or not dump.is_file():
         return [f"{label}: SAVE answered {saved!r}; {dump} {'exists' if dump.exists() else 'is missing'}"]
-    rate, seconds = REDIS_LOAD
-    count = int(rate * seconds)
+    count = int(REDIS_RATE * LOAD_MAX_S)
     bodies = [
         _embedding(f"{env.name} fault {token} {i // 2}" if i % 2 else f"{env.name} repeat")
         for i in range(count)
     ]
-    load = _start_load(
-        pool, kube, n, env, f"load-{env.name}-redis", {"rate": rate, "seconds": seconds, "bodies": bodies}
-    )
+    load = _start_load(pool, kube, n, env, f"load-{env.name}-redis", {"rate": REDIS_RATE, "bodies": bodies})
     load.wait_started(n)
     killed = time.time()
     n.ctr("tasks", "kill", "-s", "SIGKILL", container.split("://")[-1])
@@ -369,6 +377,8 @@ def redis_sigkill(kube: Kube, n: Node, env: Environment, pool: ThreadPoolExecuto
             back = time.time()
             break
         time.sleep(0.2)
+    time.sleep(AFTER_S)
+    load.stop(n)
     found = load.replies()
     failures = []
     if back is None:
@@ -438,20 +448,22 @@ def delete_mid_load(kube: Kube, n: Node, env: Environment, pool: ThreadPoolExecu
     window = drain.failure_window(PROPAGATION_S)
     row = [round(0.05 * i + 0.5, 3) for i in range(30)]
     tabular = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": [row]}]}
-    seconds = drain.pre_stop_s + 14
-    spec = {"rate": DRAIN_RATE, "seconds": seconds, "bodies": [[TABULAR, tabular]]}
+    spec = {"rate": DRAIN_RATE, "bodies": [[TABULAR, tabular]]}
     load = _start_load(pool, kube, n, env, f"load-{env.name}-drain", spec)
     load.wait_started(n)
     victim = pods[0]
     deleted = time.time()
     kube.client.delete(f"/api/v1/namespaces/{ns}/pods/{victim}")  # graceful: the pod's own grace period
     unready = gone = None
-    while not load.future.done():
+    deadline = time.monotonic() + drain.grace_s + 10
+    while gone is None and time.monotonic() < deadline and not load.future.done():
         if unready is None and _endpoint_gone(kube, ns, victim):
             unready = time.time()
-        if gone is None and kube.get("v1", "Pod", ns, victim) is None:
+        if kube.get("v1", "Pod", ns, victim) is None:
             gone = time.time()
         time.sleep(0.1)
+    time.sleep(AFTER_S)
+    load.stop(n)
     lines = load.future.result()
     found = replies(lines)
     failures = []

@@ -437,7 +437,12 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                 for folder in folders:
                     started = time.monotonic()
                     env = apply_environment(kube, folder)
-                    pods = wait_ready(kube, env, n)
+                    try:
+                        pods = wait_ready(kube, env, n)
+                    except ClusterTestError as exc:  # a stand-in that kept failing explains a timeout
+                        raise ClusterTestError(
+                            f"{exc}; operator stand-ins: {loop.error or 'no error'}"
+                        ) from None
                     took = time.monotonic() - started
                     print(
                         f"{env.name}: {len(pods)} pods Ready in {took:.1f} s: {', '.join(pods)}", flush=True
