@@ -307,8 +307,8 @@ def _start_load(
 ) -> Load:
     peer = declared_peer(env.name)
     service = f"inference.{env.namespace}.svc.cluster.local"
-    args = [service, str(_service_port(env, "inference")), _api_key(kube, env.namespace), json.dumps(spec)]
     spec = {**spec, "seconds": LOAD_MAX_S}
+    args = [service, str(_service_port(env, "inference")), _api_key(kube, env.namespace), json.dumps(spec)]
     timeout = LOAD_MAX_S + 90
     future = pool.submit(
         run_client, kube, n, peer, _inference_image(env), args, name, timeout_s=timeout, script=LOAD
