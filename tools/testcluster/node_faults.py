@@ -28,6 +28,10 @@ Deployment and the app (`Drain`): the preStop sleep keeps the pod serving while 
 EndpointSlice and kube-proxy's rules (PROPAGATION_S at most here; the measured time is printed), then SIGTERM
 makes uvicorn finish in-flight requests within INFERENCE_SHUTDOWN_DRAIN_SECONDS, inside the grace period. When
 the preStop sleep covers the propagation and the grace period covers preStop + drain, no request may fail.
+
+Latency: a load's first request or two take about a second. kube-network-policies judges a load client pod's
+first SYN before its pod cache has the new pod (srcPod "none" in its log), so default-deny drops it and TCP
+sends it again after its 1 s initial timeout; every later connection is judged with the pod known.
 """
 
 from __future__ import annotations
