@@ -9,7 +9,8 @@ the Service's cluster DNS name: an inference request answered as onnxruntime ans
 answered from Redis by a fresh pod (the first pod deleted: its local cache goes with it), and, where the
 environment has a worker, a job submitted and its result read back. Then the NetworkPolicy matrix, observed
 from inside the pods and compared with the flows the spec declares, and, in stage, its three mutants
-(testcluster.node_matrix).
+(testcluster.node_matrix); then the faults (testcluster.node_faults): the Redis container SIGKILLed under
+load, and an inference pod deleted mid-load.
 
 Node capacity: one 2-CPU node cannot hold every environment's requests, so CPU and memory *requests* of every
 pod template are divided by REQUEST_SCALE (printed); limits, images, security contexts, env, args, probes and
@@ -155,6 +156,11 @@ def wait_ready(kube: Kube, env: Environment, n: Node, timeout_s: float = READY_T
                 ready = int(obj.get("status", {}).get("readyReplicas") or 0)
                 if ready < want:
                     pending.append(f"{kind} {obj['metadata']['name']} {ready}/{want} Ready")
+        for pvc in kube.list("v1", "PersistentVolumeClaim", env.namespace):
+            if pvc.get("status", {}).get("phase") != "Bound":  # named in the timeout's message
+                pending.append(
+                    f"PersistentVolumeClaim {pvc['metadata']['name']} {pvc['status'].get('phase')}"
+                )
         problems = _pod_problems(kube, env.namespace)
         if not pending and not problems:
             return sorted(p["metadata"]["name"] for p in kube.list("v1", "Pod", env.namespace))
@@ -246,11 +252,18 @@ def client_pod(peer: Peer, image: str, command: list[str], name: str) -> dict[st
 
 
 def run_client(
-    kube: Kube, n: Node, peer: Peer, image: str, args: list[str], name: str, timeout_s: float = 120
+    kube: Kube,
+    n: Node,
+    peer: Peer,
+    image: str,
+    args: list[str],
+    name: str,
+    timeout_s: float = 120,
+    script: str = CLIENT,
 ) -> list[dict[str, Any]]:
-    """A pod with a peer's identity (its namespace and pod labels) runs CLIENT; its JSON lines."""
+    """A pod with a peer's identity (its namespace and pod labels) runs `script` (CLIENT); its JSON lines."""
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": peer.namespace}})
-    applied = kube.apply(client_pod(peer, image, ["python", "-c", CLIENT, *args], name))
+    applied = kube.apply(client_pod(peer, image, ["python", "-c", script, *args], name))
     if not applied.ok:
         raise ClusterTestError(f"client pod {name}: {applied.message}")
     deadline = time.monotonic() + timeout_s
@@ -430,18 +443,25 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
                 for folder in folders:
                     started = time.monotonic()
                     env = apply_environment(kube, folder)
-                    pods = wait_ready(kube, env, n)
+                    try:
+                        pods = wait_ready(kube, env, n)
+                    except ClusterTestError as exc:  # a stand-in that kept failing explains a timeout
+                        raise ClusterTestError(
+                            f"{exc}; operator stand-ins: {loop.error or 'no error'}"
+                        ) from None
                     took = time.monotonic() - started
                     print(
                         f"{env.name}: {len(pods)} pods Ready in {took:.1f} s: {', '.join(pods)}", flush=True
                     )
                     if not args.no_checks:
                         from testcluster import node_matrix  # it imports this module
+                        from testcluster.node_faults import check_faults  # imports this module
 
                         mutants = env.name == node_matrix.MUTANTS_IN
                         for failure in [
                             *check_environment(kube, n, env),
                             *node_matrix.check(kube, n, env, with_mutants=mutants),
+                            *check_faults(kube, n, env),
                         ]:
                             print(f"FAIL {failure}", flush=True)
                             failures.append(failure)

@@ -210,9 +210,15 @@ class StandIns:
         return {"path": str(folder), "type": "Directory"}
 
     def _provide(self, namespace: str, claim: str, spec: dict[str, Any], uid: str | None = None) -> None:
-        """A PersistentVolume pre-bound to the claim namespace/claim, as a provisioner would make."""
+        """A PersistentVolume pre-bound to the claim namespace/claim, as a provisioner would make. With the
+        claim's UID (the claim exists) the PV controller syncs the claim as soon as it sees the volume; a
+        volume made before its claim (no UID yet) is given the UID once the claim exists, for that reason."""
         name = f"pv-{namespace}-{claim}"[:63]
-        if self.kube.get("v1", "PersistentVolume", None, name) is not None:
+        existing = self.kube.get("v1", "PersistentVolume", None, name)
+        if existing is not None:
+            if uid and not (existing["spec"].get("claimRef") or {}).get("uid"):
+                self.kube.patch("v1", "PersistentVolume", None, name, {"spec": {"claimRef": {"uid": uid}}})
+                self.acted.append(f"PersistentVolume {name} given the UID of {namespace}/{claim}")
             return
         claim_ref = {"namespace": namespace, "name": claim, **({"uid": uid} if uid else {})}
         pv = {
@@ -234,27 +240,50 @@ class StandIns:
         self.acted.append(f"PersistentVolume {name} for {namespace}/{claim}")
 
     def volumes(self) -> None:
-        # A StatefulSet's claims get their volumes before the StatefulSet controller creates them, so each
-        # claim is bound when its pod reaches the scheduler (else its pod may wait for a retry).
+        """A volume for every claim not yet bound, and for every claim a StatefulSet will make (before the
+        StatefulSet controller makes it, so the claim is bound when its pod reaches the scheduler).
+
+        A volume pre-bound by name only is bound by the PV controller when it syncs the claim: at once when
+        the claim comes after the volume, but only at its periodic resync (15 s) when the claim came first,
+        the usual order (the StatefulSet controller makes claims within milliseconds, this loop looks every
+        half second). So a volume always names the UID of a claim that exists (the handshake of a real
+        provisioner), which makes the PV controller sync the claim as soon as it sees the volume."""
+        wanted: dict[tuple[str, str], dict[str, Any]] = {}
         for sts in self._list("apps/v1", "StatefulSet"):
             meta = sts["metadata"]
             for template in sts["spec"].get("volumeClaimTemplates") or []:
                 for i in range(int(sts["spec"].get("replicas", 1))):
                     claim = f"{template['metadata']['name']}-{meta['name']}-{i}"
-                    self._provide(meta["namespace"], claim, template["spec"])
-        for pvc in self._list("v1", "PersistentVolumeClaim"):
-            meta, spec = pvc["metadata"], pvc["spec"]
-            if spec.get("volumeName") or pvc.get("status", {}).get("phase") == "Bound":
-                continue
-            self._provide(meta["namespace"], meta["name"], spec, meta["uid"])
+                    wanted[(meta["namespace"], claim)] = template["spec"]
+        claims = {
+            (c["metadata"]["namespace"], c["metadata"]["name"]): c
+            for c in self._list("v1", "PersistentVolumeClaim")
+        }
+        for namespace, name in sorted(set(wanted) | set(claims)):
+            pvc = claims.get((namespace, name))
+            if pvc is None:
+                self._provide(namespace, name, wanted[(namespace, name)])
+            elif not pvc["spec"].get("volumeName") and pvc.get("status", {}).get("phase") != "Bound":
+                self._provide(namespace, name, pvc["spec"], pvc["metadata"]["uid"])
 
     def once(self) -> None:
-        self.external_secrets()
-        self.scaled_objects()
-        self.ingresses()
-        self.routes("HTTPRoute")
-        self.routes("GRPCRoute")
-        self.volumes()
+        """Every stand-in once; one that fails does not keep the others from running (a stand-in failing on
+        every pass before the provisioner would leave every claim unbound). Raises the first error."""
+        errors: list[Exception] = []
+        for step in (
+            self.external_secrets,
+            self.scaled_objects,
+            self.ingresses,
+            lambda: self.routes("HTTPRoute"),
+            lambda: self.routes("GRPCRoute"),
+            self.volumes,
+        ):
+            try:
+                step()
+            except Exception as exc:  # re-raised below, after the other stand-ins ran
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 class StandInLoop:

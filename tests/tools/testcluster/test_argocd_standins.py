@@ -101,3 +101,55 @@ def test_out_of_scope_namespaces_are_untouched(kube: Kube) -> None:
     _run(StandIns(kube, {NS}).external_secrets)
     live = kube.get(es["apiVersion"], "ExternalSecret", "standin-other", es["metadata"]["name"])
     assert live is not None and not live.get("status", {}).get("conditions")
+
+
+def _bound_within(kube: Kube, name: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        live = kube.get("v1", "PersistentVolumeClaim", NS, name)
+        assert live is not None
+        if live.get("status", {}).get("phase") == "Bound":
+            return live
+        assert time.monotonic() < deadline, f"{name} not bound in {seconds:.0f} s: {live.get('status')}"
+        time.sleep(0.2)
+
+
+def test_a_statefulsets_claim_made_before_its_volume_binds_at_once(kube: Kube) -> None:
+    """The usual order on a node: the StatefulSet controller makes the claim before the stand-in looks. A
+    volume pre-bound by name only would wait for the PV controller's periodic resync (15 s); the stand-in's
+    volume names the claim's UID, so the PV controller syncs the claim as soon as it sees the volume."""
+    _namespace(kube)
+    sts = _from_dist("statefulset-redis.yaml")
+    sts["metadata"]["name"] = "early"
+    assert kube.apply(sts).ok
+    claim = "data-early-0"
+    deadline = time.monotonic() + 30
+    while kube.get("v1", "PersistentVolumeClaim", NS, claim) is None:  # made by the StatefulSet controller
+        assert time.monotonic() < deadline, "the StatefulSet controller made no claim"
+        time.sleep(0.1)
+    time.sleep(1.0)  # the PV controller has synced the claim and found no volume
+    _run(StandIns(kube, {NS}).volumes)
+    live = _bound_within(kube, claim, 5)
+    pv = kube.get("v1", "PersistentVolume", None, live["spec"]["volumeName"])
+    assert pv is not None and pv["spec"]["claimRef"]["uid"] == live["metadata"]["uid"]
+
+
+def test_a_volume_made_before_its_claim_gets_the_claims_uid(kube: Kube) -> None:
+    """A volume pre-bound by name (made for a StatefulSet's claim before the claim exists) is given the
+    claim's UID once the claim exists and is still unbound."""
+    _namespace(kube)
+    spec = {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "premium-ssd",
+        "resources": {"requests": {"storage": "1Gi"}},
+    }
+    standins = StandIns(kube, {NS})
+    # the claim, then a volume by name only, as the old stand-in made it after the claim's first sync
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "late", "namespace": NS}}
+    assert kube.apply({**pvc, "spec": spec}).ok
+    time.sleep(1.0)
+    _run(lambda: standins._provide(NS, "late", spec))
+    _run(standins.volumes)
+    live = _bound_within(kube, "late", 5)
+    pv = kube.get("v1", "PersistentVolume", None, live["spec"]["volumeName"])
+    assert pv is not None and pv["spec"]["claimRef"]["uid"] == live["metadata"]["uid"]
