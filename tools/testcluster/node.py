@@ -754,8 +754,9 @@ def teardown(node: Node, before: HostState) -> list[str]:
                 node.ctr("containers", "delete", container, check=False)
     stop_all(p.popen for p in node.processes if p.name in ("containerd", "registry"))
     node.processes.clear()
-    # Shims left by a containerd that died: they name its socket in their command line.
-    for pid in _pids_naming(str(node.workdir)):
+    # Shims left by a containerd that died name its socket in their command line; the NetworkPolicy agent
+    # (in a mount namespace of its own, so no path of the node's folder) names the node.
+    for pid in {*_pids_naming(str(node.workdir)), *_pids_naming(f"--hostname-override={node.name}")}:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for name in sorted(HostState.now().netns - before.netns):
