@@ -13,7 +13,8 @@ version=$(awk -v m="$module" '$1 == m { print $2; exit }' "$root/tools/ghz/go.mo
 [ -n "$version" ] || die "tools/ghz/go.mod does not require $module; run: cd tools/ghz && go get -tool $module/cmd/ghz@VERSION"
 
 # `ghz --version` prints the version the -X below stamps (without the v), on stderr (kingpin's way).
-reports_version() { [ "$("$1" --version 2>&1)" = "${version#v}" ]; }
+with_stderr() { "$@" 2>&1; }
+reports_version() { output_has "${version#v}" with_stderr "$1" --version; }
 build() { # build OUT
   say "Building ghz $version from tools/ghz/ (about a minute the first time; later clones reuse the cached binary)."
   cd "$root/tools/ghz"
