@@ -1033,6 +1033,9 @@ def main() -> int:
             check_once(servers[w.server], w)
         plan = [(w, c) for c in levels for w in plan_workloads if w.model == TABULAR or c in (1, 16)]
         cells = measure(servers, plan, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup)
+    except BaseException:
+        redis.close()  # a failed run leaves no redis-server behind (the later close is not reached)
+        raise
     finally:
         for s in servers.values():
             _stop(s.proc)
