@@ -122,8 +122,12 @@ serve: $(VENV)/.installed $(GRPC_STUBS) redis models ## Run the inference servic
 	$(PY) -m inference_service.local --model-repository $(MODEL_REPO)
 
 .PHONY: bench
-bench: setup redis models ## Run the benchmarks (bench/*_bench.py) and print their numbers
+bench: setup redis models bench-tools ## Run the benchmarks (bench/*_bench.py) and print their numbers
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
+
+.PHONY: bench-tools
+bench-tools: .tools/ghz.stamp ## The load generators `make bench` drives out of process: wrk (Debian's), ghz (built from tools/ghz/)
+	@tools/setup/wrk.sh
 
 .PHONY: clean
 clean: ## Remove build outputs and reports (keeps the toolchain)
@@ -188,6 +192,11 @@ $(GRPC_STUBS): $(GRPC_PROTO) $(VENV)/.installed
 # kube-network-policies built from their own modules (the control plane's build and cache key stay as they are).
 .tools/node.stamp: tools/versions.env tools/node/go.mod tools/coredns/go.mod tools/coredns/main.go tools/netpol/go.mod tools/setup/node-tools.sh tools/setup/lib.sh
 	@tools/setup/node-tools.sh
+	@touch $@
+
+# ghz: the gRPC load generator of bench/inference_bench.py (make bench-tools; not plain make or make test).
+.tools/ghz.stamp: tools/ghz/go.mod tools/ghz/go.sum tools/setup/ghz.sh tools/setup/lib.sh
+	@tools/setup/ghz.sh
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

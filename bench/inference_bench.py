@@ -1,20 +1,26 @@
 """Load benchmark of the inference service the way a load tester measures it: wrk out of process.
 
     python bench/inference_bench.py [--seconds 10] [--warmup 3] [--rounds 2] [--quick] [--scaling]
-                                    [--variant NAME[@REF][,INFERENCE_X=VALUE...]]...
+                                    [--skip-grpc] [--variant NAME[@REF][,INFERENCE_X=VALUE...]]...
 
 Servers, all started at once, each one process pinned to core 0 (`taskset -c 0`):
 - bare:   a bare ASGI handler + orjson + onnxruntime (bench/bare_server.py): the reference, every figure is
           also given as a ratio to it;
+- bare-grpc: a bare grpcio asyncio servicer + onnxruntime (bench/bare_grpc_server.py): the gRPC reference,
+          what grpcio in Python does at best here (every gRPC figure is also given as a ratio to it);
 - ours:   this service as deployed (`python -m inference_service`: one uvicorn worker, API keys on, the JSON
           access log on, written to a file, metrics on, the Redis tier on);
-- kserve: KServe 0.21.0's ModelServer serving the same model.onnx through V2 (own virtualenv in
-          build/kserve-venv, installed by this script once; .venv is not touched);
+- kserve: KServe 0.21.0's ModelServer serving the same model.onnx through V2, over REST and over its gRPC
+          server (own virtualenv in build/kserve-venv, installed by this script once; .venv is not touched);
 - ours-NAME (with --variant NAME@REF,INFERENCE_X=V): the service as committed at git REF (exported with
           `git archive`) and/or with other settings, so a change is measured against what it changes, and
           each idea on its own, in the same run.
 Load: `wrk -t1` pinned to core 1 (redis-server shares core 1) with bench/wrk_load.lua: cache hits cycle
-through 64 fixed bodies; misses get a new body per request. Each cell is a warm-up run (not counted) and a
+through 64 fixed bodies; misses get a new body per request. gRPC (ModelInfer of the Open Inference Protocol,
+typed `fp32_contents`, ours on its gRPC port and KServe's gRPC server): ghz (tools/setup/ghz.sh, `make
+bench-tools`) pinned to core 1 the same way, one HTTP/2 connection per concurrent client as wrk opens, with
+the repository's inference.proto; hits cycle through the same 64 rows, misses put ghz's request number in
+the row. Each cell is a warm-up run (not counted) and a
 measured run; cells run in rounds, the order reversed every other round, and medians are reported. "server
 CPU" is the server's process-tree CPU time per request over the measured run, from /proc.
 --scaling adds: a closed-loop sweep of one worker (c=1..64: the cores it uses at its best throughput are the
@@ -31,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -46,11 +53,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import orjson
+from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 
+from inference_service.grpc import inference_pb2 as pb
+from inference_service.grpc import inference_pb2_grpc as pb_grpc
 from inference_service.local import RedisProcess, free_port
 from mlplatform.spec.overlay import LOAD_LABEL, LOAD_METRIC
 
@@ -61,6 +72,9 @@ WORK = ROOT / "build" / "bench"
 SCRATCH = WORK / f"run-{os.getpid()}"  # bodies, wrk outputs, access logs of this process only
 KSERVE_VENV = ROOT / "build" / "kserve-venv"
 KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.31.1", "numpy==2.4.6"]
+GHZ = ROOT / ".tools" / "bin" / "ghz"
+PROTO = ROOT / "apps" / "inference" / "inference_service" / "grpc" / "inference.proto"
+MODEL_INFER = "inference.GRPCInferenceService.ModelInfer"
 TABULAR = "breast-cancer"
 EMBEDDING = "minilm-embedding"
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -99,7 +113,7 @@ class OnnxModel(Model):
 
 if __name__ == "__main__":
     model = OnnxModel("breast-cancer", sys.argv.pop(1))
-    ModelServer(workers=1, enable_grpc=False).start([model])
+    ModelServer(workers=1, enable_grpc=True).start([model])
 """
 
 
@@ -114,6 +128,7 @@ class Server:
     api_key: str | None = None
     log_file: Path | None = None  # the access log (stdout), for ours
     metrics_token: str | None = None  # the scraper's token for /metrics, for ours
+    grpc_port: int | None = None  # the Open Inference Protocol over gRPC (ours, kserve)
 
     @property
     def pid(self) -> int:
@@ -140,6 +155,22 @@ def _wait_http(server: Server, path: str, timeout: float = 180) -> None:
     raise TimeoutError(f"{server.name} on port {server.port} not ready at {path}")
 
 
+def _wait_grpc(server: Server, timeout: float = 60) -> None:
+    """ServerReady over gRPC answers ready (the REST side being ready does not say the gRPC port is)."""
+    assert server.grpc_port is not None
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}")
+            with contextlib.suppress(grpc.RpcError):
+                if stub.ServerReady(pb.ServerReadyRequest(), timeout=1).ready:
+                    return
+            time.sleep(0.2)
+    raise TimeoutError(f"{server.name}'s gRPC server on port {server.grpc_port} not ready")
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -164,6 +195,12 @@ def ensure_kserve() -> Path:
     script = KSERVE_VENV / "kserve_onnx_server.py"
     script.write_text(KSERVE_SERVER)
     return script
+
+
+def ensure_ghz() -> Path:
+    """ghz built from tools/ghz/ (cached outside the clone; `make bench-tools` does the same)."""
+    subprocess.run(["bash", str(ROOT / "tools" / "setup" / "ghz.sh")], check=True, capture_output=True)
+    return GHZ
 
 
 def ensure_wrk() -> None:
@@ -208,7 +245,7 @@ def start_ours(
 ) -> Server:
     """The service as deployed: auth on, access log on (to a file), metrics on, Redis tier on."""
     api_key, metrics_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     SCRATCH.mkdir(parents=True, exist_ok=True)
     log_file = SCRATCH / f"access-{name.replace('@', '-')}.log"
     env = {
@@ -217,7 +254,7 @@ def start_ours(
         "INFERENCE_MODELS": models,
         "INFERENCE_HOST": "127.0.0.1",
         "INFERENCE_PORT": str(port),
-        "INFERENCE_GRPC_PORT": str(free_port()),  # served alongside, as deployed (not on the shared 8081)
+        "INFERENCE_GRPC_PORT": str(grpc_port),  # served alongside, as deployed (not on the shared 8081)
         "INFERENCE_REDIS_URL": redis_url,
         "INFERENCE_API_KEYS": api_key,
         "INFERENCE_METRICS_TOKEN": metrics_token,  # scraped as deployed (the token's Secret)
@@ -235,7 +272,13 @@ def start_ours(
             stderr=subprocess.DEVNULL,
         )
     return Server(
-        name=name, port=port, proc=proc, api_key=api_key, log_file=log_file, metrics_token=metrics_token
+        name=name,
+        port=port,
+        proc=proc,
+        api_key=api_key,
+        log_file=log_file,
+        metrics_token=metrics_token,
+        grpc_port=grpc_port,
     )
 
 
@@ -248,15 +291,29 @@ def start_bare() -> Server:
     return Server(name="bare", port=port, proc=proc)
 
 
-def start_kserve() -> Server:
-    script = ensure_kserve()
+def start_bare_grpc() -> Server:
     port = free_port()
     args = [
+        sys.executable,
+        str(BENCH / "bare_grpc_server.py"),
+        str(port),
+        str(MODELS / TABULAR / "1/model.onnx"),
+    ]
+    proc = subprocess.Popen(
+        _pinned(SERVER_CORE, [*args, TABULAR]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return Server(name="bare-grpc", port=0, proc=proc, grpc_port=port)  # gRPC only
+
+
+def start_kserve() -> Server:
+    script = ensure_kserve()
+    port, grpc_port = free_port(), free_port()
+    args = [
         str(KSERVE_VENV / "bin" / "python"), str(script), str(MODELS / TABULAR / "1/model.onnx"),
-        "--http_port", str(port), "--grpc_port", str(free_port()),
+        "--http_port", str(port), "--grpc_port", str(grpc_port),
     ]  # fmt: skip
     proc = subprocess.Popen(_pinned(SERVER_CORE, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Server(name="kserve", port=port, proc=proc)
+    return Server(name="kserve", port=port, proc=proc, grpc_port=grpc_port)
 
 
 def _tree(pid: int) -> list[int]:
@@ -305,6 +362,14 @@ def v1_tabular(row: list[float] | str) -> bytes:
     return ('{"instances":[' + data + "]}").encode()
 
 
+def grpc_tabular(row: list[float] | str) -> bytes:
+    """ModelInferRequest as protobuf JSON (what ghz sends), typed contents; @N@: ghz's request number."""
+    data = row if isinstance(row, str) else orjson.dumps(row).decode()
+    data = data.replace("@N@", "{{.RequestNumber}}")
+    head = '{"model_name":"' + TABULAR + '","inputs":[{"name":"input","datatype":"FP32","shape":[1,30],'
+    return (head + '"contents":{"fp32_contents":' + data + "}}]}").encode()
+
+
 def v2_text(text: str) -> bytes:
     return orjson.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]})
 
@@ -323,13 +388,18 @@ class Workload:
     path: str
     hit: bool
     make: Callable[[Any], bytes]  # body from a row (list or JSON text) or a text
+    grpc: bool = False  # ModelInfer over gRPC with ghz (path: the method), else REST with wrk
 
 
-def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool) -> list[Workload]:
+def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool, grpc: bool) -> list[Workload]:
     out: list[Workload] = []
     v2path = f"/v2/models/{TABULAR}/infer"
     if "bare" in servers:
         out.append(Workload("bare v2 miss", "bare", TABULAR, v2path, False, v2_tabular))
+    if grpc and "bare-grpc" in servers:
+        out.append(
+            Workload("bare grpc miss", "bare-grpc", TABULAR, MODEL_INFER, False, grpc_tabular, grpc=True)
+        )
     for name in servers:
         if name.startswith("ours"):
             out.append(Workload(f"{name} v2 hit", name, TABULAR, v2path, True, v2_tabular))
@@ -338,8 +408,16 @@ def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool) -> list[
                 v1path = f"/v1/models/{TABULAR}:predict"
                 out.append(Workload(f"{name} v1 hit", name, TABULAR, v1path, True, v1_tabular))
                 out.append(Workload(f"{name} v1 miss", name, TABULAR, v1path, False, v1_tabular))
+            if grpc and servers[name].grpc_port is not None:
+                for hit in (True, False):
+                    key = f"{name} grpc {'hit' if hit else 'miss'}"
+                    out.append(Workload(key, name, TABULAR, MODEL_INFER, hit, grpc_tabular, grpc=True))
     if "kserve" in servers:
         out.append(Workload("kserve v2 miss", "kserve", TABULAR, v2path, False, v2_tabular))
+        if grpc:
+            out.append(
+                Workload("kserve grpc miss", "kserve", TABULAR, MODEL_INFER, False, grpc_tabular, grpc=True)
+            )
     if embedding and "ours" in servers:
         epath = f"/v2/models/{EMBEDDING}/infer"
         out.append(Workload("ours embedding hit", "ours", EMBEDDING, epath, True, v2_text))
@@ -371,8 +449,39 @@ def _body_files(workload: Workload) -> dict[str, str]:
     return {"WRK_TEMPLATE": str(path), "WRK_START": "1000"}
 
 
+def _grpc_data(workload: Workload) -> Path:
+    """ghz's data file for one run: hits, a JSON array of the 64 rows' requests (ghz sends them in turn);
+    misses, one request with ghz's request number and this run's id in the row (never sent before)."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    run = next(_runs)
+    path = SCRATCH / f"grpc-{run}.json"
+    if workload.hit:
+        path.write_bytes(b"[" + b",".join(workload.make(_tabular_row(i)) for i in range(HOT_BODIES)) + b"]")
+    else:
+        path.write_bytes(workload.make(_miss_row(run)))
+    return path
+
+
+def _grpc_check(server: Server, workload: Workload) -> None:
+    """The first request of ghz's data, sent with grpcio's own stub: it must answer outputs."""
+    path = _grpc_data(workload)
+    text = path.read_text().replace("{{.RequestNumber}}", "7")
+    path.unlink()
+    doc = json.loads(text)
+    request = json_format.ParseDict(doc[0] if isinstance(doc, list) else doc, pb.ModelInferRequest())
+    metadata = [("authorization", f"Bearer {server.api_key}")] if server.api_key else None
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.ModelInfer(request, metadata=metadata, timeout=30)
+    if not reply.outputs:
+        raise RuntimeError(f"{workload.key}: unexpected response {reply}")
+
+
 def check_once(server: Server, workload: Workload) -> None:
     """One request of the workload must succeed before it is measured (a fast 401 is not a result)."""
+    if workload.grpc:
+        _grpc_check(server, workload)
+        return
     files = _body_files(workload)
     body = (
         Path(files["WRK_BODIES"]).read_bytes().splitlines()[0]
@@ -401,6 +510,7 @@ class Sample:
     # From the server's own /metrics (open loop, ours): what the autoscaler's Prometheus query reads
     in_flight: float = 0.0  # requests in flight on average (request-seconds served per second)
     served_rps: float = 0.0  # requests served per second
+    client_cores: float = 0.0  # the load generator's CPU seconds per second (1.0: it, not the server, limits)
 
 
 def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
@@ -417,11 +527,7 @@ def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) ->
         "wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "5s",
         "-s", str(BENCH / "wrk_load.lua"), f"http://127.0.0.1:{server.port}",
     ]  # fmt: skip
-    started = time.perf_counter()
-    cpu_before = _tree_cpu_seconds(server.pid)
-    subprocess.run(_pinned(LOAD_CORE, args), env=env, check=True, stdout=subprocess.DEVNULL)
-    cpu = _tree_cpu_seconds(server.pid) - cpu_before
-    wall = time.perf_counter() - started
+    cpu, client, wall = _run_load(server, args, env)
     result = json.loads(out.read_text())
     out.unlink()
     errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
@@ -434,6 +540,54 @@ def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) ->
         p99_ms=result["p99_us"] / 1000,
         cpu_us=cpu * 1e6 / max(n, 1),
         cores=cpu / wall,
+        client_cores=client / wall,
+    )
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_load(
+    server: Server, args: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """Runs a load generator on the load core; returns the server's CPU seconds, the generator's, and the wall
+    time."""
+    started = time.perf_counter()
+    cpu_before, client_before = _tree_cpu_seconds(server.pid), _children_cpu_seconds()
+    subprocess.run(_pinned(LOAD_CORE, args), env=env, check=True, stdout=subprocess.DEVNULL)
+    cpu = _tree_cpu_seconds(server.pid) - cpu_before
+    return cpu, _children_cpu_seconds() - client_before, time.perf_counter() - started
+
+
+def ghz(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
+    """ghz on the load core: `concurrency` workers, each on its own HTTP/2 connection (as wrk's), for
+    `seconds`; RPCs still in flight at the end are left out (--duration-stop ignore), as wrk leaves them."""
+    data = _grpc_data(workload)
+    out = SCRATCH / f"ghz-{data.stem}.json"
+    args = [
+        str(GHZ), "--insecure", "--proto", str(PROTO), "--call", MODEL_INFER, "-D", str(data),
+        "-c", str(concurrency), "--connections", str(concurrency), "-z", f"{seconds:g}s",
+        "--duration-stop", "ignore", "--timeout", "5s", "--cpus", "1", "-O", "json", "-o", str(out),
+    ]  # fmt: skip
+    if server.api_key:
+        args += ["-m", json.dumps({"authorization": f"Bearer {server.api_key}"})]
+    cpu, client, wall = _run_load(server, [*args, f"127.0.0.1:{server.grpc_port}"])
+    result = json.loads(out.read_text())
+    out.unlink()
+    data.unlink()
+    n = int(result["count"])
+    latency = {int(x["percentage"]): float(x["latency"]) / 1e6 for x in result["latencyDistribution"] or []}
+    return Sample(
+        requests=n,
+        errors=n - int((result.get("statusCodeDistribution") or {}).get("OK", 0)),
+        rps=float(result["rps"]),
+        p50_ms=latency.get(50, 0.0),
+        p99_ms=latency.get(99, 0.0),
+        cpu_us=cpu * 1e6 / max(n, 1),
+        cores=cpu / wall,
+        client_cores=client / wall,
     )
 
 
@@ -486,15 +640,16 @@ def measure(
         order = plan if r % 2 == 0 else plan[::-1]
         for workload, c in order:
             server = servers[workload.server]
+            load = ghz if workload.grpc else wrk
             with alone(servers, server):
                 if warmup > 0:
-                    wrk(server, workload, c, warmup)
-                sample = wrk(server, workload, c, seconds)
+                    load(server, workload, c, warmup)
+                sample = load(server, workload, c, seconds)
             cells[(workload.key, c)].samples.append(sample)
             print(
                 f"round {r + 1}  {workload.key:24} c={c:<3} {sample.rps:8.0f} req/s  p50 {sample.p50_ms:6.2f}"
                 f"  p99 {sample.p99_ms:7.2f} ms  server CPU {sample.cpu_us:7.0f} us/req"
-                f" ({sample.cores:.2f} cores)  errors {sample.errors}",
+                f" ({sample.cores:.2f} cores, ghz/wrk {sample.client_cores:.2f})  errors {sample.errors}",
                 flush=True,
             )
     return cells
@@ -507,8 +662,15 @@ def _ratio(value: float, ref: Cell | None) -> str:
     return f"{value / ref.median('rps'):.2f}x" if ref and ref.samples else "-"
 
 
+def _peers(key: str) -> tuple[str, str]:
+    """The bare and KServe cells a workload is compared with: the gRPC ones for gRPC, V2 REST otherwise."""
+    api = "grpc" if " grpc " in key else "v2"
+    return f"bare {api} miss", f"kserve {api} miss"
+
+
 def issue_table(cells: dict[tuple[str, int], Cell], levels: Sequence[int]) -> str:
-    """One row per workload: req/s per concurrency, each with its ratio to bare and to KServe (same c)."""
+    """One row per workload: req/s per concurrency, each with its ratio to bare and to KServe (same c, same
+    protocol: KServe's gRPC server for the gRPC rows)."""
     header = "| workload |" + "".join(f" c={c} req/s (x bare, x KServe) |" for c in levels)
     header += " p50 / p99 ms at c=16 | server CPU us/req at c=16 (bare's / this) |"
     rule = "|---|" + "---:|" * len(levels) + "---|---:|"
@@ -524,12 +686,13 @@ def issue_table(cells: dict[tuple[str, int], Cell], levels: Sequence[int]) -> st
                 row += " - |"
                 continue
             rps = cell.median("rps")
-            row += f" {rps:,.0f} ({_ratio(rps, cells.get(('bare v2 miss', c)))},"
-            row += f" {_ratio(rps, cells.get(('kserve v2 miss', c)))}) |"
+            bare_key, kserve_key = _peers(key)
+            row += f" {rps:,.0f} ({_ratio(rps, cells.get((bare_key, c)))},"
+            row += f" {_ratio(rps, cells.get((kserve_key, c)))}) |"
         c16 = cells.get((key, 16))
         if c16 and c16.samples:
             cpu = c16.median("cpu_us")
-            bare = cells.get(("bare v2 miss", 16))
+            bare = cells.get((_peers(key)[0], 16))
             cost = f" ({bare.median('cpu_us') / cpu:.2f}x)" if bare and bare.samples else ""
             row += f" {c16.median('p50_ms'):.2f} / {c16.median('p99_ms'):.2f} | {cpu:.0f}{cost} |"
         else:
@@ -539,12 +702,15 @@ def issue_table(cells: dict[tuple[str, int], Cell], levels: Sequence[int]) -> st
 
 
 def detail_table(cells: dict[tuple[str, int], Cell]) -> str:
-    header = "| workload | c | req/s | p50 ms | p99 ms | server CPU us/req | server cores | errors | rounds |"
-    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    header = (
+        "| workload | c | req/s | p50 ms | p99 ms | server CPU us/req | server cores | load generator cores "
+        "| errors | rounds |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     body = [
         f"| {c.workload} | {c.concurrency} | {c.median('rps'):.0f} | {c.median('p50_ms'):.2f} "
-        f"| {c.median('p99_ms'):.2f} | {c.median('cpu_us'):.0f} | {c.median('cores'):.2f} | {c.errors} "
-        f"| {len(c.samples)} |"
+        f"| {c.median('p99_ms'):.2f} | {c.median('cpu_us'):.0f} | {c.median('cores'):.2f} "
+        f"| {c.median('client_cores'):.2f} | {c.errors} | {len(c.samples)} |"
         for c in cells.values()
         if c.samples
     ]
@@ -573,6 +739,7 @@ def targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
                     f"{'ok' if cost >= goal else 'MISSED'}; p99 {p99:.2f} ms (target < 5; bare's "
                     f"{bare.median('p99_ms'):.2f}) {'ok' if p99 < 5 else 'MISSED'}"
                 )
+    lines += grpc_targets(cells)
     for c in (1, 16):
         hit, miss = cells.get(("ours embedding hit", c)), cells.get(("ours embedding miss", c))
         if hit and miss and hit.samples and miss.samples:
@@ -580,6 +747,36 @@ def targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
             lines.append(
                 f"{EMBEDDING} c={c}: a hit costs {ratio:.1f}x less server CPU than a miss (target >= 20x) "
                 f"{'ok' if ratio >= 20 else 'MISSED'}"
+            )
+    return lines
+
+
+def grpc_targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
+    """Issue 29's targets at c=16: a gRPC miss at least as fast as a REST (V2) miss, and at least 3x KServe's
+    gRPC server's req/s."""
+    lines: list[str] = []
+    for name in sorted({c.server for c in cells.values() if c.server.startswith("ours")}):
+        cell = cells.get((f"{name} grpc miss", 16))
+        if cell is None or not cell.samples:
+            continue
+        rps = cell.median("rps")
+        for peer, goal in ((f"{name} v2 miss", 1.0), ("kserve grpc miss", 3.0), ("bare grpc miss", 0.0)):
+            ref = cells.get((peer, 16))
+            if ref is None or not ref.samples:
+                continue
+            if not goal:  # the reference: what grpcio itself allows, for reading the two above
+                lines.append(
+                    f"{name} grpc miss c=16: {rps / ref.median('rps'):.2f}x {peer}'s "
+                    f"{ref.median('rps'):,.0f} req/s (a bare grpcio servicer; no target), server CPU "
+                    f"{cell.median('cpu_us'):.0f} us/req against {ref.median('cpu_us'):.0f}"
+                )
+                continue
+            ratio = rps / ref.median("rps")
+            lines.append(
+                f"{name} grpc miss c=16: {rps:,.0f} req/s, {ratio:.2f}x {peer}'s {ref.median('rps'):,.0f} "
+                f"(target >= {goal:g}x) {'ok' if ratio >= goal else 'MISSED'}; p50 / p99 "
+                f"{cell.median('p50_ms'):.2f} / {cell.median('p99_ms'):.2f} ms against "
+                f"{ref.median('p50_ms'):.2f} / {ref.median('p99_ms'):.2f}"
             )
     return lines
 
@@ -832,6 +1029,7 @@ def main() -> int:
     parser.add_argument("--skip-kserve", action="store_true")
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--skip-v1", action="store_true")
+    parser.add_argument("--skip-grpc", action="store_true", help="no gRPC workloads (no ghz)")
     parser.add_argument("--scaling", action="store_true", help="also the load sweep and 1 vs 2 workers")
     parser.add_argument(
         "--variant",
@@ -849,6 +1047,8 @@ def main() -> int:
     if not all((MODELS / m / "1/model.onnx").is_file() for m in (TABULAR, EMBEDDING)):
         subprocess.run([sys.executable, "-m", "model_build", "--out", str(MODELS)], check=True)
     ensure_wrk()
+    if not args.skip_grpc:
+        ensure_ghz()
     results: dict[str, object] = {"raw_onnxruntime": raw_onnxruntime(), "args": vars(args) | {"out": ""}}
 
     redis = RedisProcess()
@@ -859,6 +1059,8 @@ def main() -> int:
     servers: dict[str, Server] = {}
     try:
         servers["bare"] = start_bare()
+        if not args.skip_grpc:
+            servers["bare-grpc"] = start_bare_grpc()
         servers["ours"] = start_ours("ours", redis.url)
         for spec in args.variant:
             name, ref, extra = parse_variant(spec)
@@ -867,12 +1069,26 @@ def main() -> int:
         if not args.skip_kserve:
             servers["kserve"] = start_kserve()
         for s in servers.values():
-            _wait_http(s, f"/v2/models/{TABULAR}/ready" if s.name == "kserve" else "/v2/health/ready")
-        plan_workloads = workloads(servers, v1=not args.skip_v1, embedding=not args.skip_embedding)
+            if s.port:
+                _wait_http(s, f"/v2/models/{TABULAR}/ready" if s.name == "kserve" else "/v2/health/ready")
+            if s.grpc_port is not None and not args.skip_grpc:
+                try:
+                    _wait_grpc(s)
+                except TimeoutError:
+                    if s.name in ("ours", "kserve", "bare-grpc"):
+                        raise
+                    print(f"== {s.name}: no gRPC server (a ref from before it?); REST only", flush=True)
+                    s.grpc_port = None
+        plan_workloads = workloads(
+            servers, v1=not args.skip_v1, embedding=not args.skip_embedding, grpc=not args.skip_grpc
+        )
         for w in plan_workloads:
             check_once(servers[w.server], w)
         plan = [(w, c) for c in levels for w in plan_workloads if w.model == TABULAR or c in (1, 16)]
         cells = measure(servers, plan, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup)
+    except BaseException:
+        redis.close()  # a failed run leaves no redis-server behind (the later close is not reached)
+        raise
     finally:
         for s in servers.values():
             _stop(s.proc)

@@ -42,6 +42,13 @@ VERSIONS = dict(
     if line and not line.startswith("#")
 )
 
+# ghz's version is the one tools/ghz/go.mod requires (not in tools/versions.env, as for cosign and syft).
+GHZ_VERSION = next(
+    line.split()[1]
+    for line in (ROOT / "tools/ghz/go.mod").read_text().splitlines()
+    if line.split()[:1] == ["github.com/bojand/ghz"]
+)
+
 
 def version_line(tool: str) -> str:
     v = VERSIONS
@@ -56,6 +63,7 @@ def version_line(tool: str) -> str:
         "kwok": f"kwok version {v['KWOK_VERSION']} (go1.26 linux/amd64)",
         "registry": f"registry {v['REGISTRY_MODULE']} {v['REGISTRY_VERSION']}",
         "oha": f"oha {v['OHA_VERSION'].removeprefix('v')}",
+        "ghz": GHZ_VERSION.removeprefix("v"),
     }[tool]
 
 
@@ -72,6 +80,7 @@ CACHED = {
     "conftest": ("go-tool.sh conftest", f"conftest-{VERSIONS['CONFTEST_VERSION']}"),
     "registry": ("registry-tool.sh", f"registry-{VERSIONS['REGISTRY_VERSION']}"),
     "oha": ("oha.sh", f"oha-{VERSIONS['OHA_VERSION']}"),
+    "ghz": ("ghz.sh", f"ghz-{GHZ_VERSION}"),
     "argocd": ("argocd-tools.sh", f"argocd-{VERSIONS['ARGOCD_VERSION']}"),
     "kwok": ("argocd-tools.sh", f"kwok-{VERSIONS['KWOK_VERSION']}"),
     **{
