@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO_ROOT / "constructs"), str(REPO_ROOT / "imports")]
 # jsii prints a banner for an end-of-life Node (as byte literals, through Python); the README asks Node 20+.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
-from mlplatform.spec import SpecError  # noqa: E402
+from mlplatform.schema import SpecError  # noqa: E402
 from mlplatform.synth import synthesize  # noqa: E402
 
 

@@ -63,7 +63,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inference_service.grpc import inference_pb2 as pb
 from inference_service.grpc import inference_pb2_grpc as pb_grpc
 from inference_service.local import RedisProcess, free_port
-from mlplatform.spec.overlay import LOAD_LABEL, LOAD_METRIC
+from mlplatform.schema.overlay import LOAD_LABEL, LOAD_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -894,7 +894,7 @@ def open_loop(server: Server, workload: Workload, rate: int, seconds: float) -> 
 
 def load_counters(server: Server) -> tuple[float, float]:
     """(request-seconds served, requests served) so far by `server`, from its /metrics, over the series the
-    autoscaler's Prometheus query reads (`mlplatform.spec.overlay.LOAD_METRIC`, requests that name a model):
+    autoscaler's Prometheus query reads (`mlplatform.schema.overlay.LOAD_METRIC`, requests that name a model):
     their growth per second is the in-flight and request-rate signals, as the cluster computes them."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {server.metrics_token}"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema.catalog import CATALOG_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform import network
-from mlplatform.spec import SpecError, load_environment
-from mlplatform.spec import list_environments as _list_environments
+from mlplatform.schema import SpecError, load_environment
+from mlplatform.schema import list_environments as _list_environments
 
 __all__ = ["SpecError", "declared_network_flows", "list_environments"]
 

@@ -28,8 +28,8 @@ from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import WAVE_ANNOTATION, Meta, PlatformChart
 from mlplatform.names import IN_CLUSTER, POLICIES_NAMESPACE
-from mlplatform.spec import Environment
-from mlplatform.spec.platform import Platform
+from mlplatform.schema import Environment
+from mlplatform.schema.platform import Platform
 
 ARGOCD_DIR = "argocd"
 #: The argocd-cm patch's wave in the root: before the AppProject and the children (-1, 0).

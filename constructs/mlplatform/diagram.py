@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mlplatform import names, network
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import GatewayRouting
-from mlplatform.spec.platform import Model
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import GatewayRouting
+from mlplatform.schema.platform import Model
 
 #: Where OCI and https:// model sources are (the model-source init container's egress).
 MODEL_SOURCES = "model_sources"

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from mlplatform.spec.platform import JOBS_REDIS as JOBS_REDIS
-from mlplatform.spec.platform import WORKER_SUFFIX
+from mlplatform.schema.platform import JOBS_REDIS as JOBS_REDIS
+from mlplatform.schema.platform import WORKER_SUFFIX
 
 NAME = "app.kubernetes.io/name"
 PART_OF = "app.kubernetes.io/part-of"

@@ -13,9 +13,9 @@ from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
 from mlplatform.components.environment import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
 from mlplatform.output import manifest_files, write_tree
-from mlplatform.spec import Environment
-from mlplatform.spec import load_all as load_spec
-from mlplatform.spec.signing import OVERLAYS_DIR, public_key_pem
+from mlplatform.schema import Environment
+from mlplatform.schema import load_all as load_spec
+from mlplatform.schema.signing import OVERLAYS_DIR, public_key_pem
 
 DIAGRAM_FILE = "ARCHITECTURE.md"
 

@@ -5,7 +5,7 @@ Only for reporting (the checks never use it). The object is traced by what it sa
 NetworkPolicy's name the connection it opens, and the kind the environment-wide settings (namespace, quota).
 The dist/ field the engine names, or failing that the rule, narrows it to a field of that component
 (`resources.limits.memory`, `imageDigest`, `replicas`). Lines come from the spec loader's line map
-(`mlplatform.spec.source`): the environment's overlay first, then `platform.yaml`.
+(`mlplatform.schema.source`): the environment's overlay first, then `platform.yaml`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlplatform.spec import source as spec_source
-from mlplatform.spec.errors import format_path
+from mlplatform.schema import source as spec_source
+from mlplatform.schema.errors import format_path
 
 PLATFORM = "platform.yaml"
 NAME_LABEL = "app.kubernetes.io/name"

@@ -13,8 +13,8 @@ import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from mlplatform.spec import Environment, load_environment
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema import Environment, load_environment
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import Rendered, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

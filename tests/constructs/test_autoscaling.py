@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplatform.spec.overlay import (
+from mlplatform.schema.overlay import (
     DEFAULT_PROMETHEUS_ADDRESS,
     DEFAULT_TARGET_CPU_UTILIZATION,
     DEFAULT_TARGET_IN_FLIGHT,

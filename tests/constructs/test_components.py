@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mlplatform.spec import Environment, load_environment
+from mlplatform.schema import Environment, load_environment
 from mlplatform.synth import render_environment
 
 

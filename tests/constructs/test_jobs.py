@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplatform.spec import SpecError, load_all
+from mlplatform.schema import SpecError, load_all
 from mlplatform.synth import render
 
 Objects = dict[str, list[dict[str, Any]]]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplatform.spec import SpecError, load_environment
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema import SpecError, load_environment
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import render
 
 HTTPS = {"kind": "https", "url": "https://models.example.com/bc-3.tar", "sha256": "cd" * 32}

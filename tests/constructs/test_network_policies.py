@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.api import declared_network_flows, list_environments
-from mlplatform.spec import load_environment
+from mlplatform.schema import load_environment
 
 NAME = "app.kubernetes.io/name"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.spec import SpecError, load_all, load_environment
-from mlplatform.spec.catalog import CATALOG_FILE
-from mlplatform.spec.errors import choices, did_you_mean, unknown
+from mlplatform.schema import SpecError, load_all, load_environment
+from mlplatform.schema.catalog import CATALOG_FILE
+from mlplatform.schema.errors import choices, did_you_mean, unknown
 from mlplatform.synth import synthesize
 
 MAX_LINE = 200

@@ -13,8 +13,8 @@ import yaml
 from mlplatform import jsii_structs
 from mlplatform.argocd import ArgoCdChart
 from mlplatform.components.environment import EnvironmentChart
-from mlplatform.spec import load_environment, load_platform
-from mlplatform.spec.loader import list_environments
+from mlplatform.schema import load_environment, load_platform
+from mlplatform.schema.loader import list_environments
 from mlplatform.synth import Rendered, render
 
 CUSTOM_KINDS = {

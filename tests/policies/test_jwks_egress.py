@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from policy_check import declared
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from policy_check import declared
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mlplatform.spec.quantity import parse
+from mlplatform.schema.quantity import parse
 from review.objects import Key, pod_spec
 from testcluster.workloads import KEDA_DEFAULT_MAX, surge_of
 

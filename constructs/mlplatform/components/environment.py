@@ -9,7 +9,7 @@ from mlplatform.components.jobs import AsyncJobs
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
 from mlplatform.components.redis import RedisCache
-from mlplatform.spec import Environment
+from mlplatform.schema import Environment
 
 
 class EnvironmentChart(PlatformChart):

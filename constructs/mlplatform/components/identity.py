@@ -1,4 +1,4 @@
-"""A service's identity objects (overlay `identity`, spec/identity.py): settings, ConfigMaps, JWKS, mounts.
+"""A service's identity objects (overlay `identity`, schema/identity.py): settings, ConfigMaps, JWKS, mounts.
 
 - Settings (the envFrom ConfigMap): INFERENCE_OIDC_ISSUER, _AUDIENCE, _ALGORITHMS, _JWKS_FILE or _JWKS_URL,
   INFERENCE_ACCESS_POLICY_FILE and INFERENCE_AUDIT_LOG (stderr: apart from the access log on stdout).
@@ -23,8 +23,8 @@ from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta
 from mlplatform.components.secrets import external_secret
-from mlplatform.spec import Environment
-from mlplatform.spec.identity import Identity
+from mlplatform.schema import Environment
+from mlplatform.schema.identity import Identity
 
 IDENTITY_DIR = "/etc/inference/identity"
 POLICY_KEY = "access-policy.json"

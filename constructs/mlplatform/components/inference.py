@@ -43,9 +43,9 @@ from mlplatform.components.pods import (
 )
 from mlplatform.components.routing import route
 from mlplatform.components.secrets import external_secret
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import LOAD_LABEL, LOAD_METRIC, Autoscaling, PvcModels, ServiceOverlay
-from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import LOAD_LABEL, LOAD_METRIC, Autoscaling, PvcModels, ServiceOverlay
+from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
 
 METRICS_PATH = "/metrics"
 #: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):

@@ -24,9 +24,9 @@ from mlplatform.components.inference import service_monitor, settings
 from mlplatform.components.jobs_settings import QUOTA_PREFIX
 from mlplatform.components.pods import HTTP_PORT, REDIS_PASSWORD_KEY, PodProps, pod_template
 from mlplatform.components.redis import JobsRedisStore
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import Jobs
-from mlplatform.spec.platform import INFERENCE_PORT, REDIS_PORT
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import Jobs
+from mlplatform.schema.platform import INFERENCE_PORT, REDIS_PORT
 
 
 def worker_settings(env: Environment, service: str) -> dict[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlplatform import names
 from mlplatform.components.pods import JOBS_REDIS_PASSWORD_DIR, REDIS_PASSWORD_KEY
-from mlplatform.spec import Environment
-from mlplatform.spec.platform import REDIS_PORT
+from mlplatform.schema import Environment
+from mlplatform.schema.platform import REDIS_PORT
 
 QUOTA_PREFIX = "INFERENCE_QUOTA_"
 #: The jobs Redis as the API and the workers reach it (same namespace).

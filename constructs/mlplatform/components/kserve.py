@@ -30,7 +30,7 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 from mlplatform.components.base import Meta
 from mlplatform.components.pods import PodProps, pod_template
-from mlplatform.spec.overlay import Autoscaling
+from mlplatform.schema.overlay import Autoscaling
 
 #: KServe's annotations and label (pkg/constants in the pinned module).
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from cdk8s_plus_33 import k8s
 
 from mlplatform.components.base import container_security_context, quantity, resources
-from mlplatform.spec.catalog import PvcSource, RemoteSource
-from mlplatform.spec.platform import Model
+from mlplatform.schema.catalog import PvcSource, RemoteSource
+from mlplatform.schema.platform import Model
 
 VOLUME = "model-source"
 FETCH_DIR = "/models-fetched"

@@ -9,8 +9,8 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import KEEP_NAMESPACE, WAVE_ANNOTATION, WAVE_NAMESPACE, Meta, quantities
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import Quota
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import Quota
 
 PSA_LEVEL = "restricted"
 PSA_VERSION = "v1.33"  # v + tools/versions.env KUBERNETES_VERSION (tests/tools/test_kubernetes_minor.py)

@@ -7,7 +7,7 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 from mlplatform import names, network
 from mlplatform.components.base import WAVE_NAMESPACE, Meta, port
-from mlplatform.spec import Environment
+from mlplatform.schema import Environment
 
 
 def _selector(match_labels: dict[str, str]) -> k8s.LabelSelector:

@@ -18,9 +18,9 @@ from mlplatform.components.base import (
     tcp_port,
 )
 from mlplatform.components.model_source import fetched
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import Gpu, PvcModels, ServiceOverlay
-from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT, Model
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import Gpu, PvcModels, ServiceOverlay
+from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT, Model
 
 APP_UID = 10001
 HTTP_PORT = "http"  # the container port's name: probes, Services, routes and monitors refer to it by name

@@ -29,10 +29,10 @@ from mlplatform.components.base import (
     tcp_port,
 )
 from mlplatform.components.secrets import external_secret
-from mlplatform.spec import Environment
-from mlplatform.spec.common import SecretRef
-from mlplatform.spec.overlay import JobsRedis, RedisOverlay
-from mlplatform.spec.platform import REDIS_PORT
+from mlplatform.schema import Environment
+from mlplatform.schema.common import SecretRef
+from mlplatform.schema.overlay import JobsRedis, RedisOverlay
+from mlplatform.schema.platform import REDIS_PORT
 
 REDIS_UID = 10002  # the Redis image's user (tools/imagebuild/definitions.py): non-root, >= 10000
 PORT_NAME = "redis"

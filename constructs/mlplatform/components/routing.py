@@ -15,9 +15,9 @@ from mlplatform import names
 from mlplatform.components.base import Meta
 from mlplatform.components.kserve import PREDICTOR_PORT
 from mlplatform.components.pods import GRPC_PORT_NAME, HTTP_PORT
-from mlplatform.spec import Environment
-from mlplatform.spec.overlay import GatewayRouting, IngressRouting, ServiceOverlay
-from mlplatform.spec.platform import GRPC_PORT, INFERENCE_PORT
+from mlplatform.schema import Environment
+from mlplatform.schema.overlay import GatewayRouting, IngressRouting, ServiceOverlay
+from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT
 
 CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
 #: ingress-nginx proxies the Ingress's backends over gRPC (HTTP/2) instead of HTTP/1.1.

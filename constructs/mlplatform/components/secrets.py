@@ -6,7 +6,7 @@ from mlplatform_crds.io import external_secrets as eso
 
 from constructs import Construct
 from mlplatform.components.base import Meta
-from mlplatform.spec.common import SecretRef
+from mlplatform.schema.common import SecretRef
 
 REFRESH = "1h"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from mlplatform.spec.overlay import DEFAULT_TARGET_IN_FLIGHT, DEFAULT_TARGET_REQUEST_RATE
+from mlplatform.schema.overlay import DEFAULT_TARGET_IN_FLIGHT, DEFAULT_TARGET_REQUEST_RATE
 from testcluster.argocd_sync import add_service
 
 Review = Callable[..., str]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from imagebuild import pin
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from testcluster import boot, images, sandbox
 from testcluster.apply import Manifest, expected_warnings, load_folder

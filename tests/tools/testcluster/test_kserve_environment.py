@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from mlplatform.components.kserve import CLUSTER_LOCAL, VISIBILITY
-from mlplatform.spec.catalog import CATALOG_FILE
+from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from testcluster.apply import expected_warnings, install_crds, kinds_in
 from testcluster.kubeapi import Kube

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inference_service.local import free_port
 from mlplatform.components.inference import load_query
-from mlplatform.spec.overlay import Autoscaling
+from mlplatform.schema.overlay import Autoscaling
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 TARGET_LABELS = {"namespace", "service"}  # set by Prometheus from the scrape target, not by the service

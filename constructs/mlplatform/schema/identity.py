@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from inference_service.identity.policy import PolicyDocument
-from mlplatform.spec.common import DnsLabel, SecretRef, Strict, matching
-from mlplatform.spec.errors import FieldPath, FieldProblems, Problem, short
-from mlplatform.spec.source import Source
+from mlplatform.schema.common import DnsLabel, SecretRef, Strict, matching
+from mlplatform.schema.errors import FieldPath, FieldProblems, Problem, short
+from mlplatform.schema.source import Source
 
 #: Asymmetric JWS algorithms only (what the service accepts: no `none`, no HMAC with a public key).
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import field_validator
 
-from mlplatform.spec.common import Strict, matching
+from mlplatform.schema.common import Strict, matching
 
 OVERLAYS_DIR = "overlays"
 #: The key types cosign signs with (`cosign generate-key-pair`: ECDSA P-256; KMS keys: also RSA, Ed25519).

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlplatform.spec.common import DnsLabel, matching
-from mlplatform.spec.platform import VERSION_PATTERN
+from mlplatform.schema.common import DnsLabel, matching
+from mlplatform.schema.platform import VERSION_PATTERN
 
 #: Where the catalog is, relative to the repository root.
 CATALOG_FILE = "apps/inference/model_build/catalog.json"

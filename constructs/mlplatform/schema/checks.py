@@ -9,12 +9,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mlplatform.spec.catalog import CATALOG_FILE, Catalog
-from mlplatform.spec.common import DNS_LABEL_PATTERN
-from mlplatform.spec.errors import FieldPath, Problem, choices, did_you_mean
-from mlplatform.spec.overlay import GatewayRouting, Overlay, ServiceOverlay
-from mlplatform.spec.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
-from mlplatform.spec.source import Source
+from mlplatform.schema.catalog import CATALOG_FILE, Catalog
+from mlplatform.schema.common import DNS_LABEL_PATTERN
+from mlplatform.schema.errors import FieldPath, Problem, choices, did_you_mean
+from mlplatform.schema.overlay import GatewayRouting, Overlay, ServiceOverlay
+from mlplatform.schema.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
+from mlplatform.schema.source import Source
 
 PLATFORM_FILE = "platform.yaml"
 #: Folders under dist/ and Argo CD Application names that are not environments (`<platform>-<name>`).

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from mlplatform.spec.common import (
+from mlplatform.schema.common import (
     DnsLabel,
     Duration,
     ImageRepository,
@@ -15,8 +15,8 @@ from mlplatform.spec.common import (
     matching,
     seconds,
 )
-from mlplatform.spec.errors import FieldPath, FieldProblems, unknown
-from mlplatform.spec.signing import ImageSigning
+from mlplatform.schema.errors import FieldPath, FieldProblems, unknown
+from mlplatform.schema.signing import ImageSigning
 
 VERSION_PATTERN = r"^[0-9]+$"
 #: Ports of the runtime contract (README "Runtime contract").
@@ -153,7 +153,7 @@ class Platform(Strict):
     jobs: Jobs | None = None
     services: dict[DnsLabel, Service] = Field(min_length=1)
     connections: list[Connection] = Field(default_factory=list)
-    #: The key that signs every image (spec/signing.py); required: admission verifies every image with it.
+    #: The key that signs every image (schema/signing.py); required: admission verifies every image with it.
     image_signing: ImageSigning
     #: The order builds move through the environments (`make promote`), e.g. [dev, stage, prod].
     promotion: list[DnsLabel] = Field(default_factory=list)

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mlplatform.spec import checks, identity, signing
-from mlplatform.spec.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
-from mlplatform.spec.common import ALLOWED_BY_PATTERN
-from mlplatform.spec.errors import (
+from mlplatform.schema import checks, identity, signing
+from mlplatform.schema.catalog import CATALOG_FILE, Catalog, ImageSource, RemoteSource
+from mlplatform.schema.common import ALLOWED_BY_PATTERN
+from mlplatform.schema.errors import (
     MAX_LINE,
     FieldProblems,
     Problem,
@@ -27,9 +27,9 @@ from mlplatform.spec.errors import (
     did_you_mean,
     short,
 )
-from mlplatform.spec.overlay import Overlay
-from mlplatform.spec.platform import Model, Platform
-from mlplatform.spec.source import Source, read
+from mlplatform.schema.overlay import Overlay
+from mlplatform.schema.platform import Model, Platform
+from mlplatform.schema.source import Source, read
 
 OVERLAYS_DIR = "overlays"
 PLATFORM_FILE = checks.PLATFORM_FILE

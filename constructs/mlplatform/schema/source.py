@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mlplatform.spec.errors import FieldPath, Problem, format_path
+from mlplatform.schema.errors import FieldPath, Problem, format_path
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 #: libyaml's parser when PyYAML was built with it (the wheels are), the pure-Python one otherwise.

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from mlplatform.spec.common import (
+from mlplatform.schema.common import (
     AbsolutePath,
     Digest,
     DnsLabel,
@@ -20,9 +20,9 @@ from mlplatform.spec.common import (
     Strict,
     matching,
 )
-from mlplatform.spec.errors import FieldPath, FieldProblems
-from mlplatform.spec.identity import Identity
-from mlplatform.spec.platform import Model, Tuning
+from mlplatform.schema.errors import FieldPath, FieldProblems
+from mlplatform.schema.identity import Identity
+from mlplatform.schema.platform import Model, Tuning
 
 
 class Cluster(Strict):
@@ -242,7 +242,7 @@ _TARGET_OF: dict[str, str] = {
 class Autoscaling(Strict):
     """HPA (autoscaling/v2) or KEDA ScaledObject; either owns the replica count. `signal` picks what it
     scales on; the load signals read Prometheus, so they need `engine: keda` (an HPA would need a custom
-    metrics adapter, which this platform does not install) and a ServiceMonitor (spec/checks.py)."""
+    metrics adapter, which this platform does not install) and a ServiceMonitor (schema/checks.py)."""
 
     engine: Literal["hpa", "keda"] = "hpa"
     min_replicas: int = Field(ge=1)
@@ -372,7 +372,7 @@ class ServiceOverlay(Strict):
     model_delivery: ModelDelivery = ImageModels(source="image")
     gpu: Gpu | None = None
     canary: Canary | None = None
-    #: OIDC tokens and the access policy (spec/identity.py); absent: API keys only, as before.
+    #: OIDC tokens and the access policy (schema/identity.py); absent: API keys only, as before.
     identity: Identity | None = None
 
     @model_validator(mode="after")

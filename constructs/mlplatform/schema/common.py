@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
-from mlplatform.spec.errors import FieldPath, FieldProblems
-from mlplatform.spec.quantity import ALLOWED as QUANTITY_ALLOWED
-from mlplatform.spec.quantity import PATTERN as QUANTITY_PATTERN
-from mlplatform.spec.quantity import Quantity, parse
+from mlplatform.schema.errors import FieldPath, FieldProblems
+from mlplatform.schema.quantity import ALLOWED as QUANTITY_ALLOWED
+from mlplatform.schema.quantity import PATTERN as QUANTITY_PATTERN
+from mlplatform.schema.quantity import Quantity, parse
 
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
