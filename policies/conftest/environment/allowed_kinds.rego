@@ -14,7 +14,7 @@ kind_hint(kind) := sprintf("no field of the spec produces a %s (a new kind of co
 # title: Only the kinds the spec produces
 # description: >-
 #   Closed world: every object is of a kind the spec produces in this environment. The allow-list comes from
-#   overlays/ (data.mlplatform.schema.allowlist, policy_check/allowlist.py reads the YAML, never the generator's
+#   overlays/ (data.mlplatform.spec.allowlist, policy_check/allowlist.py reads the YAML, never the generator's
 #   code), with the one line the spec would have to say for each kind it knows. Why: an RBAC object, a Secret or
 #   any other kind slipped into dist/ by a careless merge or a compromised dependency is synced like the rest. A
 #   closed list at admission would deny the controllers' own objects (ReplicaSets, Pods, EndpointSlices, Events,

@@ -11,7 +11,7 @@ closed_world_spec := {
 	},
 }
 
-kind_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as closed_world_spec with data.mlplatform.environment as "test"; f.rule == "allowed-kinds"}
+kind_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as closed_world_spec with data.mlplatform.environment as "test"; f.rule == "allowed-kinds"}
 
 role := {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader", "namespace": "ml-test"}, "rules": []}
 
@@ -31,5 +31,5 @@ test_feature_kind_names_the_switch if {
 }
 
 test_no_allowlist_no_findings if {
-	count({f | some f in findings with input as fixtures.combined([role]) with data.mlplatform.schema as null; f.rule == "allowed-kinds"}) == 0
+	count({f | some f in findings with input as fixtures.combined([role]) with data.mlplatform.spec as null; f.rule == "allowed-kinds"}) == 0
 }

@@ -18,7 +18,7 @@ app_reading := reading(app)
 
 flow_declared := object.union(declared, {"components": ["inference", "jobs-redis", "redis"]})
 
-flows(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as flow_declared; f.rule == "configured-flows"}
+flows(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as flow_declared; f.rule == "configured-flows"}
 
 setup(values) := array.concat([o | some o in good; o.metadata.name != "inference"], [app_reading, redis_svc, jobs, jobs_svc, config(values)])
 

@@ -18,7 +18,7 @@ show_ports(ports) := concat(", ", [sprintf("%s %d/%s", [p.name, p.port, p.protoc
 # description: >-
 #   Closed world for workloads: every workload of the platform namespace belongs to a component the spec declares
 #   (its pod label app.kubernetes.io/name) and declares only the ports of that component's runtime contract
-#   (data.mlplatform.schema.allowlist.ports, from overlays/). Why: a Deployment the spec never asked for, or a
+#   (data.mlplatform.spec.allowlist.ports, from overlays/). Why: a Deployment the spec never asked for, or a
 #   second port on a known one (a debug endpoint, a shell), reaches the cluster as easily as a changed field.
 # custom:
 #   id: declared-workloads

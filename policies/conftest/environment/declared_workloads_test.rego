@@ -6,7 +6,7 @@ component(d, name) := object.union(d, {"spec": {"template": {"metadata": {"label
 
 inference := component(fixtures.deployment, "inference")
 
-workload_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as closed_world_spec with data.mlplatform.environment as "test"; f.rule == "declared-workloads"}
+workload_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as closed_world_spec with data.mlplatform.environment as "test"; f.rule == "declared-workloads"}
 
 test_declared_component_and_port_pass if count(workload_findings([inference])) == 0
 

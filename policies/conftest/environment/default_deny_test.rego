@@ -2,7 +2,7 @@ package environment
 
 import data.fixtures
 
-default_deny_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as {"namespace": "ml-test"}; f.rule == "default-deny"}
+default_deny_findings(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as {"namespace": "ml-test"}; f.rule == "default-deny"}
 
 ingress_only := object.union(fixtures.default_deny, {"spec": {"policyTypes": ["Ingress"]}})
 

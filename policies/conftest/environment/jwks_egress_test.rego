@@ -12,9 +12,9 @@ jwks_declared := object.union(declared, {
 
 jwks_np(cidr, port) := np("allow-inference-to-oidc-jwks", {"podSelector": sel("inference"), "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": port, "protocol": "TCP"}]}]})
 
-jwks_net(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as jwks_declared; f.rule == "network-isolation"}
+jwks_net(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as jwks_declared; f.rule == "network-isolation"}
 
-jwks_allow_all(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as jwks_declared; f.rule == "no-allow-all"}
+jwks_allow_all(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as jwks_declared; f.rule == "no-allow-all"}
 
 test_jwks_declared_cidr_passes if {
 	objs := array.concat(good, [jwks_np("203.0.113.0/24", 443)])
@@ -52,5 +52,5 @@ test_model_sources_public_egress_still_passes_beside_a_jwks if {
 	public := {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]}
 	fetch := np("allow-inference-to-model-sources", {"podSelector": sel("inference"), "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": public}], "ports": [{"port": 443, "protocol": "TCP"}]}]})
 	objs := array.concat(good, [jwks_np("203.0.113.0/24", 443), fetch])
-	count({f | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as both; f.rule in {"no-allow-all", "network-isolation"}}) == 0
+	count({f | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as both; f.rule in {"no-allow-all", "network-isolation"}}) == 0
 }

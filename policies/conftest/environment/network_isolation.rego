@@ -444,7 +444,7 @@ blame(c) := namespace_doc if c.doc == null
 #   Network isolation, checked apart from the generator. The allowed flows are derived from the NetworkPolicies of
 #   dist/<env>/ alone (pod and namespace selectors with matchLabels and matchExpressions, ports, named ports,
 #   endPort, policyTypes and their defaults, the default deny); the declared flows come from overlays/ as data
-#   (data.mlplatform.schema, parsed from the YAML by the check). Any flow allowed but not declared, and any declared
+#   (data.mlplatform.spec, parsed from the YAML by the check). Any flow allowed but not declared, and any declared
 #   flow not allowed, is a finding. Why: a generator bug must not pass by construction. Endpoints: each workload
 #   pod template in the platform namespace (its component is the pod label app.kubernetes.io/name), each declared
 #   peer, and witnesses for everything else: an unlabelled pod in each namespace involved, a pod in some other

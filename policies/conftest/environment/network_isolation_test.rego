@@ -38,7 +38,7 @@ declared := {
 	],
 }
 
-net(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as declared; f.rule == "network-isolation"}
+net(objs) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as declared; f.rule == "network-isolation"}
 
 replace(objs, name, new) := [o | some x in objs; o := pick(x, name, new)]
 
@@ -144,7 +144,7 @@ grpc_objs := replace(replace(good, "inference", grpc_app), "allow-inference-from
 grpc_declared := json.patch(declared, [{"op": "add", "path": "/connections/0/grpc", "value": true}])
 
 test_grpc_port_on_a_grpc_connection_passes if {
-	count({f.msg | some f in findings with input as fixtures.combined(grpc_objs) with data.mlplatform.schema as grpc_declared; f.rule == "network-isolation"}) == 0
+	count({f.msg | some f in findings with input as fixtures.combined(grpc_objs) with data.mlplatform.spec as grpc_declared; f.rule == "network-isolation"}) == 0
 }
 
 test_grpc_port_on_a_connection_without_grpc_fails if {
@@ -154,6 +154,6 @@ test_grpc_port_on_a_connection_without_grpc_fails if {
 
 test_grpc_connection_without_its_port_allowed_fails if {
 	objs := replace(good, "inference", grpc_app)
-	some m in {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.schema as grpc_declared; f.rule == "network-isolation"}
+	some m in {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as grpc_declared; f.rule == "network-isolation"}
 	contains(m, "cannot reach Deployment inference on TCP/8081 (grpc)")
 }
