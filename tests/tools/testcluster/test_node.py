@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from testcluster.hoststate import HostState
-from testcluster.node import LOCK
+from testcluster.node import LOCK, _pids_naming
 from testcluster.node_run import REQUEST_SCALE, quantity, scale_requests
 
 REPO = Path(__file__).resolve().parents[3]
@@ -142,7 +142,7 @@ def test_sigint_teardown_leaves_nothing_on_the_machine() -> None:
         name = next((m.group(1) for line in lines if (m := re.match(r"node (node-\w+) Ready", line))), None)
         assert name is not None, lines
         assert any(line.startswith("dev: ") and "pods Ready" in line for line in lines), lines
-        running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names(p, workdir)]
+        running = _pids_naming(workdir)
         assert running, f"no process of the node names {workdir} while it is up"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=180)
@@ -157,17 +157,8 @@ def test_sigint_teardown_leaves_nothing_on_the_machine() -> None:
     assert left == [], left
     assert not Path(workdir).exists()
     marks = (workdir, f"--hostname-override={name}")  # the NetworkPolicy agent names only the node
-    survivors = [
-        p.name for p in Path("/proc").iterdir() if p.name.isdigit() and any(_names(p, m) for m in marks)
-    ]
+    survivors = sorted({pid for mark in marks for pid in _pids_naming(mark)})
     assert survivors == [], f"processes still naming {marks}: {survivors}"
-
-
-def _names(proc: Path, text: str) -> bool:
-    try:
-        return text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
 
 
 def test_the_agent_takes_the_first_queue_no_process_holds(
