@@ -26,14 +26,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import yaml
 
 from testcluster import argocd, processes, standins
@@ -41,7 +44,7 @@ from testcluster.apply import WAVE, install_crds, kinds_in, load_folder
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.errors import ClusterTestError
 from testcluster.gitserver import GitServer, git, git_server
-from testcluster.kubeapi import Kube
+from testcluster.kubeapi import ApiError, Kube
 from testcluster.nodes import start_nodes
 from testcluster.proxy import cluster_proxy
 from testcluster.versions import REPO_ROOT
@@ -174,19 +177,75 @@ def add_service(work: Path, name: str) -> None:
 # --- Argo CD's status ------------------------------------------------------------------------------------
 
 
+class SyncRecorder:
+    """Every version of every Application, watched from before the root exists: keeps each app as first seen
+    with a finished sync that lists its objects.
+
+    A later operation (self-heal of an autoscaled field, "successfully synced (no more tasks)") replaces
+    operationState with an empty result, and can do so between two polls; a watch sees each version the
+    apiserver stored, so the wave order is read from this snapshot whatever the timing.
+    """
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.first_full_sync: dict[str, dict[str, Any]] = {}
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="argocd-sync-recorder", daemon=True)
+
+    def __enter__(self) -> SyncRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+
+    def record(self, app: dict[str, Any]) -> None:
+        name = str(app["metadata"]["name"])
+        with self._lock:
+            if name not in self.first_full_sync and _has_sync_result(app):
+                self.first_full_sync[name] = app
+
+    def first(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.first_full_sync.get(name)
+
+    def _run(self) -> None:
+        since = ""
+        while not self._stop.is_set():
+            try:
+                if not since:  # at the start, and after the apiserver says `since` has expired
+                    items, since = self.kube.list_at(*APP, argocd.NAMESPACE)
+                    for item in items:
+                        self.record(item)
+                for kind, obj in self.kube.watch(*APP, argocd.NAMESPACE, since=since, timeout_s=5):
+                    if kind == "ERROR":
+                        since = ""
+                        break
+                    since = str(obj["metadata"]["resourceVersion"])
+                    if kind in ("ADDED", "MODIFIED"):
+                        self.record(obj)
+            except (httpx.HTTPError, ApiError) as exc:
+                if self._stop.is_set():
+                    return
+                self.error = exc
+                time.sleep(0.5)
+
+
 @dataclass
 class Apps:
     kube: Kube
     log: Log
-    # name -> the app as first seen with a finished sync that lists its objects. A later operation (self-heal
-    # of an autoscaled field, "successfully synced (no more tasks)") replaces operationState with an empty
-    # result, so the wave order is read from this snapshot.
-    first_full_sync: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recorder: SyncRecorder
 
     def get(self, name: str) -> dict[str, Any] | None:
         app = self.kube.get(*APP, argocd.NAMESPACE, name)
-        if app is not None and name not in self.first_full_sync and _has_sync_result(app):
-            self.first_full_sync[name] = app
+        if app is not None:
+            self.recorder.record(app)
         return app
 
     def names(self) -> set[str]:
@@ -515,7 +574,9 @@ def run(keep: bool = False) -> list[str]:
                 if loop.error is not None:
                     raise ClusterTestError(f"an operator stand-in failed: {loop.error}")
 
-        apps = Apps(kubes[IN_CLUSTER], log)
+        watcher = Kube(stack.enter_context(home.client(timeout=60.0)))
+        recorder = stack.enter_context(SyncRecorder(watcher))
+        apps = Apps(kubes[IN_CLUSTER], log, recorder)
         scenario = Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs)
         return _assertions(scenario, served, root_file, log)
     raise AssertionError("unreachable")
@@ -590,8 +651,11 @@ def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> li
 
     for env in s.envs:
         name = s.env_app(env)
-        first = apps.first_full_sync.get(name)
-        check(first is not None, f"{name}: no finished sync listing its objects was seen")
+        first = apps.recorder.first(name)
+        check(
+            first is not None,
+            f"{name}: no finished sync listing its objects was seen (watch error: {apps.recorder.error})",
+        )
         assert first is not None
         s.sync_order(env, first)
 
@@ -694,11 +758,10 @@ def _waves_gate(s: Scenario, root: str) -> str:
 
     assert policies is not None
     apps.wait([policies], synced_healthy(), f"{policies} synced", s.timeout_s, s.alive)
-    # Its first successful sync, as first seen (polled each second: a later operation may already have
-    # replaced the retried one's state, so its retryCount is shown, not required; the retry itself was seen
-    # above). Automated sync never starts a new sync of a revision whose last attempt failed, so success at
-    # the failed revision, with no new commit, is the retry's doing.
-    app = apps.first_full_sync.get(policies)
+    # Its first successful sync, as the watch first saw it (the retried operation's retryCount is shown, not
+    # required: the retry itself was seen above). Automated sync never starts a new sync of a revision whose
+    # last attempt failed, so success at the failed revision, with no new commit, is the retry's doing.
+    app = apps.recorder.first(policies)
     op = _operation(app)
     synced_at = (app or {}).get("status", {}).get("sync", {}).get("revision")
     check(

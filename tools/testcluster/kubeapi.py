@@ -6,8 +6,10 @@ its `Warning` headers (PodSecurity "would violate", deprecations) exactly as the
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +130,28 @@ class Kube:
         res = self.resource(api_version, kind)
         items: list[dict[str, Any]] = self._json(res.path(namespace), **params).get("items", [])
         return items
+
+    def list_at(
+        self, api_version: str, kind: str, namespace: str | None
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """The items and the list's resourceVersion, where a watch that misses nothing starts."""
+        doc = self._json(self.resource(api_version, kind).path(namespace))
+        return doc.get("items", []), str(doc["metadata"]["resourceVersion"])
+
+    def watch(
+        self, api_version: str, kind: str, namespace: str | None, *, since: str, timeout_s: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) for every change after resourceVersion `since`, as `kubectl get -w` streams them,
+        until the apiserver ends the watch after `timeout_s`. An expired `since` arrives as an ERROR event."""
+        params = {"watch": "true", "resourceVersion": since, "timeoutSeconds": str(timeout_s)}
+        path = self.resource(api_version, kind).path(namespace)
+        with self.client.stream("GET", path, params=params, timeout=timeout_s + 15.0) as response:
+            if response.status_code != 200:
+                raise ApiError(f"WATCH {kind} {namespace}: HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event["type"]), event["object"]
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         """DELETE, as `kubectl delete` does (finalizers then run; a missing object is not an error)."""
