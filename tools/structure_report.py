@@ -11,7 +11,8 @@ Standard library only (ast): it reads the sources, it imports none of them.
   edges are the `import`/`from ... import` statements of one `mlplatform` module naming another (a name
   imported from a package counts as its submodule where one exists); a module is not revisited on one path.
   Importing a module also runs its parent packages' __init__.py at run time; those implicit edges are not
-  counted.
+  counted. Twice: the imports that run (not those under `if TYPE_CHECKING:`, which only the type checker
+  reads), then all of them.
 - The signatures (functions and constructors) in constructs/ that take a whole `Environment`.
 - For each runtime-contract value (each INFERENCE_* setting the generator writes, each port, each mount path
   of the inference pods): in how many places constructs/ writes it as a literal (a `str` or `int` constant).
@@ -81,13 +82,32 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the `mlplatform` modules it imports (anywhere in the module, TYPE_CHECKING blocks too)."""
+def _type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`)."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _nodes(tree: ast.AST, *, runtime: bool) -> Iterator[ast.AST]:
+    """Every node under `tree`; with `runtime`, not those of `if TYPE_CHECKING:` blocks."""
+    for child in ast.iter_child_nodes(tree):
+        if runtime and _type_checking(child):
+            continue
+        yield child
+        yield from _nodes(child, runtime=runtime)
+
+
+def import_graph(*, runtime: bool) -> dict[str, set[str]]:
+    """module -> the `mlplatform` modules it imports (with `runtime`, not under `if TYPE_CHECKING:`)."""
     modules = {module_name(path): path for path in python_files(f"constructs/{PACKAGE}")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets: set[str] = set()
-        for node in ast.walk(parse(path)):
+        for node in _nodes(parse(path), runtime=runtime):
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -158,11 +178,12 @@ def main() -> int:
     print("## 10 largest functions (lines)")
     for lines, where in largest_functions():
         print(f"{lines:5d}  {where}")
-    graph = import_graph()
-    starts = sorted(m for m in graph if m.startswith(f"{PACKAGE}.components"))
-    chain = max((longest_chain(graph, s) for s in starts), key=len)
-    print(f"\n## longest import chain from {PACKAGE}.components: {len(chain) - 1} imports")
-    print("  " + "\n  -> ".join(chain))
+    for runtime, what in ((True, "imports that run"), (False, "with the type checker's")):
+        graph = import_graph(runtime=runtime)
+        starts = sorted(m for m in graph if m.startswith(f"{PACKAGE}.components"))
+        chain = max((longest_chain(graph, s) for s in starts), key=len)
+        print(f"\n## longest import chain from {PACKAGE}.components ({what}): {len(chain) - 1} imports")
+        print("  " + "\n  -> ".join(chain))
     signatures = whole_environment_signatures()
     print(f"\n## signatures taking a whole Environment in constructs/: {len(signatures)}")
     for where in signatures:

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from mlplatform.schema.platform import JOBS_REDIS as JOBS_REDIS
-from mlplatform.schema.platform import WORKER_SUFFIX
-
+#: The jobs Redis's component name, and what a service's job worker adds to the service's name.
+JOBS_REDIS = "jobs-redis"
+WORKER_SUFFIX = "-worker"
 NAME = "app.kubernetes.io/name"
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlplatform import names
+from mlplatform.runtime_contract import GRPC_PORT
 from mlplatform.schema import Environment
-from mlplatform.schema.platform import GRPC_PORT
 
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"

@@ -10,7 +10,7 @@ import cdk8s
 
 from mlplatform import cluster_policies, jsii_structs, signing_policy
 from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
-from mlplatform.components.environment import EnvironmentChart
+from mlplatform.chart import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
 from mlplatform.output import manifest_files, write_tree
 from mlplatform.schema import Environment

@@ -12,7 +12,7 @@ import yaml
 
 from mlplatform import jsii_structs
 from mlplatform.argocd import ArgoCdChart
-from mlplatform.components.environment import EnvironmentChart
+from mlplatform.chart import EnvironmentChart
 from mlplatform.schema import load_environment, load_platform
 from mlplatform.schema.loader import list_environments
 from mlplatform.synth import Rendered, render

@@ -1,7 +1,7 @@
-"""A service's identity objects (overlay `identity`, schema/identity.py): settings, ConfigMaps, JWKS, mounts.
+"""A service's identity objects (overlay `identity`, schema/identity.py): ConfigMaps, JWKS, mounts.
 
-- Settings (the envFrom ConfigMap): INFERENCE_OIDC_ISSUER, _AUDIENCE, _ALGORITHMS, _JWKS_FILE or _JWKS_URL,
-  INFERENCE_ACCESS_POLICY_FILE and INFERENCE_AUDIT_LOG (stderr: apart from the access log on stdout).
+- Settings (the envFrom ConfigMap, `settings.identity_settings`): INFERENCE_OIDC_ISSUER, _AUDIENCE,
+  _ALGORITHMS, _JWKS_FILE or _JWKS_URL, INFERENCE_ACCESS_POLICY_FILE and INFERENCE_AUDIT_LOG.
 - `<version>-identity`: a ConfigMap with `access-policy.json` (canonical JSON). Its sha256 is a pod-template
   annotation: the policy is read at start, so a changed policy rolls the pods.
 - The JWKS: the overlay's ConfigMap key (rendered from a file under overlays/ where it names one) or the
@@ -15,6 +15,7 @@ to be made inside another read-only volume. A JWKS by URL mounts nothing; its eg
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
@@ -23,43 +24,15 @@ from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta
 from mlplatform.components.secrets import external_secret
-from mlplatform.schema import Environment
-from mlplatform.schema.identity import Identity
+from mlplatform.runtime_contract import ACCESS_POLICY_FILE, IDENTITY_DIR, JWKS_FILE, JWKS_KEY
 
-IDENTITY_DIR = "/etc/inference/identity"
-POLICY_KEY = "access-policy.json"
-JWKS_PATH = "jwks/jwks.json"
+if TYPE_CHECKING:
+    from mlplatform.schema.identity import Identity
+
 VOLUME = "identity"
 FILE_MODE = 0o440
 #: Pod-template annotation: the access policy's sha256 (a change rolls the pods).
 POLICY_HASH = "mlplatform.io/access-policy-sha256"
-AUDIT_LOG = "stderr"
-#: Every setting `settings` may write (a job worker, which serves no callers, is given none of them).
-SETTINGS_KEYS = (
-    "INFERENCE_OIDC_ISSUER",
-    "INFERENCE_OIDC_AUDIENCE",
-    "INFERENCE_OIDC_ALGORITHMS",
-    "INFERENCE_OIDC_JWKS_FILE",
-    "INFERENCE_OIDC_JWKS_URL",
-    "INFERENCE_ACCESS_POLICY_FILE",
-    "INFERENCE_AUDIT_LOG",
-)
-
-
-def settings(identity: Identity) -> dict[str, str]:
-    """The INFERENCE_* identity settings (apps/inference/inference_service/settings.py)."""
-    data = {
-        "INFERENCE_OIDC_ISSUER": identity.issuer,
-        "INFERENCE_OIDC_AUDIENCE": identity.audience,
-        "INFERENCE_OIDC_ALGORITHMS": ",".join(identity.algorithms),
-        "INFERENCE_ACCESS_POLICY_FILE": f"{IDENTITY_DIR}/{POLICY_KEY}",
-        "INFERENCE_AUDIT_LOG": AUDIT_LOG,
-    }
-    if identity.jwks.url is not None:
-        data["INFERENCE_OIDC_JWKS_URL"] = identity.jwks.url
-    else:
-        data["INFERENCE_OIDC_JWKS_FILE"] = f"{IDENTITY_DIR}/{JWKS_PATH}"
-    return data
 
 
 def policy_hash(identity: Identity) -> dict[str, str]:
@@ -69,34 +42,31 @@ def policy_hash(identity: Identity) -> dict[str, str]:
 
 def version_config(scope: Construct, *, meta: Meta, version: names.Version, identity: Identity) -> None:
     """The `<version>-identity` ConfigMap (access-policy.json)."""
-    data = {POLICY_KEY: identity.policy_json}
+    data = {ACCESS_POLICY_FILE: identity.policy_json}
     kplus.ConfigMap(scope, f"{version.track}-identity", metadata=meta.api(version.identity), data=data)
 
 
-def jwks_source(scope: Construct, *, meta: Meta, env: Environment, service: str, identity: Identity) -> None:
-    """Once per service: the JWKS ConfigMap (from its file under overlays/) or its ExternalSecret."""
+def jwks_source(
+    scope: Construct,
+    *,
+    meta: Meta,
+    service: str,
+    identity: Identity,
+    secret_store: str,
+    jwks_file: str | None,
+) -> None:
+    """Once per service: the JWKS ConfigMap where this service renders it (`jwks_file`: its file's content
+    under overlays/; services of one issuer share the ConfigMap, rendered once), or its ExternalSecret."""
     jwks = identity.jwks
     if jwks.config_map is not None and jwks.config_map.file is not None:
-        if service != _first_naming(env, jwks.config_map.name):
-            return  # services of one issuer share its JWKS ConfigMap: rendered once, with the first
-        data = {jwks.config_map.key: env.files[jwks.config_map.file]}
+        if jwks_file is None:
+            return
+        data = {jwks.config_map.key: jwks_file}
         kplus.ConfigMap(scope, "oidc-jwks", metadata=meta.api(jwks.config_map.name), data=data)
     elif jwks.external_secret is not None:
         name = names.ServiceNames(service).oidc_jwks
-        store = env.overlay.secret_store
-        ref, key = jwks.external_secret, "jwks.json"
-        external_secret(scope, "oidc-jwks", meta=meta, name=name, store=store, ref=ref, key=key)
-
-
-def _first_naming(env: Environment, config_map: str) -> str:
-    """The first service (by name) whose JWKS is the ConfigMap `config_map`."""
-    return min(
-        name
-        for name, overlay in env.overlay.services.items()
-        if overlay.identity is not None
-        and overlay.identity.jwks.config_map is not None
-        and overlay.identity.jwks.config_map.name == config_map
-    )
+        ref = jwks.external_secret
+        external_secret(scope, "oidc-jwks", meta=meta, name=name, store=secret_store, ref=ref, key=JWKS_KEY)
 
 
 def volume(*, service: str, version: names.Version, identity: Identity) -> k8s.Volume:
@@ -104,17 +74,17 @@ def volume(*, service: str, version: names.Version, identity: Identity) -> k8s.V
     sources = [
         k8s.VolumeProjection(
             config_map=k8s.ConfigMapProjection(
-                name=version.identity, items=[k8s.KeyToPath(key=POLICY_KEY, path=POLICY_KEY)]
+                name=version.identity, items=[k8s.KeyToPath(key=ACCESS_POLICY_FILE, path=ACCESS_POLICY_FILE)]
             )
         )
     ]
     jwks = identity.jwks
     if jwks.config_map is not None:
-        item = k8s.KeyToPath(key=jwks.config_map.key, path=JWKS_PATH, mode=FILE_MODE)
+        item = k8s.KeyToPath(key=jwks.config_map.key, path=JWKS_FILE, mode=FILE_MODE)
         projection = k8s.ConfigMapProjection(name=jwks.config_map.name, items=[item])
         sources.append(k8s.VolumeProjection(config_map=projection))
     elif jwks.external_secret is not None:
-        item = k8s.KeyToPath(key="jwks.json", path=JWKS_PATH, mode=FILE_MODE)
+        item = k8s.KeyToPath(key=JWKS_KEY, path=JWKS_FILE, mode=FILE_MODE)
         secret = k8s.SecretProjection(name=names.ServiceNames(service).oidc_jwks, items=[item])
         sources.append(k8s.VolumeProjection(secret=secret))
     projected = k8s.ProjectedVolumeSource(default_mode=FILE_MODE, sources=sources)

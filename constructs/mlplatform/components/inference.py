@@ -10,9 +10,12 @@ targets port numbers only, where ours targets the container port by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
-from mlplatform_crds.com.coreos import monitoring
 from mlplatform_crds.sh import keda
 
 from constructs import Construct
@@ -27,85 +30,94 @@ from mlplatform.components.base import (
     quantity,
     service_account,
 )
-from mlplatform.components.jobs_settings import jobs_settings
-from mlplatform.components.pods import (
-    API_KEYS_DIR,
-    API_KEYS_KEY,
-    GRPC_PORT_NAME,
-    HTTP_PORT,
-    METRICS_TOKEN_DIR,
-    METRICS_TOKEN_KEY,
-    MODEL_DIR,
-    REDIS_PASSWORD_DIR,
-    REDIS_PASSWORD_KEY,
-    PodProps,
-    pod_template,
-)
+from mlplatform.components.monitoring import SCRAPE_SECONDS, service_monitor
+from mlplatform.components.pods import PodProps, pod_template
 from mlplatform.components.routing import route
 from mlplatform.components.secrets import external_secret
-from mlplatform.schema import Environment
-from mlplatform.schema.overlay import LOAD_LABEL, LOAD_METRIC, Autoscaling, PvcModels, ServiceOverlay
-from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT, REDIS_PORT, Model, Service, Tuning
+from mlplatform.components.settings import SettingsProps, api_settings
+from mlplatform.runtime_contract import (
+    API_KEYS_FILE,
+    GRPC_PORT,
+    GRPC_PORT_NAME,
+    HTTP_PORT_NAME,
+    INFERENCE_PORT,
+    LOAD_LABEL,
+    LOAD_METRIC,
+    METRICS_TOKEN_FILE,
+)
 
-METRICS_PATH = "/metrics"
-#: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):
-#: written out so that what a pod enforces reads from its ConfigMap.
-CONNECTION_LIMITS = {
-    "INFERENCE_HEADER_TIMEOUT_SECONDS": "10",
-    "INFERENCE_IDLE_TIMEOUT_SECONDS": "5",
-    "INFERENCE_MAX_HEADER_BYTES": "32768",
-    "INFERENCE_MAX_CONNECTIONS": "1000",
-    "INFERENCE_MAX_IN_FLIGHT": "256",
-}
-SCRAPE_SECONDS = 30
-SCRAPE_INTERVAL = f"{SCRAPE_SECONDS}s"
+if TYPE_CHECKING:
+    from mlplatform.schema.catalog import RemoteSource
+    from mlplatform.schema.overlay import (
+        Autoscaling,
+        GatewayRouting,
+        IngressRouting,
+        PvcModels,
+        ServiceOverlay,
+    )
+    from mlplatform.schema.platform import Model, Service
+
 #: The load signals' rate() window: four scrapes, so one missed scrape still leaves a rate.
 RATE_WINDOW = f"{4 * SCRAPE_SECONDS}s"
 H2C = "kubernetes.io/h2c"  # the gRPC Service port's appProtocol: HTTP/2 over cleartext
 
 
-def settings(
-    env: Environment, *, name: str, service: Service, overlay: ServiceOverlay, models: list[Model]
-) -> dict[str, str]:
-    """INFERENCE_* settings of the runtime contract (README)."""
-    data = {
-        "INFERENCE_GRPC_PORT": str(GRPC_PORT if env.serves_grpc(name) else 0),
-        "INFERENCE_MODEL_REPOSITORY": MODEL_DIR,
-        "INFERENCE_MODELS": ",".join(f"{m.name}:{m.version}" for m in models),
-        "INFERENCE_API_KEYS_FILE": f"{API_KEYS_DIR}/{API_KEYS_KEY}",
-        **CONNECTION_LIMITS,
-    }
-    if scraped(env, service):
-        data["INFERENCE_METRICS_TOKEN_FILE"] = f"{METRICS_TOKEN_DIR}/{METRICS_TOKEN_KEY}"
-    if service.use_cache:
-        data["INFERENCE_REDIS_URL"] = f"redis://{names.REDIS}:{REDIS_PORT}/0"
-        data["INFERENCE_REDIS_PASSWORD_FILE"] = f"{REDIS_PASSWORD_DIR}/{REDIS_PASSWORD_KEY}"
-    tuning = _merge(service.tuning, overlay.tuning)
-    for key, value in (
-        ("INFERENCE_CACHE_TTL_SECONDS", tuning.cache_ttl_seconds),
-        ("INFERENCE_MAX_BATCH_SIZE", tuning.max_batch_size),
-        ("INFERENCE_MAX_BATCH_WAIT_MS", tuning.max_batch_wait_ms),
-        ("INFERENCE_ORT_INTRA_OP_THREADS", tuning.ort_intra_op_threads),
-    ):
-        if value is not None:
-            data[key] = str(value)
-    if tuning.execution_providers is not None:
-        data["INFERENCE_EXECUTION_PROVIDERS"] = ",".join(tuning.execution_providers)
-    data |= jobs_settings(env, name)
-    if overlay.identity is not None:
-        data |= identity.settings(overlay.identity)
-    return dict(sorted(data.items()))
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceProps:
+    """What one service of one environment needs (`mlplatform.chart.service_props` builds it)."""
 
+    name: str
+    namespace: str
+    platform: str
+    #: The ClusterSecretStore its ExternalSecrets read.
+    secret_store: str
+    spec: Service
+    overlay: ServiceOverlay
+    #: The stable version's settings (the canary's differ in their models only).
+    settings: SettingsProps
+    routing: IngressRouting | GatewayRouting
+    #: The runtime is KServe's (`runtime: kserve`), not Deployments.
+    kserve: bool
+    #: The overlay enables jobs: the pods mount the jobs Redis's password.
+    jobs: bool
+    topology_spread: bool
+    #: The stable and canary versions' models fetched by the model-source init container, and the catalog
+    #: sha256 of each (pods.PodProps).
+    remote: tuple[tuple[Model, RemoteSource], ...] = ()
+    canary_remote: tuple[tuple[Model, RemoteSource], ...] = ()
+    remote_sha256: Mapping[tuple[str, str], str]
+    #: The JWKS file's content where this service renders its issuer's JWKS ConfigMap.
+    jwks_file: str | None = None
 
-def scraped(env: Environment, service: Service) -> bool:
-    """A ServiceMonitor scrapes the service, with its token (the spec check requires one with the monitor)."""
-    return env.overlay.features.service_monitor and service.metrics_token is not None
+    @property
+    def scraped(self) -> bool:
+        """A ServiceMonitor scrapes the service, with its token."""
+        return self.settings.metrics_token
 
+    @property
+    def grpc(self) -> bool:
+        return self.settings.grpc
 
-def _merge(base: Tuning, override: Tuning) -> Tuning:
-    values = base.model_dump(by_alias=True, exclude_none=True)
-    values.update(override.model_dump(by_alias=True, exclude_none=True))
-    return Tuning.model_validate(values)
+    def stable_pod(self) -> PodProps:
+        """The stable version's pods."""
+        spec, overlay = self.spec, self.overlay
+        return PodProps(
+            platform=self.platform,
+            version=names.ServiceNames(self.name).stable,
+            overlay=overlay,
+            image=f"{spec.image}@{overlay.image_digest}",
+            use_cache=spec.use_cache,
+            remote=self.remote,
+            remote_sha256=self.remote_sha256,
+            grpc=self.grpc,
+            topology_spread=self.topology_spread,
+            jobs=self.jobs,
+            metrics_token=self.scraped,
+        )
+
+    def worker_pod(self) -> PodProps:
+        """The job worker's pods: the stable version's image and models, the jobs Redis, no gRPC or token."""
+        return replace(self.stable_pod(), grpc=False, metrics_token=False, jobs=True, worker=True)
 
 
 def service_version(
@@ -113,25 +125,34 @@ def service_version(
     *,
     meta: Meta,
     pod: PodProps,
-    models: list[Model],
+    settings: SettingsProps,
     replicas: int | None,
     autoscaling: Autoscaling | None = None,
+    kserve_cluster_local: bool | None = None,
 ) -> None:
     """One version (stable or canary) of a service: its ConfigMap, Deployment and Service (with
-    `runtime: kserve`, its ConfigMap and an InferenceService, whose controller makes the rest).
+    `kserve_cluster_local` set, the runtime is KServe's: its ConfigMap and an InferenceService, whose
+    controller makes the rest).
 
     `replicas=None` leaves the count to an autoscaler (the Deployment then carries none). A function, not a
     construct: each construct is a round trip to cdk8s's Node process, and this one would add nothing else.
     """
-    env, version = pod.env, pod.version
-    service = env.platform.services[version.service]
-    data = settings(env, name=version.service, service=service, overlay=pod.overlay, models=models)
+    version = pod.version
     track = version.track
+    data = api_settings(settings)
     kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
     if pod.overlay.identity is not None:
         identity.version_config(scope, meta=meta, version=version, identity=pod.overlay.identity)
-    if env.overlay.runtime == "kserve":
-        kserve.inference_service(scope, meta=meta, pod=pod, replicas=replicas, autoscaling=autoscaling)
+    if kserve_cluster_local is not None:
+        kserve.inference_service(
+            scope,
+            meta=meta,
+            version=version,
+            template=pod_template(pod),
+            replicas=replicas,
+            autoscaling=autoscaling,
+            cluster_local=kserve_cluster_local,
+        )
         return
     strategy = k8s.DeploymentStrategy(
         type="RollingUpdate",
@@ -146,7 +167,9 @@ def service_version(
     )
     k8s.KubeDeployment(scope, f"{track}-deployment", metadata=meta.l1(version.name), spec=spec)
     ports = [
-        k8s.ServicePort(name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP")
+        k8s.ServicePort(
+            name=HTTP_PORT_NAME, port=INFERENCE_PORT, target_port=port(HTTP_PORT_NAME), protocol="TCP"
+        )
     ]
     if pod.grpc:  # HTTP/2 without TLS inside the cluster: meshes and Gateways read appProtocol
         target = port(GRPC_PORT_NAME)
@@ -159,42 +182,47 @@ def service_version(
     k8s.KubeService(scope, f"{track}-service", metadata=meta.l1(version.name), spec=service_spec)
 
 
+def credentials(scope: Construct, *, meta: Meta, props: ServiceProps) -> None:
+    """The ExternalSecrets of the API keys and the scraper's token, and the JWKS's source."""
+    spec, svc = props.spec, names.ServiceNames(props.name)
+    secrets = [("api-keys", svc.api_keys, spec.api_keys, API_KEYS_FILE)]
+    if spec.metrics_token is not None and props.scraped:
+        secrets.append(("metrics-token", svc.metrics_token, spec.metrics_token, METRICS_TOKEN_FILE))
+    for secret_id, name, ref, key in secrets:
+        external_secret(scope, secret_id, meta=meta, name=name, store=props.secret_store, ref=ref, key=key)
+    if props.overlay.identity is not None:
+        identity.jwks_source(
+            scope,
+            meta=meta,
+            service=props.name,
+            identity=props.overlay.identity,
+            secret_store=props.secret_store,
+            jwks_file=props.jwks_file,
+        )
+
+
 class InferenceService(Construct):
     """One model-serving service of one environment, with its external route (`routing.route`)."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, props: ServiceProps) -> None:
         super().__init__(scope, id)
-        spec, overlay = env.platform.services[service], env.overlay.services[service]
+        service, spec, overlay = props.name, props.spec, props.overlay
         svc = names.ServiceNames(service)
-        common = names.common(platform=env.platform.name, name=service, component="inference")
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
+        common = names.common(platform=props.platform, name=service, component="inference")
+        meta = Meta(namespace=props.namespace, labels=common, wave=WAVE_SERVICES)
         service_account(self, meta=meta, name=svc.service_account)
-        secrets = [("api-keys", svc.api_keys, spec.api_keys, API_KEYS_KEY)]
-        if spec.metrics_token is not None and scraped(env, spec):
-            secrets.append(("metrics-token", svc.metrics_token, spec.metrics_token, METRICS_TOKEN_KEY))
-        for secret_id, name, ref, key in secrets:
-            store = env.overlay.secret_store
-            external_secret(
-                self, secret_id, meta=meta.at(WAVE_DATA), name=name, store=store, ref=ref, key=key
-            )
-        if overlay.identity is not None:
-            ident = overlay.identity
-            identity.jwks_source(self, meta=meta.at(WAVE_DATA), env=env, service=service, identity=ident)
-        image = f"{spec.image}@{overlay.image_digest}"
-        stable = PodProps(
-            env=env,
-            version=svc.stable,
-            overlay=overlay,
-            image=image,
-            use_cache=spec.use_cache,
-            models=tuple(spec.models),
-            jobs=env.overlay.jobs.enabled,
-            metrics_token=scraped(env, spec),
-        )
+        credentials(self, meta=meta.at(WAVE_DATA), props=props)
+        stable = props.stable_pod()
         replicas = overlay.replicas if overlay.autoscaling is None else None
-        scaling = overlay.autoscaling
+        cluster_local = props.routing.made_by != "kserve" if props.kserve else None
         service_version(
-            self, meta=meta, pod=stable, models=spec.models, replicas=replicas, autoscaling=scaling
+            self,
+            meta=meta,
+            pod=stable,
+            settings=props.settings,
+            replicas=replicas,
+            autoscaling=overlay.autoscaling,
+            kserve_cluster_local=cluster_local,
         )
         budget = k8s.PodDisruptionBudgetSpec(
             max_unavailable=port(1),
@@ -202,35 +230,47 @@ class InferenceService(Construct):
             unhealthy_pod_eviction_policy="AlwaysAllow",
         )
         k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(service), spec=budget)
-        if isinstance(overlay.model_delivery, PvcModels):
+        if overlay.model_delivery.source == "pvc":
             model_cache(self, meta=meta.at(WAVE_DATA), name=svc.model_cache, delivery=overlay.model_delivery)
-        if overlay.autoscaling is not None and env.overlay.runtime == "deployment":
+        if overlay.autoscaling is not None and not props.kserve:
             autoscaler(
                 self,
                 meta=meta,
                 name=service,
-                namespace=env.namespace,
+                namespace=props.namespace,
                 target=svc.stable.name,
                 autoscaling=overlay.autoscaling,
             )
-        if scraped(env, spec):
+        if props.scraped:
             service_monitor(
-                self, meta=meta, name=service, namespace=env.namespace, token_secret=svc.metrics_token
+                self, meta=meta, name=service, namespace=props.namespace, token_secret=svc.metrics_token
             )
         if overlay.canary is not None:
             canary = overlay.canary
-            pod = PodProps(
-                env=env,
+            pod = replace(
+                stable,
                 version=svc.canary,
-                overlay=overlay,
                 image=f"{spec.image}@{canary.image_digest}",
-                use_cache=spec.use_cache,
-                models=tuple(canary.models),
-                jobs=env.overlay.jobs.enabled,
-                metrics_token=scraped(env, spec),
+                remote=props.canary_remote,
             )
-            service_version(self, meta=meta, pod=pod, models=canary.models, replicas=canary.replicas)
-        route(self, meta=meta, env=env, service=service)
+            settings = replace(props.settings, models=tuple(canary.models))
+            service_version(
+                self,
+                meta=meta,
+                pod=pod,
+                settings=settings,
+                replicas=canary.replicas,
+                kserve_cluster_local=cluster_local,
+            )
+        route(
+            self,
+            meta=meta,
+            service=service,
+            overlay=overlay,
+            routing=props.routing,
+            kserve=props.kserve,
+            grpc=props.grpc,
+        )
 
 
 def model_cache(scope: Construct, *, meta: Meta, name: str, delivery: PvcModels) -> None:
@@ -309,32 +349,3 @@ def load_query(autoscaling: Autoscaling, *, namespace: str, service: str) -> str
     series = "sum" if autoscaling.signal == "inFlight" else "count"
     selector = f'namespace="{namespace}",service="{service}",{LOAD_LABEL}!=""'
     return f"sum(rate({LOAD_METRIC}_{series}{{{selector}}}[{RATE_WINDOW}]))"
-
-
-def service_monitor(
-    scope: Construct, *, meta: Meta, name: str, namespace: str, token_secret: str | None = None
-) -> None:
-    """Prometheus scrapes every version of `name` on the named port (one ServiceMonitor); with
-    `token_secret`, sending the scraper's token from that Secret (a service's `/metrics` names the models:
-    never anonymous; a job worker's is reachable by the scraper alone, by NetworkPolicy)."""
-    authorization = None
-    if token_secret is not None:
-        authorization = monitoring.ServiceMonitorSpecEndpointsAuthorization(
-            type="Bearer",
-            credentials=monitoring.ServiceMonitorSpecEndpointsAuthorizationCredentials(
-                name=token_secret, key=METRICS_TOKEN_KEY
-            ),
-        )
-    spec = monitoring.ServiceMonitorSpec(
-        selector=monitoring.ServiceMonitorSpecSelector(match_labels=names.select(name)),
-        namespace_selector=monitoring.ServiceMonitorSpecNamespaceSelector(match_names=[namespace]),
-        endpoints=[
-            monitoring.ServiceMonitorSpecEndpoints(
-                port=HTTP_PORT,
-                path=METRICS_PATH,
-                interval=SCRAPE_INTERVAL,
-                authorization=authorization,
-            )
-        ],
-    )
-    monitoring.ServiceMonitor(scope, "monitor", metadata=meta.api(name), spec=spec)

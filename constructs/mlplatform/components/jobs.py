@@ -1,4 +1,5 @@
-"""Asynchronous jobs (issue 14): the jobs Redis, and per service a job worker that KEDA scales on the queue.
+"""Asynchronous jobs (issue 14): per service a job worker that KEDA scales on the queue (the jobs Redis is
+`redis.jobs_store`'s; `mlplatform.chart` adds both where an overlay enables jobs).
 
 The worker runs the service's image with `python -m inference_service.jobs.worker` (the service's model and
 ORT settings, the jobs Redis and no API keys: it takes work from the queue, never from callers). Its
@@ -12,47 +13,35 @@ made from KEDA's CRDs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
 from mlplatform_crds.sh import keda
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components import identity
 from mlplatform.components.base import WAVE_SERVICES, Meta, port
-from mlplatform.components.inference import service_monitor, settings
-from mlplatform.components.jobs_settings import QUOTA_PREFIX
-from mlplatform.components.pods import HTTP_PORT, REDIS_PASSWORD_KEY, PodProps, pod_template
-from mlplatform.components.redis import JobsRedisStore
-from mlplatform.schema import Environment
-from mlplatform.schema.overlay import Jobs
-from mlplatform.schema.platform import INFERENCE_PORT, REDIS_PORT
+from mlplatform.components.monitoring import service_monitor
+from mlplatform.components.pods import PodProps, pod_template
+from mlplatform.components.settings import SettingsProps, worker_settings
+from mlplatform.runtime_contract import HTTP_PORT_NAME, INFERENCE_PORT, REDIS_PASSWORD_FILE, REDIS_PORT
+
+if TYPE_CHECKING:
+    from mlplatform.schema.overlay import Jobs
 
 
-def worker_settings(env: Environment, service: str) -> dict[str, str]:
-    """The service's model and ORT settings plus the jobs Redis; no API keys and no quotas (callers never
-    reach a worker; quotas are counted at submit)."""
-    spec, overlay = env.platform.services[service], env.overlay.services[service]
-    data = settings(env, name=service, service=spec, overlay=overlay, models=spec.models)
-    dropped = (
-        "INFERENCE_API_KEYS_FILE",
-        "INFERENCE_METRICS_TOKEN_FILE",
-        *identity.SETTINGS_KEYS,
-    )  # nor tokens: callers never reach it
-    return {k: v for k, v in data.items() if k not in dropped and not k.startswith(QUOTA_PREFIX)}
-
-
-def scaler_address(env: Environment) -> str:
+def scaler_address(namespace: str) -> str:
     """The jobs Redis as KEDA's operator reaches it: from its own namespace, so by the full Service name."""
-    return f"{names.JOBS_REDIS}.{env.namespace}.svc.cluster.local:{REDIS_PORT}"
+    return f"{names.JOBS_REDIS}.{namespace}.svc.cluster.local:{REDIS_PORT}"
 
 
 def worker_autoscaler(
-    scope: Construct, *, meta: Meta, env: Environment, service: str, worker: str, jobs: Jobs
+    scope: Construct, *, meta: Meta, namespace: str, service: str, worker: str, jobs: Jobs
 ) -> None:
     """A TriggerAuthentication with the jobs Redis's password, and the ScaledObject on the stream's length."""
     auth_ref = keda.TriggerAuthenticationSpecSecretTargetRef(
-        parameter="password", name=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_KEY
+        parameter="password", name=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_FILE
     )
     keda.TriggerAuthentication(
         scope,
@@ -63,7 +52,7 @@ def worker_autoscaler(
     trigger = keda.ScaledObjectSpecTriggers(
         type="redis-streams",
         metadata={
-            "address": scaler_address(env),
+            "address": scaler_address(namespace),
             "databaseIndex": "0",
             "stream": names.ServiceNames(service).jobs_stream,
             "streamLength": str(jobs.stream_length_per_worker),
@@ -85,28 +74,29 @@ def worker_autoscaler(
 
 class JobWorker(Construct):
     """One service's job worker: ConfigMap, Deployment (replicas owned by KEDA), Service for its metrics,
-    PDB, ScaledObject with its TriggerAuthentication, and a ServiceMonitor where the environment has them."""
+    PDB, ScaledObject with its TriggerAuthentication, and a ServiceMonitor where the environment has them.
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment, service: str) -> None:
+    `pod`: the worker's pods (`worker=True`, `jobs=True`); `settings`: its service's (`worker_settings`
+    drops what only the API reads)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        namespace: str,
+        pod: PodProps,
+        settings: SettingsProps,
+        jobs: Jobs,
+        monitored: bool,
+    ) -> None:
         super().__init__(scope, id)
-        spec, overlay = env.platform.services[service], env.overlay.services[service]
+        service = pod.version.service
         svc = names.ServiceNames(service)
         worker = svc.worker
-        common = names.common(platform=env.platform.name, name=worker, component="worker")
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_SERVICES)
-        kplus.ConfigMap(
-            self, "config", metadata=meta.api(svc.worker_config), data=worker_settings(env, service)
-        )
-        pod = PodProps(
-            env=env,
-            version=svc.stable,
-            overlay=overlay,
-            image=f"{spec.image}@{overlay.image_digest}",
-            use_cache=spec.use_cache,
-            models=tuple(spec.models),
-            jobs=True,
-            worker=True,
-        )
+        common = names.common(platform=pod.platform, name=worker, component="worker")
+        meta = Meta(namespace=namespace, labels=common, wave=WAVE_SERVICES)
+        kplus.ConfigMap(self, "config", metadata=meta.api(svc.worker_config), data=worker_settings(settings))
         selector = k8s.LabelSelector(match_labels=pod.selector)
         strategy = k8s.DeploymentStrategy(
             type="RollingUpdate",
@@ -117,7 +107,7 @@ class JobWorker(Construct):
         )
         k8s.KubeDeployment(self, "deployment", metadata=meta.l1(worker), spec=deployment)
         http = k8s.ServicePort(
-            name=HTTP_PORT, port=INFERENCE_PORT, target_port=port(HTTP_PORT), protocol="TCP"
+            name=HTTP_PORT_NAME, port=INFERENCE_PORT, target_port=port(HTTP_PORT_NAME), protocol="TCP"
         )
         service_spec = k8s.ServiceSpec(type="ClusterIP", selector=pod.selector, ports=[http])
         k8s.KubeService(self, "service", metadata=meta.l1(worker), spec=service_spec)
@@ -125,19 +115,6 @@ class JobWorker(Construct):
             max_unavailable=port(1), selector=selector, unhealthy_pod_eviction_policy="AlwaysAllow"
         )
         k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(worker), spec=budget)
-        worker_autoscaler(self, meta=meta, env=env, service=service, worker=worker, jobs=env.overlay.jobs)
-        if env.overlay.features.service_monitor:
-            service_monitor(self, meta=meta, name=worker, namespace=env.namespace)
-
-
-class AsyncJobs(Construct):
-    """Everything jobs add to an environment that enables them (`jobs.enabled`), nothing otherwise."""
-
-    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
-        super().__init__(scope, id)
-        jobs, platform_jobs = env.overlay.jobs, env.platform.jobs
-        if not jobs.enabled or jobs.redis is None or platform_jobs is None:
-            return
-        JobsRedisStore(self, "redis", env=env, over=jobs.redis, password=platform_jobs.password)
-        for name in env.platform.services:
-            JobWorker(self, f"worker-{name}", env=env, service=name)
+        worker_autoscaler(self, meta=meta, namespace=namespace, service=service, worker=worker, jobs=jobs)
+        if monitored:
+            service_monitor(self, meta=meta, name=worker, namespace=namespace)

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import enum
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdk8s_plus_33 import k8s
 
 from constructs import Construct
 from mlplatform.components.base import Meta
-from mlplatform.components.pods import PodProps, pod_template
-from mlplatform.schema.overlay import Autoscaling
+
+if TYPE_CHECKING:
+    from mlplatform import names
+    from mlplatform.schema.overlay import Autoscaling
 
 #: KServe's annotations and label (pkg/constants in the pinned module).
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -38,8 +40,6 @@ RAW_DEPLOYMENT = "RawDeployment"  # "Standard" in KServe's docs
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 VISIBILITY = "networking.kserve.io/visibility"
 CLUSTER_LOCAL = "cluster-local"
-#: KServe's predictor Service listens on 80 and targets the container's first port (ours: `http`, 8080).
-PREDICTOR_PORT = 80
 PREDICTOR = "InferenceServiceSpecPredictor"
 
 
@@ -106,11 +106,18 @@ def _scaling(
 
 
 def inference_service(
-    scope: Construct, *, meta: Meta, pod: PodProps, replicas: int | None, autoscaling: Autoscaling | None
+    scope: Construct,
+    *,
+    meta: Meta,
+    version: names.Version,
+    template: k8s.PodTemplateSpec,
+    replicas: int | None,
+    autoscaling: Autoscaling | None,
+    cluster_local: bool,
 ) -> None:
-    """One version (stable or canary) as an InferenceService; KServe makes its Deployment, Service, scaler."""
+    """One version (stable or canary) as an InferenceService running `template` (`pods.pod_template`'s);
+    KServe makes its Deployment, Service and scaler. `cluster_local`: KServe makes no route of its own."""
     serving = _serving()
-    template = pod_template(pod)
     spec_fields = getattr(template.spec, "_values", {})
     predictor = {f: _convert(serving, PREDICTOR + _pascal(f), v) for f, v in spec_fields.items()}
     labels = getattr(template.metadata, "_values", {}).get("labels", {})
@@ -128,10 +135,9 @@ def inference_service(
             **predictor, **scaling, labels=labels, annotations=pod_annotations
         )
     )
-    made_by_kserve = pod.env.overlay.routing.made_by == "kserve"
-    visibility = {} if made_by_kserve else {VISIBILITY: CLUSTER_LOCAL}
+    visibility = {VISIBILITY: CLUSTER_LOCAL} if cluster_local else {}
     local = Meta(namespace=meta.namespace, labels=meta.labels | visibility, wave=meta.wave)
     annotations = {DEPLOYMENT_MODE: RAW_DEPLOYMENT, AUTOSCALER_CLASS: autoscaler}
-    track = pod.version.track
-    metadata = local.api(pod.version.name, annotations=annotations)
+    track = version.track
+    metadata = local.api(version.name, annotations=annotations)
     serving.InferenceService(scope, f"{track}-inference-service", metadata=metadata, spec=spec)

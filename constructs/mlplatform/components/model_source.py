@@ -12,14 +12,17 @@ on the model cache.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cdk8s_plus_33 import k8s
 
 from mlplatform.components.base import container_security_context, quantity, resources
-from mlplatform.schema.catalog import PvcSource, RemoteSource
-from mlplatform.schema.platform import Model
+
+if TYPE_CHECKING:
+    from mlplatform.schema.catalog import RemoteSource
+    from mlplatform.schema.platform import Model
 
 VOLUME = "model-source"
 FETCH_DIR = "/models-fetched"
@@ -43,7 +46,7 @@ def _claim_volume(claim: str) -> str:
 def fetched(
     *,
     sources: Sequence[tuple[Model, RemoteSource]],
-    catalog_sha256: dict[tuple[str, str], str],
+    catalog_sha256: Mapping[tuple[str, str], str],
     image: str,
     model_dir: str,
     size_limit: str,
@@ -57,7 +60,7 @@ def fetched(
     the cache itself: the service sees them at /models/<name>/<version> with no mount of their own (a mount
     point inside the read-only cache mount could not be made).
     """
-    claims = sorted({s.claim for _, s in sources if isinstance(s, PvcSource)})
+    claims = sorted({s.claim for _, s in sources if s.kind == "pvc"})
     volumes = []
     if cache_volume is None:
         empty = k8s.EmptyDirVolumeSource(size_limit=quantity(size_limit))

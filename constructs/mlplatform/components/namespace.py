@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cdk8s
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
@@ -9,8 +11,9 @@ from cdk8s_plus_33 import k8s
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import KEEP_NAMESPACE, WAVE_ANNOTATION, WAVE_NAMESPACE, Meta, quantities
-from mlplatform.schema import Environment
-from mlplatform.schema.overlay import Quota
+
+if TYPE_CHECKING:
+    from mlplatform.schema.overlay import Quota
 
 PSA_LEVEL = "restricted"
 PSA_VERSION = "v1.33"  # v + tools/versions.env KUBERNETES_VERSION (tests/tools/test_kubernetes_minor.py)
@@ -46,25 +49,25 @@ def quota_hard(quota: Quota) -> dict[str, str]:
 class NamespaceBaseline(Construct):
     """Namespace (restricted PSA, pinned to v1.33), ResourceQuota and LimitRange of one environment."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+    def __init__(self, scope: Construct, id: str, *, namespace: str, platform: str, quota: Quota) -> None:
         super().__init__(scope, id)
-        common = names.common(platform=env.platform.name, name=env.platform.name, component="namespace")
+        common = names.common(platform=platform, name=platform, component="namespace")
         managed = {names.MANAGED_NAMESPACE: names.MANAGED_NAMESPACE_VALUE}
         kplus.Namespace(
             self,
             "namespace",
             metadata=cdk8s.ApiObjectMetadata(
-                name=env.namespace,
+                name=namespace,
                 labels=common | psa_labels() | managed,
                 annotations={WAVE_ANNOTATION: WAVE_NAMESPACE, **KEEP_NAMESPACE},
             ),
         )
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_NAMESPACE)
+        meta = Meta(namespace=namespace, labels=common, wave=WAVE_NAMESPACE)
         k8s.KubeResourceQuota(
             self,
             "quota",
             metadata=meta.l1(names.RESOURCE_QUOTA),
-            spec=k8s.ResourceQuotaSpec(hard=quantities(quota_hard(env.overlay.quota))),
+            spec=k8s.ResourceQuotaSpec(hard=quantities(quota_hard(quota))),
         )
         defaults = k8s.LimitRangeItem(
             type="Container",

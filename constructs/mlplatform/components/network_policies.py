@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from cdk8s_plus_33 import k8s
 
 from constructs import Construct
-from mlplatform import names, network
+from mlplatform import names
 from mlplatform.components.base import WAVE_NAMESPACE, Meta, port
-from mlplatform.schema import Environment
+
+if TYPE_CHECKING:
+    from mlplatform import network
 
 
 def _selector(match_labels: dict[str, str]) -> k8s.LabelSelector:
@@ -20,7 +25,7 @@ def _peer(peer: network.Peer) -> k8s.NetworkPolicyPeer:
         return k8s.NetworkPolicyPeer(ip_block=block)
     namespace = None
     if peer.namespace is not None:
-        namespace = _selector({network.NAMESPACE_NAME: peer.namespace})
+        namespace = _selector({names.NAMESPACE_NAME: peer.namespace})
     return k8s.NetworkPolicyPeer(namespace_selector=namespace, pod_selector=_selector(peer.pod_labels))
 
 
@@ -40,11 +45,14 @@ def policy_spec(policy: network.Policy) -> k8s.NetworkPolicySpec:
 
 
 class NetworkPolicies(Construct):
-    """Nothing undeclared can talk: see `mlplatform.network` for the rules."""
+    """Nothing undeclared can talk: one NetworkPolicy per `policies` (`mlplatform.network.policies`, the
+    rules planned from the spec)."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, namespace: str, platform: str, policies: Sequence[network.Policy]
+    ) -> None:
         super().__init__(scope, id)
-        common = names.common(platform=env.platform.name, name=env.platform.name, component="network")
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_NAMESPACE)
-        for policy in network.policies(env):
+        common = names.common(platform=platform, name=platform, component="network")
+        meta = Meta(namespace=namespace, labels=common, wave=WAVE_NAMESPACE)
+        for policy in policies:
             k8s.KubeNetworkPolicy(self, policy.name, metadata=meta.l1(policy.name), spec=policy_spec(policy))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cdk8s_plus_33 import k8s
 
@@ -18,28 +20,34 @@ from mlplatform.components.base import (
     tcp_port,
 )
 from mlplatform.components.model_source import fetched
-from mlplatform.schema import Environment
-from mlplatform.schema.overlay import Gpu, PvcModels, ServiceOverlay
-from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT, Model
+from mlplatform.runtime_contract import (
+    API_KEYS_DIR,
+    API_KEYS_FILE,
+    DRAIN_SECONDS,
+    GRPC_PORT,
+    GRPC_PORT_NAME,
+    HTTP_PORT_NAME,
+    INFERENCE_PORT,
+    JOBS_REDIS_PASSWORD_DIR,
+    LIVE_PATH,
+    METRICS_TOKEN_DIR,
+    METRICS_TOKEN_FILE,
+    MODEL_DIR,
+    READY_PATH,
+    REDIS_PASSWORD_DIR,
+    REDIS_PASSWORD_FILE,
+    TMP_DIR,
+    WORKER_COMMAND,
+)
+
+if TYPE_CHECKING:
+    from mlplatform.schema.catalog import RemoteSource
+    from mlplatform.schema.overlay import Gpu, PvcModels, ServiceOverlay
+    from mlplatform.schema.platform import Model
 
 APP_UID = 10001
-HTTP_PORT = "http"  # the container port's name: probes, Services, routes and monitors refer to it by name
-GRPC_PORT_NAME = "grpc"  # the gRPC port's name (the Service's `grpc` port, GRPCRoute and gRPC Ingress)
-MODEL_DIR = "/models"
-TMP_DIR = "/tmp"  # noqa: S108  (the one writable path of the runtime contract)
-REDIS_PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path, not a password)
-REDIS_PASSWORD_KEY = "password"  # noqa: S105  (a key name)
-JOBS_REDIS_PASSWORD_DIR = "/var/run/secrets/jobs-redis"  # noqa: S105  (a mount path)
-API_KEYS_DIR = "/var/run/secrets/inference"
-API_KEYS_KEY = "api-keys"
-METRICS_TOKEN_DIR = "/var/run/secrets/metrics"  # noqa: S105  (a mount path, not a token)
-METRICS_TOKEN_KEY = "token"  # noqa: S105  (a key name)
 MODEL_FETCH_DIR = "/mnt/models"
 MODEL_CACHE_VOLUME = "models"  # the model-cache PVC's volume in the pod
-READY_PATH = "/v2/health/ready"
-#: The job worker's entry point in the inference image (apps/inference/README.md "Jobs and quotas").
-WORKER_COMMAND = ("python", "-m", "inference_service.jobs.worker")
-LIVE_PATH = "/v2/health/live"
 #: The probes stay HTTP where the pods also serve gRPC: the gRPC server runs in the same process, on the same
 #: event loop, and its grpc.health.v1 status is set from the same readiness as /v2/health/ready, so a gRPC
 #: probe would report the same thing; and grpc.health.v1 has one status per service name where liveness and
@@ -54,8 +62,6 @@ LIVENESS_PROBE = (10, 3, 3)
 #: before SIGTERM (on which uvicorn closes its listener at once), while the endpoint controller, kube-proxy
 #: and the ingress controller drop the terminating pod; two readiness periods cover that propagation.
 PRE_STOP_SECONDS = 2 * READINESS_PROBE[0]
-#: The service's own drain after SIGTERM (INFERENCE_SHUTDOWN_DRAIN_SECONDS, its default).
-DRAIN_SECONDS = 20
 #: Past the preStop sleep and the drain, a margin for the process to exit before SIGKILL.
 TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + DRAIN_SECONDS + 5
 INIT_RESOURCES = {
@@ -67,26 +73,28 @@ SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PodProps:
-    """What one version's pods need: the environment, which version, its image and its ConfigMap."""
+    """What one version's pods need: which version of which platform, its image and its ConfigMap."""
 
-    env: Environment
+    platform: str
     version: names.Version
     overlay: ServiceOverlay
     image: str
     use_cache: bool
-    #: The version's models: those whose catalog source is not the image get the model-source init container.
-    models: tuple[Model, ...] = ()
+    #: The version's models whose catalog source is not the image, with their catalog sha256 (of model.onnx):
+    #: the model-source init container fetches them.
+    remote: tuple[tuple[Model, RemoteSource], ...] = ()
+    remote_sha256: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: The pods serve gRPC on GRPC_PORT (the API's where the service's `grpc` is on and the runtime is
+    #: `deployment`; never a job worker's).
+    grpc: bool = False
+    #: Spread the pods over zones and nodes (the overlay's features.topologySpread).
+    topology_spread: bool = False
     #: Mount the jobs Redis's password (the overlay enables jobs).
     jobs: bool = False
     #: The service's job worker (`WORKER_COMMAND`, no API keys, its own name label) instead of its API.
     worker: bool = False
     #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
     metrics_token: bool = False
-
-    @property
-    def grpc(self) -> bool:
-        """The pods serve gRPC on GRPC_PORT (the API's, not a job worker's)."""
-        return not self.worker and self.env.serves_grpc(self.version.service)
 
     @property
     def name_label(self) -> str:
@@ -101,7 +109,7 @@ class PodProps:
 def http_probe(path: str, budget: tuple[int, int, int]) -> k8s.Probe:
     period, failures, timeout = budget
     return k8s.Probe(
-        http_get=k8s.HttpGetAction(path=path, port=port(HTTP_PORT), scheme="HTTP"),
+        http_get=k8s.HttpGetAction(path=path, port=port(HTTP_PORT_NAME), scheme="HTTP"),
         period_seconds=period,
         failure_threshold=failures,
         timeout_seconds=timeout,
@@ -115,16 +123,16 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     volumes = [k8s.Volume(name="tmp", empty_dir=tmp)]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
     if not props.worker:
-        volumes.append(secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_KEY))
+        volumes.append(secret_volume("api-keys", secret=service.api_keys, key=API_KEYS_FILE))
         mounts.append(k8s.VolumeMount(name="api-keys", mount_path=API_KEYS_DIR, read_only=True))
     if props.metrics_token and not props.worker:
-        volumes.append(secret_volume("metrics-token", secret=service.metrics_token, key=METRICS_TOKEN_KEY))
+        volumes.append(secret_volume("metrics-token", secret=service.metrics_token, key=METRICS_TOKEN_FILE))
         mounts.append(k8s.VolumeMount(name="metrics-token", mount_path=METRICS_TOKEN_DIR, read_only=True))
     if props.use_cache:
-        volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_KEY))
+        volumes.append(secret_volume("redis-password", secret=names.REDIS_AUTH, key=REDIS_PASSWORD_FILE))
         mounts.append(k8s.VolumeMount(name="redis-password", mount_path=REDIS_PASSWORD_DIR, read_only=True))
     if props.jobs:
-        password = secret_volume("jobs-redis-password", secret=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_KEY)
+        password = secret_volume("jobs-redis-password", secret=names.JOBS_REDIS_AUTH, key=REDIS_PASSWORD_FILE)
         volumes.append(password)
         mounts.append(
             k8s.VolumeMount(name="jobs-redis-password", mount_path=JOBS_REDIS_PASSWORD_DIR, read_only=True)
@@ -133,7 +141,7 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
         ident = props.overlay.identity
         volumes.append(identity.volume(service=props.version.service, version=props.version, identity=ident))
         mounts.append(identity.MOUNT)
-    if isinstance(props.overlay.model_delivery, PvcModels):
+    if props.overlay.model_delivery.source == "pvc":
         claim = k8s.PersistentVolumeClaimVolumeSource(claim_name=service.model_cache)
         volumes.append(k8s.Volume(name=MODEL_CACHE_VOLUME, persistent_volume_claim=claim))
         mounts.append(k8s.VolumeMount(name=MODEL_CACHE_VOLUME, mount_path=MODEL_DIR, read_only=True))
@@ -150,7 +158,7 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         image_pull_policy="IfNotPresent",
         command=list(WORKER_COMMAND) if props.worker else None,
         ports=[
-            tcp_port(HTTP_PORT, INFERENCE_PORT),
+            tcp_port(HTTP_PORT_NAME, INFERENCE_PORT),
             *([tcp_port(GRPC_PORT_NAME, GRPC_PORT)] if props.grpc else []),
         ],
         env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
@@ -183,8 +191,8 @@ def model_fetch(delivery: PvcModels) -> k8s.Container:
     )
 
 
-def _spread(env: Environment, match: dict[str, str]) -> list[k8s.TopologySpreadConstraint] | None:
-    if not env.overlay.features.topology_spread:
+def _spread(props: PodProps, match: dict[str, str]) -> list[k8s.TopologySpreadConstraint] | None:
+    if not props.topology_spread:
         return None
     selector = k8s.LabelSelector(match_labels=match)
     return [
@@ -212,23 +220,21 @@ def _track(props: PodProps) -> dict[str, str]:
 def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
     """The pod template of one version of a service."""
     component = "worker" if props.worker else "inference"
-    labels = names.common(platform=props.env.platform.name, name=props.name_label, component=component)
+    labels = names.common(platform=props.platform, name=props.name_label, component=component)
     volumes, mounts = _storage(props)
     delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
-    init = [model_fetch(delivery)] if isinstance(delivery, PvcModels) else []
-    sources = props.env.remote_sources(props.models)
-    if sources:
+    pvc = delivery if delivery.source == "pvc" else None
+    init = [model_fetch(pvc)] if pvc is not None else []
+    if props.remote:
         extra = fetched(
-            sources=sources,
-            catalog_sha256={
-                (m.name, m.version): props.env.catalog.entry(m.name, m.version).sha256 for m, _ in sources
-            },
+            sources=props.remote,
+            catalog_sha256=props.remote_sha256,
             image=props.image,
             model_dir=MODEL_DIR,
             size_limit=props.overlay.resources.limits.ephemeral_storage,
             uid=APP_UID,
             init_resources=INIT_RESOURCES,
-            cache_volume=MODEL_CACHE_VOLUME if isinstance(delivery, PvcModels) else None,
+            cache_volume=MODEL_CACHE_VOLUME if pvc is not None else None,
         )
         volumes, mounts, init = volumes + extra.volumes, mounts + extra.mounts, [*init, extra.init]
     spec = k8s.PodSpec(
@@ -242,7 +248,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         volumes=volumes,
         node_selector=dict(sorted(gpu.node_selector.items())) if gpu else None,
         tolerations=_tolerations(gpu),
-        topology_spread_constraints=_spread(props.env, props.selector),
+        topology_spread_constraints=_spread(props, props.selector),
     )
     ident = props.overlay.identity
     annotations = identity.policy_hash(ident) if ident is not None and not props.worker else None

@@ -9,6 +9,7 @@ Services that target the container port by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cdk8s_plus_33 as kplus
 from cdk8s_plus_33 import k8s
@@ -29,27 +30,30 @@ from mlplatform.components.base import (
     tcp_port,
 )
 from mlplatform.components.secrets import external_secret
-from mlplatform.schema import Environment
-from mlplatform.schema.common import SecretRef
-from mlplatform.schema.overlay import JobsRedis, RedisOverlay
-from mlplatform.schema.platform import REDIS_PORT
+from mlplatform.runtime_contract import REDIS_PASSWORD_DIR, REDIS_PASSWORD_FILE, REDIS_PORT, REDIS_PORT_NAME
+
+if TYPE_CHECKING:
+    from mlplatform.schema.common import SecretRef
+    from mlplatform.schema.overlay import JobsRedis, RedisOverlay
+    from mlplatform.schema.platform import Redis
 
 REDIS_UID = 10002  # the Redis image's user (tools/imagebuild/definitions.py): non-root, >= 10000
-PORT_NAME = "redis"
-PASSWORD_DIR = "/var/run/secrets/redis"  # noqa: S105  (a mount path)
 CONF = "/etc/redis/redis.conf"
 AUTH_DIR = "/etc/redis/auth"
+#: The auth Secret: the password (the key the inference pods mount too) and redis.conf's include.
 AUTH_TEMPLATE = {
-    "password": "{{ .password }}",
+    REDIS_PASSWORD_FILE: "{{ .password }}",
     "auth.conf": "requirepass {{ .password }}\nmasterauth {{ .password }}\n",
 }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Store:
-    """One Redis StatefulSet: its names, its overlay settings, its password and its redis.conf policy."""
+    """One Redis StatefulSet: its names, image, overlay settings, password and redis.conf policy."""
 
     name: str
+    #: The image, pinned by digest.
+    image: str
     headless: str
     config: str
     auth: str
@@ -63,31 +67,34 @@ class Store:
     maxmemory: str
 
 
-def cache_store(env: Environment) -> Store:
-    """The cache: bounded memory with an eviction policy, RDB snapshots for warm restarts."""
-    over = env.overlay.redis
-    policy = (f"maxmemory-policy {env.platform.redis.maxmemory_policy}", "appendonly no", "save 300 100")
+def cache_store(*, redis: Redis, over: RedisOverlay) -> Store:
+    """The cache (platform.yaml's `redis`, the overlay's `redis`): bounded memory with an eviction policy,
+    RDB snapshots for warm restarts."""
+    policy = (f"maxmemory-policy {redis.maxmemory_policy}", "appendonly no", "save 300 100")
     return Store(
         name=names.REDIS,
+        image=f"{redis.image}@{over.image_digest}",
         headless=names.REDIS_HEADLESS,
         config=names.REDIS_CONFIG,
         auth=names.REDIS_AUTH,
         primary_pod=names.REDIS_PRIMARY_POD,
         component="cache",
         overlay=over,
-        password=env.platform.redis.password,
+        password=redis.password,
         replicas=over.replicas,
         policy=policy,
         maxmemory=over.maxmemory,
     )
 
 
-def jobs_store(over: JobsRedis, password: SecretRef, maxmemory: str) -> Store:
-    """The job queue and quota counters: never evicts (a full store refuses writes), every write on disk
-    before it is acknowledged (AOF, fsync always), no RDB snapshots."""
+def jobs_store(*, image: str, over: JobsRedis, password: SecretRef, maxmemory: str) -> Store:
+    """The job queue and quota counters (the cache's image, `image`, at the overlay's digest): never evicts
+    (a full store refuses writes), every write on disk before it is acknowledged (AOF, fsync always), no
+    RDB snapshots."""
     policy = ("maxmemory-policy noeviction", "appendonly yes", "appendfsync always", 'save ""')
     return Store(
         name=names.JOBS_REDIS,
+        image=f"{image}@{over.image_digest}",
         headless=names.JOBS_REDIS_HEADLESS,
         config=names.JOBS_REDIS_CONFIG,
         auth=names.JOBS_REDIS_AUTH,
@@ -138,16 +145,17 @@ def _probe(action: k8s.TcpSocketAction | k8s.ExecAction, period: int, failures: 
     )
 
 
-def _container(env: Environment, store: Store) -> k8s.Container:
+def _container(store: Store) -> k8s.Container:
     over = store.overlay
-    tcp = k8s.TcpSocketAction(port=port(PORT_NAME))
-    ping = f'REDISCLI_AUTH="$(cat {PASSWORD_DIR}/password)" redis-cli -p {REDIS_PORT} ping | grep -q PONG'
+    tcp = k8s.TcpSocketAction(port=port(REDIS_PORT_NAME))
+    password = f"{REDIS_PASSWORD_DIR}/{REDIS_PASSWORD_FILE}"
+    ping = f'REDISCLI_AUTH="$(cat {password})" redis-cli -p {REDIS_PORT} ping | grep -q PONG'
     return k8s.Container(
         name=names.REDIS,
-        image=f"{env.platform.redis.image}@{over.image_digest}",
+        image=store.image,
         image_pull_policy="IfNotPresent",
         command=_command(store),
-        ports=[tcp_port(PORT_NAME, REDIS_PORT)],
+        ports=[tcp_port(REDIS_PORT_NAME, REDIS_PORT)],
         resources=resources(over.resources.as_k8s()),
         security_context=container_security_context(REDIS_UID),
         startup_probe=_probe(tcp, 2, 30),
@@ -157,12 +165,12 @@ def _container(env: Environment, store: Store) -> k8s.Container:
             k8s.VolumeMount(name="data", mount_path="/data"),
             k8s.VolumeMount(name="config", mount_path=CONF, sub_path="redis.conf", read_only=True),
             k8s.VolumeMount(name="auth", mount_path=AUTH_DIR, read_only=True),
-            k8s.VolumeMount(name="password", mount_path=PASSWORD_DIR, read_only=True),
+            k8s.VolumeMount(name="password", mount_path=REDIS_PASSWORD_DIR, read_only=True),
         ],
     )
 
 
-def _pod_spec(env: Environment, store: Store) -> k8s.PodSpec:
+def _pod_spec(store: Store) -> k8s.PodSpec:
     config = k8s.ConfigMapVolumeSource(name=store.config, default_mode=0o444)
     return k8s.PodSpec(
         service_account_name=store.name,
@@ -170,11 +178,11 @@ def _pod_spec(env: Environment, store: Store) -> k8s.PodSpec:
         enable_service_links=False,
         security_context=pod_security_context(REDIS_UID),
         termination_grace_period_seconds=30,
-        containers=[_container(env, store)],
+        containers=[_container(store)],
         volumes=[
             k8s.Volume(name="config", config_map=config),
             secret_volume("auth", secret=store.auth, key="auth.conf"),
-            secret_volume("password", secret=store.auth, key="password"),
+            secret_volume("password", secret=store.auth, key=REDIS_PASSWORD_FILE),
         ],
     )
 
@@ -193,17 +201,22 @@ def _data_claim(store: Store, labels: dict[str, str]) -> k8s.KubePersistentVolum
 
 
 def _service_port() -> k8s.ServicePort:
-    return k8s.ServicePort(name=PORT_NAME, port=REDIS_PORT, target_port=port(PORT_NAME), protocol="TCP")
+    return k8s.ServicePort(
+        name=REDIS_PORT_NAME, port=REDIS_PORT, target_port=port(REDIS_PORT_NAME), protocol="TCP"
+    )
 
 
 class RedisStatefulSet(Construct):
-    """One Redis of one environment: ServiceAccount, auth ExternalSecret, config, Services, StatefulSet,
-    and a PDB where it runs more than one pod."""
+    """One Redis of one environment (the cache, `cache_store`, or the jobs Redis, `jobs_store`):
+    ServiceAccount, auth ExternalSecret from `secret_store`, config, Services, StatefulSet, and a PDB where
+    it runs more than one pod."""
 
-    def __init__(self, scope: Construct, id: str, *, env: Environment, store: Store) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, store: Store, namespace: str, platform: str, secret_store: str
+    ) -> None:
         super().__init__(scope, id)
-        common = names.common(platform=env.platform.name, name=store.name, component=store.component)
-        meta = Meta(namespace=env.namespace, labels=common, wave=WAVE_DATA)
+        common = names.common(platform=platform, name=store.name, component=store.component)
+        meta = Meta(namespace=namespace, labels=common, wave=WAVE_DATA)
         selector = names.select(store.name)
         service_account(self, meta=meta, name=store.name)
         external_secret(
@@ -211,9 +224,9 @@ class RedisStatefulSet(Construct):
             "auth",
             meta=meta,
             name=store.auth,
-            store=env.overlay.secret_store,
+            store=secret_store,
             ref=store.password,
-            key="password",
+            key=REDIS_PASSWORD_FILE,
             template=AUTH_TEMPLATE,
         )
         kplus.ConfigMap(
@@ -233,7 +246,7 @@ class RedisStatefulSet(Construct):
             persistent_volume_claim_retention_policy=k8s.StatefulSetPersistentVolumeClaimRetentionPolicy(
                 when_deleted="Retain", when_scaled="Retain"
             ),
-            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=common), spec=_pod_spec(env, store)),
+            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=common), spec=_pod_spec(store)),
             volume_claim_templates=[_data_claim(store, common)],
         )
         k8s.KubeStatefulSet(self, "statefulset", metadata=meta.l1(store.name), spec=spec)
@@ -242,20 +255,3 @@ class RedisStatefulSet(Construct):
                 max_unavailable=port(1), selector=k8s.LabelSelector(match_labels=selector)
             )
             k8s.KubePodDisruptionBudget(self, "disruption-budget", metadata=meta.l1(store.name), spec=budget)
-
-
-class RedisCache(RedisStatefulSet):
-    """The shared Redis cache of one environment."""
-
-    def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
-        super().__init__(scope, id, env=env, store=cache_store(env))
-
-
-class JobsRedisStore(RedisStatefulSet):
-    """The jobs Redis of an environment that enables jobs (one pod: no PDB)."""
-
-    def __init__(
-        self, scope: Construct, id: str, *, env: Environment, over: JobsRedis, password: SecretRef
-    ) -> None:
-        store = jobs_store(over, password, env.overlay.jobs.maxmemory)
-        super().__init__(scope, id, env=env, store=store)

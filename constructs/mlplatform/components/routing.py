@@ -7,18 +7,21 @@ GRPCRoute with the HTTPRoute's canary weights, or an nginx Ingress with `backend
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cdk8s_plus_33 import k8s
 from mlplatform_crds.io.k8s.networking import gateway
 
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import Meta
-from mlplatform.components.kserve import PREDICTOR_PORT
-from mlplatform.components.pods import GRPC_PORT_NAME, HTTP_PORT
-from mlplatform.schema import Environment
-from mlplatform.schema.overlay import GatewayRouting, IngressRouting, ServiceOverlay
-from mlplatform.schema.platform import GRPC_PORT, INFERENCE_PORT
+from mlplatform.runtime_contract import GRPC_PORT, GRPC_PORT_NAME, HTTP_PORT_NAME, INFERENCE_PORT
 
+if TYPE_CHECKING:
+    from mlplatform.schema.overlay import GatewayRouting, IngressRouting, ServiceOverlay
+
+#: KServe's predictor Service listens on 80 and targets the container's first port (ours: `http`, 8080).
+PREDICTOR_PORT = 80
 CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
 #: ingress-nginx proxies the Ingress's backends over gRPC (HTTP/2) instead of HTTP/1.1.
 NGINX_BACKEND_PROTOCOL = "nginx.ingress.kubernetes.io/backend-protocol"
@@ -106,7 +109,7 @@ def ingress(
         "ingress",
         meta=meta,
         name=service,
-        backend=(name, HTTP_PORT),
+        backend=(name, HTTP_PORT_NAME),
         host=overlay.host,
         path=overlay.path,
         tls=svc.tls,
@@ -159,15 +162,23 @@ def _ingress(
     k8s.KubeIngress(scope, id, metadata=meta.l1(name, annotations=annotations), spec=spec)
 
 
-def route(scope: Construct, *, meta: Meta, env: Environment, service: str) -> None:
+def route(
+    scope: Construct,
+    *,
+    meta: Meta,
+    service: str,
+    overlay: ServiceOverlay,
+    routing: IngressRouting | GatewayRouting,
+    kserve: bool,
+    grpc: bool,
+) -> None:
     """The external route to one service: an HTTPRoute on a Gateway, or an Ingress (none where KServe's
-    controller makes it: `routing.madeBy: kserve`)."""
-    overlay, routing = env.overlay.services[service], env.overlay.routing
+    controller makes it: `routing.madeBy: kserve`). `kserve`: the runtime is KServe's (its predictor
+    Services are the backends); `grpc`: the service's pods serve gRPC (its `grpcHost` gets a route)."""
     if routing.made_by == "kserve":
         return
-    kserve = env.overlay.runtime == "kserve"
-    grpc_host = overlay.grpc_host if env.serves_grpc(service) else None  # the spec check refuses the rest
-    if isinstance(routing, GatewayRouting):
+    grpc_host = overlay.grpc_host if grpc else None  # the spec check refuses the rest
+    if routing.kind == "Gateway":
         http_route(scope, meta=meta, service=service, overlay=overlay, routing=routing, kserve=kserve)
         if grpc_host is not None:
             grpc_route(scope, meta=meta, service=service, overlay=overlay, routing=routing, host=grpc_host)

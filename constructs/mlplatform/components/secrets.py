@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlplatform_crds.io import external_secrets as eso
 
 from constructs import Construct
 from mlplatform.components.base import Meta
-from mlplatform.schema.common import SecretRef
+
+if TYPE_CHECKING:
+    from mlplatform.schema.common import SecretRef
 
 REFRESH = "1h"
 

@@ -9,11 +9,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mlplatform.names import JOBS_REDIS, WORKER_SUFFIX
 from mlplatform.schema.catalog import CATALOG_FILE, Catalog
 from mlplatform.schema.common import DNS_LABEL_PATTERN
 from mlplatform.schema.errors import FieldPath, Problem, choices, did_you_mean
 from mlplatform.schema.overlay import GatewayRouting, Overlay, ServiceOverlay
-from mlplatform.schema.platform import JOBS_REDIS, WORKER_SUFFIX, Model, Platform
+from mlplatform.schema.platform import Model, Platform
 from mlplatform.schema.source import Source
 
 PLATFORM_FILE = "platform.yaml"

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from mlplatform import runtime_contract
 from mlplatform.schema.common import (
     AbsolutePath,
     Digest,
@@ -198,15 +199,9 @@ class GatewayRouting(Strict):
 Routing = Annotated[IngressRouting | GatewayRouting, Field(discriminator="kind")]
 
 
-#: The series the load signals read (`signal: inFlight` and `requestRate`): the service's request latency
-#: histogram (apps/inference: every HTTP and gRPC request, by route, model, status and protocol), over the
-#: requests that name a model (`model` not empty: inference, metadata and jobs calls; not probes, scrapes or
-#: server metadata). Its `_count` grows by one per request: its growth per second is the request rate. Its
-#: `_sum` grows by each request's seconds in the server: its growth per second is the number of requests in
-#: flight, averaged over the whole window (Little's law), where the `inference_requests_in_flight` gauge
-#: would be one point sample per scrape, and would count the scrape itself.
-LOAD_METRIC = "inference_request_duration_seconds"
-LOAD_LABEL = "model"
+#: The series the load signals read: the runtime contract's (mlplatform.runtime_contract).
+LOAD_METRIC = runtime_contract.LOAD_METRIC
+LOAD_LABEL = runtime_contract.LOAD_LABEL
 
 #: The autoscaler's default CPU target, as a share of the pod's CPU request (1 CPU for the inference pods of
 #: the reference overlays: what one worker uses at its best throughput). Measured by
@@ -337,7 +332,8 @@ class PvcModels(Strict):
             "an image pinned by digest: repository@sha256:<64 hex>",
         ),
     ]
-    path: AbsolutePath = "/models"
+    #: Where the models are in the model image: by default where the service reads them in its own image.
+    path: AbsolutePath = runtime_contract.MODEL_DIR
     storage_class: DnsLabel
     size: Quantity
     access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany"] = "ReadWriteMany"

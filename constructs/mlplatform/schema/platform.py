@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from mlplatform.names import JOBS_REDIS, WORKER_SUFFIX
+from mlplatform.runtime_contract import HTTP_PORT_NAME, INFERENCE_PORT, REDIS_PORT, REDIS_PORT_NAME
 from mlplatform.schema.common import (
     DnsLabel,
     Duration,
@@ -19,14 +21,6 @@ from mlplatform.schema.errors import FieldPath, FieldProblems, unknown
 from mlplatform.schema.signing import ImageSigning
 
 VERSION_PATTERN = r"^[0-9]+$"
-#: Ports of the runtime contract (README "Runtime contract").
-INFERENCE_PORT = 8080
-#: The Open Inference Protocol over gRPC (INFERENCE_GRPC_PORT), where a service's `grpc` is on.
-GRPC_PORT = 8081
-REDIS_PORT = 6379
-#: The jobs Redis's component name, and what a service's job worker adds to the service's name.
-JOBS_REDIS = "jobs-redis"
-WORKER_SUFFIX = "-worker"
 
 
 class Backoff(Strict):
@@ -240,5 +234,5 @@ class Platform(Strict):
     def port_of(self, component: str) -> tuple[str, int]:
         """The named port a component accepts connections on."""
         if component in ("redis", JOBS_REDIS):
-            return "redis", REDIS_PORT
-        return "http", INFERENCE_PORT
+            return REDIS_PORT_NAME, REDIS_PORT
+        return HTTP_PORT_NAME, INFERENCE_PORT
