@@ -1,7 +1,7 @@
 """The REST inference endpoints: which request paths are the inference routes, and the router's endpoint
 for them. The front (inference_service.rest.front) matches a request here and hands it to the dataplane
-straight from ASGI; a request that reaches the router instead (another method, for the 405) meets the same
-handler through `InferenceEndpoint`.
+straight from ASGI; a request that reaches the router instead meets the same handler through
+`InferenceEndpoint` (the routes, rest.v1 and rest.v2, also answer other methods with 405).
 """
 
 from __future__ import annotations
