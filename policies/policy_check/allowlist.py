@@ -22,11 +22,12 @@ from typing import Any
 
 import yaml
 
+from model_build.catalog import CATALOG_PATH
 from policy_check import findings
 
 RULE = "admission-allowlist"
 #: The model catalog, relative to the repository root (overlays/..).
-CATALOG_FILE = Path("apps/inference/model_build/catalog.json")
+CATALOG_FILE = Path(CATALOG_PATH)
 #: The ports of the runtime contract (README "Runtime contract"): what each component's pods listen on.
 INFERENCE_PORTS = ({"name": "http", "port": 8080, "protocol": "TCP"},)
 #: A service's API pods also serve the Open Inference Protocol over gRPC (platform.yaml services.<name>.grpc)

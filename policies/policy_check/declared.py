@@ -20,8 +20,6 @@ import yaml
 from policy_check import allowlist
 
 PLATFORM_FILE = "platform.yaml"
-#: The model catalog, relative to the repository root (overlays/..): where each model version comes from.
-CATALOG_FILE = Path("apps/inference/model_build/catalog.json")
 #: Catalog source kinds fetched over the network, and the one port the fetch uses.
 NETWORK_SOURCES = ("https", "oci")
 MODEL_SOURCES = "model-sources"
@@ -60,7 +58,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 def _catalog_sources(overlays: Path) -> dict[tuple[str, str], str]:
     """(model, version) -> source kind, read from the catalog's JSON (absent catalog: nothing is fetched)."""
-    path = overlays.parent / CATALOG_FILE
+    path = overlays.parent / allowlist.CATALOG_FILE
     if not path.is_file():
         return {}
     try:
@@ -86,7 +84,7 @@ def _fetching_services(
             kind = kinds.get((str(model.get("name")), str(model.get("version"))), "")
             if kind in NETWORK_SOURCES:
                 at = f"overlays/{env}.yaml"
-                why = f"{CATALOG_FILE}: {model['name']} {model['version']} comes from {kind} ({at})"
+                why = f"{allowlist.CATALOG_FILE}: {model['name']} {model['version']} comes from {kind} ({at})"
                 found.append((str(name), why))
                 break
     return found

@@ -1,4 +1,10 @@
-"""The FastAPI application factory: `uvicorn inference_service.app:create_app --factory`."""
+"""The FastAPI application factory: `uvicorn inference_service.app:create_app --factory`.
+
+The one place the serving layers are composed: the REST endpoints (inference_service.rest: the front every
+request enters, the routes) and the gRPC ones (inference_service.grpc, started in the lifespan) over one
+dataplane (inference_service.dataplane.InferenceHandler), with its wrappers: the identity gate (run by the
+front), the jobs API and the caller's quota (`serving_handler`).
+"""
 
 from __future__ import annotations
 
@@ -16,18 +22,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference_service import __version__
 from inference_service.accesslog import AccessLog
+from inference_service.dataplane import InferenceHandler
 from inference_service.errors import InferenceError
 from inference_service.identity.build import build_gate
 from inference_service.identity.gate import Gate
-from inference_service.jobs.wiring import install as install_jobs
+from inference_service.jobs import routes as jobs_routes
+from inference_service.jobs.store import JobStore, connect
 from inference_service.logs import configure_logging
 from inference_service.metrics import Metrics
-from inference_service.middleware import RequestMiddleware
-from inference_service.openapi import build_openapi
+from inference_service.quotas import QuotaLimitedHandler, Quotas
+from inference_service.quotas import router as quota_router
 from inference_service.repository import discover
-from inference_service.routes import health, v1, v2
-from inference_service.routes import metrics as metrics_route
-from inference_service.routes.common import json_response
+from inference_service.responses import json_response
+from inference_service.rest import health, v1, v2
+from inference_service.rest import metrics as metrics_route
+from inference_service.rest.front import RequestMiddleware
+from inference_service.rest.openapi import build_openapi
 from inference_service.security import DOC_PATHS, OPEN_PATHS
 from inference_service.settings import Settings
 from inference_service.state import ServiceState
@@ -47,6 +57,42 @@ class InferenceApp(FastAPI):
             await self.front(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+def serving_handler(app: FastAPI, state: ServiceState) -> InferenceHandler:
+    """Adds the jobs and quota routes when a jobs Redis is configured; returns the inference handler (with
+    quotas admitted first when a limit is set)."""
+    s = state.settings
+    app.state.quotas = None
+    app.state.quota_auth = s.auth_enabled
+    limited = s.quota_requests_per_minute > 0 or s.quota_rows_per_day > 0
+    if not s.jobs_redis_url:
+        if limited:
+            raise ValueError(
+                "INFERENCE_QUOTA_REQUESTS_PER_MINUTE / INFERENCE_QUOTA_ROWS_PER_DAY need "
+                "INFERENCE_JOBS_REDIS_URL (the counters live in the persistent jobs Redis)"
+            )
+        app.include_router(quota_router)
+        return InferenceHandler(state)
+    client = connect(s.jobs_redis_url, s.jobs_redis_password(), s.jobs_redis_timeout_ms / 1000)
+    app.state.jobs = JobStore(
+        client,
+        prefix=s.jobs_prefix,
+        result_ttl_seconds=s.jobs_result_ttl_seconds,
+        max_attempts=s.jobs_max_attempts,
+    )
+    app.include_router(jobs_routes.router)
+    app.include_router(quota_router)
+    if not limited:
+        return InferenceHandler(state)
+    app.state.quotas = quotas = Quotas(
+        client,
+        requests_per_minute=s.quota_requests_per_minute,
+        rows_per_day=s.quota_rows_per_day,
+        fail_open=s.quota_fail_open,
+        registry=state.metrics.registry,
+    )
+    return QuotaLimitedHandler(state, quotas, auth=s.auth_enabled)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.inference = state
-    app.state.inference_handler = handler = install_jobs(app, state)  # jobs API, quotas when configured
+    app.state.inference_handler = handler = serving_handler(app, state)  # jobs API, quotas when configured
     app.router.routes[:0] = [*v2.HOT_ROUTES, *v1.HOT_ROUTES]  # first: matched before anything else
     app.include_router(health.router)
     app.include_router(v2.router)

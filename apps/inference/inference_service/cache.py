@@ -13,10 +13,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from inference_service.responses import CachedResponse
 
 log = logging.getLogger("inference.cache")
 
@@ -48,21 +50,6 @@ class LocalCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-class CachedResponse(NamedTuple):
-    """A whole inference response, ready to send: body bytes, raw ASGI headers, and how many rows it holds.
-
-    A tuple of bytes, tuples of bytes and an int: the cyclic GC stops tracking it after its first pass, so
-    ten thousand cached responses do not lengthen every full collection (a p99 cost)."""
-
-    body: bytes
-    headers: tuple[tuple[bytes, bytes], ...]
-    rows: int
-
-    @property
-    def size(self) -> int:
-        return len(self.body) + 64 * (len(self.headers) + 2)  # the body plus a rough per-entry overhead
 
 
 class ResponseCache:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Sequence
 from inference_service.batching import DynamicBatcher
 from inference_service.cache import LocalCache, RedisTier
 from inference_service.metrics import Metrics
-from inference_service.models import Row, RowResult, ServedModel
+from inference_service.sessions import Row, RowResult, ServedModel
 
 #: Rows handled in one event-loop step (keys, cache lookups, an inline model's run): a few ms for the tabular
 #: model on a 2-core machine (test_inference_loop_latency: health p99 about 21 ms beside 25,000-row batches).
@@ -74,7 +74,7 @@ class ModelRuntime:
         self._joins = metrics.singleflight_joins.labels(model.name)
 
     def count_response_hit(self, rows: int) -> None:
-        """A whole response came from the response cache (inference_service.hotpath), which is part of the
+        """A whole response came from the response cache (inference_service.dataplane), which is part of the
         local tier: its rows count as local hits."""
         self._hit_local.inc(rows)
 

@@ -19,8 +19,8 @@ import orjson
 from inference_service.datatypes import FLOAT_TYPES, INT_TYPES, V2_TO_NUMPY
 from inference_service.decoding import invalid_json
 from inference_service.errors import BadRequest, PayloadTooLarge
-from inference_service.models import Array, Row, RowResult, ServedModel
-from model_build.metadata import TensorSpec
+from inference_service.repository_format import TensorSpec
+from inference_service.sessions import Array, Row, RowResult, ServedModel
 
 BINARY_HEADER = "inference-header-content-length"
 _NUMERIC_KINDS = {"FP": "fiu", "INT": "iu", "UINT": "iu", "BOOL": "b"}

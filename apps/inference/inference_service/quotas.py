@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
-from inference_service.hotpath import InferenceHandler, Target, error_response, read_body, send_response
-from inference_service.routes.common import json_response
+from inference_service.dataplane import InferenceHandler, Target
+from inference_service.responses import error_response, json_response, read_body, send_response
 from inference_service.security import presented_key
 from inference_service.state import ServiceState
 

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_build.metadata import METADATA_FILE, ModelMetadata
+from inference_service.repository_format import METADATA_FILE, ModelMetadata
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from inference_service.decoding import Decoder
 from inference_service.engine import ModelRuntime
 from inference_service.errors import NotFound, Unavailable
 from inference_service.metrics import Metrics
-from inference_service.models import load_model
 from inference_service.repository import ModelEntry, ModelIntegrityError
+from inference_service.sessions import load_model
 from inference_service.settings import Settings
 
 log = logging.getLogger("inference.state")

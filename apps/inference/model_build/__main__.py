@@ -26,9 +26,10 @@ from typing import Any
 
 import orjson
 
+from inference_service import repository_format
+from inference_service.repository_format import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
 from model_build import catalog
 from model_build.imported import ImportedModelError, copy_into
-from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
 from model_build.staging import staged_folder
 
 STAMP_FILE = ".build-stamp"
@@ -78,10 +79,10 @@ class BuildError(RuntimeError):
 
 def _fingerprint(recipe: ModelRecipe) -> str:
     digest = hashlib.sha256(f"{recipe.module}.{recipe.function}\0".encode())
-    for source in (f"{recipe.module}.py", *recipe.sources, "metadata.py", "staging.py", "__main__.py"):
-        path = PACKAGE_DIR / source
+    sources = [PACKAGE_DIR / s for s in (f"{recipe.module}.py", *recipe.sources, "staging.py", "__main__.py")]
+    for path in [*sources, Path(repository_format.__file__)]:  # the format the build writes: the runtime's
         if path.is_file():
-            digest.update(source.encode() + b"\0" + path.read_bytes() + b"\0")
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for library in recipe.libraries:
         try:
             version = importlib.metadata.version(library)

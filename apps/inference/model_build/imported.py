@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
+from inference_service.repository_format import METADATA_FILE, MODEL_FILE, ModelMetadata, sha256_file
 from model_build.staging import staged_folder
 
 

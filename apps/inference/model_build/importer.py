@@ -30,9 +30,9 @@ import numpy.typing as npt
 import onnx
 import pydantic
 
+from inference_service.repository_format import METADATA_FILE, MODEL_FILE, ModelMetadata, TensorSpec
 from model_build import catalog
 from model_build.imported import ImportedModelError, copy_into
-from model_build.metadata import METADATA_FILE, MODEL_FILE, ModelMetadata, TensorSpec
 from model_build.staging import staged_folder
 
 TOKENIZER_FILE = "tokenizer.json"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 
+from inference_service.repository_format import sha256_file
 from model_build import catalog
 from model_build.__main__ import RECIPES, main
-from model_build.metadata import sha256_file
 
 
 def committed_catalog() -> bytes:
@@ -48,8 +48,8 @@ def test_a_fresh_build_reproduces_the_committed_catalog(tmp_path) -> None:
 def test_every_catalogued_version_is_served_from_the_built_repository(model_repository) -> None:
     # What the spec may name (prod's canary asks for breast-cancer:2): each loads, passes the sha256 check
     # against the catalogued digest and answers its warm-up row.
-    from inference_service.models import load_model
     from inference_service.repository import discover
+    from inference_service.sessions import load_model
     from inference_service.settings import Settings
 
     models = catalog.read(catalog.CATALOG_FILE)

@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from inference_service.repository_format import ModelMetadata, sha256_file
 from model_build.__main__ import RECIPES, BuildError, ModelRecipe, build_model, main
-from model_build.metadata import ModelMetadata, sha256_file
 
 TABULAR = next(r for r in RECIPES if (r.name, r.version) == ("breast-cancer", "1"))
 TABULAR_V2 = next(r for r in RECIPES if (r.name, r.version) == ("breast-cancer", "2"))

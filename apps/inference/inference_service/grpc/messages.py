@@ -17,8 +17,8 @@ import numpy as np
 
 from inference_service.errors import BadRequest
 from inference_service.grpc import inference_pb2 as pb
-from inference_service.models import RowResult, ServedModel
 from inference_service.protocol import InferRequest, output_tensors, raw_bytes
+from inference_service.sessions import RowResult, ServedModel
 
 #: datatype -> the InferTensorContents field holding its elements, and that field's element type
 CONTENTS: dict[str, tuple[str, type[np.generic]]] = {

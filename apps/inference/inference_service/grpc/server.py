@@ -16,10 +16,10 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from inference_service.dataplane import InferenceHandler
 from inference_service.grpc import inference_pb2_grpc as pb_grpc
 from inference_service.grpc.service import SERVICE, InferenceServicer
-from inference_service.hotpath import InferenceHandler
-from inference_service.middleware import RequestMiddleware
+from inference_service.rest.front import RequestMiddleware
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.grpc")

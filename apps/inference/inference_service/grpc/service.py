@@ -21,17 +21,15 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 
-from inference_service import __version__
+from inference_service.dataplane import LARGE_BODY_BYTES, InferenceHandler, metadata_document, server_document
 from inference_service.errors import InferenceError, PayloadTooLarge, TooManyRequests, Unavailable
 from inference_service.grpc import inference_pb2 as pb
 from inference_service.grpc import inference_pb2_grpc as pb_grpc
 from inference_service.grpc import messages
-from inference_service.hotpath import LARGE_BODY_BYTES, InferenceHandler
 from inference_service.logs import REQUEST_ID, iso_time
-from inference_service.middleware import UNKNOWN_MODEL, RequestMiddleware
 from inference_service.protocol import check_response_size, parse_v2_document
 from inference_service.quotas import QuotaLimitedHandler, owner_of
-from inference_service.routes.v2 import EXTENSIONS, SERVER_NAME, metadata_document
+from inference_service.rest.front import UNKNOWN_MODEL, RequestMiddleware
 from inference_service.security import OPEN_PATHS
 from inference_service.state import ServiceState
 
@@ -119,7 +117,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerMetadataResponse:
         async def run(call: Call) -> pb.ServerMetadataResponse:
-            return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+            return pb.ServerMetadataResponse(**server_document())
 
         return await self._serve(context, "ServerMetadata", "GET", "/v2", "", run, pb.ServerMetadataResponse)
 

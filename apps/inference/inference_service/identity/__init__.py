@@ -6,5 +6,6 @@ keys.py     API keys, each with an id (`ID:KEY` entries), compared in constant t
 policy.py   the access policy: claims and key ids -> models, versions, actions (infer, jobs, metadata)
 requests.py which action, model and version a request path is
 audit.py    one JSON line per decision on its own stream; never a token or a key
-gate.py     Gate: the one call the request middleware makes (401 / 403 / pass)
+gate.py     Gate: the one call the REST front (and the gRPC service) makes (401 / 403 / pass); imports the
+            responses floor (inference_service.responses), never the dataplane or the endpoints
 """

@@ -16,13 +16,12 @@ from typing import Any
 
 from starlette.types import Scope
 
-from inference_service.cache import CachedResponse
-from inference_service.hotpath import error_response
 from inference_service.identity.audit import AuditLog
 from inference_service.identity.keys import KeyRing
 from inference_service.identity.policy import AccessPolicy, Permissions
 from inference_service.identity.requests import OPENAPI, Action, Request, classify
 from inference_service.identity.tokens import TokenError, TokenVerifier
+from inference_service.responses import CachedResponse, error_response
 
 _UNAUTHENTICATED = (
     "missing or invalid credentials: send `Authorization: Bearer <API key or OIDC token>` or "

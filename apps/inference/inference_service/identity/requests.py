@@ -32,7 +32,7 @@ _JOBS = Request(Action.JOBS)
 
 
 def classify(method: str, path: str) -> Request:
-    """The model-scoped action of a path (the routes of inference_service.routes), else Request(None).
+    """The model-scoped action of a path (the routes of inference_service.rest), else Request(None).
 
     `/v2/models/{m}[/versions/{v}]/infer` and `/v1/models/{m}:predict` are infer; GETs of
     `/v2/models/{m}[/versions/{v}][/ready]` and `/v1/models/{m}` are metadata; anything under

@@ -22,12 +22,13 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from inference_service.errors import BadRequest, InferenceError, NotFound
-from inference_service.hotpath import BINARY_HEADER, read_body
 from inference_service.jobs.store import IdempotencyConflict, JobStore
 from inference_service.logs import REQUEST_ID
 from inference_service.protocol import check_response_size, parse_v2
 from inference_service.quotas import Quotas, owner_of
-from inference_service.routes.common import json_response, state_of
+from inference_service.responses import json_response, read_body
+from inference_service.rest.common import state_of
+from inference_service.rest.inference import BINARY_HEADER
 
 router = APIRouter(tags=["jobs"])
 

@@ -38,8 +38,8 @@ from inference_service.logs import REQUEST_ID, configure_logging
 from inference_service.metrics import Metrics
 from inference_service.protocol import encode_v2, parse_v2
 from inference_service.repository import discover
-from inference_service.routes import health
-from inference_service.routes import metrics as metrics_route
+from inference_service.rest import health
+from inference_service.rest import metrics as metrics_route
 from inference_service.settings import Settings
 from inference_service.state import ServiceState
 

@@ -9,8 +9,9 @@ import signal
 import httpx
 
 from inference_service.accesslog import AccessLog
-from inference_service.cache import CachedResponse, ResponseCache
-from inference_service.hotpath import match
+from inference_service.cache import ResponseCache
+from inference_service.responses import CachedResponse
+from inference_service.rest.inference import match
 
 INFER = "/v2/models/breast-cancer/infer"
 

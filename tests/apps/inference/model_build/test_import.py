@@ -16,11 +16,11 @@ import pytest
 import tritonclient.http as triton
 from onnx import TensorProto, helper
 
-from inference_service.models import load_model
 from inference_service.repository import discover
+from inference_service.repository_format import ModelMetadata, sha256_file
+from inference_service.sessions import load_model
 from inference_service.settings import Settings
 from model_build.importer import import_model
-from model_build.metadata import ModelMetadata, sha256_file
 
 
 def run_import(

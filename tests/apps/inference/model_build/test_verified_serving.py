@@ -11,8 +11,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from inference_service.models import load_model
 from inference_service.repository import ModelIntegrityError, discover
+from inference_service.sessions import load_model
 from inference_service.settings import Settings
 
 

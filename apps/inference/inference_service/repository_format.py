@@ -1,8 +1,9 @@
-"""The metadata.json format that sits next to every model.onnx in the model repository.
+"""The model repository's format: the metadata.json that sits next to every model.onnx.
 
-The build writes it; the inference service reads it to learn which adapter serves the model ("kind"), the
+The runtime owns it: the inference service reads it to learn which adapter serves the model ("kind"), the
 V2 signature it exposes (names, datatypes, shapes; -1 is a dynamic dimension, the first is the batch) and,
 for text models, the tokenizer. `details` carries free-form provenance (training data, metrics, weights hash).
+The build (model_build) imports it from here to write it, so the runtime imports nothing of the build tool.
 """
 
 from __future__ import annotations

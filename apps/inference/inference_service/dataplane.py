@@ -1,13 +1,21 @@
-"""The inference routes, served straight from ASGI.
+"""The dataplane: one inference request, from the bytes an endpoint read to the bytes it sends, whichever
+endpoint it came in by (KServe's `protocol/dataplane.py` under its REST and gRPC endpoints).
+
+decode (inference_service.protocol, helper processes for large JSON) -> authorize (the identity gate, run by
+the endpoints' front before any body is read; the caller's quota, `quotas.QuotaLimitedHandler`) -> cache
+(whole responses here, rows in the model's runtime) -> batch and run (inference_service.engine: single-flight,
+dynamic batcher, onnxruntime) -> encode.
 
 `POST /v2/models/{model_name}[/versions/{model_version}]/infer` and `POST /v1/models/{model_name}:predict`
 are what the service exists for, and on a small CPU the framework around a request costs more than the
-model. So the request middleware hands these to `InferenceHandler` directly, without the router, Request
-and Response objects or exception middleware; the router keeps the same routes (for 405s and the OpenAPI
-document) with this handler as their endpoint, so both ways in behave the same.
+model. So the REST front (inference_service.rest.front) hands these to `InferenceHandler` directly, without
+the router, Request and Response objects or exception middleware; the router keeps the same routes (for
+405s and the OpenAPI document) with this handler as their endpoint (inference_service.rest.inference), so
+both ways in behave the same.
 
 A repeated identical request (same route kind, binary-header value and body) is answered from the model's
 response cache by a hash of the raw body, before any parsing: the response bytes were made once.
+The server and model metadata documents both endpoints answer are here too.
 """
 
 from __future__ import annotations
@@ -16,26 +24,44 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
-from inference_service.cache import CachedResponse, ResponseCache
+from inference_service import __version__
+from inference_service.cache import ResponseCache
 from inference_service.decoding import InvalidJson
 from inference_service.engine import ModelRuntime
 from inference_service.errors import BadRequest, InferenceError, PayloadTooLarge
 from inference_service.protocol import check_response_size, encode_v1, encode_v2, parse_v1, parse_v2
+from inference_service.repository import ModelEntry
+from inference_service.responses import JSON, CachedResponse, error_response, read_body, send_response
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.hotpath")
 
-V2_INFER = "/v2/models/{model_name}/infer"
-V2_VERSION_INFER = "/v2/models/{model_name}/versions/{model_version}/infer"
-V1_PREDICT = "/v1/models/{model_name}:predict"
-BINARY_HEADER = b"inference-header-content-length"
 #: Bodies larger than this are parsed and answered off the event loop thread (see InferenceHandler._compute).
 LARGE_BODY_BYTES = 256 * 1024
-_JSON = b"application/json"
 _BINARY = b"application/octet-stream"
+
+SERVER_NAME = "mlplatform-inference"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+def server_document() -> dict[str, Any]:
+    """The server's V2 metadata (`GET /v2`; the gRPC ServerMetadata answers the same)."""
+    return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+
+def metadata_document(entry: ModelEntry) -> dict[str, Any]:
+    """A model's V2 metadata (the gRPC ModelMetadata answers the same, without `parameters`)."""
+    meta = entry.metadata
+    return {
+        "name": entry.name,
+        "versions": [entry.version],
+        "platform": meta.platform,
+        "inputs": [i.model_dump() for i in meta.inputs],
+        "outputs": [o.model_dump() for o in meta.outputs],
+        "parameters": {"description": meta.description, "kind": meta.kind},
+    }
 
 
 class Target:
@@ -48,56 +74,6 @@ class Target:
         self.template = template
         self.model = model
         self.version = version
-
-
-def match(path: str) -> Target | None:
-    """The inference route of a request path, matched as the router would (`{param}`: one segment)."""
-    if path.startswith("/v2/models/") and path.endswith("/infer"):
-        rest = path[11:-6]
-        if rest and "/" not in rest:
-            return Target(b"v2", V2_INFER, rest, None)
-        name, sep, version = rest.partition("/versions/")
-        if sep and name and version and "/" not in name and "/" not in version:
-            return Target(b"v2", V2_VERSION_INFER, name, version)
-        return None
-    if path.startswith("/v1/models/") and path.endswith(":predict"):
-        name = path[11:-8]
-        if name and "/" not in name:
-            return Target(b"v1", V1_PREDICT, name, None)
-    return None
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes even without (or with a lying) length."""
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def error_response(status: int, message: str) -> CachedResponse:
-    body = orjson.dumps({"error": message})
-    headers = ((b"content-type", _JSON), (b"content-length", str(len(body)).encode()))
-    return CachedResponse(body=body, headers=headers, rows=0)
-
-
-async def send_response(
-    send: Send, status: int, response: CachedResponse, extra: list[tuple[bytes, bytes]]
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [*response.headers, *extra]})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 class InferenceHandler:
@@ -220,18 +196,6 @@ class InferenceHandler:
             self._check_size(content)
         return CachedResponse(
             body=content,
-            headers=((b"content-type", _JSON), (b"content-length", b"%d" % len(content))),
+            headers=((b"content-type", JSON), (b"content-length", b"%d" % len(content))),
             rows=rows,
         )
-
-
-class InferenceEndpoint:
-    """The same handler as a router endpoint (an ASGI app) for requests that reach the router; the app
-    keeps its handler in `app.state.inference_handler`."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = match(scope["path"])
-        assert target is not None  # the route's own template matched
-        handler: InferenceHandler = scope["app"].state.inference_handler
-        binary = next((v for k, v in scope["headers"] if k == BINARY_HEADER), None)
-        await handler(scope, receive, send, target, binary, [])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from inference_service.routes.common import state_of
+from inference_service.rest.common import state_of
 
 router = APIRouter(tags=["metrics"])
 

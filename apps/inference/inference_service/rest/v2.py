@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from inference_service import __version__
-from inference_service.hotpath import V2_INFER, V2_VERSION_INFER, InferenceEndpoint
-from inference_service.repository import ModelEntry
-from inference_service.routes.common import HotRoute, json_response, state_of
+from inference_service.dataplane import metadata_document, server_document
+from inference_service.responses import json_response
+from inference_service.rest.common import HotRoute, state_of
+from inference_service.rest.inference import V2_INFER, V2_VERSION_INFER, InferenceEndpoint
 
 router = APIRouter(tags=["v2"])
-
-SERVER_NAME = "mlplatform-inference"
-EXTENSIONS = ["binary_tensor_data"]
 
 
 @router.get("/v2", summary="Server metadata")
 async def server_metadata() -> Response:
-    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
-
-
-def metadata_document(entry: ModelEntry) -> dict[str, Any]:
-    """A model's V2 metadata (the gRPC ModelMetadata answers the same, without `parameters`)."""
-    meta = entry.metadata
-    return {
-        "name": entry.name,
-        "versions": [entry.version],
-        "platform": meta.platform,
-        "inputs": [i.model_dump() for i in meta.inputs],
-        "outputs": [o.model_dump() for o in meta.outputs],
-        "parameters": {"description": meta.description, "kind": meta.kind},
-    }
+    return json_response(server_document())
 
 
 def _metadata(request: Request, model_name: str, model_version: str | None) -> Response:
@@ -65,8 +47,8 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
     return _ready(request, model_name, model_version)
 
 
-# The inference routes: the request middleware serves them straight from ASGI (inference_service.hotpath);
-# here for 405s on other methods. The OpenAPI document describes them per model (inference_service.openapi).
+# The inference routes: the front serves them straight from ASGI (inference_service.rest.inference); here
+# for 405s on other methods. The OpenAPI document describes them per model (inference_service.rest.openapi).
 HOT_ROUTES = [
     HotRoute(V2_INFER, InferenceEndpoint(), methods=["POST"]),
     HotRoute(V2_VERSION_INFER, InferenceEndpoint(), methods=["POST"]),

@@ -16,8 +16,8 @@ from fastapi.openapi.utils import get_openapi
 
 from inference_service import __version__
 from inference_service.repository import ModelEntry
+from inference_service.repository_format import TensorSpec
 from inference_service.security import METRICS_PATH, OPEN_PATHS
-from model_build.metadata import TensorSpec
 
 _JSON_TYPES = {"BOOL": "boolean", "BYTES": "string", "FP16": "number", "FP32": "number", "FP64": "number"}
 

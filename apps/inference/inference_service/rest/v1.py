@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from inference_service.hotpath import V1_PREDICT, InferenceEndpoint
-from inference_service.routes.common import HotRoute, json_response, state_of
+from inference_service.responses import json_response
+from inference_service.rest.common import HotRoute, state_of
+from inference_service.rest.inference import V1_PREDICT, InferenceEndpoint
 
 router = APIRouter(tags=["v1"])
 
@@ -23,5 +24,5 @@ async def model_status(request: Request, model_name: str) -> Response:
     return json_response({"name": entry.name, "ready": entry.name in state.runtimes})
 
 
-# Served by the request middleware straight from ASGI (inference_service.hotpath); here for 405s.
+# Served by the front straight from ASGI (inference_service.rest.inference); here for 405s.
 HOT_ROUTES = [HotRoute(V1_PREDICT, InferenceEndpoint(), methods=["POST"])]

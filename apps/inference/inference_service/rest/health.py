@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from inference_service.routes.common import json_response, state_of
+from inference_service.responses import json_response
+from inference_service.rest.common import state_of
 
 router = APIRouter(tags=["health"])
 

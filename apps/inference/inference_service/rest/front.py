@@ -1,6 +1,7 @@
-"""One pure-ASGI middleware for every request: request id, API-key check, body-size pre-check, the inference
-routes served directly (inference_service.hotpath), latency metrics by route template and model, and a
-structured JSON access log line.
+"""The front of the REST endpoints: one pure-ASGI middleware for every request: request id, the limits, the
+identity gate, body-size pre-check, the inference routes handed to the dataplane directly (matched by
+inference_service.rest.inference), latency metrics by route template and model, and a structured JSON access
+log line. The gRPC endpoints go through the same front (its counters, limits, gate and logs).
 
 Pure ASGI (not BaseHTTPMiddleware) because per-request framework overhead dominates on small CPUs.
 Metric labels stay bounded whatever clients send: the route is a template (or `other`), the status a class,
@@ -22,10 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_service.accesslog import AccessLog
 from inference_service.connections import CONNECTIONS_KEY
-from inference_service.hotpath import BINARY_HEADER, InferenceHandler, error_response, match, send_response
+from inference_service.dataplane import InferenceHandler
 from inference_service.identity.gate import Gate
 from inference_service.logs import REQUEST_ID, iso_time
 from inference_service.metrics import Metrics
+from inference_service.responses import error_response, send_response
+from inference_service.rest.inference import BINARY_HEADER, match
 from inference_service.security import METRICS_PATH, OPEN_PATHS, scraper_allowed
 
 log = logging.getLogger("inference.limits")

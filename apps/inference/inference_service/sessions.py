@@ -29,8 +29,8 @@ import onnxruntime as ort
 
 from inference_service.datatypes import ONNX_TO_V2, V2_TO_NUMPY
 from inference_service.repository import ModelEntry, read_verified
+from inference_service.repository_format import TensorSpec
 from inference_service.settings import Settings
-from model_build.metadata import TensorSpec
 
 Array = npt.NDArray[Any]
 Row = Any  # tuple[Array, ...] for tensor models, bytes for text models
