@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlplatform.schema.common import DnsLabel, matching
 from mlplatform.schema.platform import VERSION_PATTERN
+from model_build.catalog import CATALOG_PATH
 
-#: Where the catalog is, relative to the repository root.
-CATALOG_FILE = "apps/inference/model_build/catalog.json"
+#: Where the catalog is, relative to the repository root: where the model build writes it.
+CATALOG_FILE = CATALOG_PATH
 
 Version = Annotated[str, matching(VERSION_PATTERN, "a version number such as 1")]
 
