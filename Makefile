@@ -69,8 +69,8 @@ cluster-test: setup .tools/k8s.stamp redis models image ## Apply dist/ to a real
 	$(PY) -m testcluster
 
 .PHONY: argocd-test
-argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health)
-	$(PY) -m testcluster.argocd_sync
+argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health): tests/argocd/, in order
+	$(PY) -m pytest -m argocd -s tests/argocd
 
 .PHONY: node-test
 node-test: setup .tools/k8s.stamp .tools/registry.stamp .tools/node.stamp models image ## Run every environment on a real node (containerd, kubelet, kube-proxy, CoreDNS, NetworkPolicy agent) from the built images

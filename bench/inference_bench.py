@@ -41,7 +41,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,8 +61,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inference_service.grpc import inference_pb2 as pb
 from inference_service.grpc import inference_pb2_grpc as pb_grpc
-from inference_service.local import RedisProcess, free_port
+from inference_service.local import RedisProcess
 from mlplatform.schema.overlay import LOAD_LABEL, LOAD_METRIC
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support
+
+from tests.support.processes import free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -140,19 +143,10 @@ def _pinned(cores: str, args: Sequence[str]) -> list[str]:
 
 
 def _wait_http(server: Server, path: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} on port {server.port} exited with {server.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), 0.5) as sock:
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                if sock.recv(32)[9:12] == b"200":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{server.name} on port {server.port} not ready at {path}")
+    url = f"http://127.0.0.1:{server.port}{path}"
+    wait_until(
+        http_ok(url), what=f"{server.name} ({url})", timeout_s=timeout, process=server.proc, interval_s=0.2
+    )
 
 
 def _wait_grpc(server: Server, timeout: float = 60) -> None:

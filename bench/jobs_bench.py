@@ -37,33 +37,22 @@ import numpy as np
 import redis
 
 from inference_service.jobs.local import JobsRedisProcess
-from inference_service.local import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support
+
+from tests.support.processes import free_port, http_ok, start
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "build" / "models"
 
 
-def start(module: str, env: dict[str, str], cpus: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(module: str, env: dict[str, str], cpus: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     full = {**os.environ, **env, "INFERENCE_PORT": str(port), "INFERENCE_HOST": "127.0.0.1"}
     full["INFERENCE_GRPC_PORT"] = str(free_port())  # not the shared default 8081
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpus, sys.executable, "-m", module],
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{module} did not become ready")
-        time.sleep(0.05)
+    command = ["taskset", "-c", cpus, sys.executable, "-m", module]
+    return start(command, env=full, ready=http_ok(f"{base}/v2/health/ready"), what=module), base
 
 
 def body(rng: np.random.Generator) -> dict[str, Any]:
@@ -178,9 +167,11 @@ def main() -> int:
                 "INFERENCE_ACCESS_LOG": "false",
                 "INFERENCE_JOBS_REDIS_URL": redis.url,
             }
-            procs = [start("inference_service", env, args.server_cpus)]
+            procs = [start_service("inference_service", env, args.server_cpus)]
             base = procs[0][1]
-            procs += [start("inference_service.jobs.worker", env, args.server_cpus) for _ in range(workers)]
+            procs += [
+                start_service("inference_service.jobs.worker", env, args.server_cpus) for _ in range(workers)
+            ]
             for proc, _ in procs:
                 stack.callback(proc.wait)
                 stack.callback(proc.kill)

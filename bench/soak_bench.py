@@ -51,7 +51,11 @@ import numpy as np
 import onnxruntime as ort
 
 from inference_service.jobs.local import JobsRedisProcess
-from inference_service.local import RedisProcess, free_port
+from inference_service.local import RedisProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support
+
+from tests.support.processes import free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "build" / "models"
@@ -452,16 +456,8 @@ def main() -> int:
             return start_service("inference_service.jobs.worker", worker_env, args.worker_cpus)
 
         workers.extend(start_worker() for _ in range(2))
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://{HOST}:{PORT}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not become ready")
-            time.sleep(0.1)
+        ready = http_ok(f"http://{HOST}:{PORT}/v2/health/ready")
+        wait_until(ready, what="the service", timeout_s=120, process=server, interval_s=0.1)
         asyncio.run(run(args, server.pid, workers, start_worker, [cache, jobs_store]))
     finally:
         for proc in [*procs, *workers]:

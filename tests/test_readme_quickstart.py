@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inference_service.local import free_port
+from tests.support.processes import free_port, http_ok, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READMES = (REPO_ROOT / "README.md", REPO_ROOT / "apps" / "inference" / "README.md")
@@ -108,9 +108,13 @@ def served() -> Iterator[tuple[int, str, str]]:
             key = line.split(": ", 1)[1].strip()
     printed.append(proc.stderr.readline())
     printed.append(proc.stderr.readline())  # the curl hint, then the documentation's address
-    while httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code != 200:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
+    wait_until(
+        http_ok(f"http://127.0.0.1:{port}/v2/health/ready"),
+        what="make serve",
+        timeout_s=deadline - time.monotonic(),
+        process=proc,
+        interval_s=0.1,
+    )
     try:
         yield port, key, "".join(printed)
     finally:

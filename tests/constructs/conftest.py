@@ -16,6 +16,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from mlplatform.schema import Environment, load_environment
 from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import Rendered, render
+from tests.support import manifests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,12 +38,6 @@ def objects(rendered: Rendered) -> dict[str, list[dict[str, Any]]]:
     for folder, files in rendered.folders.items():
         out[folder] = [yaml.safe_load(content) for name, content in files.items() if name.endswith(".yaml")]
     return out
-
-
-def find(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
-    return matches[0]
 
 
 @pytest.fixture
@@ -70,7 +65,7 @@ def edit_yaml() -> Any:
 @pytest.fixture(scope="session")
 def find_object() -> Any:
     """find_object(objects, kind, name): the one object of that kind and name."""
-    return find
+    return manifests.one
 
 
 def env_of(root: Path, name: str) -> Environment:

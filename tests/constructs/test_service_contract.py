@@ -23,6 +23,7 @@ from starlette.routing import Match
 from inference_service.app import create_app
 from inference_service.settings import Settings
 from model_build.__main__ import RECIPES, build_model
+from tests.support.manifests import one
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DIST = REPO_ROOT / "dist"
@@ -48,12 +49,6 @@ def objects(env: str) -> list[dict[str, Any]]:
     folder = DIST / env
     assert folder.is_dir(), f"dist/{env} is missing; run `make synth`"
     return [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml"))]
-
-
-def one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} in dist/"
-    return found[0]
 
 
 def service_containers(env: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:

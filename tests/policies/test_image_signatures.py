@@ -21,8 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
-from inference_service.local import free_port
 from policy_check import kyverno
-from testcluster.processes import stop_all
+from tests.support.processes import free_port, http_ok, started
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".tools" / "bin"
@@ -64,28 +61,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     (work / "config.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
     env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
-    with (work / "registry.log").open("wb") as log:
-        process = subprocess.Popen(
-            [_tool("registry"), "serve", str(work / "config.yml")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: stop_all signals the group
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (work / "registry.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the registry did not answer in 30 s"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with started(
+        [_tool("registry"), "serve", str(work / "config.yml")],
+        ready=http_ok(f"http://127.0.0.1:{port}/v2/"),
+        what="the registry",
+        timeout_s=30,
+        env=env,
+        stdout=work / "registry.log",
+        stderr=subprocess.STDOUT,
+        interval_s=0.1,
+    ):
         yield f"127.0.0.1:{port}"
-    finally:
-        stop_all([process])
 
 
 @dataclass(frozen=True)

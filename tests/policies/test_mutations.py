@@ -21,17 +21,10 @@ import yaml
 
 from policy_check import declared, runner
 from policy_check.cache import Cache
+from tests.support.manifests import first as find
 
 REPO = Path(__file__).resolve().parents[2]
 Docs = dict[str, list[dict[str, Any]]]  # file name -> documents
-
-
-def find(docs: Docs, kind: str, name: str | None = None) -> dict[str, Any]:
-    for file in sorted(docs):
-        for d in docs[file]:
-            if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name):
-                return d
-    raise LookupError(kind if name is None else f"{kind} {name}")
 
 
 def inference(docs: Docs) -> dict[str, Any]:

@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from testcluster.controlplane import ControlPlane, Process, ensure_free, free_port
+from testcluster.controlplane import ControlPlane, Process, ensure_free
 from testcluster.errors import ClusterTestError
 from testcluster.kubeapi import Kube
 from testcluster.nodes import tool
+from testcluster.processes import free_port
 
 NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"

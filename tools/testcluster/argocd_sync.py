@@ -1,11 +1,11 @@
-"""`python -m testcluster.argocd_sync [--keep]` (make argocd-test): Argo CD itself syncs this repository.
+"""The Argo CD test's harness (make argocd-test runs tests/argocd/test_argocd_sync.py on it).
 
-On fresh control planes with simulated nodes (one per destination cluster), the pinned Argo CD (repo server +
-application controller, out of cluster) is pointed at a loopback git server that serves this repository at
-HEAD. Bootstrapping is what a person does once: apply the root Application. Everything after that is Argo CD's
-doing, and the evidence is Argo CD's own status (Application sync/health, operationState.syncResult).
-Expectations come from the spec (overlays/*.yaml: environments, their clusters and sync modes) and from the
-manifests' own annotations, not from dist/argocd/.
+`boot()` starts fresh control planes with simulated nodes (one per destination cluster), a loopback git server
+that serves this repository at HEAD, and the pinned Argo CD (repo server + application controller, out of
+cluster) pointed at it; the scenarios (the test) then do the bootstrap a person does once (apply the root
+Application) and read Argo CD's own status through `Apps` and `SyncRecorder` (Application sync/health,
+operationState.syncResult). Expectations come from the spec (overlays/*.yaml: environments, their clusters
+and sync modes, read by `spec_environments`) and from the manifests' own annotations, not from dist/argocd/.
 
 The only change made to what is served: the repository URL in dist/argocd/ points at the loopback server
 (Applications' repoURL and, so that the project check still applies, the AppProject's sourceRepos entry for
@@ -18,18 +18,16 @@ the real controllers, kube-scheduler and kwok.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
-import itertools
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +38,7 @@ import httpx
 import yaml
 
 from testcluster import argocd, processes, standins
-from testcluster.apply import WAVE, install_crds, kinds_in, load_folder
+from testcluster.apply import install_crds, kinds_in, load_folder
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.errors import ClusterTestError
 from testcluster.gitserver import GitServer, git, git_server
@@ -59,6 +57,7 @@ EXTRA_SERVICE = "scorer"  # the service the test-only branch adds and then remov
 #: uses it.
 LATE_KIND = ("kyverno.io", "ClusterPolicy")
 ARGOCD_CM = "configmap-argocd-cm.yaml"
+ROOT_APP = "application-mlplatform-root.yaml"  # in dist/argocd/: the one Application a person applies
 
 
 class Failed(AssertionError):
@@ -367,11 +366,14 @@ def synced_healthy(revision: str | None = None) -> Callable[[dict[str, Any]], bo
     return ok
 
 
-# --- the scenario ----------------------------------------------------------------------------------------
+# --- what the scenarios share ----------------------------------------------------------------------------
 
 
 @dataclass
 class Scenario:
+    """The booted clusters, git server and Argo CD the scenarios run on, in order, each on the state the
+    previous one left."""
+
     kube: Kube  # the cluster Argo CD runs in
     kubes: dict[str, Kube]  # destination server -> its cluster
     apps: Apps
@@ -394,91 +396,8 @@ class Scenario:
         check(len(found) == 1, f"expected one Application for dist/{env.name}, found {len(found)}")
         return str(found[0]["metadata"]["name"])
 
-    def root_creates_every_app(self, root: str) -> tuple[list[str], list[str]]:
-        deadline = time.monotonic() + self.timeout_s
-        servers = sorted({e.server for e in self.envs})
-        while True:
-            self.alive()
-            envs_found = {e.name: self.app_of(f"dist/{e.name}") for e in self.envs}
-            policies = self.app_of("dist/cluster-policies")
-            policy_servers = sorted(a["spec"]["destination"]["server"] for a in policies)
-            if all(len(v) == 1 for v in envs_found.values()) and policy_servers == servers:
-                break
-            if time.monotonic() > deadline:
-                raise Failed(
-                    f"the root app did not create every Application in {self.timeout_s:.0f} s: environments "
-                    f"{ {k: len(v) for k, v in envs_found.items()} }, cluster-policies for {policy_servers} "
-                    f"(want {servers}); {self.apps.describe(root)}"
-                )
-            time.sleep(1.0)
-        for env in self.envs:
-            app = envs_found[env.name][0]
-            check(
-                app["spec"]["destination"] == {"server": env.server, "namespace": env.namespace},
-                f"Application for {env.name} has destination {app['spec']['destination']}, the spec says "
-                f"{env.server} {env.namespace}",
-            )
-        env_apps = [str(v[0]["metadata"]["name"]) for v in envs_found.values()]
-        policy_apps = sorted(str(a["metadata"]["name"]) for a in policies)
-        self.log(f"root app created {', '.join(env_apps)} and cluster-policies {', '.join(policy_apps)}")
-        return env_apps, policy_apps
 
-    def sync_order(self, env: Env, app: dict[str, Any]) -> None:
-        """Waves from the manifests' annotations; order from Argo CD's sync result and from creation times."""
-        waves = {
-            (m.obj["kind"], m.obj["metadata"]["name"]): int(
-                (m.obj["metadata"].get("annotations") or {}).get(WAVE, "0")
-            )
-            for m in load_folder(self.served.work / "dist" / env.name)
-        }
-        results = app["status"]["operationState"]["syncResult"]["resources"]
-        order = [(r["kind"], r["name"]) for r in results if (r["kind"], r["name"]) in waves]
-        check(len(order) == len(waves), f"{env.name}: sync result lists {len(order)} of {len(waves)} objects")
-        seen = [waves[k] for k in order]
-        check(
-            seen == sorted(seen),
-            f"{env.name}: Argo CD synced out of wave order: {list(zip(order, seen, strict=True))}",
-        )
-
-        def position(pred: Callable[[tuple[str, str]], bool]) -> list[int]:
-            return [i for i, k in enumerate(order) if pred(k)]
-
-        first_tier = position(lambda k: k[0] in ("Namespace", "ResourceQuota", "NetworkPolicy"))
-        middle = position(lambda k: k[0] == "ExternalSecret" or k == ("StatefulSet", "redis"))
-        service = position(lambda k: k[0] in ("Deployment",) or k == ("Service", "inference"))
-        check(
-            bool(first_tier and middle and service)
-            and max(first_tier) < min(middle)
-            and max(middle) < min(service),
-            f"{env.name}: expected namespace, quota and network policies before secrets and Redis before the "
-            f"service; Argo CD's order was {order}",
-        )
-        # Independent of the sync result: the API server's creation times follow the waves too.
-        created: dict[int, list[str]] = {}
-        for (kind, name), wave in waves.items():
-            api_version = next(
-                m.obj["apiVersion"]
-                for m in load_folder(self.served.work / "dist" / env.name)
-                if (m.obj["kind"], m.obj["metadata"]["name"]) == (kind, name)
-            )
-            ns = None if kind == "Namespace" else env.namespace
-            live = self.kubes[env.server].get(api_version, kind, ns, name)
-            check(live is not None, f"{env.name}: {kind} {name} is not in the cluster after the sync")
-            assert live is not None
-            created.setdefault(wave, []).append(live["metadata"]["creationTimestamp"])
-        ordered = sorted(created)
-        for a, b in itertools.pairwise(ordered):
-            check(
-                max(created[a]) <= min(created[b]),
-                f"{env.name}: an object of wave {a} was created after one of wave {b}",
-            )
-        summary = " -> ".join(
-            f"wave {w}: " + ", ".join(sorted({k for (k, _n), v in waves.items() if v == w})) for w in ordered
-        )
-        self.log(f"{env.name} synced in wave order ({len(order)} objects): {summary}")
-
-
-def _autoscaled(work: Path, env: Env) -> tuple[str, int] | None:
+def autoscaled(work: Path, env: Env) -> tuple[str, int] | None:
     """(Deployment name, a replica count an autoscaler could set) from the env's HPA or ScaledObject."""
     for m in load_folder(work / "dist" / env.name):
         spec = m.obj.get("spec", {})
@@ -502,11 +421,14 @@ def _terminate(planes: list[ControlPlane]) -> None:
             processes.signal_group(proc.popen, signal.SIGTERM)
 
 
-def run(keep: bool = False) -> list[str]:
+@contextmanager
+def boot(keep: bool = False) -> Iterator[Scenario]:
+    """Control planes with nodes and operator stand-ins, the git server serving HEAD (repository URL pointed
+    at it, sync windows open), Argo CD started against them; everything stopped when the block ends.
+    `keep`: keep the control planes' folders (logs)."""
     log = Log()
     envs = spec_environments(REPO_ROOT)
     repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
-    root_file = REPO_ROOT / "dist" / "argocd" / "application-mlplatform-root.yaml"
     # One control plane per destination cluster: Argo CD runs against the in-cluster one. Clusters are kept
     # apart because dist/cluster-policies/ goes to every cluster: on one apiserver two Applications would own
     # the same ClusterPolicies and undo each other's sync.
@@ -530,7 +452,7 @@ def run(keep: bool = False) -> list[str]:
             plane = stack.enter_context(control_plane(keep=keep))
             planes.append(plane)
             kube = Kube(stack.enter_context(plane.client()))
-            # The cluster Argo CD runs in gets one CRD late (_waves_gate installs it).
+            # The cluster Argo CD runs in gets one CRD late (the waves-gate scenario installs it).
             crds = install_crds(kube, kinds - {LATE_KIND} if server == IN_CLUSTER else kinds)
             nodes = start_nodes(plane, kube)
             kubes[server], tokens[server], urls[server] = kube, plane.token, plane.url
@@ -577,482 +499,18 @@ def run(keep: bool = False) -> list[str]:
         watcher = Kube(stack.enter_context(home.client(timeout=60.0)))
         recorder = stack.enter_context(SyncRecorder(watcher))
         apps = Apps(kubes[IN_CLUSTER], log, recorder)
-        scenario = Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs)
-        return _assertions(scenario, served, root_file, log)
-    raise AssertionError("unreachable")
+        yield Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs)
 
 
-def _assertions(s: Scenario, served: GitServer, root_file: Path, log: Log) -> list[str]:
-    kube, apps = s.kube, s.apps
-    # The bootstrap a person does once: the argocd-cm patch (`kubectl apply` merges its keys into the
-    # install's argocd-cm), then the root Application.
-    cm = yaml.safe_load((served.work / "dist" / "argocd" / ARGOCD_CM).read_text(encoding="utf-8"))
-    kube.patch("v1", "ConfigMap", argocd.NAMESPACE, cm["metadata"]["name"], {"data": cm["data"]})
-    root_doc = yaml.safe_load((served.work / "dist" / "argocd" / root_file.name).read_text(encoding="utf-8"))
-    result = kube.apply(root_doc)
-    check(result.ok, f"applying the root Application: {result.message}")
-    root = str(root_doc["metadata"]["name"])
-    log(f"applied the argocd-cm patch ({len(cm['data'])} health checks) and the root Application {root}")
-
-    policies_done = _waves_gate(s, root)
-    env_apps, policy_apps = s.root_creates_every_app(root)
-    for name in env_apps:
-        app = apps.get(name)
-        assert app is not None
-        created = app["metadata"]["creationTimestamp"]
-        check(
-            created >= policies_done,
-            f"{name} was created at {created}, before the cluster policies were Healthy at {policies_done}",
-        )
-    log(
-        f"the environments' Applications were created after the cluster policies became Healthy "
-        f"({policies_done})"
-    )
-    auto = [e for e in s.envs if e.automated]
-    manual = [e for e in s.envs if not e.automated]
-    head = git(served.bare, "rev-parse", "refs/heads/main")
-    done = apps.wait(
-        [root, *policy_apps, *[s.env_app(e) for e in auto]],
-        synced_healthy(head),
-        "automated sync done",
-        s.timeout_s,
-        s.alive,
-    )
-    for env in auto:
-        op = done[s.env_app(env)]["status"]["operationState"]
-        check(
-            op.get("operation", {}).get("initiatedBy", {}).get("automated") is True,
-            f"{env.name} was synced, but not by Argo CD's automated policy: {op.get('operation')}",
-        )
-    for env in manual:
-        app = apps.get(s.env_app(env))
-        assert app is not None
-        status = app.get("status", {})
-        check(
-            status.get("sync", {}).get("status") == "OutOfSync" and "operationState" not in status,
-            f"{env.name} should wait for a person, but is {apps.state(app)}",
-        )
-        check(
-            s.kubes[env.server].get("v1", "Namespace", None, env.namespace) is None,
-            f"{env.name}'s namespace {env.namespace} exists before anyone synced it",
-        )
-        log(f"{env.name} waits for a person: {apps.state(app)}, namespace {env.namespace} not created")
-
-    for env in manual:
-        name = s.env_app(env)
-        kube.patch(
-            *APP,
-            argocd.NAMESPACE,
-            name,
-            {"operation": {"initiatedBy": {"username": "argocd-test"}, "sync": {"revision": head}}},
-        )
-        log(f"triggered the sync of {name} (as `argocd app sync {name}` does)")
-    apps.wait([s.env_app(e) for e in manual], synced_healthy(head), "manual sync done", s.timeout_s, s.alive)
-
-    for env in s.envs:
-        name = s.env_app(env)
-        first = apps.recorder.first(name)
-        check(
-            first is not None,
-            f"{name}: no finished sync listing its objects was seen (watch error: {apps.recorder.error})",
-        )
-        assert first is not None
-        s.sync_order(env, first)
-
-    # An autoscaler changes replicas: the app stays Synced.
-    for env in s.envs:
-        target = _autoscaled(served.work, env)
-        if target is None:
-            continue
-        deployment, replicas = target
-        s.scaled[env.name] = target
-        s.kubes[env.server].patch(
-            "apps/v1",
-            "Deployment",
-            env.namespace,
-            deployment,
-            {"spec": {"replicas": replicas}},
-            subresource="scale",
-        )
-        name = s.env_app(env)
-        before = (apps.get(name) or {}).get("status", {}).get("reconciledAt")
-        apps.refresh(name)
-        apps.wait(
-            [name],
-            refreshed_since(before),
-            f"{env.name} refreshed after scaling",
-            s.timeout_s,
-            s.alive,
-        )
-        app = apps.get(name)
-        assert app is not None
-        live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
-        assert live is not None
-        check(
-            app["status"]["sync"]["status"] == "Synced" and live["spec"]["replicas"] == replicas,
-            f"{env.name}: after scaling {deployment} to {replicas}: {apps.state(app)}, live replicas "
-            f"{live['spec']['replicas']}",
-        )
-        log(
-            f"{env.name}: {deployment} scaled to {replicas} as its autoscaler would; "
-            f"app still {apps.state(app)}"
-        )
-
-    _self_heal_control(s)
-    removed = _remove_service(s, served, env_apps, log)
-    _delete_child(s, root, removed)
-    _sync_window(s, served, root)
-    _policy_gate(served, log)
-    took = time.monotonic() - log.started
-    log(f"Argo CD test passed in {took:.0f} s")
-    return log.lines
-
-
-def _operation(app: dict[str, Any] | None) -> dict[str, Any]:
+def operation(app: dict[str, Any] | None) -> dict[str, Any]:
+    """An Application's status.operationState ({} when none)."""
     op: dict[str, Any] = (app or {}).get("status", {}).get("operationState", {})
     return op
 
 
-def _waves_gate(s: Scenario, root: str) -> str:
-    """The root's waves gate for real, and a failed sync is retried.
-
-    The cluster Argo CD runs in lacks one CRD that dist/cluster-policies/ (the root's wave -1) uses, so that
-    Application's sync fails. Its retry policy tries again with backoff; meanwhile its health is not Healthy,
-    and the root (through argocd-cm's Application health check) waits on it before creating the environments
-    (wave 0): none exists while it fails. Then the CRD arrives: the retry succeeds, the root goes on.
-    Returns when the cluster policies became Healthy (their sync's finishedAt)."""
-    apps, kube = s.apps, s.kubes[IN_CLUSTER]
-    envs = {f"dist/{e.name}" for e in s.envs}
-    deadline = time.monotonic() + s.timeout_s
-    while True:
-        s.alive()
-        early = [str(a["metadata"]["name"]) for a in s.kube.list(*APP, argocd.NAMESPACE)
-                 if a["spec"].get("source", {}).get("path") in envs]  # fmt: skip
-        check(not early, f"the root created {early} while the cluster policies could not sync")
-        found = [
-            a for a in s.app_of("dist/cluster-policies") if a["spec"]["destination"]["server"] == IN_CLUSTER
-        ]
-        policies = str(found[0]["metadata"]["name"]) if found else None
-        op = _operation(apps.get(policies) if policies else None)
-        root_op = _operation(apps.get(root))
-        waiting = f"healthy state of argoproj.io/Application/{policies}" in str(root_op.get("message"))
-        if policies and op.get("retryCount", 0) >= 1 and waiting:
-            break
-        if time.monotonic() > deadline:
-            raise Failed(
-                f"the cluster policies' sync did not fail and retry with the root waiting on it in "
-                f"{s.timeout_s:.0f} s: {apps.describe(policies or '(none)')} || {apps.describe(root)}"
-            )
-        time.sleep(1.0)
-    failed_at = (  # the failed attempt's revision, else the one commit served while it failed
-        op.get("syncResult", {}).get("revision")
-        or op.get("operation", {}).get("sync", {}).get("revision")
-        or git(s.served.bare, "rev-parse", "refs/heads/main")
-    )
-    s.log(
-        f"{policies} fails without its {LATE_KIND[1]} CRD and is retried (retryCount {op['retryCount']}: "
-        f"{str(op.get('message'))[:160]}); the root waits: {root_op.get('message')}; no environment exists"
-    )
-    install_crds(kube, {LATE_KIND})
-    s.log(f"the {LATE_KIND[1]} CRD arrived")
-
-    assert policies is not None
-    apps.wait([policies], synced_healthy(), f"{policies} synced", s.timeout_s, s.alive)
-    # Its first successful sync, as the watch first saw it (the retried operation's retryCount is shown, not
-    # required: the retry itself was seen above). Automated sync never starts a new sync of a revision whose
-    # last attempt failed, so success at the failed revision, with no new commit, is the retry's doing.
-    app = apps.recorder.first(policies)
-    op = _operation(app)
-    synced_at = (app or {}).get("status", {}).get("sync", {}).get("revision")
-    check(
-        synced_at == failed_at,
-        f"{policies} synced {synced_at}, not the revision whose sync failed and was retried ({failed_at})",
-    )
-    s.log(f"{policies}: {op.get('message')} (retryCount {op.get('retryCount')}), finished {op['finishedAt']}")
-    return str(op["finishedAt"])
-
-
-def _delete_child(s: Scenario, root: str, revision: str) -> None:
-    """Deleting an environment's Application deletes what it deployed (its resources finalizer), except what
-    the manifests mark Delete=false: the namespace and the claims keep their uids, and the claims made by
-    StatefulSets (which Argo CD does not track) stay too. The root then recreates the Application, which
-    syncs again onto the kept claims."""
-    apps = s.apps
-
-    def kept_claims(env: Env) -> int:
-        return sum(
-            m.obj["kind"] == "PersistentVolumeClaim" and "Delete=false" in _options(m.obj)
-            for m in load_folder(s.served.work / "dist" / env.name)
-        )
-
-    env = max((e for e in s.envs if e.automated), key=kept_claims)
-    name, kube = s.env_app(env), s.kubes[env.server]
-    app = apps.get(name)
-    assert app is not None
-    check(FINALIZER in (app["metadata"].get("finalizers") or []), f"{name} has no {FINALIZER}")
-    objects = []
-    for m in load_folder(s.served.work / "dist" / env.name):
-        namespace = None if m.obj["kind"] == "Namespace" else env.namespace
-        live = kube.get(m.obj["apiVersion"], m.obj["kind"], namespace, m.obj["metadata"]["name"])
-        check(live is not None, f"{env.name}: {m.obj['kind']} {m.obj['metadata']['name']} missing before")
-        assert live is not None
-        keep = "Delete=false" in _options(m.obj)
-        objects.append(
-            (
-                m.obj["apiVersion"],
-                m.obj["kind"],
-                namespace,
-                live["metadata"]["name"],
-                live["metadata"]["uid"],
-                keep,
-            )
-        )
-
-    def claims() -> dict[str, str]:
-        return {
-            p["metadata"]["name"]: p["metadata"]["uid"]
-            for p in kube.list("v1", "PersistentVolumeClaim", env.namespace)
-            if not p["metadata"].get("deletionTimestamp")
-        }
-
-    before = claims()
-    check(bool(before), f"{env.name}: no claims to keep")
-    s.kube.delete(*APP, argocd.NAMESPACE, name)
-    old_uid = app["metadata"]["uid"]
-    deadline = time.monotonic() + s.timeout_s
-    while (now := apps.get(name)) is not None and now["metadata"]["uid"] == old_uid:
-        s.alive()
-        check(
-            time.monotonic() < deadline,
-            f"{name} was not deleted in {s.timeout_s:.0f} s: {apps.describe(name)}",
-        )
-        time.sleep(0.5)
-    # Its finalizer is gone: Argo CD has deleted what it had to. A uid that changed was deleted (and maybe
-    # already recreated by the root's new Application).
-    deleted: list[str] = []
-    kept: list[str] = []
-    for api_version, kind, namespace, obj_name, uid, keep in objects:
-        live = kube.get(api_version, kind, namespace, obj_name)
-        same = (
-            live is not None
-            and live["metadata"]["uid"] == uid
-            and not live["metadata"].get("deletionTimestamp")
-        )
-        check(
-            same == keep,
-            f"{env.name}: {kind} {obj_name} {'deleted' if keep else 'kept'} with its Application",
-        )
-        (kept if keep else deleted).append(f"{kind} {obj_name}")
-    check(claims() == before, f"{env.name}: claims changed by deleting {name}: {before} -> {claims()}")
-    s.log(
-        f"deleted {name}: Argo CD deleted its {len(deleted)} objects and kept {sorted(kept)} (Delete=false) "
-        f"and every claim: {sorted(before)}"
-    )
-    apps.refresh(root)
-    apps.wait([name], synced_healthy(revision), f"{name} recreated by the root", s.timeout_s, s.alive, 10)
-    check(claims() == before, f"{env.name}: claims changed when {name} came back: {before} -> {claims()}")
-    s.log(f"the root recreated {name}; it synced again onto the same claims")
-
-
-def _options(obj: dict[str, Any]) -> list[str]:
+def sync_options(obj: dict[str, Any]) -> list[str]:
+    """A manifest's argocd.argoproj.io/sync-options, one option an item."""
     return str((obj["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")).replace(" ", "").split(",")
-
-
-def _sync_window(s: Scenario, served: GitServer, root: str) -> None:
-    """A commit closes the windowed environments' sync window (computed from the test's clock); once Argo CD
-    has the AppProject with it, a manual sync of such an environment is refused: the operation stays
-    Running, blocked by the window, and no sync result for its revision appears. The control: the same
-    manual sync ran while the window was open (the manual sync step)."""
-    windowed = [e for e in s.envs if e.windows]
-    if not windowed:
-        s.log("no environment has sync windows in the spec: nothing to refuse")
-        return
-    apps = s.apps
-    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
-    window = set_windows(served.work, s.envs, open_now=False)
-    synth(served.work)
-    point_at(served, repo_url)
-    head = served.push(served.commit("test: close the sync windows"), "main")
-    apps.refresh(root)
-    apps.wait([root], synced_healthy(head), "the closed window reached Argo CD", s.timeout_s, s.alive, 10)
-    project = yaml.safe_load(
-        (
-            served.work
-            / "dist"
-            / "argocd"
-            / f"appproject-{platform_spec(served.work)['argocd']['project']}.yaml"
-        ).read_text(encoding="utf-8")
-    )
-    live = s.kube.get(*PROJECT, argocd.NAMESPACE, project["metadata"]["name"])
-    assert live is not None
-    check(
-        live["spec"].get("syncWindows") == project["spec"].get("syncWindows"),
-        f"the AppProject's windows are {live['spec'].get('syncWindows')}, "
-        f"git has {project['spec'].get('syncWindows')}",
-    )
-    names = [s.env_app(e) for e in windowed]
-    for name in names:
-        s.kube.patch(
-            *APP,
-            argocd.NAMESPACE,
-            name,
-            {"operation": {"initiatedBy": {"username": "argocd-test"}, "sync": {"revision": head}}},
-        )
-
-    def refused(app: dict[str, Any]) -> bool:
-        op = _operation(app)
-        return bool(
-            op.get("phase") == "Running"
-            and "blocked by sync window" in str(op.get("message"))
-            and op.get("operation", {}).get("sync", {}).get("revision") == head
-            # nothing synced at head (the status keeps the last sync's result, of an earlier revision)
-            and op.get("syncResult", {}).get("revision") != head
-        )
-
-    blocked = apps.wait(names, refused, "manual sync outside the window refused", s.timeout_s, s.alive)
-    s.log(
-        f"window {window}: manual sync of {', '.join(names)} refused by Argo CD: "
-        + "; ".join(f"{n}: {_operation(a).get('message')}" for n, a in blocked.items())
-    )
-
-
-def _self_heal_control(s: Scenario) -> None:
-    """The control for the autoscaling check: a Deployment whose replicas git does set, with no autoscaler, is
-    put back by Argo CD's self-heal when scaled, so the diff does see replica changes where nothing says
-    otherwise."""
-    for env in s.envs:
-        if not env.automated or _autoscaled(s.served.work, env) is not None:
-            continue
-        for m in load_folder(s.served.work / "dist" / env.name):
-            want = m.obj.get("spec", {}).get("replicas")
-            if m.obj["kind"] != "Deployment" or want is None:
-                continue
-            name, kube = m.obj["metadata"]["name"], s.kubes[env.server]
-            kube.patch(
-                "apps/v1",
-                "Deployment",
-                env.namespace,
-                name,
-                {"spec": {"replicas": want + 1}},
-                subresource="scale",
-            )
-            s.apps.refresh(s.env_app(env))
-            deadline = time.monotonic() + s.timeout_s
-            while (live := kube.get("apps/v1", "Deployment", env.namespace, name)) and live["spec"][
-                "replicas"
-            ] != want:
-                s.alive()
-                check(
-                    time.monotonic() < deadline,
-                    f"{env.name}: self-heal did not put {name} back to {want} replicas",
-                )
-                time.sleep(1.0)
-            s.log(
-                f"control: {env.name}'s {name} (replicas {want} in git, no autoscaler) scaled to {want + 1} "
-                f"was put back to {want} by Argo CD's self-heal"
-            )
-            return
-
-
-def _remove_service(s: Scenario, served: GitServer, env_apps: list[str], log: Log) -> str:
-    """Test-only branch: add a service (commit B), sync; remove it (commit C), sync: pruned, PVCs kept."""
-    apps = s.apps
-    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
-    git(served.work, "checkout", "-q", "-b", "test/remove-service")
-    add_service(served.work, EXTRA_SERVICE)
-    synth(served.work)
-    point_at(served, repo_url)
-    added = served.commit(f"test: add a service {EXTRA_SERVICE}")
-    before = git(served.work, "rev-parse", "HEAD~1")
-    new_files = git(
-        served.work, "diff", "--name-only", "--diff-filter=A", before, added, "--", "dist/"
-    ).splitlines()
-    auto = [e for e in s.envs if e.automated]
-    served.push(added, "main")
-    apps.refresh("mlplatform-root", *[s.env_app(e) for e in auto])
-    apps.wait(
-        [s.env_app(e) for e in auto],
-        synced_healthy(added),
-        f"{EXTRA_SERVICE} synced",
-        s.timeout_s,
-        s.alive,
-        10,
-    )
-    claims = {
-        e.name: {
-            p["metadata"]["name"]: p["metadata"]["uid"]
-            for p in s.kubes[e.server].list("v1", "PersistentVolumeClaim", e.namespace)
-            if p["metadata"]["name"].startswith("data-redis-")
-        }
-        for e in auto
-    }
-    check(all(claims.values()), f"no Redis PVCs found to watch: {claims}")
-    objects = []
-    for env in auto:
-        for rel in [f for f in new_files if f.startswith(f"dist/{env.name}/")]:
-            for doc in yaml.safe_load_all((served.work / rel).read_text(encoding="utf-8")):
-                if isinstance(doc, dict) and doc:
-                    options = (doc["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")
-                    keep = "Prune=false" in options.replace(" ", "").split(",")
-                    objects.append((env, doc["apiVersion"], doc["kind"], doc["metadata"]["name"], keep))
-    check(bool(objects), f"adding {EXTRA_SERVICE} added no objects under dist/")
-    for env, api_version, kind, name, _keep in objects:
-        check(
-            s.kubes[env.server].get(api_version, kind, env.namespace, name) is not None,
-            f"{env.name}: {kind} {name} not synced",
-        )
-    log(f"{EXTRA_SERVICE} added and synced: {len(objects)} objects in {', '.join(e.name for e in auto)}")
-    for env in auto:
-        if env.name in s.scaled:  # a later sync must not undo what the autoscaler set
-            deployment, replicas = s.scaled[env.name]
-            live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
-            assert live is not None
-            check(
-                live["spec"]["replicas"] == replicas,
-                f"{env.name}: syncing a new commit reset {deployment} from {replicas} to "
-                f"{live['spec']['replicas']} replicas",
-            )
-            log(
-                f"{env.name}: the new commit's sync left {deployment} at the autoscaler's {replicas} replicas"
-            )
-
-    git(served.work, "revert", "--no-edit", added)
-    removed = git(served.work, "rev-parse", "HEAD")
-    served.push(removed, "main")
-    apps.refresh("mlplatform-root", *[s.env_app(e) for e in auto])
-    kept = {(e.name, k, n) for e, _av, k, n, keep in objects if keep}
-    for env in auto:  # each Synced again, the kept objects listed as extraneous
-        apps.wait(
-            [s.env_app(env)],
-            synced_keeping(removed, {(k, n) for e, k, n in kept if e == env.name}),
-            f"{EXTRA_SERVICE} removed from {env.name}",
-            s.timeout_s,
-            s.alive,
-            10,
-        )
-    left = [(e.name, k, n) for e, av, k, n, _keep in objects if s.kubes[e.server].get(av, k, e.namespace, n)]
-    check(
-        set(left) == kept,
-        f"after removing {EXTRA_SERVICE}: left in the cluster {sorted(left)}, expected only the objects "
-        f"marked Prune=false {sorted(kept)}",
-    )
-    for env in auto:
-        now = {
-            p["metadata"]["name"]: p["metadata"]["uid"]
-            for p in s.kubes[env.server].list("v1", "PersistentVolumeClaim", env.namespace)
-            if p["metadata"]["name"].startswith("data-redis-") and not p["metadata"].get("deletionTimestamp")
-        }
-        check(
-            now == claims[env.name],
-            f"{env.name}: Redis PVCs changed by the prune: {claims[env.name]} -> {now}",
-        )
-    log(
-        f"removing {EXTRA_SERVICE} pruned {len(objects) - len(kept)} of its {len(objects)} objects; kept as "
-        f"their Prune=false asks (Argo CD lists them as requiring pruning, the apps stay Synced): "
-        f"{sorted(kept) or 'none'}; Redis PVCs kept: "
-        + ", ".join(f"{k}: {sorted(v)}" for k, v in claims.items())
-    )
-    return removed
 
 
 def gate(work: Path, env: str) -> subprocess.CompletedProcess[str]:
@@ -1062,56 +520,3 @@ def gate(work: Path, env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*command, "--env", env], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300
         )
-
-
-def _policy_gate(served: GitServer, log: Log) -> None:
-    """A policy-breaking commit on a test-only branch: the gate (`make check`'s command) stops it before
-    merge, while the same gate passes the commit Argo CD synced."""
-    git(served.work, "checkout", "-q", "main")
-    control = gate(served.work, "dev")
-    check(control.returncode == 0, f"the gate fails the synced commit itself: {control.stdout[-500:]}")
-    git(served.work, "checkout", "-q", "-b", "test/break-policy", "main")
-    path = served.work / "dist" / "dev" / "deployment-inference.yaml"
-    text = path.read_text(encoding="utf-8")
-    image = next(line.split("image:", 1)[1].strip() for line in text.splitlines() if "image:" in line)
-    path.write_text(text.replace(image, image.split("@", 1)[0] + ":latest"), encoding="utf-8")
-    served.commit("test: deploy a mutable image tag (breaks require-image-digest)")
-    broken = gate(served.work, "dev")
-    found = [
-        line.strip()
-        for line in (broken.stdout + broken.stderr).splitlines()
-        if "deployment-inference.yaml" in line and "violates require-image-digest" in line
-    ]
-    check(
-        broken.returncode != 0 and bool(found),
-        f"the gate let a mutable image tag through (exit {broken.returncode}): {broken.stdout[-500:]}",
-    )
-    served_main = git(served.bare, "rev-parse", "refs/heads/main")
-    check(served_main != git(served.work, "rev-parse", "HEAD"), "the policy-breaking commit reached main")
-    log(
-        f"the gate passes main and stops the policy-breaking branch (exit {broken.returncode}): "
-        f"{found[0][:200]}"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testcluster.argocd_sync", description=__doc__)
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the control plane's folder (logs) afterwards"
-    )
-    args = parser.parse_args(argv)
-    # SIGTERM (a CI timeout, `kill`) unwinds like an error, so every process started is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        run(keep=args.keep)
-    except ClusterTestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Failed as exc:
-        print(f"FAIL {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

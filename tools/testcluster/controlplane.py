@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from testcluster.errors import ClusterTestError
-from testcluster.processes import log_tail, stop_all
+from testcluster.processes import free_port, log_tail, stop_all
 from testcluster.versions import REPO_ROOT
 
 BIN_DIR = REPO_ROOT / ".tools" / "bin"
@@ -35,12 +35,6 @@ def binary(name: str) -> Path:
     if not (path.exists() and os.access(path, os.X_OK)):
         raise ClusterTestError(f"{name} not found at {path}; {SETUP_HINT}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_free(port: int, what: str) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from testcluster.controlplane import ensure_free, free_port
+from testcluster.controlplane import ensure_free
 from testcluster.errors import ClusterTestError
+from testcluster.processes import free_port
 from testcluster.proxy import serving
 
 GIT_HINT = "install git (Debian: apt-get install git); its http-backend serves the repository"

@@ -42,12 +42,12 @@ from pathlib import Path
 import httpx
 
 from testcluster import images
-from testcluster.controlplane import ControlPlane, Process, binary, free_port
+from testcluster.controlplane import ControlPlane, Process, binary
 from testcluster.errors import ClusterTestError
 from testcluster.hoststate import CGROUP_ROOT, HostState
 from testcluster.kubeapi import Kube
 from testcluster.nodes import start_scheduler
-from testcluster.processes import stop_all
+from testcluster.processes import free_port, stop_all
 
 POD_CIDR = "10.244.0.0/24"
 NODE_IP = "10.244.0.1"  # the bridge's address: the node's InternalIP, CoreDNS's, the pods' gateway

@@ -12,9 +12,10 @@ import os
 import time
 from pathlib import Path
 
-from testcluster.controlplane import BIN_DIR, ControlPlane, binary, free_port
+from testcluster.controlplane import BIN_DIR, ControlPlane, binary
 from testcluster.errors import ClusterTestError
 from testcluster.kubeapi import Kube
+from testcluster.processes import free_port
 from testcluster.versions import module_dir, pinned
 
 ARGOCD_SETUP_HINT = "run `make argocd-test` once (or tools/setup/argocd-tools.sh) to build it"

@@ -1,14 +1,23 @@
-"""Processes the tests start: stopping them (each leads its own process group, signalled whole), logs."""
+"""Processes the tests start: a free loopback port, stopping them (each leads its own process group, signalled
+whole), logs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def signal_group(popen: subprocess.Popen[bytes], sig: int) -> None:

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from testcluster.controlplane import free_port
 from testcluster.errors import ClusterTestError
+from testcluster.processes import free_port
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from policy_check.findings import Finding
 from testcluster.apply import install_crds, kinds_in
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.kubeapi import Kube
+from tests.support.manifests import first
 
 REPO = Path(__file__).resolve().parents[3]
 DIST = REPO / "dist"
@@ -73,14 +74,6 @@ def mutant(tmp_path: Path) -> Callable[[str, Callable[[Docs], None]], tuple[Path
         return gate_dist, cluster_folder
 
     return make
-
-
-def first(docs: Docs, kind: str, name: str | None = None) -> dict[str, Any]:
-    for file in sorted(docs):
-        for d in docs[file]:
-            if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name):
-                return d
-    raise LookupError(f"no {kind} {name or ''}")
 
 
 def gate_findings(

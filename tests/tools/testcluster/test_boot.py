@@ -17,8 +17,9 @@ from testcluster.apply import Manifest, load_folder
 from testcluster.boot import Environment, Objects, boot_environment, environment, hosts_file
 from testcluster.errors import ClusterTestError
 from testcluster.termination import terminate
+from tests.support.manifests import first
 
-from .conftest import Docs, first
+from .conftest import Docs
 
 
 def config(docs: Docs) -> dict[str, Any]:

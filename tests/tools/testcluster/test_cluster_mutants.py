@@ -17,8 +17,9 @@ import pytest
 from testcluster.apply import expected_warnings
 from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
+from tests.support.manifests import first
 
-from .conftest import REPO, Docs, first
+from .conftest import REPO, Docs
 
 
 def inference(docs: Docs) -> dict[str, Any]:

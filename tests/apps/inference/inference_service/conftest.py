@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from inference_service.local import free_port
+from tests.support.service import running_service
 
 ServerFactory = Callable[..., AbstractContextManager[tuple[subprocess.Popen[bytes], str]]]
 
@@ -25,32 +21,12 @@ def server_process(model_repository: Path) -> ServerFactory:
 
     @contextmanager
     def factory(**settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-        port = free_port()
-        env = {
-            **os.environ,
-            "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-            "INFERENCE_PORT": str(port),
-            "INFERENCE_HOST": "127.0.0.1",
-            "INFERENCE_AUTH_ENABLED": "false",
-            **{f"INFERENCE_{k.upper()}": v for k, v in settings.items()},
-        }
-        command = [sys.executable, "-m", "inference_service"]
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.05)
-            yield proc, base
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        with running_service(
+            model_repository,
+            settings={"auth_enabled": "false", **settings},
+            stdout=subprocess.PIPE,
+            grace_s=0,
+        ) as service:
+            yield service.process, service.base
 
     return factory

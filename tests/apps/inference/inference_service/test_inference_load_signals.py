@@ -20,9 +20,9 @@ import tritonclient.grpc as grpcclient
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference_service.local import free_port
 from mlplatform.components.inference import load_query
 from mlplatform.schema.overlay import Autoscaling
+from tests.support.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 TARGET_LABELS = {"namespace", "service"}  # set by Prometheus from the scrape target, not by the service

@@ -6,11 +6,6 @@ client's default), for FP32 rows and BYTES text. Auth headers ride along as any 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +15,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from inference_service.local import RedisProcess
+from tests.support.service import running_service
 
 API_KEY = "triton-client-key-0123456789"
 
@@ -30,45 +26,17 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(model_repository: Path, redis_server: RedisProcess) -> Iterator[str]:
     """`python -m inference_service` (the container entry point) on a free loopback port; yields host:port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-        "INFERENCE_MODELS": "breast-cancer:1,minilm-embedding:1",
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_API_KEYS": API_KEY,
-        "INFERENCE_REDIS_URL": redis_server.url,
-        "INFERENCE_ACCESS_LOG": "false",
+    settings = {
+        "models": "breast-cancer:1,minilm-embedding:1",
+        "api_keys": API_KEY,
+        "redis_url": redis_server.url,
+        "access_log": "false",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env, stderr=subprocess.DEVNULL)
-    url = f"127.0.0.1:{port}"
-    client = triton.InferenceServerClient(url=url)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.is_server_ready():
-                    break
-            except (InferenceServerException, ConnectionError, OSError):
-                pass
-            assert proc.poll() is None, "the server exited before becoming ready"
-            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+    with running_service(model_repository, settings=settings, what="the server", grace_s=30) as service:
+        yield service.address
 
 
 @pytest.fixture

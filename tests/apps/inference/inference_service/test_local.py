@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from inference_service.local import free_port
+from tests.support.processes import free_port, http_ok, start
 
 pytestmark = pytest.mark.slow
 
@@ -40,23 +39,15 @@ def _processes_using(folder: Path) -> list[int]:
 
 
 def _start(model_repository: Path, tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, TMPDIR=str(tmp), INFERENCE_MODELS="breast-cancer:2")
-    proc = subprocess.Popen(
+    return start(
         [sys.executable, "-m", "inference_service.local", "--model-repository", str(model_repository),
          "--port", str(port), "--api-key", "local-test-key"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=dict(os.environ, TMPDIR=str(tmp), INFERENCE_MODELS="breast-cancer:2"),
+        ready=http_ok(f"http://127.0.0.1:{port}/v2/health/ready"),
+        what="make serve",
+        stderr=subprocess.PIPE,
+        interval_s=0.1,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError("make serve did not become ready")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import os
-import socket
+import itertools
 import ssl
 import subprocess
-import sys
 import tarfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,7 +20,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.processes import http_status
+from tests.support.service import running_service
+
 API_KEY = "model-build-test-key-0123456789"
+_logs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,6 @@ class Server:
         return lines
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 ServerFactory = Callable[..., AbstractContextManager[Server]]
 
 
@@ -67,37 +62,23 @@ def serve(tmp_path: Path) -> ServerFactory:
 
     @contextmanager
     def factory(repository: Path, models: str, *, until_ready: bool = True) -> Iterator[Server]:
-        port = _free_port()
-        log = tmp_path / f"server-{port}.log"
-        env = {
-            **os.environ,
-            "INFERENCE_MODEL_REPOSITORY": str(repository),
-            "INFERENCE_MODELS": models,
-            "INFERENCE_HOST": "127.0.0.1",
-            "INFERENCE_PORT": str(port),
-            "INFERENCE_API_KEYS": API_KEY,
-            "INFERENCE_ACCESS_LOG": "false",
-        }
-        with log.open("wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env, stderr=err)
-        server = Server(url=f"127.0.0.1:{port}", process=proc, log=log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, "the server settled neither way in 60 s"
-                try:
-                    if server.status("/v2/health/ready") == 200:
-                        break
-                    if not until_ready and server.status("/v2/health/live") == 503:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.1)
-            yield server
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        log = tmp_path / f"server-{next(_logs)}.log"
+
+        def settled(base: str) -> bool:
+            return http_status(f"{base}/v2/health/ready") == 200 or (
+                not until_ready and http_status(f"{base}/v2/health/live") == 503
+            )
+
+        with running_service(
+            repository,
+            settings={"models": models, "api_keys": API_KEY, "access_log": "false"},
+            ready=settled,
+            what="the server",
+            grace_s=30,
+            stdout=None,
+            stderr=log,
+        ) as service:
+            yield Server(url=service.address, process=service.process, log=log)
 
     return factory
 

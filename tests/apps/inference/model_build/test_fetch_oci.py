@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,8 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import RSAAlgorithm
 
-from inference_service.local import free_port
 from model_build import fetch
+from tests.support.processes import free_port, started
 
 from .conftest import self_signed_cert, serve_https, sha256_hex, tar_of
 
@@ -100,16 +99,6 @@ def _push_model(base: str, archive: bytes, tag: str, auth: dict[str, str]) -> st
         digest = str(done.headers["Docker-Content-Digest"])
     assert digest == f"sha256:{sha256_hex(manifest)}"
     return digest
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -208,31 +197,33 @@ def _registry(
     (work / "config.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
     log = work / "registry.log"
     env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(REGISTRY), "serve", str(work / "config.yml")], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
     base = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"the registry exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"{base}/v2/ silent for 30 s: {log.read_text()[-2000:]}"
-            try:
-                with _call("GET", f"{base}/v2/") as answer:
-                    assert answer.status == 200
-                    break
-            except urllib.error.HTTPError as err:
-                assert auth and err.code == 401, err  # up, and asking for a token
-                break
-            except OSError:
-                time.sleep(0.1)
+
+    def answers() -> bool:
+        try:
+            with _call("GET", f"{base}/v2/") as answer:
+                assert answer.status == 200
+                return True
+        except urllib.error.HTTPError as err:
+            assert auth and err.code == 401, err  # up, and asking for a token
+            return True
+        except OSError:
+            return False
+
+    with started(
+        [str(REGISTRY), "serve", str(work / "config.yml")],
+        ready=answers,
+        what=f"{base}/v2/",
+        timeout_s=30,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        interval_s=0.1,
+    ):
         manifest = _push_model(base, ARCHIVE, "3", push_auth)
         other = _push_model(base, OTHER_ARCHIVE, "other", push_auth)
         _push_blob(base, LOOSE_BLOB, push_auth)
         yield Registry(host=f"127.0.0.1:{port}", manifest=manifest, other_manifest=other, log=log)
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="module")

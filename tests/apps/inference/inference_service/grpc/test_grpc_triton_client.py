@@ -10,9 +10,7 @@ refusal against the status code it must have and the one-line message REST gives
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +29,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from inference_service.local import RedisProcess, free_port
+from inference_service.local import RedisProcess
+from tests.support.processes import free_port
+from tests.support.service import running_service
 
 KEYS = "ci:ci-key-0123456789,admin:admin-key-0123456789"
 POLICY = {
@@ -68,41 +68,28 @@ class Service:
 @contextmanager
 def start(model_repository: Path, tmp: Path, **settings: str) -> Iterator[Service]:
     """The service process with API keys, an access policy, HTTP and gRPC on free loopback ports."""
-    http_port, grpc_port = free_port(), free_port()
+    grpc_port = free_port()
     log = tmp / "stdout.log"
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-        "INFERENCE_MODELS": "breast-cancer:1,minilm-embedding:1",
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_PORT": str(http_port),
-        "INFERENCE_GRPC_PORT": str(grpc_port),
-        "INFERENCE_GRPC_MAX_RECEIVE_BYTES": str(MAX_RECEIVE),
-        "INFERENCE_API_KEYS": KEYS,
-        "INFERENCE_ACCESS_POLICY": json.dumps(POLICY),
-        "INFERENCE_METRICS_TOKEN": METRICS_TOKEN,
-        "INFERENCE_AUDIT_LOG": str(tmp / "audit.log"),
-        **{f"INFERENCE_{k.upper()}": v for k, v in settings.items()},
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "inference_service"], env=env, stdout=out, stderr=out)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http.get("/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the service did not become ready in 60 s"
-            time.sleep(0.05)
+    with (
+        running_service(
+            model_repository,
+            settings={
+                "models": "breast-cancer:1,minilm-embedding:1",
+                "grpc_port": grpc_port,
+                "grpc_max_receive_bytes": MAX_RECEIVE,
+                "api_keys": KEYS,
+                "access_policy": json.dumps(POLICY),
+                "metrics_token": METRICS_TOKEN,
+                "audit_log": tmp / "audit.log",
+                **settings,
+            },
+            grace_s=30,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as running,
+        httpx.Client(base_url=running.base, timeout=30) as http,
+    ):
         yield Service(http, f"127.0.0.1:{grpc_port}", log)
-    finally:
-        http.close()
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

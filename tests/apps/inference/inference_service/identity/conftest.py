@@ -7,9 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from inference_service.local import free_port
+from tests.support.processes import free_port
+from tests.support.service import running_service
 
 ISSUER = "https://idp.example.test/realms/ml"
 AUDIENCE = "inference-api"
@@ -162,53 +161,26 @@ class Service:
 
 
 def start_service(model_repository: Path, tmp: Path, **settings: str) -> Iterator[Service]:
-    port = free_port()
     audit = tmp / "audit.log"
     audit.touch()
     (tmp / "policy.json").write_text(json.dumps(POLICY))
-    env = {
-        **os.environ,
-        "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-        "INFERENCE_MODELS": "breast-cancer:1,minilm-embedding:1",
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_HOST": "127.0.0.1",
-        "INFERENCE_ACCESS_LOG": "false",
-        "INFERENCE_API_KEYS": KEYS,
-        "INFERENCE_OIDC_ISSUER": ISSUER,
-        "INFERENCE_OIDC_AUDIENCE": AUDIENCE,
-        "INFERENCE_ACCESS_POLICY_FILE": str(tmp / "policy.json"),
-        "INFERENCE_AUDIT_LOG": str(audit),
-        **{f"INFERENCE_{k.upper()}": v for k, v in settings.items()},
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "stderr.log").open("wb"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp / "stderr.log").read_text()
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
-        service = Service(proc, base, audit)
+    with running_service(
+        model_repository,
+        settings={
+            "models": "breast-cancer:1,minilm-embedding:1",
+            "access_log": "false",
+            "api_keys": KEYS,
+            "oidc_issuer": ISSUER,
+            "oidc_audience": AUDIENCE,
+            "access_policy_file": tmp / "policy.json",
+            "audit_log": audit,
+            **settings,
+        },
+        stderr=tmp / "stderr.log",
+    ) as running:
+        service = Service(running.process, running.base, audit)
         yield service
         service.client.close()
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import itertools
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from inference_service.jobs.local import JobsRedisProcess
-from inference_service.local import free_port
+from tests.support.service import running_service
 
 
 @pytest.fixture
@@ -76,48 +77,31 @@ def start_worker(
     model_repository: Path, jobs_redis: JobsRedisProcess, tmp_path: Path
 ) -> Iterator[WorkerFactory]:
     """Starts `python -m inference_service.jobs.worker` against the test's jobs Redis; waits until ready."""
-    started: list[subprocess.Popen[bytes]] = []
+    logs = itertools.count()
+    with ExitStack() as started:
 
-    def start(*, code: str | None = None, **settings: Any) -> Worker:
-        """`code`: Python to run instead of the worker module (a test's fault hook around its main)."""
-        port = free_port()
-        env = {
-            **os.environ,
-            "INFERENCE_MODEL_REPOSITORY": str(model_repository),
-            "INFERENCE_MODELS": "breast-cancer:1",
-            "INFERENCE_PORT": str(port),
-            "INFERENCE_HOST": "127.0.0.1",
-            "INFERENCE_AUTH_ENABLED": "false",
-            "INFERENCE_ACCESS_LOG": "false",
-            "INFERENCE_JOBS_REDIS_URL": jobs_redis.url,
-            "INFERENCE_JOBS_VISIBILITY_TIMEOUT_SECONDS": "1",
-            **{f"INFERENCE_{k.upper()}": str(v) for k, v in settings.items()},
-        }
-        log = tmp_path / f"worker-{len(started)}.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", code]
-                if code
-                else [sys.executable, "-m", "inference_service.jobs.worker"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
+        def start(*, code: str | None = None, **settings: Any) -> Worker:
+            """`code`: Python to run instead of the worker module (a test's fault hook around its main)."""
+            log = tmp_path / f"worker-{next(logs)}.log"
+            service = started.enter_context(
+                running_service(
+                    model_repository,
+                    settings={
+                        "models": "breast-cancer:1",
+                        "auth_enabled": "false",
+                        "access_log": "false",
+                        "jobs_redis_url": jobs_redis.url,
+                        "jobs_visibility_timeout_seconds": "1",
+                        **settings,
+                    },
+                    command=[sys.executable, "-c", code]
+                    if code
+                    else [sys.executable, "-m", "inference_service.jobs.worker"],
+                    what="the worker",
+                    grace_s=0,
+                    stderr=log,
+                )
             )
-        started.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    return Worker(proc, base, log)
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "worker not ready in 60 s"
-            time.sleep(0.05)
+            return Worker(service.process, service.base, log)
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        yield start
