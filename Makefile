@@ -178,7 +178,7 @@ $(GRPC_STUBS): $(GRPC_PROTO) $(VENV)/.installed
 	@tools/setup/argocd-tools.sh
 	@touch $@
 
-# The OCI registry the model-fetch tests pull from (tests/apps/inference/model_build/test_fetch_oci.py).
+# The OCI registry the model-fetch tests pull from (tests/apps/inference/inference_service/fetch/test_fetch_oci.py).
 .tools/registry.stamp: tools/versions.env tools/registry/go.mod tools/setup/registry-tool.sh tools/setup/lib.sh
 	@tools/setup/registry-tool.sh
 	@touch $@

@@ -124,6 +124,8 @@ LIVE_PATH: Final = "/v2/health/live"
 METRICS_PATH: Final = "/metrics"
 #: The job worker's entry point in the inference image (apps/inference/README.md "Jobs and quotas").
 WORKER_COMMAND: Final = ("python", "-m", "inference_service.jobs.worker")
+#: The model-source init container's verified fetch (the same image; `--dest DIR SOURCE_JSON...` follow).
+FETCH_COMMAND: Final = ("python", "-m", "inference_service.fetch")
 #: The service's own drain after SIGTERM (INFERENCE_SHUTDOWN_DRAIN_SECONDS, its default).
 DRAIN_SECONDS: Final = 20
 #: Connection limits every API pod runs with (apps/inference/README.md "Limits under hostile clients"):

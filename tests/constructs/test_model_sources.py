@@ -51,7 +51,7 @@ def test_the_canary_fetches_its_remote_versions_and_the_stable_track_does_not(
     (init,) = canary["initContainers"]
     assert init["name"] == "model-source"
     assert init["image"] == canary["containers"][0]["image"]
-    assert init["command"][:5] == ["python", "-m", "model_build.fetch", "--dest", "/models-fetched"]
+    assert init["command"][:5] == ["python", "-m", "inference_service.fetch", "--dest", "/models-fetched"]
     entries = [json.loads(arg) for arg in init["command"][5:]]
     assert [(e["name"], e["version"], e["source"]) for e in entries] == [
         ("breast-cancer", "3", HTTPS),

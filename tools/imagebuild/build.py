@@ -34,10 +34,9 @@ from inference_service.grpc import stubs
 TAG = "latest"
 CREATED = datetime.fromtimestamp(SOURCE_DATE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 APP_SOURCES = {  # folder in the repository -> folder in the image
+    # the service, and the model-source init container's `python -m inference_service.fetch`; the model build
+    # (model_build) is a build tool and stays out of the image
     REPO_ROOT / "apps" / "inference" / "inference_service": f"{APP}/inference_service",
-    # not for the service, which imports nothing of it: the model-source init container runs this same image
-    # as `python -m model_build.fetch` (constructs/mlplatform/components/model_source.py)
-    REPO_ROOT / "apps" / "inference" / "model_build": f"{APP}/model_build",
 }
 LAYER_FOLDERS = {"venv": [VENV], "models": [MODELS], "app": [APP]}
 

@@ -12,7 +12,8 @@ a recipe, or, with `"imported": true`, from the committed folder `apps/inference
 that `python -m model_build import` wrote (its model.onnx must hash to the entry's sha256; the build copies
 the folder into the repository and refuses it otherwise).
 Entries with another source (`oci`, `https`, `pvc`: a tar of the version folder and its sha256, fetched and
-verified by `model_build.fetch` in the pod's init container) are registered by hand and kept by every build.
+verified by `inference_service.fetch` in the pod's init container) are registered by hand and kept by every
+build.
 """
 
 from __future__ import annotations

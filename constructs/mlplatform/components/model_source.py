@@ -1,12 +1,12 @@
 """Model versions whose catalog source is not the image: the `model-source` init container and its volumes.
 
-The init container runs the service's own image (`python -m model_build.fetch`): it fetches each version's
-tar from its source (an OCI artifact, an https:// URL, or a file on an existing PVC), checks the tar's sha256
-and then model.onnx's against the catalog, and unpacks into an emptyDir. Init containers must all succeed
-before the service container starts, so a version that fails its digest never reaches it; the service then
-checks model.onnx's sha256 again at load (verified serving). The service container mounts each fetched version
-read-only at `/models/<name>/<version>` (a subPath of the emptyDir), next to the versions inside the image or
-on the model cache.
+The init container runs the service's own image (`python -m inference_service.fetch`): it fetches each
+version's tar from its source (an OCI artifact, an https:// URL, or a file on an existing PVC), checks the
+tar's sha256 and then model.onnx's against the catalog, and unpacks into an emptyDir. Init containers must all
+succeed before the service container starts, so a version that fails its digest never reaches it; the service
+then checks model.onnx's sha256 again at load (verified serving). The service container mounts each fetched
+version read-only at `/models/<name>/<version>` (a subPath of the emptyDir), next to the versions inside the
+image or on the model cache.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cdk8s_plus_33 import k8s
 
+from mlplatform import runtime_contract as contract
 from mlplatform.components.base import container_security_context, quantity, resources
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 VOLUME = "model-source"
 FETCH_DIR = "/models-fetched"
-SOURCES_DIR = "/sources"  # model_build.fetch.SOURCES_DIR
+SOURCES_DIR = "/sources"  # inference_service.fetch.SOURCES_DIR
 CONTAINER = "model-source"
 
 
@@ -94,7 +95,7 @@ def fetched(
         name=CONTAINER,
         image=image,
         image_pull_policy="IfNotPresent",
-        command=["python", "-m", "model_build.fetch", "--dest", FETCH_DIR, *entries],
+        command=[*contract.FETCH_COMMAND, "--dest", FETCH_DIR, *entries],
         resources=resources(init_resources),
         security_context=container_security_context(uid),
         volume_mounts=init_mounts,

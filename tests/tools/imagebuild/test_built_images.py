@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,19 @@ def test_the_app_is_the_small_top_layer_of_the_inference_image() -> None:
         "-m",
     ]
     assert {h["created"] for h in config["history"]} == {config["created"]} == {"2023-11-14T22:13:20Z"}
+
+
+def test_the_app_layer_carries_the_service_and_no_build_tool() -> None:
+    """The runtime image holds the service (its init container's fetch included), not the model build."""
+    layout = IMAGES / "mlplatform-inference"
+    digest = built(IMAGES)["mlplatform-inference"]
+
+    def blob_path(d: str) -> Path:
+        return layout / "blobs" / "sha256" / d.split(":", 1)[1]
+
+    manifest = json.loads(blob_path(digest).read_text())
+    with tarfile.open(blob_path(manifest["layers"][-1]["digest"]), mode="r:*") as app:
+        names = app.getnames()
+    packages = {p for n in names for p in Path(n).parts if p in ("inference_service", "model_build")}
+    assert packages == {"inference_service"}, sorted(names)[:20]
+    assert any(n.endswith("inference_service/fetch.py") for n in names), "the init container's fetch"

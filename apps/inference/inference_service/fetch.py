@@ -2,7 +2,7 @@
 
 Run as the inference pod's `model-source` init container (the same image, so the same Python):
 
-    python -m model_build.fetch --dest /models-fetched SOURCE_JSON...
+    python -m inference_service.fetch --dest /models-fetched SOURCE_JSON...
 
 Each SOURCE_JSON is {"name", "version", "sha256" (of model.onnx), "source": {"kind": "https", ...}} as in
 catalog.json (kinds https, oci, pvc). The source is a tar of the version folder (model.onnx, metadata.json,
@@ -177,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entries = [json.loads(text) for text in args.sources]
         for path in fetch_all(entries, args.dest):
-            print(f"model_build.fetch: verified and unpacked {path}", flush=True)
+            print(f"inference_service.fetch: verified and unpacked {path}", flush=True)
     except (FetchError, json.JSONDecodeError, KeyError) as err:
-        print(f"model_build.fetch: {err}", file=sys.stderr, flush=True)
+        print(f"inference_service.fetch: {err}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -1,4 +1,5 @@
-"""model_build.fetch, oci kind, against a real OCI registry: distribution's `registry` (tools/registry/).
+"""inference_service.fetch, oci kind, against a real OCI registry: distribution's `registry`
+(tools/registry/).
 
 The registry listens on a free loopback port with TLS (a certificate made for the test with the openssl CLI,
 trusted through SSL_CERT_FILE) and keeps its blobs in a temporary folder. The test pushes the model tars the
@@ -31,12 +32,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import RSAAlgorithm
 
-from model_build import fetch
+from inference_service import fetch
 from tests.support.processes import free_port, started
 
 from .conftest import self_signed_cert, serve_https, sha256_hex, tar_of
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[5]
 REGISTRY = REPO / ".tools" / "bin" / "registry"
 REPOSITORY = "models/m"
 EMPTY_CONFIG = b"{}"
@@ -280,13 +281,13 @@ def test_an_oci_artifact_is_pulled_verified_and_unpacked(registry: Registry, tmp
 def test_the_init_container_command_pulls_from_the_registry(registry: Registry, tmp_path: Path) -> None:
     entry = _entry(_oci(registry.reference(registry.manifest), ARCHIVE))
     run = subprocess.run(
-        [sys.executable, "-m", "model_build.fetch", "--dest", str(tmp_path), json.dumps(entry)],
+        [sys.executable, "-m", "inference_service.fetch", "--dest", str(tmp_path), json.dumps(entry)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout == f"model_build.fetch: verified and unpacked {tmp_path / 'm' / '3'}\n"
+    assert run.stdout == f"inference_service.fetch: verified and unpacked {tmp_path / 'm' / '3'}\n"
     assert (tmp_path / "m" / "3" / "model.onnx").read_bytes() == MODEL
 
 
@@ -294,14 +295,14 @@ def test_a_reference_to_another_manifest_fails_the_init_container(registry: Regi
     unknown = f"sha256:{sha256_hex(b'a manifest nobody pushed')}"
     entry = _entry(_oci(registry.reference(unknown), ARCHIVE))
     run = subprocess.run(
-        [sys.executable, "-m", "model_build.fetch", "--dest", str(tmp_path), json.dumps(entry)],
+        [sys.executable, "-m", "inference_service.fetch", "--dest", str(tmp_path), json.dumps(entry)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode == 1
     (line,) = run.stderr.splitlines()
-    assert line.startswith("model_build.fetch: m:3 (oci): cannot read the source: HTTP Error 404"), line
+    assert line.startswith("inference_service.fetch: m:3 (oci): cannot read the source: HTTP Error 404"), line
     assert _files(tmp_path) == []
 
 

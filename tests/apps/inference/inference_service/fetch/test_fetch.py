@@ -1,4 +1,4 @@
-"""model_build.fetch: a model version comes from its source only after both digests check out.
+"""inference_service.fetch: a model version comes from its source only after both digests check out.
 
 The https source is served by a real TLS server on a loopback port (a certificate made for the test with the
 openssl CLI, trusted through SSL_CERT_FILE); the pvc source is a file in a folder standing for the claim.
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from model_build import catalog, fetch
+from inference_service import fetch
+from model_build import catalog
 
 from .conftest import self_signed_cert, serve_https, sha256_hex, tar_of
 
@@ -118,7 +119,7 @@ def test_an_https_source_with_another_digest_fails_the_init_container(
     source = {"kind": "https", "url": f"{https_server}/m-3.tar", "sha256": "1" * 64}
     assert fetch.main(["--dest", str(tmp_path), json.dumps(_entry(source))]) == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("model_build.fetch: m:3 (https): sha256 ") and "nothing unpacked" in line
+    assert line.startswith("inference_service.fetch: m:3 (https): sha256 ") and "nothing unpacked" in line
     assert not (tmp_path / "m" / "3").exists()
 
 
