@@ -37,7 +37,7 @@ JOBS_REDIS = "jobs-redis"
 WORKER_SUFFIX = "-worker"
 #: The OIDC issuer's JWKS by URL: the overlay names its addresses and port (the one port allowed).
 JWKS_PORT = 443
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 20x faster
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when present
 
 
 class SpecError(Exception):
