@@ -27,6 +27,7 @@ from policy_check import (
     runner,
 )
 from policy_check.findings import Finding
+from policy_check.synth_cache import SynthCache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: What bad input (dist/, the waivers, the spec, the tools) raises: one line each, exit 2.
@@ -58,8 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="reuse the findings of folders unchanged since a run with the same policies and tools "
-        f"(kept in {cache.default_dir()})",
+        help="reuse the findings of folders unchanged since a run with the same policies and tools, and the "
+        f"drift check's synth of unchanged inputs (kept in {cache.default_dir()})",
     )
     p.add_argument("--jobs", type=int, default=None, help="engine processes at once (default: the CPUs)")
     p.add_argument(
@@ -123,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tools = tools_at(args.tools)
         docs = rule_docs.load(REPO_ROOT, tools.kyverno_policies, tools.conftest_policies)
-        synth = drift.start(REPO_ROOT, args.env) if check_drift else None  # runs beside the engines
+        synth_cache = SynthCache(cache.default_dir() / "synth") if args.cache else None
+        # the fresh synth runs beside the engines
+        synth = drift.start(REPO_ROOT, args.env, synth_cache) if check_drift else None
         outcome = runner.run(
             repo_root=REPO_ROOT,
             dist_dir=dist_dir,
@@ -142,10 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policy check: error: {err}", file=sys.stderr)
         return 2
     finally:
-        if synth is not None:  # the check stopped early: stop the synth too
-            synth.proc.kill()
-            synth.proc.communicate()
-            synth.tmp.cleanup()
+        if synth is not None:
+            synth.stop()
     print_summary(outcome)
     args.reports.mkdir(parents=True, exist_ok=True)
     reports.write_junit(args.reports / "policy-check.junit.xml", outcome.rules, outcome.findings)

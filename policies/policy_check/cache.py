@@ -36,7 +36,8 @@ def default_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlplatform" / "policy-check"
 
 
-def _files(path: Path) -> list[Path]:
+def files_of(path: Path) -> list[Path]:
+    """`path` if it is a file, else every file under it (bytecode caches left out), sorted."""
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
@@ -49,7 +50,7 @@ class Cache:
         for tool in tools:
             h.update(f"tool {tool.name} {self._binary_digest(tool)}\n".encode())
         for part in CODE:
-            for file in _files(repo_root / part):
+            for file in files_of(repo_root / part):
                 h.update(f"code {file.relative_to(repo_root)} ".encode())
                 h.update(hashlib.sha256(file.read_bytes()).digest())
         self.base = h.hexdigest()

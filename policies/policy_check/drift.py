@@ -4,7 +4,7 @@ Argo CD syncs dist/, so a hand edit that breaks no policy (a changed TTL) would 
 spec says. The check synthesizes into a temporary folder with the project's own `main.py --out` (while the
 engines run) and compares file by file: a file only one side has, and the first line where a file differs,
 with the object that line belongs to. The pull-request workflow runs `make check`, so CI and a local run
-find drift the same way.
+find drift the same way. A synth of the same inputs is taken from policy_check.synth_cache.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from policy_check import dist
+from policy_check import dist, synth_cache
 from policy_check.findings import Finding
+from policy_check.synth_cache import SynthCache
 
 RULE = "dist-drift"
 ENGINE = "check"
@@ -29,38 +30,65 @@ class DriftError(Exception):
 
 @dataclass
 class Synth:
-    """A fresh synth running in the background, into its own temporary folder."""
+    """A fresh synth running in the background, into its own temporary folder; or, where the synth cache
+    holds one for the same inputs (policy_check.synth_cache), that synth's output."""
 
-    proc: subprocess.Popen[str]
-    tmp: tempfile.TemporaryDirectory[str]
+    proc: subprocess.Popen[str] | None
+    tmp: tempfile.TemporaryDirectory[str] | None
+    cached: Path | None = None
+    cache: SynthCache | None = None
+    key: str = ""
 
     @property
     def out(self) -> Path:
+        if self.cached is not None:
+            return self.cached
+        assert self.tmp is not None
         return Path(self.tmp.name) / "dist"
 
     def wait(self) -> Path:
+        if self.proc is None:
+            return self.out
         out, err = self.proc.communicate()
         if self.proc.returncode != 0:
-            self.tmp.cleanup()
+            self.cleanup()
             lines = (err or out).strip().splitlines()
             raise DriftError("the fresh synth for the drift check failed:\n  " + "\n  ".join(lines[-20:]))
+        if self.cache is not None:
+            self.cache.put(self.key, self.out)
         return self.out
 
+    def stop(self) -> None:
+        """The check stopped early: stop the synth too."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.communicate()
+        self.cleanup()
 
-def start(repo_root: Path, only_env: str | None = None) -> Synth:
+    def cleanup(self) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def start(repo_root: Path, only_env: str | None = None, cache: SynthCache | None = None) -> Synth:
+    """Start a fresh synth of `repo_root` (or take the cached one for the same inputs)."""
+    key = synth_cache.key(repo_root, only_env=only_env) if cache is not None else ""
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return Synth(proc=None, tmp=None, cached=cached)
     tmp = tempfile.TemporaryDirectory(prefix="policy-check-synth-")
     cmd = [sys.executable, "-O", str(repo_root / "main.py"), "--out", str(Path(tmp.name) / "dist")]
     if only_env is not None:
         cmd += ["--env", only_env]
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return Synth(proc, tmp)
+    return Synth(proc, tmp, cache=cache, key=key)
 
 
 def check(synth: Synth, dist_dir: Path, only_env: str | None = None) -> list[Finding]:
     try:
         return compare(dist_dir, synth.wait(), only_env)
     finally:
-        synth.tmp.cleanup()
+        synth.cleanup()
 
 
 def compare(dist_dir: Path, fresh: Path, only_env: str | None = None) -> list[Finding]:
