@@ -70,7 +70,7 @@ def load_folder(dist: Path, name: str) -> Folder:
             folder.nodes.setdefault(key, node)
             folder.labels.setdefault(key, meta.get("labels") or {})
             folder.documents.append((rel, doc))
-            if file not in folder.manifests:
+            if not folder.manifests or folder.manifests[-1] != file:  # files come one at a time: linear
                 folder.manifests.append(file)
     return folder
 

@@ -89,9 +89,8 @@ def run(
 
     schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
-        loaded = {name: dist.load_folder(dist_dir, name) for name in folders}
-        found_in = _engine_findings(
-            loaded, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
+        loaded, found_in = _engine_findings(
+            dist_dir, folders, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
         )
         for name in folders:
             folder = loaded[name]
@@ -146,7 +145,8 @@ def conftest_data(
 
 
 def _engine_findings(
-    loaded: dict[str, dist.Folder],
+    dist_dir: Path,
+    folders: list[str],
     specs: dict[str, dict[str, Any]],
     dist_paths: list[str],
     live: list[waivers.Waiver],
@@ -155,47 +155,46 @@ def _engine_findings(
     tmp: Path,
     jobs: int,
     cache: Cache | None,
-) -> dict[str, list[Finding]]:
-    """Every folder's findings from Kyverno, conftest and the CRD schemas (waivers marked, not yet applied).
+) -> tuple[dict[str, dist.Folder], dict[str, list[Finding]]]:
+    """Every folder read, and its findings from Kyverno, conftest and the CRD schemas (waivers marked, not
+    yet applied).
 
-    A folder the cache knows (same files, data, policies, gate and tools) is taken from it. The others are
-    checked with at most `jobs` engine processes at once: Kyverno over the environment folders in `jobs`
-    groups of about equal size (all resources of a folder in one invocation, a group's folders together, as
-    the CLI's start-up costs about as much as a folder), conftest once per folder; the CRD schema check runs
-    in this process meanwhile."""
+    A pipeline: each folder is read in this process, then its engines start (at most `jobs` engine processes
+    at once: Kyverno with all resources of the folder in one invocation, conftest once) while the next folder
+    is read, and the CRD schema check runs here once every folder is read. A folder the cache knows (same
+    files, data, policies, gate and tools) is taken from it."""
+    loaded: dict[str, dist.Folder] = {}
     found: dict[str, list[Finding]] = {}
     keys: dict[str, str] = {}
-    data: dict[str, dict[str, Any]] = {}
-    for name, folder in loaded.items():
-        mine = [w for w in live if w.environment == name]
-        data[name] = conftest_data(name, folder, specs.get(name), dist_paths, mine)
-        if cache is not None:
-            keys[name] = cache.key(folder.path, folder.files, [name, data[name], [repr(w) for w in mine]])
-            hit = cache.get(keys[name])
-            if hit is not None:
-                found[name] = hit
-    todo = [name for name in loaded if name not in found]
-    groups = _groups([loaded[n] for n in todo if n != dist.ARGOCD], jobs)
+    todo: list[str] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        kyv = [
-            pool.submit(
-                lambda g, i: kyverno.start(
-                    tools.kyverno, tools.kyverno_policies, g, live, _mkdir(tmp / f"k{i}")
-                ).findings(),
-                group,
-                i,
-            )
-            for i, group in enumerate(groups)
-        ]
+        kyv = []
         con = {}
-        for name in todo:
+        for name in folders:
+            folder = loaded[name] = dist.load_folder(dist_dir, name)
+            mine = [w for w in live if w.environment == name]
+            data = conftest_data(name, folder, specs.get(name), dist_paths, mine)
+            if cache is not None:
+                keys[name] = cache.key(folder.path, folder.files, [name, data, [repr(w) for w in mine]])
+                hit = cache.get(keys[name])
+                if hit is not None:
+                    found[name] = hit
+                    continue
+            todo.append(name)
+            if name != dist.ARGOCD:
+                kyv.append(
+                    pool.submit(
+                        lambda f: kyverno.start(
+                            tools.kyverno, tools.kyverno_policies, [f], live, _mkdir(tmp / f"k-{f.name}")
+                        ).findings(),
+                        folder,
+                    )
+                )
             data_file = tmp / f"{name}-data.json"
-            data_file.write_text(json.dumps(data[name], sort_keys=True), encoding="utf-8")
+            data_file.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
             con[name] = pool.submit(
-                lambda n, d: engines.conftest_findings(
-                    engines.start_conftest(tools, loaded[n], d), loaded[n], n
-                ),
-                name,
+                lambda f, d: engines.conftest_findings(engines.start_conftest(tools, f, d), f, f.name),
+                folder,
                 data_file,
             )
         # the engines run in their own processes meanwhile
@@ -210,18 +209,7 @@ def _engine_findings(
     if cache is not None:
         for name in todo:
             cache.put(keys[name], found[name])
-    return found
-
-
-def _groups(folders: list[dist.Folder], n: int) -> list[list[dist.Folder]]:
-    """The folders in at most n groups of about equal size (largest first, each to the smallest group)."""
-    groups: list[list[dist.Folder]] = [[] for _ in range(min(n, len(folders)))]
-    sizes = [0] * len(groups)
-    for folder in sorted(folders, key=lambda f: (-len(f.documents), f.name)):
-        i = sizes.index(min(sizes))
-        groups[i].append(folder)
-        sizes[i] += len(folder.documents)
-    return groups
+    return loaded, found
 
 
 def _mkdir(path: Path) -> Path:

@@ -43,8 +43,26 @@ store_workload(ns, host) := w if {
 	some svc in lib.named.Service[ns][split(host, ".")[0]]
 	selector := object.get(svc.obj.spec, "selector", {})
 	count(selector) > 0
-	some w in lib.namespace_workloads[ns]
-	selects(selector, object.union(lib.pod_labels(w.obj), controller_labels(w.obj, selector))) # service_selects_workload
+	some w in selector_workloads(ns, selector) # service_selects_workload
+	selects(selector, object.union(lib.pod_labels(w.obj), controller_labels(w.obj, selector)))
+}
+
+# Indexes (complete rules over partial ones, as lib's: each lookup is one step, not a scan).
+# redis_containers (redis_maxmemory_headroom) by workload (lib.describe).
+redis_containers_of := redis_containers_by_id
+
+redis_containers_by_id[id] contains [doc, c, cm, conf] if {
+	some [doc, c, cm, conf] in redis_containers
+	id := lib.describe(doc.obj)
+}
+
+# The workloads of a namespace by lib.describe.
+workloads_by_id := workloads_by_namespace_and_id
+
+workloads_by_namespace_and_id[ns][id] contains w if {
+	some ns, docs in lib.namespace_workloads
+	some w in docs
+	id := lib.describe(w.obj)
 }
 
 # Every setting a workload's containers read (env values and envFrom ConfigMaps):
@@ -70,9 +88,12 @@ workload_settings[ns][id][key] contains value if {
 }
 
 # The workloads of a namespace (by lib.describe) that use a jobs key prefix.
-prefix_users(ns, prefix) := {id |
-	some id, keys in workload_settings[ns]
-	prefix in keys.INFERENCE_JOBS_PREFIX
+prefix_users(ns, prefix) := object.get(object.get(prefix_users_of, ns, {}), prefix, set())
+
+prefix_users_of[ns][prefix] contains id if {
+	some ns, by_id in workload_settings
+	some id, keys in by_id
+	some prefix in keys.INFERENCE_JOBS_PREFIX
 }
 
 job_bound(ns, prefix, key) := max([to_number(v) | some id in prefix_users(ns, prefix); some v in workload_settings[ns][id][key]])
@@ -96,7 +117,7 @@ findings contains lib.finding(
 	some [s, meta] in stream_scalers
 	ns := lib.namespace_of(s.obj)
 	store := store_workload(ns, split(meta.address, ":")[0])
-	some [doc, c, cm, conf] in redis_containers # redis_maxmemory_headroom
+	some [doc, c, cm, conf] in redis_containers_of[lib.describe(store.obj)] # redis_maxmemory_headroom
 	doc == store
 	mm := maxmemory(conf)
 	have := redis_bytes(mm)
@@ -120,6 +141,5 @@ findings contains lib.finding(
 	some id in prefix_users(ns, prefix)
 	some key in job_bound_keys
 	not workload_settings[ns][id][key]
-	some w in lib.namespace_workloads[ns]
-	lib.describe(w.obj) == id
+	some w in workloads_by_id[ns][id]
 }

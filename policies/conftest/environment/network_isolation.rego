@@ -22,7 +22,7 @@ network_policies contains d if {
 }
 
 ns_labels(n) := object.union(labels, {"kubernetes.io/metadata.name": n}) if {
-	labels := [object.get(d.obj, ["metadata", "labels"], {}) | some d in lib.documents; d.obj.kind == "Namespace"; d.obj.metadata.name == n][0]
+	labels := [object.get(d.obj, ["metadata", "labels"], {}) | some by_name in lib.named.Namespace; some d in by_name[n]][0]
 } else := {"kubernetes.io/metadata.name": n}
 
 pod_ports(obj) := [{"port": p.containerPort, "protocol": object.get(p, "protocol", "TCP"), "name": object.get(p, "name", "")} |

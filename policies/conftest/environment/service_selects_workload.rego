@@ -37,10 +37,18 @@ findings contains lib.finding(
 }
 
 any_workload_selected(ns, selector) if {
-	some w in lib.documents
-	w.obj.kind in lib.workload_kinds
-	lib.namespace_of(w.obj) == ns
+	some w in selector_workloads(ns, selector)
 	selects(selector, object.union(lib.pod_labels(w.obj), controller_labels(w.obj, selector)))
+}
+
+# The workloads of a namespace that may match a Service's selector: those whose pods carry one of its labels
+# (the StatefulSet controller's pod-name label aside, which pods get only when they run), else every one.
+selector_workloads(ns, selector) := lib.labelled_workloads[ns][key][selector[key]] if {
+	key := min(object.keys(selector) - {pod_name_label})
+}
+
+selector_workloads(ns, selector) := object.get(lib.namespace_workloads, ns, set()) if {
+	count(object.keys(selector) - {pod_name_label}) == 0
 }
 
 # The StatefulSet controller labels each pod with its name (<set>-<ordinal>); a Service may pin one replica.

@@ -67,10 +67,14 @@ containers(spec) := array.concat(object.get(spec, "initContainers", []), object.
 namespace_of(obj) := object.get(obj, ["metadata", "namespace"], "")
 
 # Indexes for joins. A rule that scans lib.documents once per document is quadratic in the fleet (tens of
-# seconds per rule at 100 services); a lookup in these is not.
+# seconds per rule at 100 services); a lookup in these is not. Each index is a complete rule over a partial
+# one: OPA evaluates a partial rule's body again for every lookup with other ground keys (a scan of every
+# document per lookup), but a complete rule once per query, so every lookup is then a step.
 # lib.named[kind][namespace][name]: the documents of that kind, namespace and name (a set: a broken dist/ may
 # repeat a name).
-named[kind][ns][name] contains doc if {
+named := named_documents
+
+named_documents[kind][ns][name] contains doc if {
 	some doc in documents
 	kind := doc.obj.kind
 	ns := namespace_of(doc.obj)
@@ -78,15 +82,20 @@ named[kind][ns][name] contains doc if {
 }
 
 # lib.namespace_workloads[namespace]: the workloads of a namespace.
-namespace_workloads[ns] contains doc if {
+namespace_workloads := namespace_workload_documents
+
+namespace_workload_documents[ns] contains doc if {
 	some doc in documents
 	doc.obj.kind in workload_kinds
 	ns := namespace_of(doc.obj)
 }
 
 # lib.labelled_workloads[namespace][key][value]: the workloads whose pods carry the label key=value.
-labelled_workloads[ns][key][value] contains doc if {
-	some doc in namespace_workloads[ns]
+labelled_workloads := labelled_workload_documents
+
+labelled_workload_documents[ns][key][value] contains doc if {
+	some ns, docs in namespace_workloads
+	some doc in docs
 	some key, value in pod_labels(doc.obj)
 }
 
