@@ -92,6 +92,8 @@ def serving_handler(app: FastAPI, state: ServiceState) -> InferenceHandler:
         fail_open=s.quota_fail_open,
         registry=state.metrics.registry,
     )
+    if not s.quota_fail_open:  # ready only once the store answers (or the wait is over)
+        state.startup_checks.append(lambda: quotas.wait_reachable(s.quota_store_startup_wait_seconds))
     return QuotaLimitedHandler(state, quotas, auth=s.auth_enabled)
 
 

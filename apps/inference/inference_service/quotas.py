@@ -13,6 +13,7 @@ with 503 (`failed_closed`); either shows in `inference_quota_decisions_total`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -33,6 +34,8 @@ from inference_service.security import presented_key
 from inference_service.state import ServiceState
 
 log = logging.getLogger("inference.quotas")
+#: Between two pings of the quota store while the pod starts.
+STARTUP_RETRY_SECONDS = 0.2
 
 MINUTE = 60
 DAY = 86400
@@ -121,6 +124,23 @@ class Quotas:
                 "resets_in_seconds": DAY - int(now % DAY),
             },
         }
+
+    async def wait_reachable(self, seconds: float) -> bool:
+        """Pings the store until it answers or `seconds` have passed; whether it answered. Awaited before the
+        pod reports ready (ServiceState.startup_checks) where quotas fail closed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                await self.client.ping()
+                return True
+            except (RedisError, OSError) as exc:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "quota store unreachable %.0f s after start (%s); ready anyway, quotas fail %s",
+                        seconds, exc, "open" if self.fail_open else "closed",
+                    )  # fmt: skip
+                    return False
+                await asyncio.sleep(STARTUP_RETRY_SECONDS)
 
     async def admit(self, owner: str, rows: int) -> Decision:
         now = time.time()

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     quota_fail_open: bool = Field(
         default=False, description="quota store unreachable: admit (true) or refuse with 503 (false)"
     )
+    quota_store_startup_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="quotas that fail closed: at startup, readiness waits this long at most for the quota "
+        "store to answer, so a new pod takes no traffic it would refuse with 503 while its first connection "
+        "is still being made (a NetworkPolicy agent may drop a new pod's first packets); then ready anyway",
+    )
 
     # Throughput
     max_batch_size: int = Field(default=32, ge=1)

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from inference_service.cache import CircuitBreaker, RedisTier
 from inference_service.decoding import Decoder
@@ -32,8 +32,12 @@ class ServiceState:
         self.decoder = Decoder()  # large JSON bodies, in a helper process started on first use
         self.redis: RedisTier | None = None
         self._load_task: asyncio.Task[None] | None = None
+        self._checks: list[asyncio.Task[object]] = []
         #: Called on the event loop with True once ready, False on draining (the gRPC health service).
         self.readiness_hooks: list[Callable[[bool], None]] = []
+        #: Awaited (beside the model loads) before the service reports ready: a dependency every request
+        #: needs, such as quotas that fail closed (app.serving_handler).
+        self.startup_checks: list[Callable[[], Awaitable[object]]] = []
 
     # Lifecycle
 
@@ -43,6 +47,8 @@ class ServiceState:
 
     async def load(self) -> None:
         s = self.settings
+        checks = [asyncio.ensure_future(check()) for check in self.startup_checks]
+        self._checks = checks
         try:
             if s.redis_url:
                 self.redis = RedisTier(
@@ -86,16 +92,23 @@ class ServiceState:
             # collections, which otherwise walk every module and schema object and show up as tail latency.
             gc.collect()
             gc.freeze()
+            await asyncio.gather(*checks)
             self.ready = True
             for hook in self.readiness_hooks:
                 hook(True)
             log.info("ready: %s", ", ".join(f"{e.name}:{e.version}" for e in self.entries.values()))
         except ModelIntegrityError as exc:  # one line naming the file; a traceback would add nothing
             self.load_failed = True
+            self._cancel_checks()
             log.error("model file refused: %s", exc)
         except Exception:
             self.load_failed = True
+            self._cancel_checks()
             log.exception("loading the models failed; liveness now reports failure")
+
+    def _cancel_checks(self) -> None:
+        for check in self._checks:
+            check.cancel()
 
     async def shutdown(self) -> None:
         """Stops taking new work, lets queued batches finish, closes Redis and the model threads."""
@@ -105,6 +118,7 @@ class ServiceState:
             hook(False)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
+        self._cancel_checks()
         for runtime in self.runtimes.values():
             await asyncio.wait_for(runtime.batcher.drain(), timeout=self.settings.shutdown_drain_seconds)
             runtime.batcher.close()

@@ -69,7 +69,10 @@ def test_an_unreachable_quota_store_fails_closed_or_open_as_configured(
 ):
     jobs_redis.stop()
     with make_client(
-        jobs_redis_url=jobs_redis.url, quota_requests_per_minute=10, jobs_redis_timeout_ms=200
+        jobs_redis_url=jobs_redis.url,
+        quota_requests_per_minute=10,
+        jobs_redis_timeout_ms=200,
+        quota_store_startup_wait_seconds=0,  # ready at once, the store still down
     ) as client:
         closed = client.post("/v2/models/breast-cancer/infer", json=tabular(rows(1)))
         assert closed.status_code == 503 and "quotas fail closed" in closed.json()["error"]
@@ -93,3 +96,31 @@ def test_quotas_without_a_jobs_redis_refuse_to_start(model_repository):
 
     with pytest.raises(ValueError, match="need INFERENCE_JOBS_REDIS_URL"):
         create_app(Settings(model_repository=model_repository, auth_enabled=False, quota_rows_per_day=5))
+
+
+def _poll(client: Any, path: str, status: int, timeout: float = 20.0) -> float:
+    """Seconds until `path` answers `status` (fails after `timeout`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if client.get(path).status_code == status:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not answer {status} within {timeout} s")
+
+
+def test_readiness_waits_for_a_quota_store_that_fails_closed(make_client, jobs_redis, tabular, rows):
+    """A pod Ready before its first connection to the quota store is made would refuse its first requests
+    with 503 (the node test saw it: a NetworkPolicy agent dropped a new pod's first packets to the store)."""
+    jobs_redis.stop()
+    settings = {"jobs_redis_url": jobs_redis.url, "quota_requests_per_minute": 100}
+    with make_client(wait=False, jobs_redis_timeout_ms=200, **settings) as client:
+        _poll(client, "/v2/models/breast-cancer/ready", 200)  # the model is loaded and warmed ...
+        time.sleep(1.0)
+        assert client.get("/v2/health/ready").status_code == 503  # ... but the store has not answered yet
+        jobs_redis.start()
+        _poll(client, "/v2/health/ready", 200, timeout=10)
+        assert client.post("/v2/models/breast-cancer/infer", json=tabular(rows(1))).status_code == 200
+    jobs_redis.stop()
+    failing_open = {**settings, "jobs_redis_timeout_ms": 200, "quota_fail_open": True}
+    with make_client(wait=False, **failing_open) as client:  # failing open: no wait
+        _poll(client, "/v2/health/ready", 200, timeout=10)
