@@ -613,8 +613,9 @@ def test_valid_change_passes(batch: dict[str, set[str]], name: str) -> None:
 
 
 def test_findings_do_not_depend_on_scheduling_or_cache(mutated: Mutated, tools: Any) -> None:
-    """The same findings, to the message and line, whether the engines run as before (one process at a time,
-    one Kyverno for every folder, no cache), in parallel, or from the cache of the parallel run."""
+    """The same findings, to the message and line, whether the engines run one process at a time with no
+    cache, in parallel, or from the cache of the parallel run (bench/check_bench.py --ref compares two
+    revisions of the gate on the same trees)."""
 
     def again(jobs: int, cache: Cache | None) -> runner.Outcome:
         return runner.run(
