@@ -49,12 +49,23 @@ def environments(dist: Path) -> list[str]:
     return sorted(p.name for p in dist.iterdir() if p.is_dir() and p.name not in NOT_ENVIRONMENTS)
 
 
-def load_folder(dist: Path, name: str) -> Folder:
+def list_folder(dist: Path, name: str) -> Folder:
+    """The folder's file names only (nothing read): enough for a cache key."""
     path = dist / name
     if not path.is_dir():
         raise DistError(f"{path} does not exist; known environments: {', '.join(environments(dist))}")
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
-    folder = Folder(name=name, path=path, files=files)
+    return Folder(name=name, path=path, files=files)
+
+
+def load_folder(dist: Path, name: str) -> Folder:
+    """The folder with every object of its manifest files read."""
+    return read_objects(list_folder(dist, name))
+
+
+def read_objects(folder: Folder) -> Folder:
+    """Reads the objects of a listed folder's manifest files into it; returns it."""
+    path, files = folder.path, folder.files
     for rel in files:
         if "/" in rel or not rel.endswith(MANIFEST_SUFFIXES):
             continue

@@ -156,13 +156,14 @@ def _engine_findings(
     jobs: int,
     cache: Cache | None,
 ) -> tuple[dict[str, dist.Folder], dict[str, list[Finding]]]:
-    """Every folder read, and its findings from Kyverno, conftest and the CRD schemas (waivers marked, not
-    yet applied).
+    """Every folder, and its findings from Kyverno, conftest and the CRD schemas (waivers marked, not yet
+    applied).
 
     A pipeline: each folder is read in this process, then its engines start (at most `jobs` engine processes
     at once: Kyverno with all resources of the folder in one invocation, conftest once) while the next folder
     is read, and the CRD schema check runs here once every folder is read. A folder the cache knows (same
-    files, data, policies, gate and tools) is taken from it."""
+    files, data, policies, gate and tools) is taken from it, and its objects are read only where it has
+    findings to locate."""
     loaded: dict[str, dist.Folder] = {}
     found: dict[str, list[Finding]] = {}
     keys: dict[str, str] = {}
@@ -171,7 +172,7 @@ def _engine_findings(
         kyv = []
         con = {}
         for name in folders:
-            folder = loaded[name] = dist.load_folder(dist_dir, name)
+            folder = loaded[name] = dist.list_folder(dist_dir, name)
             mine = [w for w in live if w.environment == name]
             data = conftest_data(name, folder, specs.get(name), dist_paths, mine)
             if cache is not None:
@@ -179,7 +180,10 @@ def _engine_findings(
                 hit = cache.get(keys[name])
                 if hit is not None:
                     found[name] = hit
+                    if hit:  # their lines and the spec fields behind them are read from the objects
+                        dist.read_objects(folder)
                     continue
+            dist.read_objects(folder)
             todo.append(name)
             if name != dist.ARGOCD:
                 kyv.append(
