@@ -5,8 +5,10 @@ what the gate hands the engines besides (the declared spec, the file list, the o
 folder's waivers), every policy and the gate's own code (policies/kyverno, policies/conftest,
 policies/policy_check, the labels it imports, the pinned CRD versions) and the engines themselves (the SHA-256
 of the kyverno and conftest binaries). A change to any of them is a new key, so an entry is never
-trusted across a tool or policy change; an unreadable entry is a miss. Only the engines' raw findings are
-kept: waivers, locations and the report are worked out again on every run.
+trusted across a tool or policy change; an unreadable entry is a miss. An entry holds the engines' findings
+with their lines in the folder's files (which the key covers) and the labels of the objects they name;
+waivers, the spec fields behind findings (overlays/ lines, which the key does not cover) and the report are
+worked out again on every run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from policy_check.findings import Finding
 
-FORMAT = "1"  # bump when what an entry holds or how the key is made changes
+FORMAT = "2"  # bump when what an entry holds or how the key is made changes
 #: What the findings also depend on, relative to the repository root (files, or folders taken whole).
 CODE = (
     "policies/kyverno",
@@ -79,17 +81,20 @@ class Cache:
             h.update(hashlib.sha256((folder / rel).read_bytes()).digest())
         return h.hexdigest()
 
-    def get(self, key: str) -> list[Finding] | None:
+    def get(self, key: str) -> tuple[list[Finding], dict[str, dict[str, str]]] | None:
+        """The entry's findings and the labels of the objects they name; None: no (readable) entry."""
         try:
             raw = json.loads((self.folder / "findings" / f"{key}.json").read_text(encoding="utf-8"))
-            return [Finding(**{**f, "field": tuple(f.get("field", ()))}) for f in raw]  # JSON has no tuples
-        except (OSError, ValueError, TypeError):
+            # JSON has no tuples
+            found = [Finding(**{**f, "field": tuple(f.get("field", ()))}) for f in raw["findings"]]
+            labels = {str(k): {str(n): str(v) for n, v in ls.items()} for k, ls in raw["labels"].items()}
+            return found, labels
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
 
-    def put(self, key: str, found: list[Finding]) -> None:
-        self._write(
-            self.folder / "findings" / f"{key}.json", json.dumps([dataclasses.asdict(f) for f in found])
-        )
+    def put(self, key: str, found: list[Finding], labels: dict[str, dict[str, str]]) -> None:
+        entry = {"findings": [dataclasses.asdict(f) for f in found], "labels": labels}
+        self._write(self.folder / "findings" / f"{key}.json", json.dumps(entry, sort_keys=True))
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

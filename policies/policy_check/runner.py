@@ -89,13 +89,13 @@ def run(
 
     schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
-        loaded, found_in = _engine_findings(
+        found_in = _engine_findings(
             dist_dir, folders, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
         )
         for name in folders:
-            folder = loaded[name]
             mine = [w for w in live if w.environment == name]
-            for f in (_located(f, folder, origins) for f in found_in[name]):
+            here = found_in[name]
+            for f in (_with_origin(f, name, here.labels, origins) for f in here.findings):
                 if not f.waiver:
                     outcome.findings.append(f)
                     continue
@@ -109,7 +109,8 @@ def run(
         )
         shipped = dist.load_folder(dist_dir, dist.CLUSTER_POLICIES)
         found = crd_schema.findings(schemas, dist.CLUSTER_POLICIES, shipped.documents)
-        outcome.findings += [_located(f, shipped, origins) for f in found]
+        located = Located.of(found, shipped)
+        outcome.findings += [_with_origin(f, shipped.name, located.labels, origins) for f in located.findings]
         outcome.findings += allowlist.admission_drift(tools.kyverno_policies, specs, complete=True)
         outcome.rules[dist.CLUSTER_POLICIES] = [allowlist.RULE, CLUSTER_POLICIES_RULE, CRD_RULE]
     # Each rule has one engine, so a waiver is used when its engine reports the finding waived. (Kyverno
@@ -155,17 +156,18 @@ def _engine_findings(
     tmp: Path,
     jobs: int,
     cache: Cache | None,
-) -> tuple[dict[str, dist.Folder], dict[str, list[Finding]]]:
-    """Every folder, and its findings from Kyverno, conftest and the CRD schemas (waivers marked, not yet
-    applied).
+) -> dict[str, Located]:
+    """Every folder's findings from Kyverno, conftest and the CRD schemas, located in its files (waivers
+    marked, not yet applied).
 
     A pipeline: each folder is read in this process, then its engines start (at most `jobs` engine processes
     at once: Kyverno with all resources of the folder in one invocation, conftest once) while the next folder
     is read, and the CRD schema check runs here once every folder is read. A folder the cache knows (same
-    files, data, policies, gate and tools) is taken from it, and its objects are read only where it has
-    findings to locate."""
+    files, data, policies, gate and tools) is taken from it, located as it was, without reading its
+    objects."""
     loaded: dict[str, dist.Folder] = {}
     found: dict[str, list[Finding]] = {}
+    done: dict[str, Located] = {}
     keys: dict[str, str] = {}
     todo: list[str] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -179,9 +181,7 @@ def _engine_findings(
                 keys[name] = cache.key(folder.path, folder.files, [name, data, [repr(w) for w in mine]])
                 hit = cache.get(keys[name])
                 if hit is not None:
-                    found[name] = hit
-                    if hit:  # their lines and the spec fields behind them are read from the objects
-                        dist.read_objects(folder)
+                    done[name] = Located(*hit)
                     continue
             dist.read_objects(folder)
             todo.append(name)
@@ -209,11 +209,11 @@ def _engine_findings(
                 if f.environment in con:  # (a result for an object no folder holds names no folder)
                     found[f.environment].append(f)
         for name in todo:
-            found[name] = con[name].result() + found[name]
+            done[name] = Located.of(con[name].result() + found[name], loaded[name])
     if cache is not None:
         for name in todo:
-            cache.put(keys[name], found[name])
-    return loaded, found
+            cache.put(keys[name], done[name].findings, done[name].labels)
+    return done
 
 
 def _mkdir(path: Path) -> Path:
@@ -221,20 +221,46 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _located(f: Finding, folder: dist.Folder, origins: origin.Origins) -> Finding:
-    """The finding with its lines in dist/ (the offending field's where the engine names one, else the
-    object's first to last) and the spec field that produced it."""
-    key = (f.kind, f.namespace, f.name)
-    node = folder.nodes.get(key) if f.file else None
-    if node is None:
+@dataclasses.dataclass(frozen=True)
+class Located:
+    """A folder's findings with their lines in its files, and the labels of each object they name (what
+    tracing a finding back to the spec needs): all a cache entry holds, so a hit reads no object."""
+
+    findings: list[Finding]
+    labels: dict[str, dict[str, str]]  # object_id(finding) -> the labels of the object it is on
+
+    @classmethod
+    def of(cls, found: list[Finding], folder: dist.Folder) -> Located:
+        """Each finding with its lines (the offending field's where the engine names one, else the object's
+        first to last); findings on no object of the folder as they came."""
+        findings, labels = [], {}
+        for f in found:
+            key = (f.kind, f.namespace, f.name)
+            node = folder.nodes.get(key) if f.file else None
+            if node is None:
+                findings.append(f)
+                continue
+            line, end_line = folder.lines[key], folder.end_lines[key]
+            at_field = dist.field_line(node, f.field) if f.field else 0
+            if at_field:
+                line, end_line = at_field, 0
+            findings.append(dataclasses.replace(f, line=line, end_line=end_line))
+            labels[object_id(f)] = folder.labels.get(key) or {}
+        return cls(findings, labels)
+
+
+def object_id(f: Finding) -> str:
+    return f"{f.kind}/{f.namespace}/{f.name}"
+
+
+def _with_origin(
+    f: Finding, folder: str, labels: dict[str, dict[str, str]], origins: origin.Origins
+) -> Finding:
+    """The located finding with the spec field that produced it."""
+    if object_id(f) not in labels:
         return f
-    line, end_line = folder.lines[key], folder.end_lines[key]
-    at_field = dist.field_line(node, f.field) if f.field else 0
-    if at_field:
-        line, end_line = at_field, 0
-    labels = folder.labels.get(key) or {}
-    cause = origins.of(folder.name, f.kind, f.name, labels, f.rule, f.field)
-    return dataclasses.replace(f, line=line, end_line=end_line, origin=cause)
+    cause = origins.of(folder, f.kind, f.name, labels[object_id(f)], f.rule, f.field)
+    return dataclasses.replace(f, origin=cause)
 
 
 def _matching_waiver(mine: list[waivers.Waiver], f: Finding) -> waivers.Waiver | None:

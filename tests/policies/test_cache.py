@@ -40,10 +40,11 @@ def test_same_inputs_same_key_and_entries_round_trip(tmp_path: Path) -> None:
     k = key(tmp_path, root)
     assert key(tmp_path, root) == k
     cache = Cache(tmp_path / "cache", root, [root / "bin" / "kyverno"])
-    found = [Finding("dev", "rule", "a.yaml", "ConfigMap", "ns", "a", "conftest", "msg", "w1", 3)]
+    found = [Finding("dev", "rule", "a.yaml", "ConfigMap", "ns", "a", "conftest", "msg", "w1", 3, 9, ("x",))]
+    labels = {"ConfigMap/ns/a": {"app.kubernetes.io/name": "a"}}
     assert cache.get(k) is None
-    cache.put(k, found)
-    assert cache.get(k) == found
+    cache.put(k, found, labels)
+    assert cache.get(k) == (found, labels)
     (tmp_path / "cache" / "findings" / f"{k}.json").write_text("{not json")
     assert cache.get(k) is None
 
