@@ -1,7 +1,8 @@
 """Where the policy check's time goes, and how it grows with the spec.
 
 For each size N in `--services` (default 10,100) it grows the spec with the synth bench's `make_spec`
-(bench/spec_growth.py: N copies of `inference` in every environment), synthesizes it, and runs the gate:
+(bench/spec_growth.py: N copies of `inference` in every environment; with `--clusters K`, K environment
+folders, each on its own cluster, copies of prod past dev, stage and prod), synthesizes it, and runs the gate:
 
 - total: `python -m policy_check` as `make check` runs it, cold (no cache), wall and CPU time (the gate and
   its engine processes); then warm (a second run, the cache of unchanged environments in use);
@@ -14,7 +15,7 @@ For each size N in `--services` (default 10,100) it grows the spec with the synt
 `--ref REV` also times the gate of another revision (its policies/ and constructs/ from git) on the same
 trees in the same run, for before/after ratios on a busy shared machine, and checks that both give the same
 findings. Everything is written under /dev/shm when there is one (see synth_bench.py: else the disk is timed).
-Usage: .venv/bin/python bench/check_bench.py [--services 10,100] [--rules] [--ref REV]
+Usage: .venv/bin/python bench/check_bench.py [--services 10,100] [--clusters K] [--rules] [--ref REV]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ sys.path.insert(0, {bench!r})
 from spec_growth import make_spec
 from mlplatform.synth import synthesize
 root = Path({root!r})
-make_spec(root, {n})
+make_spec(root, {n}, {clusters})
 synthesize(root, out=root / "dist")
 """
 
@@ -80,8 +81,8 @@ def scratch() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def synthesize(spec: Path, n: int) -> Cost:
-    code = SYNTH.format(bench=str(REPO / "bench"), root=str(spec), n=n)
+def synthesize(spec: Path, n: int, clusters: int | None) -> Cost:
+    code = SYNTH.format(bench=str(REPO / "bench"), root=str(spec), n=n, clusters=clusters)
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     cost, proc = timed(
         lambda: subprocess.run(
@@ -211,6 +212,11 @@ def main() -> None:
     parser.add_argument(
         "--rules", nargs="?", const="all", choices=("all", "conftest"), help="also time each rule on its own"
     )
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        help="grow the fleet to this many environment folders, each its own cluster (copies of prod)",
+    )
     parser.add_argument("--ref", help="also time this revision's gate on the same trees")
     parser.add_argument("--no-breakdown", action="store_true", help="only the totals")
     args = parser.parse_args()
@@ -219,7 +225,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=scratch()) as tmp:
         for n in sizes:
             spec = Path(tmp) / f"spec-{n}"
-            synth = synthesize(spec, n)
+            synth = synthesize(spec, n, args.clusters)
             files = sum(1 for p in (spec / "dist").rglob("*") if p.is_file())
             print(f"{n} services x {len(dist.environments(spec / 'dist'))} environments: {files} files")
             print(f"  synth                                        {synth}")

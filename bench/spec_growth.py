@@ -1,7 +1,11 @@
 """Grow the reference spec: `make_spec(root, n)` writes overlays/ (and the model catalog) with n services.
 
-Each service is a copy of `inference` with its own hosts and a copy of each of `inference`'s connections. Used
-by bench/synth_bench.py, bench/check_bench.py and the policy check's scaling test; it imports nothing heavy.
+Each service is a copy of `inference` with its own hosts and a copy of each of `inference`'s connections.
+`make_spec(root, n, clusters=k)` also grows the fleet to k environment folders: past dev, stage and prod, each
+is a copy of prod on a cluster of its own (`prod-<i>`: its own API server and hosts, the same namespace, as a
+second region would have). An environment is one cluster here, so that is the layout a fleet has until an
+environment can span clusters. Used by bench/synth_bench.py, bench/check_bench.py and the policy check's
+scaling test; it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from mlplatform.schema.catalog import CATALOG_FILE
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_spec(root: Path, services: int) -> None:
-    """Copy overlays/ and grow it to `services` services (copies of `inference`)."""
+def make_spec(root: Path, services: int, clusters: int | None = None) -> None:
+    """Copy overlays/ and grow it to `services` services (copies of `inference`) and, where `clusters` is
+    more than the environments overlays/ has, to `clusters` environments (copies of prod)."""
     (root / "overlays").mkdir(parents=True)
     for folder in (REPO_ROOT / "overlays").iterdir():  # files the overlays name (e.g. identity/*.json)
         if folder.is_dir():
@@ -57,3 +62,13 @@ def make_spec(root: Path, services: int) -> None:
                     entry[key] = f"model-{i:03d}.{base[key]}"
             overlay["services"][f"model-{i:03d}"] = entry
         (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))
+    overlays = sorted(p for p in (root / "overlays").glob("*.yaml") if p.name != "platform.yaml")
+    prod = root / "overlays" / "prod.yaml"
+    for i in range(2, (clusters or 0) - len(overlays) + 2):
+        overlay = yaml.safe_load(prod.read_text())
+        overlay["cluster"]["server"] = f"https://prod-{i}.k8s.example.com"
+        for entry in overlay["services"].values():  # a host names one environment's route
+            for key in ("host", "grpcHost"):
+                if key in entry:
+                    entry[key] = f"prod-{i}.{entry[key]}"
+        (root / "overlays" / f"prod-{i}.yaml").write_text(yaml.safe_dump(overlay))
