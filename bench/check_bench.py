@@ -1,8 +1,8 @@
 """Where the policy check's time goes, and how it grows with the spec.
 
 For each size N in `--services` (default 10,100) it grows the spec with the synth bench's `make_spec`
-(bench/spec_growth.py: N copies of `inference` in every environment; with `--clusters K`, K environment
-folders, each on its own cluster, copies of prod past dev, stage and prod), synthesizes it, and runs the gate:
+(bench/spec_growth.py: N copies of `inference` in every environment; with `--clusters K`, K clusters: dev
+and stage on one each, prod on the rest, in dist/prod/<cluster>/), synthesizes it, and runs the gate:
 
 - total: `python -m policy_check` as `make check` runs it, cold (no cache), wall and CPU time (the gate and
   its engine processes); then warm (a second run, the cache of unchanged environments in use);
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument(
         "--clusters",
         type=int,
-        help="grow the fleet to this many environment folders, each its own cluster (copies of prod)",
+        help="grow the fleet to this many clusters (prod runs on all but dev's and stage's)",
     )
     parser.add_argument("--ref", help="also time this revision's gate on the same trees")
     parser.add_argument("--no-breakdown", action="store_true", help="only the totals")

@@ -1,10 +1,9 @@
 """Grow the reference spec: `make_spec(root, n)` writes overlays/ (and the model catalog) with n services.
 
 Each service is a copy of `inference` with its own hosts and a copy of each of `inference`'s connections.
-`make_spec(root, n, clusters=k)` also grows the fleet to k environment folders: past dev, stage and prod, each
-is a copy of prod on a cluster of its own (`prod-<i>`: its own API server and hosts, the same namespace, as a
-second region would have). An environment is one cluster here, so that is the layout a fleet has until an
-environment can span clusters. Used by bench/synth_bench.py, bench/check_bench.py and the policy check's
+`make_spec(root, n, clusters=k)` also grows the fleet to k clusters: dev and stage on one each, prod on the
+rest (`clusters:` region-1 to region-<k-2>, each its own API server; the same namespace and hosts, one name
+served in each region). Used by bench/synth_bench.py, bench/check_bench.py and the policy check's
 scaling test; it imports nothing heavy.
 """
 
@@ -24,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def make_spec(root: Path, services: int, clusters: int | None = None) -> None:
     """Copy overlays/ and grow it to `services` services (copies of `inference`) and, where `clusters` is
-    more than the environments overlays/ has, to `clusters` environments (copies of prod)."""
+    more than the environments overlays/ has, to `clusters` clusters (prod's)."""
     (root / "overlays").mkdir(parents=True)
     for folder in (REPO_ROOT / "overlays").iterdir():  # files the overlays name (e.g. identity/*.json)
         if folder.is_dir():
@@ -62,13 +61,15 @@ def make_spec(root: Path, services: int, clusters: int | None = None) -> None:
                     entry[key] = f"model-{i:03d}.{base[key]}"
             overlay["services"][f"model-{i:03d}"] = entry
         (root / "overlays" / path.name).write_text(yaml.safe_dump(overlay))
-    overlays = sorted(p for p in (root / "overlays").glob("*.yaml") if p.name != "platform.yaml")
-    prod = root / "overlays" / "prod.yaml"
-    for i in range(2, (clusters or 0) - len(overlays) + 2):
+    others = sum(
+        1 for p in (root / "overlays").glob("*.yaml") if p.name not in ("platform.yaml", "prod.yaml")
+    )
+    if clusters is not None and clusters > others + 1:
+        prod = root / "overlays" / "prod.yaml"
         overlay = yaml.safe_load(prod.read_text())
-        overlay["cluster"]["server"] = f"https://prod-{i}.k8s.example.com"
-        for entry in overlay["services"].values():  # a host names one environment's route
-            for key in ("host", "grpcHost"):
-                if key in entry:
-                    entry[key] = f"prod-{i}.{entry[key]}"
-        (root / "overlays" / f"prod-{i}.yaml").write_text(yaml.safe_dump(overlay))
+        first = overlay.pop("cluster")["server"]
+        overlay["clusters"] = {
+            f"region-{i}": {"server": first if i == 1 else f"https://prod-region-{i}.k8s.example.com"}
+            for i in range(1, clusters - others + 1)
+        }
+        prod.write_text(yaml.safe_dump(overlay))

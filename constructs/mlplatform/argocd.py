@@ -97,9 +97,9 @@ def _source(platform: Platform, folder: str) -> argo.ApplicationSpecSource:
 
 def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProjectSpec:
     """Only this repository, only the environments' namespaces (and Kyverno's), only the kinds we ship."""
-    servers = sorted({str(e.overlay.cluster.server) for e in envs})
+    servers = sorted({e.server for e in envs})
     kserve = any(e.overlay.runtime == "kserve" for e in envs)
-    destinations = [(str(e.overlay.cluster.server), e.namespace) for e in envs]
+    destinations = [(e.server, e.namespace) for e in envs]
     destinations += [(s, POLICIES_NAMESPACE) for s in servers]
     windows = [
         argo.AppProjectSpecSyncWindows(
@@ -108,9 +108,9 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
             duration=w.duration,
             time_zone=w.time_zone,
             manual_sync=w.manual_sync,
-            applications=[names.environment_application(platform.name, e.name)],
+            applications=apps,
         )
-        for e in envs
+        for apps, e in _by_environment(platform, envs)
         for w in e.overlay.sync.windows
     ]
     return argo.AppProjectSpec(
@@ -130,8 +130,27 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
     )
 
 
+def _by_environment(platform: Platform, envs: list[Environment]) -> list[tuple[list[str], Environment]]:
+    """(the Applications of each environment, one per cluster, and its first cluster's Environment): an
+    environment's sync windows hold for all its clusters."""
+    apps: dict[str, list[str]] = {}
+    first: dict[str, Environment] = {}
+    for e in envs:
+        apps.setdefault(e.name, []).append(names.environment_application(platform.name, e.name, e.cluster))
+        first.setdefault(e.name, e)
+    return [(apps[name], first[name]) for name in apps]
+
+
+def placement_labels(env: Environment) -> dict[str, str]:
+    """The cluster (and its region) of an environment that runs on several; none for one cluster."""
+    if env.cluster is None:
+        return {}
+    return {names.CLUSTER: env.cluster, **({names.REGION: env.region} if env.region else {})}
+
+
 def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSpec:
-    """dist/<env>/ into its namespace; the replica count of autoscaled Deployments is the autoscaler's."""
+    """dist/<env>/ (dist/<env>/<cluster>/) into its namespace on its cluster; the replica count of autoscaled
+    Deployments is the autoscaler's."""
     sync = argo.ApplicationSpecSyncPolicy(
         automated=AUTOMATED if env.overlay.sync.mode == "automated" else None,
         retry=retry(platform),
@@ -161,10 +180,8 @@ def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSp
         ]
     return argo.ApplicationSpec(
         project=platform.argocd.project,
-        source=_source(platform, env.name),
-        destination=argo.ApplicationSpecDestination(
-            server=str(env.overlay.cluster.server), namespace=env.namespace
-        ),
+        source=_source(platform, env.folder),
+        destination=argo.ApplicationSpecDestination(server=env.server, namespace=env.namespace),
         sync_policy=sync,
         ignore_differences=ignore or None,
     )
@@ -187,9 +204,9 @@ class ArgoCdChart(PlatformChart):
             argo.Application(self, name, metadata=metadata, spec=spec)
 
         for env in envs:
-            name = names.environment_application(platform.name, env.name)
-            child(name, meta, environment_spec(platform, env))
-        for server in sorted({str(e.overlay.cluster.server) for e in envs}):
+            name = names.environment_application(platform.name, env.name, env.cluster)
+            child(name, meta.labelled(placement_labels(env)), environment_spec(platform, env))
+        for server in sorted({e.server for e in envs}):
             name = names.policies_application(platform.name, server)
             destination = argo.ApplicationSpecDestination(server=server, namespace=POLICIES_NAMESPACE)
             spec = argo.ApplicationSpec(

@@ -25,6 +25,9 @@ MANAGER = "cdk8s"
 #: namespaces by this label only, so they never touch other teams' namespaces.
 MANAGED_NAMESPACE = "mlplatform.io/managed"
 MANAGED_NAMESPACE_VALUE = "true"
+# On the Application of an environment that runs on several clusters: which cluster, and its region.
+CLUSTER = "mlplatform.io/cluster"
+REGION = "mlplatform.io/region"
 #: Set by the apiserver on every Namespace, immutable: the cluster policies name protected namespaces by it.
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
 #: Where Kyverno runs; the PolicyExceptions of dist/cluster-policies/ go there.
@@ -197,8 +200,9 @@ class ServiceNames:
         return f"{self.service}-grpc-tls"
 
 
-def environment_application(platform: str, env: str) -> str:
-    return f"{platform}-{env}"
+def environment_application(platform: str, env: str, cluster: str | None = None) -> str:
+    """The Application of an environment (on one of its clusters, where it runs on several)."""
+    return f"{platform}-{env}" if cluster is None else f"{platform}-{env}-{cluster}"
 
 
 #: The API server address of the cluster Argo CD runs in.

@@ -47,7 +47,7 @@ def write_tree(out: Path, folders: dict[str, dict[str, str | bytes]], *, replace
 
     Everything is first written to a temporary folder beside `out`, then swapped in by renames, so a failure
     leaves `out` as it was. `replace_all` replaces `out` as a whole (stale folders disappear); otherwise only
-    the given folders are replaced.
+    the given folders are replaced (a folder `<env>/<cluster>` with its environment's whole folder).
     """
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +62,8 @@ def write_tree(out: Path, folders: dict[str, dict[str, str | bytes]], *, replace
         if replace_all or not out.exists():
             _swap(staging, out)
             return
-        for folder in folders:
-            _swap(staging / folder, out / folder)
+        for top in sorted({folder.split("/")[0] for folder in folders}):  # an environment's clusters whole
+            _swap(staging / top, out / top)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -73,7 +73,7 @@ def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool
     else:
         jsii_structs.uninstall()
     envs = load_all(repo_root)
-    known = [e.name for e in envs]
+    known = sorted({e.name for e in envs})
     for name in only or []:
         if name not in known:
             raise ValueError(f"--env {name!r}: no overlays/{name}.yaml; allowed: {known}")
@@ -83,7 +83,7 @@ def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool
             continue
         files: dict[str, str | bytes] = dict(render_environment(env))
         files[DIAGRAM_FILE] = architecture_markdown(env)
-        folders[env.name] = files
+        folders[env.folder] = files
     folders[ARGOCD_DIR] = dict(render_argocd(envs))
     folders[POLICIES_DIR] = cluster_policy_files(repo_root, envs)
     return Rendered(folders=folders)

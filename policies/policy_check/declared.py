@@ -109,11 +109,23 @@ def _jwks_egress(overlay: dict[str, Any], env: str) -> list[tuple[str, str, dict
 
 
 def environments(overlays: Path) -> list[str]:
-    return sorted(p.stem for p in overlays.glob("*.yaml") if p.name != PLATFORM_FILE)
+    """The dist/ folder of each environment overlays/ declares: <env>, or <env>/<cluster> for each cluster
+    of an overlay with `clusters`."""
+    found = []
+    for path in sorted(p for p in overlays.glob("*.yaml") if p.name != PLATFORM_FILE):
+        clusters = _load(path).get("clusters")
+        if isinstance(clusters, dict) and clusters:
+            found += sorted(f"{path.stem}/{c}" for c in clusters)
+        else:
+            found.append(path.stem)
+    return found
 
 
-def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = None) -> dict[str, Any]:
-    """{environment, namespace, components, peers, connections} for overlays/<env>.yaml."""
+def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{environment, namespace, components, peers, connections} for overlays/<env>.yaml, where `folder` is
+    <env>, or <env>/<cluster> (what a cluster changes, hosts, replicas and storage classes, declares no
+    component, peer or connection: every cluster of an environment gets the same)."""
+    env = folder.split("/", 1)[0]
     platform = platform if platform is not None else _load(overlays / PLATFORM_FILE)
     overlay = _load(overlays / f"{env}.yaml")
     where = f"{overlays / (env + '.yaml')}"
@@ -162,7 +174,7 @@ def for_environment(overlays: Path, env: str, platform: dict[str, Any] | None = 
     }
 
 
-def for_environments(overlays: Path, envs: list[str]) -> dict[str, dict[str, Any]]:
+def for_environments(overlays: Path, folders: list[str]) -> dict[str, dict[str, Any]]:
     known = set(environments(overlays))
     platform = _load(overlays / PLATFORM_FILE)
-    return {env: for_environment(overlays, env, platform) for env in envs if env in known}
+    return {folder: for_environment(overlays, folder, platform) for folder in folders if folder in known}

@@ -44,9 +44,23 @@ class Folder:
 
 
 def environments(dist: Path) -> list[str]:
+    """The folders checked as environments: dist/<env>, or dist/<env>/<cluster> for each cluster of an
+    environment that runs on several (a folder holding only folders)."""
     if not dist.is_dir():
         raise DistError(f"{dist} does not exist or is not a folder; run `make synth` first")
-    return sorted(p.name for p in dist.iterdir() if p.is_dir() and p.name not in NOT_ENVIRONMENTS)
+    found = []
+    for env in sorted(p for p in dist.iterdir() if p.is_dir() and p.name not in NOT_ENVIRONMENTS):
+        inside = list(env.iterdir())
+        if inside and all(p.is_dir() for p in inside):
+            found += sorted(f"{env.name}/{p.name}" for p in inside)
+        else:
+            found.append(env.name)
+    return found
+
+
+def environment_of(folder: str) -> str:
+    """The environment whose folder (dist/<env>, or one of its clusters' dist/<env>/<cluster>) it is."""
+    return folder.split("/", 1)[0]
 
 
 def list_folder(dist: Path, name: str) -> Folder:

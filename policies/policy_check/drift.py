@@ -78,8 +78,8 @@ def start(repo_root: Path, only_env: str | None = None, cache: SynthCache | None
         return Synth(proc=None, tmp=None, cached=cached)
     tmp = tempfile.TemporaryDirectory(prefix="policy-check-synth-")
     cmd = [sys.executable, "-O", str(repo_root / "main.py"), "--out", str(Path(tmp.name) / "dist")]
-    if only_env is not None:
-        cmd += ["--env", only_env]
+    if only_env is not None:  # (one cluster's folder <env>/<cluster>: its environment, every cluster)
+        cmd += ["--env", dist.environment_of(only_env)]
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return Synth(proc, tmp, cache=cache, key=key)
 
@@ -97,7 +97,7 @@ def compare(dist_dir: Path, fresh: Path, only_env: str | None = None) -> list[Fi
         {p.name for root in (dist_dir, fresh) if root.is_dir() for p in root.iterdir() if p.is_dir()}
     )
     if only_env is not None:
-        folders = [f for f in folders if f == only_env]
+        folders = [f for f in folders if f == dist.environment_of(only_env)]
     found: list[Finding] = []
     for folder in folders:
         ours, theirs = _files(dist_dir / folder), _files(fresh / folder)

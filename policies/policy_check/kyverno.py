@@ -201,7 +201,7 @@ def _batch_findings(batch: Batch, live: list[waivers.Waiver]) -> list[Finding]:
 
 def _covers(w: waivers.Waiver, f: Finding) -> bool:
     return (w.environment, w.rule, w.kind, w.namespace, w.name) == (
-        f.environment,
+        dist.environment_of(f.environment),  # an environment's waiver covers it on each of its clusters
         f.rule,
         f.kind,
         f.namespace,

@@ -74,15 +74,19 @@ def run(
     all_waivers = waivers.load(waiver_file)
     live = [w for w in all_waivers if not w.expired(today)]
     outcome = Outcome()
-    envs = dist.environments(dist_dir)
+    every = envs = dist.environments(dist_dir)
     if only_env is not None:
-        if only_env not in envs:
+        # an environment's name (all its clusters), or one cluster's folder <env>/<cluster>
+        envs = [e for e in every if only_env in (e, dist.environment_of(e))]
+        if not envs:
             raise dist.DistError(
-                f"no environment {only_env!r} in {dist_dir}; found: {', '.join(envs) or 'none'}"
+                f"no environment {only_env!r} in {dist_dir}; found: {', '.join(every) or 'none'}"
             )
-        envs = [only_env]
     folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
-    dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
+    # every folder an Application may point at: dist/'s own, and each cluster's of an environment on several
+    dist_paths = sorted(
+        {f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir()} | {f"dist/{e}" for e in every}
+    )
     # what overlays/ declares, per folder (read from the YAML, not by the generator)
     specs = specs if specs is not None else declared.for_environments(repo_root / "overlays", envs)
     ids = rule_ids(tools)
@@ -93,7 +97,7 @@ def run(
             dist_dir, folders, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
         )
         for name in folders:
-            mine = [w for w in live if w.environment == name]
+            mine = [w for w in live if w.environment == dist.environment_of(name)]
             here = found_in[name]
             for f in (_with_origin(f, name, here.labels, origins) for f in here.findings):
                 if not f.waiver:
@@ -175,7 +179,7 @@ def _engine_findings(
         con = {}
         for name in folders:
             folder = loaded[name] = dist.list_folder(dist_dir, name)
-            mine = [w for w in live if w.environment == name]
+            mine = [w for w in live if w.environment == dist.environment_of(name)]
             data = conftest_data(name, folder, specs.get(name), dist_paths, mine)
             if cache is not None:
                 keys[name] = cache.key(folder.path, folder.files, [name, data, [repr(w) for w in mine]])
@@ -189,12 +193,16 @@ def _engine_findings(
                 kyv.append(
                     pool.submit(
                         lambda f: kyverno.start(
-                            tools.kyverno, tools.kyverno_policies, [f], live, _mkdir(tmp / f"k-{f.name}")
+                            tools.kyverno,
+                            tools.kyverno_policies,
+                            [f],
+                            live,
+                            _mkdir(tmp / f"k-{_flat(f.name)}"),
                         ).findings(),
                         folder,
                     )
                 )
-            data_file = tmp / f"{name}-data.json"
+            data_file = tmp / f"{_flat(name)}-data.json"
             data_file.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
             con[name] = pool.submit(
                 lambda f, d: engines.conftest_findings(engines.start_conftest(tools, f, d), f, f.name),
@@ -214,6 +222,11 @@ def _engine_findings(
         for name in todo:
             cache.put(keys[name], done[name].findings, done[name].labels)
     return done
+
+
+def _flat(folder: str) -> str:
+    """A folder's name as one file name (<env>/<cluster> -> <env>--<cluster>)."""
+    return folder.replace("/", "--")
 
 
 def _mkdir(path: Path) -> Path:
@@ -259,7 +272,7 @@ def _with_origin(
     """The located finding with the spec field that produced it."""
     if object_id(f) not in labels:
         return f
-    cause = origins.of(folder, f.kind, f.name, labels[object_id(f)], f.rule, f.field)
+    cause = origins.of(dist.environment_of(folder), f.kind, f.name, labels[object_id(f)], f.rule, f.field)
     return dataclasses.replace(f, origin=cause)
 
 
@@ -279,7 +292,7 @@ def _waiver_problems(
 ) -> list[Finding]:
     problems = []
     for w in all_waivers:
-        if w.environment not in envs and w.environment != dist.ARGOCD:
+        if w.environment not in {dist.environment_of(e) for e in envs} and w.environment != dist.ARGOCD:
             continue
         if w.expired(today):
             msg = f"waiver {w.describe()} expired on {w.expires.isoformat()}"

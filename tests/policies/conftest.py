@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from policy_check import __main__ as cli
-from policy_check import declared, dist, engines, runner
+from policy_check import declared, dist, engines
+from tests.support.gate import run_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,17 +29,8 @@ def base_dist() -> tuple[Path, dict[str, dict[str, Any]]]:
 def check_environment(root: Path, dist_dir: Path, tools: Any, env: str, tmp_path: Path) -> list[str]:
     """`rule: message` of every finding for `env` of `dist_dir`, with what `root`/overlays declares (no
     waivers; the CRD schemas and versions come from this repository)."""
-    waiver_file = tmp_path / "exceptions.yaml"
-    waiver_file.write_text("waivers: []\n")
-    outcome = runner.run(
-        repo_root=REPO,
-        dist_dir=dist_dir,
-        tools=tools,
-        waiver_file=waiver_file,
-        only_env=env,
-        specs=declared.for_environments(root / "overlays", [env]),
-        today=dt.date(2026, 6, 1),
-    )
+    specs = declared.for_environments(root / "overlays", [env])
+    outcome = run_gate(dist_dir, tools, tmp_path, specs=specs, only_env=env)
     return [f"{f.rule}: {f.message}" for f in outcome.findings if f.environment == env]
 
 

@@ -3,7 +3,6 @@ rule metadata in SARIF, the same places in GitHub annotations, and drift from a 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 
 from policy_check import __main__ as cli
 from policy_check import declared, drift, origin, reports, rule_docs, runner
+from tests.support.gate import run_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,18 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(
     dist_dir: Path, tools: Any, env: str, tmp_path: Path, overlays: Path | None = None
 ) -> runner.Outcome:
-    wf = tmp_path / "exceptions.yaml"
-    wf.write_text("waivers: []\n")
-    return runner.run(
-        repo_root=REPO,
-        dist_dir=dist_dir,
-        tools=tools,
-        waiver_file=wf,
-        only_env=env,
-        specs=declared.for_environments(overlays or REPO / "overlays", [env]),
-        today=dt.date(2026, 6, 1),
-        overlays=overlays,
-    )
+    specs = declared.for_environments(overlays or REPO / "overlays", [env])
+    return run_gate(dist_dir, tools, tmp_path, specs=specs, only_env=env, overlays=overlays)
 
 
 def _line_of(path: Path, needle: str, after: int = 0) -> int:

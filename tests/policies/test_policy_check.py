@@ -13,6 +13,7 @@ import yaml
 
 from mlplatform import waivers
 from policy_check import declared, dist, reports, runner
+from tests.support.gate import run_gate
 
 TODAY = dt.date(2026, 6, 1)
 
@@ -21,17 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def check(dist_dir: Path, tools: Any, specs: Any, waiver_text: str, tmp_path: Path) -> runner.Outcome:
-    wf = tmp_path / "exceptions.yaml"
-    wf.write_text(waiver_text)
-    return runner.run(
-        repo_root=REPO,
-        dist_dir=dist_dir,
-        tools=tools,
-        waiver_file=wf,
-        only_env=None,
-        specs=specs,
-        today=TODAY,
-    )
+    return run_gate(dist_dir, tools, tmp_path, specs=specs, waiver_text=waiver_text)
 
 
 def test_known_good_dist_passes_with_zero_violations_and_zero_waivers(

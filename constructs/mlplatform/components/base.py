@@ -53,6 +53,9 @@ class Meta:
     def at(self, wave: str) -> Meta:
         return Meta(namespace=self.namespace, labels=self.labels, wave=wave)
 
+    def labelled(self, extra: dict[str, str]) -> Meta:
+        return Meta(namespace=self.namespace, labels={**self.labels, **extra}, wave=self.wave)
+
     def _annotations(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {WAVE_ANNOTATION: self.wave, **(extra or {})}
 

@@ -58,6 +58,22 @@ def environment_name(env: str, file: str, platform: Platform | None) -> list[Pro
     return [Problem(file, 1, "", message) for message in problems]
 
 
+def cluster_names(env: str, overlay: Overlay, source: Source, platform: Platform | None) -> list[Problem]:
+    """Each cluster's name is short enough for its Application (<platform>-<env>-<cluster>)."""
+    if platform is None:
+        return []
+    room = MAX_LABEL - len(f"{platform.name}-{env}-")
+    return [
+        source.problem(
+            ("clusters", cluster),
+            f"cluster name {cluster!r} is too long for its Application ({platform.name}-{env}-<cluster>, "
+            f"over {MAX_LABEL}); allowed: at most {room} characters",
+        )
+        for cluster in sorted(overlay.clusters or {})
+        if len(cluster) > room
+    ]
+
+
 def jobs_flows(platform: Platform) -> list[tuple[str, str, str]]:
     """(from, to, why) for each flow the settings of an environment with jobs imply: each service's API
     queues jobs and counts quotas in the jobs Redis (INFERENCE_JOBS_REDIS_URL), its worker takes jobs from
@@ -337,8 +353,28 @@ def _same_cluster(server: str) -> str:
     return f"{scheme}://{host.removesuffix(':443')}{slash}{path}"
 
 
+def _servers(overlay: Overlay) -> list[tuple[FieldPath, str]]:
+    """(where in the overlay, API server) for each cluster the environment runs on."""
+    if overlay.cluster is not None:
+        return [(("namespace",), overlay.cluster.server)]
+    return [(("clusters", c, "server"), p.server) for c, p in sorted((overlay.clusters or {}).items())]
+
+
+def _hosts(overlay: Overlay) -> dict[str, FieldPath]:
+    """host -> where the overlay first names it: the services' hosts and their clusters' own."""
+    found: dict[str, FieldPath] = {}
+    for name, svc in sorted(overlay.services.items()):
+        found.setdefault(svc.host, ("services", name, "host"))
+    for cluster, placement in sorted((overlay.clusters or {}).items()):
+        for name, change in sorted(placement.services.items()):
+            if change.host is not None:
+                found.setdefault(change.host, ("clusters", cluster, "services", name, "host"))
+    return found
+
+
 def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
-    """No two environments share a (cluster, namespace) or a host; the later file (by name) is reported."""
+    """No two environments share a (cluster, namespace) or a host; the later file (by name) is reported.
+    (The clusters of one environment may share its hosts: one name, served in each region.)"""
     problems: list[Problem] = []
     destinations: dict[tuple[str, str], str] = {}
     hosts: dict[str, str] = {}
@@ -346,26 +382,27 @@ def across_environments(loaded: Sequence[Loaded]) -> list[Problem]:
         if item.overlay is None:
             continue
         overlay, source = item.overlay, item.source
-        destination = (_same_cluster(overlay.cluster.server), overlay.namespace)
-        if destination in destinations:
-            problems.append(
-                source.problem(
-                    ("namespace",),
-                    f"{overlay.namespace!r} on {overlay.cluster.server} is already used by "
-                    f"{destinations[destination]}; "
-                    "allowed: one environment per cluster and namespace",
-                )
-            )
-        destinations.setdefault(destination, item.source.file)
-        for name, svc in sorted(overlay.services.items()):
-            if svc.host in hosts:
+        for at, server in _servers(overlay):
+            destination = (_same_cluster(server), overlay.namespace)
+            if destination in destinations:
                 problems.append(
                     source.problem(
-                        ("services", name, "host"),
-                        f"{svc.host!r} is already used by {hosts[svc.host]}; "
+                        at,
+                        f"{overlay.namespace!r} on {server} is already used by {destinations[destination]}; "
+                        "allowed: one environment per cluster and namespace",
+                    )
+                )
+            destinations.setdefault(destination, item.source.file)
+        mine = _hosts(overlay)
+        for host, at in mine.items():
+            if host in hosts:
+                problems.append(
+                    source.problem(
+                        at,
+                        f"{host!r} is already used by {hosts[host]}; "
                         "allowed: a host no other environment uses",
                     )
                 )
-        for svc in overlay.services.values():
-            hosts.setdefault(svc.host, item.source.file)
+        for host in mine:
+            hosts.setdefault(host, item.source.file)
     return problems

@@ -43,7 +43,8 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Environment:
-    """One environment: the shared platform spec plus that environment's overlay."""
+    """One environment on one cluster: the shared platform spec plus that environment's overlay (as the
+    cluster runs it, where the overlay places the environment on several clusters)."""
 
     name: str
     platform: Platform
@@ -53,10 +54,25 @@ class Environment:
     catalog: Catalog = field(default_factory=lambda: Catalog(models={}))
     #: Files the overlay names under overlays/ (a JWKS ConfigMap's `file`): path -> canonical content.
     files: dict[str, str] = field(default_factory=dict)
+    #: The cluster's name (a key of the overlay's `clusters`); None: the environment's one `cluster`.
+    cluster: str | None = None
+    region: str | None = None
 
     @property
     def namespace(self) -> str:
         return self.overlay.namespace
+
+    @property
+    def folder(self) -> str:
+        """Its folder under dist/: <env>, or <env>/<cluster> for one of several clusters."""
+        return self.name if self.cluster is None else f"{self.name}/{self.cluster}"
+
+    @property
+    def server(self) -> str:
+        """The cluster's API server (Argo CD's destination)."""
+        if self.overlay.cluster is None:
+            raise ValueError(f"{self.folder}: an overlay of several clusters, not one of them")
+        return self.overlay.cluster.server
 
     def serves_grpc(self, service: str) -> bool:
         """Whether the service's pods serve gRPC here: its `grpc` is on and the runtime is `deployment`."""
@@ -104,7 +120,12 @@ def load_environment(env: str, *, repo_root: Path, platform: Platform | None = N
     if problems or loaded.overlay is None or platform is None or catalog is None:
         raise SpecError(problems)
     files = _files(repo_root, loaded, [])  # its problems are in `problems` already
-    return Environment(name=env, platform=platform, overlay=loaded.overlay, catalog=catalog, files=files)
+    placed = _placed(env, platform, loaded.overlay, catalog, files)
+    if len(placed) != 1:
+        shown = f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}"
+        msg = f"runs on {len(placed)} clusters; allowed here: an environment on one cluster (use load_all)"
+        raise SpecError([Problem(shown, 1, "clusters", msg)])
+    return placed[0]
 
 
 def load_all(repo_root: Path) -> list[Environment]:
@@ -126,11 +147,31 @@ def load_all(repo_root: Path) -> list[Environment]:
     if problems or platform is None or catalog is None:
         raise SpecError(problems)
     return [
-        Environment(
-            name=i.env, platform=platform, overlay=i.overlay, catalog=catalog, files=_files(repo_root, i, [])
-        )
+        placed
         for i in loaded
         if i.overlay
+        for placed in _placed(i.env, platform, i.overlay, catalog, _files(repo_root, i, []))
+    ]
+
+
+def _placed(
+    env: str, platform: Platform, overlay: Overlay, catalog: Catalog, files: dict[str, str]
+) -> list[Environment]:
+    """The environment on each of its clusters (one, unless the overlay lists several), by cluster name."""
+    if overlay.clusters is None:
+        return [Environment(name=env, platform=platform, overlay=overlay, catalog=catalog, files=files)]
+    placements = overlay.placements()
+    return [
+        Environment(
+            name=env,
+            platform=platform,
+            overlay=placements[cluster],
+            catalog=catalog,
+            files=files,
+            cluster=cluster,
+            region=overlay.clusters[cluster].region,
+        )
+        for cluster in sorted(placements)
     ]
 
 
@@ -175,6 +216,8 @@ def _environment(
     source = _read(repo_root, f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}")
     problems += checks.environment_name(env, source.file, platform)
     overlay = _validate(source, Overlay, problems)
+    if overlay is not None:
+        problems += checks.cluster_names(env, overlay, source, platform)
     if overlay is not None and platform is not None:
         problems += checks.overlay_against_platform(platform, overlay, source)
     if overlay is not None and catalog is not None:

@@ -25,17 +25,42 @@ from mlplatform.schema.errors import FieldPath, FieldProblems
 from mlplatform.schema.identity import Identity
 from mlplatform.schema.platform import Model, Tuning
 
+Server = Annotated[
+    str,
+    matching(
+        r"^https://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$",
+        "the API server's https:// URL, e.g. https://kubernetes.default.svc (no trailing /)",
+    ),
+]
+
 
 class Cluster(Strict):
     """The Argo CD destination."""
 
-    server: Annotated[
-        str,
-        matching(
-            r"^https://[a-z0-9.-]+(:[0-9]+)?(/[^\s]*[^\s/])?$",
-            "the API server's https:// URL, e.g. https://kubernetes.default.svc (no trailing /)",
-        ),
-    ]
+    server: Server
+
+
+class ServiceInCluster(Strict):
+    """What one cluster of an environment changes of a service; unset: the environment's value."""
+
+    host: Hostname | None = None
+    grpc_host: Hostname | None = None
+    replicas: int | None = Field(default=None, ge=1)
+    #: the autoscaler's bounds in this cluster (the service must autoscale)
+    min_replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+
+
+class Placement(Strict):
+    """One of the clusters an environment runs on, and what differs there (README "One environment on
+    several clusters")."""
+
+    server: Server
+    #: where the cluster is, e.g. eu-west-1: the `mlplatform.io/region` label of its Argo CD Application
+    region: DnsLabel | None = None
+    #: the StorageClass of every volume claim here (Redis, the jobs Redis, PVC-delivered models)
+    storage_class: DnsLabel | None = None
+    services: dict[DnsLabel, ServiceInCluster] = Field(default_factory=dict)
 
 
 #: A cron schedule's five fields (minute hour day-of-month month day-of-week) and the values each allows.
@@ -513,7 +538,10 @@ class Overlay(Strict):
 
     namespace: DnsLabel
     runtime: Literal["deployment", "kserve"] = "deployment"
-    cluster: Cluster
+    #: the one cluster the environment runs on; or `clusters`: several, each with its own folder
+    #: dist/<env>/<cluster>/ and Application (one of the two)
+    cluster: Cluster | None = None
+    clusters: dict[DnsLabel, Placement] | None = Field(default=None, min_length=1)
     sync: Sync
     secret_store: DnsLabel
     routing: Routing
@@ -524,6 +552,46 @@ class Overlay(Strict):
     peers: dict[DnsLabel, PeerOverride] = Field(default_factory=dict)
     jobs: Jobs = Jobs()
     quotas: Quotas = Quotas()
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> Overlay:
+        if (self.cluster is None) == (self.clusters is None):
+            both = "both are set" if self.cluster is not None else "neither is set"
+            raise FieldProblems(
+                [(("cluster",), f"{both}; allowed: one of cluster (one cluster) or clusters (several)")]
+            )
+        problems: list[tuple[FieldPath, str]] = []
+        for cluster, placement in (self.clusters or {}).items():
+            for name, change in placement.services.items():
+                at: FieldPath = ("clusters", cluster, "services", name)
+                problems += _service_in_cluster(self.services.get(name), change, at, sorted(self.services))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    def placements(self) -> dict[str, Overlay]:
+        """cluster name -> this overlay as that cluster runs it (its server, storage class and services'
+        changes applied, `clusters` gone); {} for a one-cluster overlay."""
+        out = {}
+        for cluster, placement in (self.clusters or {}).items():
+            services = {
+                name: _in_cluster(svc, placement.services.get(name)) for name, svc in self.services.items()
+            }
+            update: dict[str, object] = {
+                "cluster": Cluster(server=placement.server),
+                "clusters": None,
+                "services": services,
+            }
+            if placement.storage_class is not None:
+                update["redis"] = self.redis.model_copy(update={"storage_class": placement.storage_class})
+                if self.jobs.redis is not None:
+                    jobs_redis = self.jobs.redis.model_copy(update={"storage_class": placement.storage_class})
+                    update["jobs"] = self.jobs.model_copy(update={"redis": jobs_redis})
+                update["services"] = {
+                    name: _with_storage_class(svc, placement.storage_class) for name, svc in services.items()
+                }
+            out[cluster] = self.model_copy(update=update)
+        return out
 
     @model_validator(mode="after")
     def _quotas_need_jobs(self) -> Overlay:
@@ -539,3 +607,62 @@ class Overlay(Strict):
                 ]
             )
         return self
+
+
+def _service_in_cluster(
+    svc: ServiceOverlay | None, change: ServiceInCluster, at: FieldPath, known: list[str]
+) -> list[tuple[FieldPath, str]]:
+    """What is wrong with a cluster's change to a service of the overlay."""
+    if svc is None:
+        return [(at, f"no such service in this overlay's services; allowed: {', '.join(known)}")]
+    problems: list[tuple[FieldPath, str]] = []
+    bounds = change.min_replicas is not None or change.max_replicas is not None
+    if svc.autoscaling is None and bounds:
+        field = "minReplicas" if change.min_replicas is not None else "maxReplicas"
+        problems.append(((*at, field), "set, but the service has no autoscaling; allowed: replicas"))
+    if svc.autoscaling is not None and change.replicas is not None:
+        problems.append(
+            (
+                (*at, "replicas"),
+                "set, but autoscaling owns the replica count; allowed: minReplicas, maxReplicas",
+            )
+        )
+    if svc.autoscaling is not None:
+        low = change.min_replicas if change.min_replicas is not None else svc.autoscaling.min_replicas
+        high = change.max_replicas if change.max_replicas is not None else svc.autoscaling.max_replicas
+        if high < low:
+            problems.append(
+                (
+                    (*at, "maxReplicas"),
+                    f"{high} is below minReplicas ({low}) here; allowed: maxReplicas >= minReplicas",
+                )
+            )
+    if change.grpc_host is not None and svc.grpc_host is None:
+        problems.append(((*at, "grpcHost"), "set, but the service has no grpcHost; allowed: host"))
+    return problems
+
+
+def _in_cluster(svc: ServiceOverlay, change: ServiceInCluster | None) -> ServiceOverlay:
+    """The service as one cluster runs it."""
+    if change is None:
+        return svc
+    update: dict[str, object] = {
+        k: v for k, v in (("host", change.host), ("grpc_host", change.grpc_host)) if v is not None
+    }
+    if change.replicas is not None:
+        update["replicas"] = change.replicas
+    if svc.autoscaling is not None and (change.min_replicas is not None or change.max_replicas is not None):
+        bounds = {"min_replicas": change.min_replicas, "max_replicas": change.max_replicas}
+        update["autoscaling"] = svc.autoscaling.model_copy(
+            update={k: v for k, v in bounds.items() if v is not None}
+        )
+    return svc.model_copy(update=update)
+
+
+def _with_storage_class(svc: ServiceOverlay, storage_class: str) -> ServiceOverlay:
+    """The service with its PVC-delivered models' claim on `storage_class`."""
+    if not isinstance(svc.model_delivery, PvcModels):
+        return svc
+    return svc.model_copy(
+        update={"model_delivery": svc.model_delivery.model_copy(update={"storage_class": storage_class})}
+    )
