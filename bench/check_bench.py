@@ -227,7 +227,8 @@ def main() -> None:
             spec = Path(tmp) / f"spec-{n}"
             synth = synthesize(spec, n, args.clusters)
             files = sum(1 for p in (spec / "dist").rglob("*") if p.is_file())
-            print(f"{n} services x {len(dist.environments(spec / 'dist'))} environments: {files} files")
+            folders = len(dist.environments(spec / "dist"))  # an environment's, or each of its clusters'
+            print(f"{n} services x {folders} clusters: {files} files")
             print(f"  synth                                        {synth}")
             new = code_tree(Path(tmp) / f"code-{n}", spec, None)
             reports = Path(tmp) / f"reports-{n}"
