@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from mlplatform.schema.catalog import CATALOG_FILE
-from mlplatform.synth import synthesize
 from policy_check import declared, dist, runner
 from policy_check.findings import Finding
 from tests.support import clusters
@@ -25,17 +22,7 @@ FOLDERS = [f"prod/{EU}", f"prod/{US}"]
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository root whose prod runs on two clusters (overlays/ edited, dist/ synthesized from it)."""
-    root = tmp_path_factory.mktemp("fleet")
-    shutil.copytree(REPO / "overlays", root / "overlays")
-    (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
-    shutil.copy2(REPO / CATALOG_FILE, root / CATALOG_FILE)
-    (root / "policies").symlink_to(REPO / "policies")  # the cluster policies dist/ ships
-    prod = root / "overlays" / "prod.yaml"
-    data = yaml.safe_load(prod.read_text())
-    clusters.two_clusters(data)
-    prod.write_text(yaml.safe_dump(data, sort_keys=False))
-    synthesize(root, out=root / "dist")
-    return root
+    return clusters.fleet(tmp_path_factory.mktemp("fleet"))
 
 
 def _check(

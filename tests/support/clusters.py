@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from mlplatform.schema.catalog import CATALOG_FILE
+from mlplatform.synth import synthesize
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: The second region: its own API server, region, StorageClass, host and autoscaling bounds.
 EU = "eu-west"
@@ -29,3 +38,19 @@ def two_clusters(overlay: dict[str, Any]) -> None:
         },
         US: {"server": server},
     }
+
+
+def fleet(root: Path) -> Path:
+    """`root` made a repository whose prod runs on two clusters: overlays/ and the model catalog copied, prod
+    edited by `two_clusters`, dist/ synthesized from them (policies/ linked: the cluster policies dist/
+    ships)."""
+    shutil.copytree(REPO / "overlays", root / "overlays")
+    (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
+    shutil.copy2(REPO / CATALOG_FILE, root / CATALOG_FILE)
+    (root / "policies").symlink_to(REPO / "policies")
+    prod = root / "overlays" / "prod.yaml"
+    data = yaml.safe_load(prod.read_text())
+    two_clusters(data)
+    prod.write_text(yaml.safe_dump(data, sort_keys=False))
+    synthesize(root, out=root / "dist")
+    return root

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policy_check.dist import environments  # dist/<env>, or dist/<env>/<cluster> of each cluster
 from testcluster import boot
 from testcluster.apply import (
     ExpectedWarning,
@@ -32,10 +33,6 @@ class EnvironmentResult:
     @property
     def failures(self) -> list[str]:
         return self.folder.failures
-
-
-def environments(dist: Path) -> list[str]:
-    return sorted(p.name for p in dist.iterdir() if p.is_dir() and p.name not in (ARGOCD, CLUSTER_POLICIES))
 
 
 def check_environment(
