@@ -1,6 +1,7 @@
 """Argo CD itself syncs this repository (make argocd-test): the scenarios, in order, on one boot of the
 harness (tools/testcluster/argocd_sync.py: control planes with simulated nodes, a loopback git server serving
-HEAD, the pinned Argo CD).
+HEAD, the pinned Argo CD). The served commit runs prod on two clusters (`prod_on_two_clusters`): one
+Application and one control plane each, so every scenario also covers an environment on several clusters.
 
 Bootstrapping is what a person does once: apply the argocd-cm patch and the root Application. Everything after
 that is Argo CD's doing, and the evidence is Argo CD's own status (Application sync/health,
@@ -19,6 +20,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -53,6 +55,7 @@ from testcluster.argocd_sync import (
     synth,
 )
 from testcluster.gitserver import git
+from tests.support import clusters
 
 pytestmark = pytest.mark.argocd
 
@@ -71,6 +74,16 @@ class Found:
     removed: str = ""  # the commit that removed the extra service again
 
 
+def prod_on_two_clusters(root: Path) -> None:
+    """The served spec runs prod on two clusters (tests/support/clusters.py: its own cluster, and eu-west on
+    a control plane of its own), so every scenario below covers an environment on several clusters: one
+    Application per cluster, each synced and Healthy on its own destination."""
+    path = root / "overlays" / "prod.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    clusters.two_clusters(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # pytest then tears the harness down: every process started is stopped
 
@@ -80,7 +93,10 @@ def s() -> Iterator[Scenario]:
     """The harness, booted once for every scenario. SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with boot(keep=os.environ.get("ARGOCD_TEST_KEEP") == "1") as scenario:
+        keep = os.environ.get("ARGOCD_TEST_KEEP") == "1"
+        with boot(keep=keep, spec_change=prod_on_two_clusters) as scenario:
+            prod = [e for e in scenario.envs if e.name == "prod"]
+            assert len({e.server for e in prod}) == len(prod) == 2, prod  # two destinations, two planes
             yield scenario
             scenario.log(f"the Argo CD scenarios took {time.monotonic() - scenario.log.started:.0f} s")
     finally:
@@ -112,7 +128,7 @@ def test_the_waves_gate_holds_the_environments_while_the_cluster_policies_fail(
     root = found.root = str(root_doc["metadata"]["name"])
     s.log(f"applied the argocd-cm patch ({len(cm['data'])} health checks) and the root Application {root}")
 
-    envs = {f"dist/{e.name}" for e in s.envs}
+    envs = {f"dist/{e.folder}" for e in s.envs}
     deadline = time.monotonic() + s.timeout_s
     while True:
         s.alive()
@@ -196,19 +212,19 @@ def test_automated_environments_sync_by_themselves_and_manual_ones_wait_for_a_pe
     for env in auto:
         op = done[s.env_app(env)]["status"]["operationState"]
         assert op.get("operation", {}).get("initiatedBy", {}).get("automated") is True, (
-            f"{env.name} was synced, but not by Argo CD's automated policy: {op.get('operation')}"
+            f"{env.folder} was synced, but not by Argo CD's automated policy: {op.get('operation')}"
         )
     for env in manual:
         app = apps.get(s.env_app(env))
         assert app is not None
         status = app.get("status", {})
         assert status.get("sync", {}).get("status") == "OutOfSync" and "operationState" not in status, (
-            f"{env.name} should wait for a person, but is {apps.state(app)}"
+            f"{env.folder} should wait for a person, but is {apps.state(app)}"
         )
         assert s.kubes[env.server].get("v1", "Namespace", None, env.namespace) is None, (
-            f"{env.name}'s namespace {env.namespace} exists before anyone synced it"
+            f"{env.folder}'s namespace {env.namespace} exists before anyone synced it"
         )
-        s.log(f"{env.name} waits for a person: {apps.state(app)}, namespace {env.namespace} not created")
+        s.log(f"{env.folder} waits for a person: {apps.state(app)}, namespace {env.namespace} not created")
 
     for env in manual:
         name = s.env_app(env)
@@ -244,7 +260,7 @@ def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_ba
         if target is None:
             continue
         deployment, replicas = target
-        s.scaled[env.name] = target
+        s.scaled[env.folder] = target
         s.kubes[env.server].patch(
             "apps/v1",
             "Deployment",
@@ -259,7 +275,7 @@ def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_ba
         apps.wait(
             [name],
             refreshed_since(before),
-            f"{env.name} refreshed after scaling",
+            f"{env.folder} refreshed after scaling",
             s.timeout_s,
             s.alive,
         )
@@ -268,11 +284,11 @@ def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_ba
         live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
         assert live is not None
         assert app["status"]["sync"]["status"] == "Synced" and live["spec"]["replicas"] == replicas, (
-            f"{env.name}: after scaling {deployment} to {replicas}: {apps.state(app)}, live replicas "
+            f"{env.folder}: after scaling {deployment} to {replicas}: {apps.state(app)}, live replicas "
             f"{live['spec']['replicas']}"
         )
         s.log(
-            f"{env.name}: {deployment} scaled to {replicas} as its autoscaler would; "
+            f"{env.folder}: {deployment} scaled to {replicas} as its autoscaler would; "
             f"app still {apps.state(app)}"
         )
     _self_heal_control(s)
@@ -303,7 +319,7 @@ def test_adding_then_removing_a_service_prunes_it_and_keeps_its_claims(s: Scenar
         10,
     )
     claims = {
-        e.name: {
+        e.folder: {
             p["metadata"]["name"]: p["metadata"]["uid"]
             for p in s.kubes[e.server].list("v1", "PersistentVolumeClaim", e.namespace)
             if p["metadata"]["name"].startswith("data-redis-")
@@ -313,7 +329,7 @@ def test_adding_then_removing_a_service_prunes_it_and_keeps_its_claims(s: Scenar
     assert all(claims.values()), f"no Redis PVCs found to watch: {claims}"
     objects = []
     for env in auto:
-        for rel in [f for f in new_files if f.startswith(f"dist/{env.name}/")]:
+        for rel in [f for f in new_files if f.startswith(f"dist/{env.folder}/")]:
             for doc in yaml.safe_load_all((served.work / rel).read_text(encoding="utf-8")):
                 if isinstance(doc, dict) and doc:
                     keep = "Prune=false" in sync_options(doc)
@@ -321,37 +337,40 @@ def test_adding_then_removing_a_service_prunes_it_and_keeps_its_claims(s: Scenar
     assert objects, f"adding {EXTRA_SERVICE} added no objects under dist/"
     for env, api_version, kind, name, _keep in objects:
         assert s.kubes[env.server].get(api_version, kind, env.namespace, name) is not None, (
-            f"{env.name}: {kind} {name} not synced"
+            f"{env.folder}: {kind} {name} not synced"
         )
-    s.log(f"{EXTRA_SERVICE} added and synced: {len(objects)} objects in {', '.join(e.name for e in auto)}")
+    s.log(f"{EXTRA_SERVICE} added and synced: {len(objects)} objects in {', '.join(e.folder for e in auto)}")
     for env in auto:
-        if env.name in s.scaled:  # a later sync must not undo what the autoscaler set
-            deployment, replicas = s.scaled[env.name]
+        if env.folder in s.scaled:  # a later sync must not undo what the autoscaler set
+            deployment, replicas = s.scaled[env.folder]
             live = s.kubes[env.server].get("apps/v1", "Deployment", env.namespace, deployment)
             assert live is not None
             assert live["spec"]["replicas"] == replicas, (
-                f"{env.name}: syncing a new commit reset {deployment} from {replicas} to "
+                f"{env.folder}: syncing a new commit reset {deployment} from {replicas} to "
                 f"{live['spec']['replicas']} replicas"
             )
             s.log(
-                f"{env.name}: the new commit's sync left {deployment} at the autoscaler's {replicas} replicas"
+                f"{env.folder}: the new commit's sync left {deployment} at the autoscaler's {replicas} "
+                "replicas"
             )
 
     git(served.work, "revert", "--no-edit", added)
     removed = found.removed = git(served.work, "rev-parse", "HEAD")
     served.push(removed, "main")
     apps.refresh(found.root, *[s.env_app(e) for e in auto])
-    kept = {(e.name, k, n) for e, _av, k, n, keep in objects if keep}
+    kept = {(e.folder, k, n) for e, _av, k, n, keep in objects if keep}
     for env in auto:  # each Synced again, the kept objects listed as extraneous
         apps.wait(
             [s.env_app(env)],
-            synced_keeping(removed, {(k, n) for e, k, n in kept if e == env.name}),
-            f"{EXTRA_SERVICE} removed from {env.name}",
+            synced_keeping(removed, {(k, n) for e, k, n in kept if e == env.folder}),
+            f"{EXTRA_SERVICE} removed from {env.folder}",
             s.timeout_s,
             s.alive,
             10,
         )
-    left = [(e.name, k, n) for e, av, k, n, _keep in objects if s.kubes[e.server].get(av, k, e.namespace, n)]
+    left = [
+        (e.folder, k, n) for e, av, k, n, _keep in objects if s.kubes[e.server].get(av, k, e.namespace, n)
+    ]
     assert set(left) == kept, (
         f"after removing {EXTRA_SERVICE}: left in the cluster {sorted(left)}, expected only the objects "
         f"marked Prune=false {sorted(kept)}"
@@ -362,8 +381,8 @@ def test_adding_then_removing_a_service_prunes_it_and_keeps_its_claims(s: Scenar
             for p in s.kubes[env.server].list("v1", "PersistentVolumeClaim", env.namespace)
             if p["metadata"]["name"].startswith("data-redis-") and not p["metadata"].get("deletionTimestamp")
         }
-        assert now == claims[env.name], (
-            f"{env.name}: Redis PVCs changed by the prune: {claims[env.name]} -> {now}"
+        assert now == claims[env.folder], (
+            f"{env.folder}: Redis PVCs changed by the prune: {claims[env.folder]} -> {now}"
         )
     s.log(
         f"removing {EXTRA_SERVICE} pruned {len(objects) - len(kept)} of its {len(objects)} objects; kept as "
@@ -385,7 +404,7 @@ def test_deleting_an_application_keeps_its_claims_and_the_root_recreates_it(
     def kept_claims(env: Env) -> int:
         return sum(
             m.obj["kind"] == "PersistentVolumeClaim" and "Delete=false" in sync_options(m.obj)
-            for m in load_folder(s.served.work / "dist" / env.name)
+            for m in load_folder(s.served.work / "dist" / env.folder)
         )
 
     env = max((e for e in s.envs if e.automated), key=kept_claims)
@@ -394,10 +413,10 @@ def test_deleting_an_application_keeps_its_claims_and_the_root_recreates_it(
     assert app is not None
     assert FINALIZER in (app["metadata"].get("finalizers") or []), f"{name} has no {FINALIZER}"
     objects = []
-    for m in load_folder(s.served.work / "dist" / env.name):
+    for m in load_folder(s.served.work / "dist" / env.folder):
         namespace = None if m.obj["kind"] == "Namespace" else env.namespace
         live = kube.get(m.obj["apiVersion"], m.obj["kind"], namespace, m.obj["metadata"]["name"])
-        assert live is not None, f"{env.name}: {m.obj['kind']} {m.obj['metadata']['name']} missing before"
+        assert live is not None, f"{env.folder}: {m.obj['kind']} {m.obj['metadata']['name']} missing before"
         keep = "Delete=false" in sync_options(m.obj)
         objects.append(
             (
@@ -418,7 +437,7 @@ def test_deleting_an_application_keeps_its_claims_and_the_root_recreates_it(
         }
 
     before = claims()
-    assert before, f"{env.name}: no claims to keep"
+    assert before, f"{env.folder}: no claims to keep"
     s.kube.delete(*APP, argocd.NAMESPACE, name)
     old_uid = app["metadata"]["uid"]
     deadline = time.monotonic() + s.timeout_s
@@ -440,10 +459,10 @@ def test_deleting_an_application_keeps_its_claims_and_the_root_recreates_it(
             and not live["metadata"].get("deletionTimestamp")
         )
         assert same == keep, (
-            f"{env.name}: {kind} {obj_name} {'deleted' if keep else 'kept'} with its Application"
+            f"{env.folder}: {kind} {obj_name} {'deleted' if keep else 'kept'} with its Application"
         )
         (kept if keep else deleted).append(f"{kind} {obj_name}")
-    assert claims() == before, f"{env.name}: claims changed by deleting {name}: {before} -> {claims()}"
+    assert claims() == before, f"{env.folder}: claims changed by deleting {name}: {before} -> {claims()}"
     s.log(
         f"deleted {name}: Argo CD deleted its {len(deleted)} objects and kept {sorted(kept)} (Delete=false) "
         f"and every claim: {sorted(before)}"
@@ -452,7 +471,7 @@ def test_deleting_an_application_keeps_its_claims_and_the_root_recreates_it(
     apps.wait(
         [name], synced_healthy(found.removed), f"{name} recreated by the root", s.timeout_s, s.alive, 10
     )
-    assert claims() == before, f"{env.name}: claims changed when {name} came back: {before} -> {claims()}"
+    assert claims() == before, f"{env.folder}: claims changed when {name} came back: {before} -> {claims()}"
     s.log(f"the root recreated {name}; it synced again onto the same claims")
 
 
@@ -554,7 +573,7 @@ def _root_creates_every_app(s: Scenario, root: str) -> tuple[list[str], list[str
     servers = sorted({e.server for e in s.envs})
     while True:
         s.alive()
-        envs_found = {e.name: s.app_of(f"dist/{e.name}") for e in s.envs}
+        envs_found = {e.folder: s.app_of(f"dist/{e.folder}") for e in s.envs}
         policies = s.app_of("dist/cluster-policies")
         policy_servers = sorted(a["spec"]["destination"]["server"] for a in policies)
         if all(len(v) == 1 for v in envs_found.values()) and policy_servers == servers:
@@ -566,9 +585,9 @@ def _root_creates_every_app(s: Scenario, root: str) -> tuple[list[str], list[str
         )
         time.sleep(1.0)
     for env in s.envs:
-        app = envs_found[env.name][0]
+        app = envs_found[env.folder][0]
         assert app["spec"]["destination"] == {"server": env.server, "namespace": env.namespace}, (
-            f"Application for {env.name} has destination {app['spec']['destination']}, the spec says "
+            f"Application for {env.folder} has destination {app['spec']['destination']}, the spec says "
             f"{env.server} {env.namespace}"
         )
     env_apps = [str(v[0]["metadata"]["name"]) for v in envs_found.values()]
@@ -578,7 +597,7 @@ def _root_creates_every_app(s: Scenario, root: str) -> tuple[list[str], list[str
 
 
 def _sync_order(s: Scenario, env: Env, app: dict[str, Any]) -> None:
-    manifests = list(load_folder(s.served.work / "dist" / env.name))
+    manifests = list(load_folder(s.served.work / "dist" / env.folder))
     waves = {
         (m.obj["kind"], m.obj["metadata"]["name"]): int(
             (m.obj["metadata"].get("annotations") or {}).get(WAVE, "0")
@@ -587,10 +606,10 @@ def _sync_order(s: Scenario, env: Env, app: dict[str, Any]) -> None:
     }
     results = app["status"]["operationState"]["syncResult"]["resources"]
     order = [(r["kind"], r["name"]) for r in results if (r["kind"], r["name"]) in waves]
-    assert len(order) == len(waves), f"{env.name}: sync result lists {len(order)} of {len(waves)} objects"
+    assert len(order) == len(waves), f"{env.folder}: sync result lists {len(order)} of {len(waves)} objects"
     seen = [waves[k] for k in order]
     assert seen == sorted(seen), (
-        f"{env.name}: Argo CD synced out of wave order: {list(zip(order, seen, strict=True))}"
+        f"{env.folder}: Argo CD synced out of wave order: {list(zip(order, seen, strict=True))}"
     )
 
     def position(pred: Callable[[tuple[str, str]], bool]) -> list[int]:
@@ -604,7 +623,7 @@ def _sync_order(s: Scenario, env: Env, app: dict[str, Any]) -> None:
         and max(first_tier) < min(middle)
         and max(middle) < min(service)
     ), (
-        f"{env.name}: expected namespace, quota and network policies before secrets and Redis before the "
+        f"{env.folder}: expected namespace, quota and network policies before secrets and Redis before the "
         f"service; Argo CD's order was {order}"
     )
     # Independent of the sync result: the API server's creation times follow the waves too.
@@ -613,24 +632,24 @@ def _sync_order(s: Scenario, env: Env, app: dict[str, Any]) -> None:
     for (kind, name), wave in waves.items():
         ns = None if kind == "Namespace" else env.namespace
         live = s.kubes[env.server].get(api_versions[kind, name], kind, ns, name)
-        assert live is not None, f"{env.name}: {kind} {name} is not in the cluster after the sync"
+        assert live is not None, f"{env.folder}: {kind} {name} is not in the cluster after the sync"
         created.setdefault(wave, []).append(live["metadata"]["creationTimestamp"])
     ordered = sorted(created)
     for a, b in itertools.pairwise(ordered):
         assert max(created[a]) <= min(created[b]), (
-            f"{env.name}: an object of wave {a} was created after one of wave {b}"
+            f"{env.folder}: an object of wave {a} was created after one of wave {b}"
         )
     summary = " -> ".join(
         f"wave {w}: " + ", ".join(sorted({k for (k, _n), v in waves.items() if v == w})) for w in ordered
     )
-    s.log(f"{env.name} synced in wave order ({len(order)} objects): {summary}")
+    s.log(f"{env.folder} synced in wave order ({len(order)} objects): {summary}")
 
 
 def _self_heal_control(s: Scenario) -> None:
     for env in s.envs:
         if not env.automated or autoscaled(s.served.work, env) is not None:
             continue
-        for m in load_folder(s.served.work / "dist" / env.name):
+        for m in load_folder(s.served.work / "dist" / env.folder):
             want = m.obj.get("spec", {}).get("replicas")
             if m.obj["kind"] != "Deployment" or want is None:
                 continue
@@ -650,11 +669,11 @@ def _self_heal_control(s: Scenario) -> None:
             ] != want:
                 s.alive()
                 assert time.monotonic() < deadline, (
-                    f"{env.name}: self-heal did not put {name} back to {want} replicas"
+                    f"{env.folder}: self-heal did not put {name} back to {want} replicas"
                 )
                 time.sleep(1.0)
             s.log(
-                f"control: {env.name}'s {name} (replicas {want} in git, no autoscaler) scaled to {want + 1} "
-                f"was put back to {want} by Argo CD's self-heal"
+                f"control: {env.folder}'s {name} (replicas {want} in git, no autoscaler) scaled to "
+                f"{want + 1} was put back to {want} by Argo CD's self-heal"
             )
             return

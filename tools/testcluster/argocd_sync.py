@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,29 +67,34 @@ class Failed(AssertionError):
 
 @dataclass(frozen=True)
 class Env:
+    """An environment on one cluster (one of several, where its overlay lists `clusters`)."""
+
     name: str
     namespace: str
     server: str
     automated: bool
     windows: bool  # the spec gives it sync windows
+    cluster: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """Its folder under dist/ (dist/<env>, or dist/<env>/<cluster>)."""
+        return self.name if self.cluster is None else f"{self.name}/{self.cluster}"
 
 
 def spec_environments(root: Path) -> list[Env]:
-    """Environments as the spec defines them (overlays/<env>.yaml), not as dist/argocd/ says."""
+    """Environments on their clusters as the spec defines them (overlays/<env>.yaml), not as dist/argocd/
+    says."""
     found = []
     for path in sorted((root / "overlays").glob("*.yaml")):
         if path.stem == "platform":
             continue
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        found.append(
-            Env(
-                path.stem,
-                spec["namespace"],
-                spec["cluster"]["server"],
-                spec.get("sync", {}).get("mode") == "automated",
-                bool(spec.get("sync", {}).get("windows")),
-            )
-        )
+        automated = spec.get("sync", {}).get("mode") == "automated"
+        windows = bool(spec.get("sync", {}).get("windows"))
+        placed = {None: spec["cluster"]} if "cluster" in spec else dict(spec["clusters"])
+        for cluster, where in sorted(placed.items(), key=lambda item: item[0] or ""):
+            found.append(Env(path.stem, spec["namespace"], where["server"], automated, windows, cluster))
     return found
 
 
@@ -141,7 +147,7 @@ def set_windows(work: Path, envs: list[Env], *, open_now: bool) -> str:
     start = (now - dt.timedelta(hours=1)) if open_now else (now + dt.timedelta(hours=2))
     window = {"schedule": f"0 {start.hour} * * *", "duration": "3h" if open_now else "1h", "timeZone": "UTC"}
     for env in envs:
-        if env.windows:
+        if env.windows:  # (an environment on several clusters: once per cluster, the same window)
             path = work / "overlays" / f"{env.name}.yaml"
             overlay = yaml.safe_load(path.read_text(encoding="utf-8"))
             overlay["sync"]["windows"] = [window]
@@ -162,7 +168,7 @@ def add_service(work: Path, name: str) -> None:
         if c["from"] in renamed or c["to"] in renamed
     ]
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    for env in spec_environments(work):
+    for env in {e.name: e for e in spec_environments(work)}.values():
         path = work / "overlays" / f"{env.name}.yaml"
         overlay = yaml.safe_load(path.read_text(encoding="utf-8"))
         service = copy.deepcopy(overlay["services"][first])
@@ -392,14 +398,14 @@ class Scenario:
         ]
 
     def env_app(self, env: Env) -> str:
-        found = self.app_of(f"dist/{env.name}")
-        check(len(found) == 1, f"expected one Application for dist/{env.name}, found {len(found)}")
+        found = self.app_of(f"dist/{env.folder}")
+        check(len(found) == 1, f"expected one Application for dist/{env.folder}, found {len(found)}")
         return str(found[0]["metadata"]["name"])
 
 
 def autoscaled(work: Path, env: Env) -> tuple[str, int] | None:
     """(Deployment name, a replica count an autoscaler could set) from the env's HPA or ScaledObject."""
-    for m in load_folder(work / "dist" / env.name):
+    for m in load_folder(work / "dist" / env.folder):
         spec = m.obj.get("spec", {})
         if m.obj["kind"] == "HorizontalPodAutoscaler":
             return str(spec["scaleTargetRef"]["name"]), int(spec["maxReplicas"])
@@ -422,12 +428,18 @@ def _terminate(planes: list[ControlPlane]) -> None:
 
 
 @contextmanager
-def boot(keep: bool = False) -> Iterator[Scenario]:
+def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) -> Iterator[Scenario]:
     """Control planes with nodes and operator stand-ins, the git server serving HEAD (repository URL pointed
     at it, sync windows open), Argo CD started against them; everything stopped when the block ends.
-    `keep`: keep the control planes' folders (logs)."""
+    `keep`: keep the control planes' folders (logs). `spec_change(root)`: an edit of root/overlays/ that
+    the served commit makes (dist/ synthesized from it), e.g. an environment on another cluster: the
+    environments and their clusters are read after it."""
     log = Log()
-    envs = spec_environments(REPO_ROOT)
+    with tempfile.TemporaryDirectory(prefix="argocd-spec-") as spec:
+        shutil.copytree(REPO_ROOT / "overlays", Path(spec) / "overlays")
+        if spec_change is not None:
+            spec_change(Path(spec))
+        envs = spec_environments(Path(spec))
     repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
     # One control plane per destination cluster: Argo CD runs against the in-cluster one. Clusters are kept
     # apart because dist/cluster-policies/ goes to every cluster: on one apiserver two Applications would own
@@ -469,16 +481,19 @@ def boot(keep: bool = False) -> Iterator[Scenario]:
         home = planes[0]
         served = stack.enter_context(git_server(REPO_ROOT, home.workdir / "git"))
         window = set_windows(served.work, envs, open_now=True)
-        if any(e.windows for e in envs):
+        if spec_change is not None:
+            spec_change(served.work)
+        if spec_change is not None or any(e.windows for e in envs):
             synth(served.work)
         point_at(served, repo_url)
+        changed = ", the spec changed" if spec_change is not None else ""
         head = served.push(
-            served.commit("test: serve from the loopback git server, sync windows open"), "main"
+            served.commit(f"test: serve from the loopback git server, sync windows open{changed}"), "main"
         )
+        windowed = sorted({e.name for e in envs if e.windows})
         log(
             f"git server {served.url} serves {git(REPO_ROOT, 'rev-parse', '--short', 'HEAD')} "
-            f"(+ commit {head[:10]}: repository URL; windows of {[e.name for e in envs if e.windows]} open: "
-            f"{window})"
+            f"(+ commit {head[:10]}: repository URL; windows of {windowed} open: {window}{changed})"
         )
         proxy = stack.enter_context(cluster_proxy(urls))
         clusters = {cluster_name(s): (s, tokens[s]) for s in servers}
