@@ -61,6 +61,11 @@ def working(repo: Path, folder: str = "dist") -> Snapshot:
 
 
 def _add(snap: Snapshot, rel: str, body: bytes) -> None:
+    """File `rel` of dist/ into its folder: dist/<env>/, or dist/<env>/<cluster>/ of an environment on
+    several clusters (a section each: the clusters' objects have the same names)."""
     top, _, rest = rel.partition("/")
+    cluster, _, file = rest.partition("/")
+    if file:
+        top, rest = f"{top}/{cluster}", file
     if rest:
         snap.setdefault(top, {})[rest] = body.decode("utf-8", errors="replace")

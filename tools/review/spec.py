@@ -24,9 +24,10 @@ def _peers_in(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def peers(overlays: Path, env: str) -> dict[str, dict[str, Any]]:
-    """The peers environment `env` knows: overlays/platform.yaml's, then its overlay's over them."""
+    """The peers environment `env` (or one of its clusters, `<env>/<cluster>`) knows: platform.yaml's, then
+    its overlay's over them."""
     return {
         "kube-dns": KUBE_DNS,
         **_peers_in(overlays / "platform.yaml"),
-        **_peers_in(overlays / f"{env}.yaml"),
+        **_peers_in(overlays / f"{env.split('/', 1)[0]}.yaml"),
     }

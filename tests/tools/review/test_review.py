@@ -11,6 +11,7 @@ import yaml
 
 from mlplatform.schema.overlay import DEFAULT_TARGET_IN_FLIGHT, DEFAULT_TARGET_REQUEST_RATE
 from testcluster.argocd_sync import add_service
+from tests.support import clusters
 
 Review = Callable[..., str]
 Helpers = tuple[Callable[..., str], Callable[[Path], None], Callable[[Path, str], str]]
@@ -185,3 +186,29 @@ def test_sync_mode_and_config_keys_without_values(repo: Path, review: Review, he
     assert "7777" not in text.split("<summary>Raw diff")[0]  # a value only ever in the raw diff
     assert "| changed | Application `mlplatform-dev` | sync: automatic, prune, selfHeal → manual |" in argocd
     assert "| `mlplatform-dev` | `dist/dev` | manual |" in argocd
+
+
+def test_an_environment_on_two_clusters_is_reviewed_per_cluster(
+    repo: Path, review: Review, helpers: Helpers
+) -> None:
+    """prod on two clusters (tests/support/clusters.py) as the base; the change raises eu-west's maximum
+    past prod's quota: eu-west's section shows the change and the gate's failure, us-east's shows neither."""
+    _git, synth, commit = helpers
+    prod = repo / "overlays" / "prod.yaml"
+    data = yaml.safe_load(prod.read_text(encoding="utf-8"))
+    clusters.two_clusters(data)
+    prod.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    synth(repo)
+    base = commit(repo, "prod on two clusters")
+    pods = int(data["quota"]["pods"])
+    data["clusters"][clusters.EU]["services"]["inference"]["maxReplicas"] = pods + 1
+    prod.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    synth(repo)
+    text = review(repo, "--base", base)
+    eu, us = section(text, f"prod/{clusters.EU}"), section(text, f"prod/{clusters.US}")
+    low, high = clusters.EU_BOUNDS
+    change = f"autoscaling: {low}-{high} replicas → {low}-{pods + 1} replicas"
+    assert f"| changed | ScaledObject `inference` | {change} |" in eu, eu
+    assert "**Gate:** ❌" in eu and "`quota-admits-max-scale`" in eu, eu
+    assert us.startswith(f"### `dist/prod/{clusters.US}/`: no change."), us
+    assert f"- prod/{clusters.EU}: 0 added, 0 removed, 1 changed" in text
