@@ -15,7 +15,8 @@ and stage on one each, prod on the rest, in dist/prod/<cluster>/), synthesizes i
 `--ref REV` also times the gate of another revision (its policies/ and constructs/ from git) on the same
 trees in the same run, for before/after ratios on a busy shared machine, and checks that both give the same
 findings. Everything is written under /dev/shm when there is one (see synth_bench.py: else the disk is timed).
-Usage: .venv/bin/python bench/check_bench.py [--services 10,100] [--clusters K] [--rules] [--ref REV]
+Usage: .venv/bin/python bench/check_bench.py [--services 10,100] [--clusters K] [--review] [--rules]
+       [--ref REV]
 """
 
 from __future__ import annotations
@@ -218,6 +219,9 @@ def main() -> None:
         help="grow the fleet to this many clusters (prod runs on all but dev's and stage's)",
     )
     parser.add_argument("--ref", help="also time this revision's gate on the same trees")
+    parser.add_argument(
+        "--review", action="store_true", help="also time `make review` of a one-service change"
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="only the totals")
     args = parser.parse_args()
     sizes = [int(n) for n in args.services.split(",")]
@@ -247,6 +251,9 @@ def main() -> None:
                 one, _ = gate(new, reports)
                 touched.write_bytes(original)
                 print(f"  gate, dev changed (the rest cached)          {one}")
+            if args.review:
+                reviewed = review(new, spec, Path(tmp) / f"r-{n}")
+                print(f"  make review, one prod service changed       {reviewed}")
             if args.ref:
                 old = code_tree(Path(tmp) / f"ref-{n}", spec, args.ref)
                 before, theirs = gate(old, Path(tmp) / f"reports-ref-{n}")
@@ -268,6 +275,43 @@ def main() -> None:
                 f"gate cold {a} -> {b} services: x{totals[b].wall / totals[a].wall:.1f} wall, "
                 f"x{totals[b].cpu / totals[a].cpu:.1f} CPU for x{b / a:.0f} services"
             )
+
+
+def review(root: Path, spec: Path, where: Path) -> Cost:
+    """`make review` of a pull request that raises one prod service's maximum (in every prod cluster's
+    folder): the grown tree committed in a git repository of its own, the change made to its dist/ as a
+    synth would make it, then `python -m review --base HEAD`, whose gate uses the cache of the gate runs
+    above (`make check` before `make review`, as CI runs them)."""
+    repo = where / "review-repo"
+    repo.mkdir(parents=True)
+    for part in ("overlays", "dist"):
+        shutil.copytree(spec / part, repo / part)
+    (repo / "policies").mkdir()
+    shutil.copy2(REPO / "policies" / "exceptions.yaml", repo / "policies" / "exceptions.yaml")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=b@example.com",
+                 "commit", "-q", "-m", "base"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    changed = 0
+    for file in sorted((repo / "dist" / "prod").rglob("scaledobject-model-000.yaml")):
+        text = file.read_text(encoding="utf-8")
+        top = max(int(line.split(":")[1]) for line in text.splitlines() if "maxReplicaCount:" in line)
+        file.write_text(
+            text.replace(f"maxReplicaCount: {top}", f"maxReplicaCount: {top + 1}"), encoding="utf-8"
+        )
+        changed += 1
+    if not changed:
+        sys.exit("review bench: no prod ScaledObject to change")
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'tools'}:{root / 'policies'}:{root / 'constructs'}",
+        "XDG_CACHE_HOME": str(root / "cache"),
+    }
+    out = where / "review.md"
+    cmd = [sys.executable, "-m", "review", "--repo", str(repo), "--base", "HEAD", "--out", str(out)]
+    cost, proc = timed(lambda: subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env))
+    if proc.returncode != 0:
+        sys.exit(f"review failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return cost
 
 
 def has_cache(root: Path) -> bool:
