@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from policy_check import allowlist
+from policy_check import allowlist, dist
 
 PLATFORM_FILE = "platform.yaml"
 #: Catalog source kinds fetched over the network, and the one port the fetch uses.
@@ -125,7 +125,7 @@ def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None
     """{environment, namespace, components, peers, connections} for overlays/<env>.yaml, where `folder` is
     <env>, or <env>/<cluster> (what a cluster changes, hosts, replicas and storage classes, declares no
     component, peer or connection: every cluster of an environment gets the same)."""
-    env = folder.split("/", 1)[0]
+    env = dist.environment_of(folder)
     platform = platform if platform is not None else _load(overlays / PLATFORM_FILE)
     overlay = _load(overlays / f"{env}.yaml")
     where = f"{overlays / (env + '.yaml')}"

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from policy_check.dist import environment_of
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -29,5 +31,5 @@ def peers(overlays: Path, env: str) -> dict[str, dict[str, Any]]:
     return {
         "kube-dns": KUBE_DNS,
         **_peers_in(overlays / "platform.yaml"),
-        **_peers_in(overlays / f"{env.split('/', 1)[0]}.yaml"),
+        **_peers_in(overlays / f"{environment_of(env)}.yaml"),
     }

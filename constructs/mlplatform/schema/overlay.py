@@ -574,22 +574,21 @@ class Overlay(Strict):
         changes applied, `clusters` gone); {} for a one-cluster overlay."""
         out = {}
         for cluster, placement in (self.clusters or {}).items():
+            storage_class = placement.storage_class
             services = {
-                name: _in_cluster(svc, placement.services.get(name)) for name, svc in self.services.items()
+                name: _in_cluster(svc, placement.services.get(name), storage_class)
+                for name, svc in self.services.items()
             }
             update: dict[str, object] = {
                 "cluster": Cluster(server=placement.server),
                 "clusters": None,
                 "services": services,
             }
-            if placement.storage_class is not None:
-                update["redis"] = self.redis.model_copy(update={"storage_class": placement.storage_class})
+            if storage_class is not None:
+                update["redis"] = self.redis.model_copy(update={"storage_class": storage_class})
                 if self.jobs.redis is not None:
-                    jobs_redis = self.jobs.redis.model_copy(update={"storage_class": placement.storage_class})
+                    jobs_redis = self.jobs.redis.model_copy(update={"storage_class": storage_class})
                     update["jobs"] = self.jobs.model_copy(update={"redis": jobs_redis})
-                update["services"] = {
-                    name: _with_storage_class(svc, placement.storage_class) for name, svc in services.items()
-                }
             out[cluster] = self.model_copy(update=update)
         return out
 
@@ -642,27 +641,21 @@ def _service_in_cluster(
     return problems
 
 
-def _in_cluster(svc: ServiceOverlay, change: ServiceInCluster | None) -> ServiceOverlay:
-    """The service as one cluster runs it."""
-    if change is None:
-        return svc
-    update: dict[str, object] = {
-        k: v for k, v in (("host", change.host), ("grpc_host", change.grpc_host)) if v is not None
-    }
-    if change.replicas is not None:
-        update["replicas"] = change.replicas
-    if svc.autoscaling is not None and (change.min_replicas is not None or change.max_replicas is not None):
+def _in_cluster(
+    svc: ServiceOverlay, change: ServiceInCluster | None, storage_class: str | None
+) -> ServiceOverlay:
+    """The service as one cluster runs it: its changes there, its PVC-delivered models on the cluster's
+    StorageClass."""
+    update: dict[str, object] = {}
+    if change is not None:
+        update |= {k: v for k, v in (("host", change.host), ("grpc_host", change.grpc_host)) if v is not None}
+        if change.replicas is not None:
+            update["replicas"] = change.replicas
         bounds = {"min_replicas": change.min_replicas, "max_replicas": change.max_replicas}
-        update["autoscaling"] = svc.autoscaling.model_copy(
-            update={k: v for k, v in bounds.items() if v is not None}
-        )
-    return svc.model_copy(update=update)
-
-
-def _with_storage_class(svc: ServiceOverlay, storage_class: str) -> ServiceOverlay:
-    """The service with its PVC-delivered models' claim on `storage_class`."""
-    if not isinstance(svc.model_delivery, PvcModels):
-        return svc
-    return svc.model_copy(
-        update={"model_delivery": svc.model_delivery.model_copy(update={"storage_class": storage_class})}
-    )
+        if svc.autoscaling is not None and any(v is not None for v in bounds.values()):
+            update["autoscaling"] = svc.autoscaling.model_copy(
+                update={k: v for k, v in bounds.items() if v is not None}
+            )
+    if storage_class is not None and isinstance(svc.model_delivery, PvcModels):
+        update["model_delivery"] = svc.model_delivery.model_copy(update={"storage_class": storage_class})
+    return svc.model_copy(update=update) if update else svc
