@@ -40,7 +40,7 @@ fresh-check: ## Clone HEAD into a temporary folder with empty tool, Go, pip and 
 setup: prereqs $(VENV)/.installed $(GRPC_STUBS) .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed ## Install what the main job needs: the virtualenv, Kyverno, conftest, the cdk8s CLI (idempotent)
 
 .PHONY: test-setup
-test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/registry.stamp .tools/supplychain.stamp .tools/node.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, the OCI registry, cosign and syft, the node (containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, kube-network-policies), redis-server
+test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp .tools/registry.stamp .tools/supplychain.stamp .tools/node.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, helm and kustomize (the add-ons' renders), the OCI registry, cosign and syft, the node (containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, kube-network-policies), redis-server
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
@@ -65,11 +65,11 @@ policy-test: .tools/kyverno.stamp .tools/conftest.stamp ## Run the policies' own
 	$(CONFTEST) verify --policy policies/conftest --no-color
 
 .PHONY: cluster-test
-cluster-test: setup .tools/k8s.stamp redis models image ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the images
+cluster-test: setup .tools/k8s.stamp .tools/renderers.stamp redis models image ## Apply dist/ to a real control plane (etcd + kube-apiserver + controllers), scale to max, boot the images
 	$(PY) -m testcluster
 
 .PHONY: argocd-test
-argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health): tests/argocd/, in order
+argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health): tests/argocd/, in order
 	$(PY) -m pytest -m argocd -s tests/argocd
 
 .PHONY: node-test
@@ -176,6 +176,12 @@ $(GRPC_STUBS): $(GRPC_PROTO) $(VENV)/.installed
 
 .tools/argocd.stamp: tools/versions.env tools/argocd/go.mod tools/kwok/go.mod tools/setup/argocd-tools.sh tools/setup/lib.sh
 	@tools/setup/argocd-tools.sh
+	@touch $@
+
+# helm and kustomize: they render the platform's add-ons (dist/infrastructure/) from their pinned modules for the
+# cluster, Argo CD and policy tests (tools/addons/; make test, not plain make).
+.tools/renderers.stamp: tools/versions.env tools/renderers/go.mod tools/renderers/go.sum tools/setup/renderers.sh tools/setup/lib.sh
+	@tools/setup/renderers.sh
 	@touch $@
 
 # The OCI registry the model-fetch tests pull from (tests/apps/inference/inference_service/fetch/test_fetch_oci.py).

@@ -149,7 +149,8 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
     tools = cli.tools_at(REPO / ".tools" / "bin")
     dist_dir = spec / "dist"
     envs = dist.environments(dist_dir)
-    folders = [*envs, dist.ARGOCD]
+    folders = [*envs, *dist.argocd_folders(dist_dir)]
+    repo_url = declared.repo_url(spec / "overlays")
 
     def python_part() -> tuple[dict[str, dist.Folder], dict[str, Any]]:
         loaded = {name: dist.load_folder(dist_dir, name) for name in folders}
@@ -168,7 +169,7 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
         print(f"    Kyverno (all policies)                     {cost}")
         dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
         for n in folders:
-            data = runner.conftest_data(n, loaded[n], specs.get(n), dist_paths, [])
+            data = runner.conftest_data(n, loaded[n], specs.get(n), (dist_paths, repo_url), [])
             (Path(tmp) / f"{n}.json").write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
 
         def conftest(policies: Path) -> None:

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 COPIED = (
     "main.py",
     "constructs/mlplatform",
+    "tools/versions.env",  # the add-ons' pinned versions (mlplatform.infrastructure)
     "overlays",
     "dist",
     "policies",

@@ -1,5 +1,6 @@
-"""dist/argocd/: AppProject, an Application per environment, cluster-policies Application(s), the root app,
-and what this platform needs from Argo CD's own configuration (the argocd-cm patch).
+"""dist/argocd/: AppProjects, an Application per environment, cluster-policies Application(s), the add-ons'
+Application per cluster (dist/infrastructure/<cluster>/, mlplatform.infrastructure), the root app, and what
+this platform needs from Argo CD's own configuration (the argocd-cm patch).
 
 The classes are made by `cdk8s import` from the pinned Argo CD CRDs (imports/mlplatform_crds/io/argoproj).
 
@@ -12,7 +13,9 @@ Choices (README "Argo CD"):
 - argocd-cm's Lua health checks (constructs/mlplatform/health/) make an Application report its own health, so
   the root's sync waves wait for the children of the wave before, and judge the operators' kinds we ship. A
   person applies the patch once with the root (the bootstrap); the root then keeps it as git says, in the
-  first wave (-2), so the checks are in place before the children they judge;
+  first wave (-3), so the checks are in place before the children they judge;
+- the root's waves: argocd-cm and the add-ons' AppProject (-3), each cluster's add-ons (-2), the
+  environments' AppProject and the cluster policies (-1, they need Kyverno's CRDs), the environments (0);
 - an environment's sync windows (overlays/<env>.yaml `sync.windows`) become the AppProject's syncWindows,
   matched to that environment's Application.
 """
@@ -27,13 +30,15 @@ from mlplatform_crds.io import argoproj as argo
 from constructs import Construct
 from mlplatform import names
 from mlplatform.components.base import WAVE_ANNOTATION, Meta, PlatformChart
+from mlplatform.infrastructure import INFRASTRUCTURE_DIR, addons_of, clusters, source_repos
 from mlplatform.names import IN_CLUSTER, POLICIES_NAMESPACE
 from mlplatform.schema import Environment
 from mlplatform.schema.platform import Platform
 
 ARGOCD_DIR = "argocd"
-#: The argocd-cm patch's wave in the root: before the AppProject and the children (-1, 0).
-CONFIG_WAVE = "-2"
+#: The argocd-cm patch's wave in the root: before the add-ons (-2), the AppProject and the children (-1, 0).
+CONFIG_WAVE = "-3"
+INFRASTRUCTURE_WAVE = "-2"
 #: Argo CD's resources finalizer with its propagation policy spelled out; the bare name draws an apiserver
 #: warning (a finalizer name should hold a path).
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
@@ -187,14 +192,44 @@ def environment_spec(platform: Platform, env: Environment) -> argo.ApplicationSp
     )
 
 
+def infrastructure_project_spec(
+    platform: Platform, envs: list[Environment], versions: dict[str, str]
+) -> argo.AppProjectSpec:
+    """The add-ons' project: their upstream repositories and this one, each cluster's add-on namespaces (and
+    the Applications' own namespace in the cluster Argo CD runs in). Operators install CRDs, ClusterRoles and
+    webhooks, so every cluster-scoped kind is allowed here, and only here."""
+    destinations = {(IN_CLUSTER, platform.argocd.namespace)}
+    for on_cluster in clusters(envs).values():
+        server = on_cluster[0].server
+        for addon in addons_of(platform, on_cluster):
+            destinations |= {(server, ns) for ns in (addon.namespace(platform), *addon.extra_namespaces)}
+    return argo.AppProjectSpec(
+        description=f"{platform.name}: the operators the environments need (dist/infrastructure/)",
+        source_repos=sorted({str(platform.argocd.repo_url), *source_repos(platform, envs, versions)}),
+        destinations=[
+            argo.AppProjectSpecDestinations(server=s, namespace=n) for s, n in sorted(destinations)
+        ],
+        cluster_resource_whitelist=[argo.AppProjectSpecClusterResourceWhitelist(group="*", kind="*")],
+    )
+
+
 class ArgoCdChart(PlatformChart):
     """The Argo CD objects that deploy every environment (app of apps)."""
 
-    def __init__(self, scope: Construct, id: str, *, platform: Platform, envs: list[Environment]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        platform: Platform,
+        envs: list[Environment],
+        versions: dict[str, str],
+    ) -> None:
         super().__init__(scope, id)
         common = names.common(platform=platform.name, name=platform.name, component="gitops")
         meta = Meta(namespace=platform.argocd.namespace, labels=common, wave="0")
         first = meta.at("-1")
+        self._infrastructure(platform, envs, versions, meta)
         argo.AppProject(
             self, "project", metadata=first.api(platform.argocd.project), spec=project_spec(platform, envs)
         )
@@ -227,6 +262,29 @@ class ArgoCdChart(PlatformChart):
         )
         argo.Application(self, root, metadata=meta.api(root), spec=spec)
         ArgoCdConfig(self, "argocd-cm", platform=platform)
+
+    def _infrastructure(
+        self, platform: Platform, envs: list[Environment], versions: dict[str, str], meta: Meta
+    ) -> None:
+        """The add-ons' AppProject, and per cluster one Application that syncs dist/infrastructure/<cluster>/
+        (no resources finalizer: deleting one leaves the add-ons' Applications, and they their operators)."""
+        infrastructure = [(c, on) for c, on in clusters(envs).items() if addons_of(platform, on)]
+        if not infrastructure:
+            return
+        project = names.infrastructure_project(platform.name)
+        spec = infrastructure_project_spec(platform, envs, versions)
+        argo.AppProject(self, project, metadata=meta.at(CONFIG_WAVE).api(project), spec=spec)
+        for cluster, on_cluster in infrastructure:
+            name = names.infrastructure_application(platform.name, on_cluster[0].server)
+            app = argo.ApplicationSpec(
+                project=project,
+                source=_source(platform, f"{INFRASTRUCTURE_DIR}/{cluster}"),
+                destination=argo.ApplicationSpecDestination(
+                    server=IN_CLUSTER, namespace=platform.argocd.namespace
+                ),
+                sync_policy=automated(platform),
+            )
+            argo.Application(self, name, metadata=meta.at(INFRASTRUCTURE_WAVE).api(name), spec=app)
 
 
 def health_checks() -> dict[str, str]:

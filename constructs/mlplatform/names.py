@@ -222,6 +222,22 @@ def policies_application(platform: str, server: str) -> str:
     return f"{platform}-cluster-policies-{cluster_label(server)}"
 
 
+def infrastructure_application(platform: str, server: str) -> str:
+    """The Application that syncs dist/infrastructure/<cluster>/ (that cluster's add-ons' Applications)."""
+    return f"{platform}-infrastructure-{cluster_label(server)}"
+
+
+def addon_application(platform: str, addon: str, cluster: str) -> str:
+    """One add-on (an operator) on one cluster."""
+    return f"{platform}-addon-{addon}-{cluster}"
+
+
+def infrastructure_project(platform: str) -> str:
+    """The AppProject of the add-ons: upstream sources, operator-wide permissions; apart from the
+    environments' project, which allows only this repository and the kinds the environments ship."""
+    return f"{platform}-infrastructure"
+
+
 def root_application(platform: str) -> str:
     return f"{platform}-root"
 

@@ -9,9 +9,16 @@ from pathlib import Path
 import cdk8s
 
 from mlplatform import cluster_policies, jsii_structs, signing_policy
-from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart
+from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart, retry
 from mlplatform.chart import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
+from mlplatform.infrastructure import (
+    INFRASTRUCTURE_DIR,
+    InfrastructureChart,
+    addons_of,
+    clusters,
+    load_versions,
+)
 from mlplatform.output import manifest_files, write_tree
 from mlplatform.schema import Environment
 from mlplatform.schema import load_all as load_spec
@@ -39,10 +46,33 @@ def render_environment(env: Environment) -> dict[str, str]:
     return manifest_files(app.synth_yaml())
 
 
-def render_argocd(envs: list[Environment]) -> dict[str, str]:
+def render_argocd(envs: list[Environment], versions: dict[str, str]) -> dict[str, str]:
     app = cdk8s.App()
-    ArgoCdChart(app, ARGOCD_DIR, platform=envs[0].platform, envs=envs)
+    ArgoCdChart(app, ARGOCD_DIR, platform=envs[0].platform, envs=envs, versions=versions)
     return manifest_files(app.synth_yaml())
+
+
+def render_infrastructure(
+    envs: list[Environment], versions: dict[str, str]
+) -> dict[str, dict[str, str | bytes]]:
+    """infrastructure/<cluster> -> its files: the add-ons' Applications of each cluster that needs any."""
+    platform = envs[0].platform
+    folders: dict[str, dict[str, str | bytes]] = {}
+    for cluster, on_cluster in clusters(envs).items():
+        if not addons_of(platform, on_cluster):
+            continue
+        app = cdk8s.App()
+        InfrastructureChart(
+            app,
+            cluster,
+            platform=platform,
+            server=on_cluster[0].server,
+            envs=on_cluster,
+            versions=versions,
+            retry=retry(platform),
+        )
+        folders[f"{INFRASTRUCTURE_DIR}/{cluster}"] = dict(manifest_files(app.synth_yaml()))
+    return folders
 
 
 def protected_namespaces(envs: list[Environment]) -> set[str]:
@@ -84,7 +114,9 @@ def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool
         files: dict[str, str | bytes] = dict(render_environment(env))
         files[DIAGRAM_FILE] = architecture_markdown(env)
         folders[env.folder] = files
-    folders[ARGOCD_DIR] = dict(render_argocd(envs))
+    versions = load_versions()
+    folders[ARGOCD_DIR] = dict(render_argocd(envs, versions))
+    folders.update(render_infrastructure(envs, versions))
     folders[POLICIES_DIR] = cluster_policy_files(repo_root, envs)
     return Rendered(folders=folders)
 

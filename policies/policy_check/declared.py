@@ -108,6 +108,11 @@ def _jwks_egress(overlay: dict[str, Any], env: str) -> list[tuple[str, str, dict
     return found
 
 
+def repo_url(overlays: Path) -> str:
+    """platform.yaml's argocd.repoUrl: where Argo CD reads this repository ("" where it names none)."""
+    return str((_load(overlays / PLATFORM_FILE).get("argocd") or {}).get("repoUrl") or "")
+
+
 def environments(overlays: Path) -> list[str]:
     """The dist/ folder of each environment overlays/ declares: <env>, or <env>/<cluster> for each cluster
     of an overlay with `clusters`."""

@@ -12,7 +12,9 @@ import yaml
 # Folders of dist/ that are not environments.
 ARGOCD = "argocd"
 CLUSTER_POLICIES = "cluster-policies"
-NOT_ENVIRONMENTS = frozenset({ARGOCD, CLUSTER_POLICIES})
+#: dist/infrastructure/<cluster>/: the add-ons' Argo CD Applications, checked like dist/argocd/.
+INFRASTRUCTURE = "infrastructure"
+NOT_ENVIRONMENTS = frozenset({ARGOCD, CLUSTER_POLICIES, INFRASTRUCTURE})
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
@@ -55,6 +57,15 @@ def environments(dist: Path) -> list[str]:
             found += sorted(f"{env.name}/{p.name}" for p in inside)
         else:
             found.append(env.name)
+    return found
+
+
+def argocd_folders(dist: Path) -> list[str]:
+    """The folders of Argo CD's own objects: dist/argocd and each cluster's dist/infrastructure/<cluster>."""
+    found = [ARGOCD] if (dist / ARGOCD).is_dir() else []
+    infrastructure = dist / INFRASTRUCTURE
+    if infrastructure.is_dir():
+        found += sorted(f"{INFRASTRUCTURE}/{p.name}" for p in infrastructure.iterdir() if p.is_dir())
     return found
 
 

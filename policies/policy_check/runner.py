@@ -82,11 +82,14 @@ def run(
             raise dist.DistError(
                 f"no environment {only_env!r} in {dist_dir}; found: {', '.join(every) or 'none'}"
             )
-    folders = [f for f in [*envs, dist.ARGOCD] if (dist_dir / f).is_dir()]
+    folders = [*envs, *dist.argocd_folders(dist_dir)]
     # every folder an Application may point at: dist/'s own, and each cluster's of an environment on several
     dist_paths = sorted(
-        {f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir()} | {f"dist/{e}" for e in every}
+        {f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir()}
+        | {f"dist/{f}" for f in [*every, *dist.argocd_folders(dist_dir)]}
     )
+    # this repository, as Argo CD reads it (a source from anywhere else is an add-on's upstream release)
+    repo_url = declared.repo_url(overlays or repo_root / "overlays")
     # what overlays/ declares, per folder (read from the YAML, not by the generator)
     specs = specs if specs is not None else declared.for_environments(repo_root / "overlays", envs)
     ids = rule_ids(tools)
@@ -94,7 +97,16 @@ def run(
     schemas = crd_schema.Schemas(repo_root)
     with tempfile.TemporaryDirectory(prefix="policy-check-") as tmp:
         found_in = _engine_findings(
-            dist_dir, folders, specs, dist_paths, live, tools, schemas, Path(tmp), jobs or cpu_count(), cache
+            dist_dir,
+            folders,
+            specs,
+            (dist_paths, repo_url),
+            live,
+            tools,
+            schemas,
+            Path(tmp),
+            jobs or cpu_count(),
+            cache,
         )
         for name in folders:
             mine = [w for w in live if w.environment == dist.environment_of(name)]
@@ -135,15 +147,18 @@ def conftest_data(
     name: str,
     folder: dist.Folder,
     spec: dict[str, Any] | None,
-    dist_paths: list[str],
+    repository: tuple[list[str], str],
     mine: list[waivers.Waiver],
 ) -> dict[str, Any]:
-    """What conftest gets with --data: the declared spec, the folder's files, dist/'s folders, its waivers."""
+    """What conftest gets with --data: the declared spec, the folder's files, dist/'s folders and this
+    repository's URL, its waivers."""
+    dist_paths, repo_url = repository
     data = {
         "environment": spec["environment"] if spec else name,
         "spec": spec,
         "files": folder.files,
         "dist_paths": dist_paths,
+        "repo_url": repo_url,
         "waivers": waivers.conftest_data(mine),
     }
     return {"mlplatform": data}
@@ -153,7 +168,7 @@ def _engine_findings(
     dist_dir: Path,
     folders: list[str],
     specs: dict[str, dict[str, Any]],
-    dist_paths: list[str],
+    repository: tuple[list[str], str],  # dist/'s folders, this repository's URL
     live: list[waivers.Waiver],
     tools: engines.Tools,
     schemas: crd_schema.Schemas,
@@ -180,7 +195,7 @@ def _engine_findings(
         for name in folders:
             folder = loaded[name] = dist.list_folder(dist_dir, name)
             mine = [w for w in live if w.environment == dist.environment_of(name)]
-            data = conftest_data(name, folder, specs.get(name), dist_paths, mine)
+            data = conftest_data(name, folder, specs.get(name), repository, mine)
             if cache is not None:
                 keys[name] = cache.key(folder.path, folder.files, [name, data, [repr(w) for w in mine]])
                 hit = cache.get(keys[name])
@@ -189,7 +204,7 @@ def _engine_findings(
                     continue
             dist.read_objects(folder)
             todo.append(name)
-            if name != dist.ARGOCD:
+            if dist.environment_of(name) not in dist.NOT_ENVIRONMENTS:  # Kyverno judges workloads only
                 kyv.append(
                     pool.submit(
                         lambda f: kyverno.start(

@@ -34,6 +34,7 @@ INPUTS = (
     "constructs",
     "imports",
     "overlays",
+    "tools/versions.env",  # the add-ons' pinned versions (mlplatform.infrastructure)
     "policies/kyverno",
     "policies/exceptions.yaml",
     "apps/inference/inference_service",

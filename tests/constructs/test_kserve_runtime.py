@@ -120,7 +120,7 @@ def test_argo_cd_may_sync_inference_services_only_where_an_environment_has_them(
 ) -> None:
     def whitelisted() -> set[tuple[str, str]]:
         files = render(spec_copy, only=["prod"]).folders["argocd"]
-        (project,) = [yaml.safe_load(t) for n, t in files.items() if n.startswith("appproject-")]
+        (project,) = [yaml.safe_load(t) for n, t in files.items() if n == "appproject-mlplatform.yaml"]
         return {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
 
     assert ("serving.kserve.io", "InferenceService") not in whitelisted()

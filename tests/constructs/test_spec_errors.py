@@ -735,7 +735,15 @@ def test_bad_spec_names_file_line_field_value_and_allowed(root: Path, case: Case
 
 
 def test_reserved_and_invalid_environment_names(root: Path) -> None:
-    for name in ("argocd", "cluster-policies", "root", "cluster-policies-in-cluster", "QA_env"):
+    reserved = (
+        "argocd",
+        "cluster-policies",
+        "root",
+        "cluster-policies-in-cluster",
+        "infrastructure",
+        "addon-x",
+    )
+    for name in (*reserved, "QA_env"):
         copy_overlay(
             root,
             "dev.yaml",
@@ -744,9 +752,9 @@ def test_reserved_and_invalid_environment_names(root: Path) -> None:
             ("inference.dev", name),
         )
     lines = problems(root)
-    for name in ("argocd", "cluster-policies", "root", "cluster-policies-in-cluster"):
+    for name in reserved:
         line = the_line(lines, f"overlays/{name}.yaml:1: environment name {name!r} is reserved")
-        assert "allowed: any name but argocd, cluster-policies, root" in line
+        assert "allowed: any name but argocd, root, cluster-policies[-*], infrastructure[-*], addon-*" in line
     line = the_line(lines, "overlays/QA_env.yaml:1: environment name 'QA_env'")
     assert "not a DNS-1123 label" in line and "allowed: lowercase letters" in line
 

@@ -65,6 +65,8 @@ def test_dist_rules(objects: dict[str, list[dict[str, Any]]], rendered: Rendered
             group = obj["apiVersion"].rpartition("/")[0]
             if (group, obj["kind"]) in cluster:
                 assert "namespace" not in obj["metadata"], where
+            elif folder.startswith("infrastructure/"):  # add-ons' Applications (test_infrastructure.py)
+                assert obj["kind"] == "Application" and obj["metadata"]["namespace"] == "argocd", where
             elif folder != "argocd":
                 assert (group, obj["kind"]) in namespaced, f"{where}: add the kind to NAMESPACED_KINDS"
                 assert obj["metadata"]["namespace"].startswith("mlplatform-"), where
@@ -104,7 +106,12 @@ def test_main_cli_writes_one_environment(repo_root: Path, tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert "end-of-life" not in done.stderr and "b'" not in done.stderr, done.stderr  # no jsii Node banner
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["argocd", "cluster-policies", "dev"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "argocd",
+        "cluster-policies",
+        "dev",
+        "infrastructure",
+    ]
     assert _tree(tmp_path / "out" / "dev") == _tree(repo_root / "dist" / "dev")
     bad = subprocess.run(
         [sys.executable, str(repo_root / "main.py"), "--env", "qa", "--out", str(tmp_path / "out2")],

@@ -11,8 +11,9 @@ import cdk8s_plus_33 as kplus
 import yaml
 
 from mlplatform import jsii_structs
-from mlplatform.argocd import ArgoCdChart
+from mlplatform.argocd import ArgoCdChart, retry
 from mlplatform.chart import EnvironmentChart
+from mlplatform.infrastructure import InfrastructureChart, clusters, load_versions
 from mlplatform.schema import load_environment, load_platform
 from mlplatform.schema.loader import list_environments
 from mlplatform.synth import Rendered, render
@@ -39,7 +40,20 @@ def test_every_object_comes_from_a_typed_class(repo_root: Path) -> None:
     platform = load_platform(repo_root)
     envs = [load_environment(n, repo_root=repo_root, platform=platform) for n in list_environments(repo_root)]
     charts: list[cdk8s.Chart] = [EnvironmentChart(app, e.name, env=e) for e in envs]
-    charts.append(ArgoCdChart(app, "argocd", platform=platform, envs=envs))
+    versions = load_versions()
+    charts.append(ArgoCdChart(app, "argocd", platform=platform, envs=envs, versions=versions))
+    for cluster, on_cluster in clusters(envs).items():
+        charts.append(
+            InfrastructureChart(
+                app,
+                f"infrastructure-{cluster}",
+                platform=platform,
+                server=on_cluster[0].server,
+                envs=on_cluster,
+                versions=versions,
+                retry=retry(platform),
+            )
+        )
     seen: dict[str, set[str]] = {}
     for chart in charts:
         for obj in _api_objects(chart):

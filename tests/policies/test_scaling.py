@@ -45,7 +45,13 @@ def conftest_cpu(root: Path, tools: engines.Tools, tmp: Path) -> float:
     for env in envs:
         folder = dist.load_folder(dist_dir, env)
         data = tmp / f"{root.name}-{env}.json"
-        data.write_text(json.dumps(runner.conftest_data(env, folder, specs[env], dist_paths, [])))
+        data.write_text(
+            json.dumps(
+                runner.conftest_data(
+                    env, folder, specs[env], (dist_paths, declared.repo_url(root / "overlays")), []
+                )
+            )
+        )
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         engines.conftest_findings(engines.start_conftest(tools, folder, data), folder, env)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 COPIED = (
     "main.py",
     "constructs/mlplatform",
+    "tools/versions.env",  # the add-ons' pinned versions (mlplatform.infrastructure)
     "overlays",
     "dist",
     "policies",

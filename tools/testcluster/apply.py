@@ -159,8 +159,15 @@ def ensure_namespace(kube: Kube, name: str) -> None:
 
 
 def apply_folder(kube: Kube, folder: Path, expected: list[ExpectedWarning]) -> FolderResult:
-    result = FolderResult(folder=rel(folder))
-    for manifest in sync_order(load_folder(folder)):
+    return apply_manifests(kube, rel(folder), load_folder(folder), expected)
+
+
+def apply_manifests(
+    kube: Kube, label: str, manifests: list[Manifest], expected: list[ExpectedWarning]
+) -> FolderResult:
+    """Apply in Argo CD's order; every rejection and every unexpected warning is a failure."""
+    result = FolderResult(folder=label)
+    for manifest in sync_order(manifests):
         applied = kube.apply(manifest.obj)
         if not applied.ok:
             result.failures.append(f"{manifest.label}: rejected: {applied.message}")

@@ -73,7 +73,12 @@ class Kube:
         for group in groups.get("groups", []):
             versions += [v["groupVersion"] for v in group.get("versions", [])]
         for gv in versions:
-            doc = self._json("/api/v1" if gv == "v1" else f"/apis/{gv}")
+            try:
+                doc = self._json("/api/v1" if gv == "v1" else f"/apis/{gv}")
+            except ApiError:
+                # An aggregated API whose server is not running (KEDA's external metrics, where no operator
+                # process runs) answers 503: skip it, as kubectl's discovery does.
+                continue
             for res in doc.get("resources", []):
                 if "/" in res["name"]:
                     continue  # subresources

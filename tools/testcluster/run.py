@@ -1,17 +1,22 @@
 """The whole cluster test: every dist/ folder applied, every workload at its maximum admitted, every inference
-Deployment booted. Used by `python -m testcluster` and by the pytest suite (tests/tools/testcluster/)."""
+Deployment booted, then the platform's add-ons as Argo CD would apply them (dist/infrastructure/<cluster>/
+rendered from their pinned modules) with the cluster policies in place. Used by `python -m testcluster` and by
+the pytest suite (tests/tools/testcluster/)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from addons.collect import INFRASTRUCTURE, render_all
 from policy_check.dist import environments  # dist/<env>, or dist/<env>/<cluster> of each cluster
 from testcluster import boot
 from testcluster.apply import (
     ExpectedWarning,
     FolderResult,
+    Manifest,
     apply_folder,
+    apply_manifests,
     ensure_namespace,
     expected_warnings,
     load_folder,
@@ -60,6 +65,25 @@ def check_operator_folder(kube: Kube, folder: Path, *, expected: list[ExpectedWa
     return apply_folder(kube, folder, expected)
 
 
+def check_addons(kube: Kube, dist: Path, *, expected: list[ExpectedWarning]) -> list[FolderResult]:
+    """Each cluster's add-ons as Argo CD applies them (CreateNamespace, then the objects and the Helm hooks
+    it runs as sync hooks), and their operators' pods admitted. Applied last: the operators' webhooks and
+    aggregated APIs point at pods that do not run here, so nothing is created after them."""
+    results = []
+    for cluster, renders in render_all(dist).items():
+        manifests = []
+        for r in renders:
+            ensure_namespace(kube, r.namespace)
+            where = dist / INFRASTRUCTURE / cluster / f"{r.application} (rendered)"
+            manifests += [Manifest(path=where, obj=obj) for obj in [*r.objects, *r.hooks]]
+        label = f"{INFRASTRUCTURE}/{cluster}: {len(renders)} add-ons rendered"
+        result = apply_manifests(kube, label, manifests, expected)
+        if not result.failures:
+            result.failures += scale_to_max(kube, plan(result.applied))
+        results.append(result)
+    return results
+
+
 def check_dist(
     kube: Kube, dist: Path, *, boot_check: bool = True
 ) -> tuple[list[EnvironmentResult], list[FolderResult]]:
@@ -73,6 +97,8 @@ def check_dist(
         for name in (ARGOCD, CLUSTER_POLICIES)
         if (dist / name).is_dir()
     ]
+    if (dist / INFRASTRUCTURE).is_dir():
+        others += check_addons(kube, dist, expected=expected)
     return envs, others
 
 

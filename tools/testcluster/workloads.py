@@ -83,7 +83,7 @@ def plan(manifests: list[Manifest]) -> list[Workload]:
         if kind not in ("Deployment", "StatefulSet"):
             continue
         name = m.obj["metadata"]["name"]
-        top, by = maxima.get((str(kind), name), (int(m.obj["spec"].get("replicas", 1)), "replicas"))
+        top, by = maxima.get((str(kind), name), (int(m.obj["spec"].get("replicas") or 1), "replicas"))
         surge = surge_of(m.obj, top) if kind == "Deployment" else 0
         workloads.append(Workload(manifest=m, max_replicas=top, surge=surge, scaled_by=by))
     return workloads

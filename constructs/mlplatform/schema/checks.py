@@ -19,11 +19,22 @@ from mlplatform.schema.source import Source
 
 PLATFORM_FILE = "platform.yaml"
 #: Folders under dist/ and Argo CD Application names that are not environments (`<platform>-<name>`).
-RESERVED_ENVIRONMENTS = ("argocd", "cluster-policies", "root")
-RESERVED_ENVIRONMENT_PREFIXES = ("cluster-policies-",)
+RESERVED_ENVIRONMENTS = ("argocd", "cluster-policies", "infrastructure", "root")
+RESERVED_ENVIRONMENT_PREFIXES = ("cluster-policies-", "infrastructure-", "addon-")
 #: Namespaces an environment may not take: the cluster's own, and where Argo CD's cluster policies go (the
 #: environment baseline - default-deny, restricted Pod Security, quota - would break what runs there).
-SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system", "kyverno")
+#: The add-ons' namespaces (mlplatform.infrastructure) are the operators' own.
+SYSTEM_NAMESPACES = (
+    "cert-manager",
+    "default",
+    "envoy-gateway-system",
+    "external-secrets",
+    "keda",
+    "kube-node-lease",
+    "kube-public",
+    "kube-system",
+    "kyverno",
+)
 #: Longest object name that is also a label value (the Application name is Argo CD's instance label).
 MAX_LABEL = 63
 
@@ -47,8 +58,8 @@ def environment_name(env: str, file: str, platform: Platform | None) -> list[Pro
         )
     if env in RESERVED_ENVIRONMENTS or env.startswith(RESERVED_ENVIRONMENT_PREFIXES):
         problems.append(
-            f"environment name {env!r} is reserved; allowed: any name but "
-            f"{', '.join(RESERVED_ENVIRONMENTS)} and {RESERVED_ENVIRONMENT_PREFIXES[0]}*"
+            f"environment name {env!r} is reserved; allowed: any name but argocd, root, "
+            "cluster-policies[-*], infrastructure[-*], addon-*"
         )
     if platform is not None and len(f"{platform.name}-{env}") > MAX_LABEL:
         problems.append(

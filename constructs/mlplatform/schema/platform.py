@@ -66,6 +66,25 @@ class ArgoCd(Strict):
     retry: Retry = Retry()
 
 
+#: The platform's add-ons: the operators dist/ needs, an Argo CD Application each (mlplatform.infrastructure).
+AddonName = Literal[
+    "cert-manager", "envoy-gateway", "external-secrets", "keda", "kyverno", "prometheus-operator"
+]
+
+
+class Infrastructure(Strict):
+    """dist/infrastructure/<cluster>/: the operators each cluster's environments need, installed by Argo CD
+    in the root's waves before the environments. A cluster gets the add-ons its environments use."""
+
+    enabled: bool = True
+    #: Add-ons the clusters already run, installed by other means: not rendered (README "What the cluster
+    #: needs" says what each one provides).
+    exclude: list[AddonName] = Field(default_factory=list)
+    #: Where the Prometheus Operator runs (the Prometheus servers it manages, and the metrics-scraper peer,
+    #: usually live there too).
+    monitoring_namespace: DnsLabel = "monitoring"
+
+
 class Peer(Strict):
     """A workload outside the platform's namespaces (ingress controller, metrics scraper)."""
 
@@ -142,6 +161,7 @@ class Platform(Strict):
 
     name: DnsLabel
     argocd: ArgoCd
+    infrastructure: Infrastructure = Infrastructure()
     peers: dict[DnsLabel, Peer] = Field(default_factory=dict)
     redis: Redis
     jobs: Jobs | None = None

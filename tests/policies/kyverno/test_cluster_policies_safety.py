@@ -12,6 +12,8 @@ unlabelled namespace as it would be installed:
 - cert-manager: its module also ships only a Helm chart (templates cannot be read without Helm), so its
   Namespace (`deploy/manifests/01-namespace.yaml`), its CRDs (`deploy/crds/`) and the plain Deployment its
   end-to-end tests install (`make/config/bind/deployment.yaml`), in namespace cert-manager.
+- The platform's add-ons (dist/infrastructure/<cluster>/), each rendered as Argo CD applies it from its pinned
+  module (tools/addons/: helm template or kustomize build with the Application's values), hooks included.
 The same workloads moved into a managed namespace are denied, so "zero failures" is not "nothing evaluated".
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from addons.collect import render_all
 from mlplatform import cluster_policies
 from policy_check import kyverno
 
@@ -99,9 +102,23 @@ PROJECTS = {
 POD_KINDS = kyverno.POD_KINDS
 
 
+def addons() -> dict[str, Objects]:
+    """Each add-on Application of dist/infrastructure/ -> what Argo CD applies for it (hooks included)."""
+    return {
+        r.application: [*r.objects, *r.hooks]
+        for renders in render_all(REPO / "dist").values()
+        for r in renders
+    }
+
+
 @pytest.fixture(scope="module")
 def installs(cli: Any) -> dict[str, Objects]:
-    return {name: load(cli.pinned_module) for name, load in PROJECTS.items()}
+    return {**{name: load(cli.pinned_module) for name, load in PROJECTS.items()}, **addons()}
+
+
+def test_every_add_on_is_among_the_installs(installs: dict[str, Objects]) -> None:
+    apps = {p.stem.removeprefix("application-") for p in (REPO / "dist" / "infrastructure").glob("*/*.yaml")}
+    assert apps and apps <= set(installs)
 
 
 def workloads(objects: Objects) -> Objects:
@@ -119,8 +136,14 @@ def test_shipped_policies_deny_nothing_in_other_projects_namespaces(
     # everything but the CRDs (inert, cluster-scoped and most of the bytes: the CLI compiles every policy
     # once per resource)
     objects = [o for objs in installs.values() for o in objs if o["kind"] != "CustomResourceDefinition"]
+    # one of each: an add-on on two clusters renders the same objects twice (one cluster here)
+    objects = list(
+        {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects}.values()
+    )
     # as on a cluster: each project's namespace exists, without the managed label; kube-system too
-    spaces = [cli.namespace(n) for n in [*PROJECTS, "kube-system"]]
+    names = {o["metadata"].get("namespace") for o in objects} | {*PROJECTS, "kube-system"}
+    names -= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}  # (KEDA's own)
+    spaces = [cli.namespace(n) for n in sorted(n for n in names if n)]
     results = cli.apply(tmp_path, cli.shipped_policies(), objects, spaces)
     assert not cli.by_result(results, "fail") and not cli.by_result(results, "error"), results
     assert not results  # not selected at all: no rule even ran on them
