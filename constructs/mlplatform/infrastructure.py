@@ -119,7 +119,11 @@ def _prometheus_operator(platform: Platform, versions: dict[str, str]) -> argo.A
 def _kyverno_values(platform: Platform) -> dict[str, Any]:
     # The waivers become PolicyExceptions in dist/cluster-policies/ (POLICIES_NAMESPACE): Kyverno honours
     # exceptions only where this feature is on, and only from that namespace.
-    return {"features": {"policyExceptions": {"enabled": True, "namespace": POLICIES_NAMESPACE}}}
+    exceptions = {"enabled": True, "namespace": POLICIES_NAMESPACE}
+    # Its kyverno-api subchart (the policies.kyverno.io CRDs) renders `labels: {}` by default; the apiserver
+    # stores no empty map, so Argo CD's server-side diff would call those CRDs OutOfSync forever.
+    api_labels = {"app.kubernetes.io/part-of": "kyverno"}
+    return {"features": {"policyExceptions": exceptions}, "kyverno-api": {"labels": api_labels}}
 
 
 def _uses_keda(env: Environment) -> bool:
