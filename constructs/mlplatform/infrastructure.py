@@ -17,7 +17,6 @@ Choices (README "The platform's add-ons"):
 - no resources finalizer and no automated prune: deleting an add-on's Application, or an upgrade that drops
   an object, must never delete an operator or its CRDs (and with them every custom resource of every team);
 - ServerSideApply: the operators' CRDs are larger than client-side apply's last-applied annotation allows;
-  and ServerSideDiff, so what the apiserver defaults in them is no difference;
 - values from the spec: Kyverno's policy exceptions on, in the namespace the waivers' PolicyExceptions go to;
   the Prometheus Operator in `infrastructure.monitoringNamespace`.
 """
@@ -42,9 +41,6 @@ INFRASTRUCTURE_DIR = "infrastructure"
 #: The pins of the repository this generator is part of (a spec copied elsewhere still uses them).
 VERSIONS_FILE = Path(__file__).resolve().parents[2] / "tools" / "versions.env"
 SYNC_OPTIONS = ["CreateNamespace=true", "ServerSideApply=true"]
-#: The diff from a server-side dry run: the apiserver's own defaults and pruning of the operators' large CRDs
-#: (empty maps, defaulted fields) are then no difference, where a client-side diff reports them forever.
-COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
 #: Within a cluster's folder: the operators, then Kyverno (its webhooks see every pod created after it).
 OPERATORS_WAVE, POLICY_ENGINE_WAVE = "0", "1"
 
@@ -247,5 +243,4 @@ class InfrastructureChart(PlatformChart):
                     sync_options=SYNC_OPTIONS,
                 ),
             )
-            metadata = meta.api(name, annotations={COMPARE_OPTIONS: "ServerSideDiff=true"})
-            argo.Application(self, name, metadata=metadata, spec=spec)
+            argo.Application(self, name, metadata=meta.api(name), spec=spec)
