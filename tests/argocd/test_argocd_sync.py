@@ -532,7 +532,7 @@ def test_the_gate_stops_a_policy_breaking_branch(s: Scenario) -> None:
     merge, while the same gate passes the commit Argo CD synced."""
     served = s.served
     git(served.work, "checkout", "-q", "main")
-    control = gate(served.work, "dev")
+    control = gate(served, "dev")
     assert control.returncode == 0, f"the gate fails the synced commit itself: {control.stdout[-500:]}"
     git(served.work, "checkout", "-q", "-b", "test/break-policy", "main")
     path = served.work / "dist" / "dev" / "deployment-inference.yaml"
@@ -540,7 +540,7 @@ def test_the_gate_stops_a_policy_breaking_branch(s: Scenario) -> None:
     image = next(line.split("image:", 1)[1].strip() for line in text.splitlines() if "image:" in line)
     path.write_text(text.replace(image, image.split("@", 1)[0] + ":latest"), encoding="utf-8")
     served.commit("test: deploy a mutable image tag (breaks require-image-digest)")
-    broken = gate(served.work, "dev")
+    broken = gate(served, "dev")
     found = [
         line.strip()
         for line in (broken.stdout + broken.stderr).splitlines()

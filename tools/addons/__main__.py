@@ -7,12 +7,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from addons.collect import render_all
 from addons.errors import AddonError
 from testcluster.versions import REPO_ROOT
+
+
+def _dump(objects: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(objects, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out / cluster
         folder.mkdir(parents=True, exist_ok=True)
         for r in renders:
-            (folder / f"{r.application}.yaml").write_text(yaml.safe_dump_all(r.objects), encoding="utf-8")
-            (folder / f"{r.application}.hooks.yaml").write_text(yaml.safe_dump_all(r.hooks), encoding="utf-8")
+            (folder / f"{r.application}.yaml").write_text(_dump(r.objects), encoding="utf-8")
+            (folder / f"{r.application}.hooks.yaml").write_text(_dump(r.hooks), encoding="utf-8")
             print(
                 f"{cluster}: {r.application}: {len(r.objects)} objects ({len(r.crds())} CRDs), "
                 f"{len(r.hooks)} sync hooks, from {r.upstream.repo_url} {r.upstream.chart or r.upstream.path}"

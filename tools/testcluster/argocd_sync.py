@@ -7,9 +7,10 @@ Application) and read Argo CD's own status through `Apps` and `SyncRecorder` (Ap
 operationState.syncResult). Expectations come from the spec (overlays/*.yaml: environments, their clusters
 and sync modes, read by `spec_environments`) and from the manifests' own annotations, not from dist/argocd/.
 
-The only change made to what is served: the repository URL in dist/argocd/ points at the loopback server
+The changes made to what is served: the repository URL in dist/argocd/ points at the loopback server
 (Applications' repoURL and, so that the project check still applies, the AppProject's sourceRepos entry for
-the same URL). Destinations are not rewritten: cluster Secrets keep their URLs (testcluster.argocd).
+the same URL), and the served spec turns the platform's add-ons off (`infrastructure.enabled: false`, see
+`without_addons`). Destinations are not rewritten: cluster Secrets keep their URLs (testcluster.argocd).
 
 Where no operator runs here (External Secrets, KEDA, ingress and Gateway controllers, a volume provisioner),
 testcluster.standins writes the status the operator would; Deployments, StatefulSets and Pods get theirs from
@@ -137,6 +138,17 @@ def synth(work: Path) -> None:
     if proc.returncode != 0:
         tail = [line for line in proc.stderr.splitlines() if not line.startswith("b'")][-3:]
         raise ClusterTestError(f"synth in the test clone failed: {' | '.join(tail)}")
+
+
+def without_addons(work: Path) -> None:
+    """The served spec installs no add-on (dist/infrastructure/): their Applications read the projects' chart
+    repositories and git tags, which this machine cannot reach, so the harness installs the CRDs itself
+    (install_crds) as the add-ons would. The add-ons are rendered from their pinned modules and checked by
+    the cluster test and tests/tools/addons/ instead."""
+    path = work / "overlays" / "platform.yaml"
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["infrastructure"] = {**(spec.get("infrastructure") or {}), "enabled": False}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
 
 def set_windows(work: Path, envs: list[Env], *, open_now: bool) -> str:
@@ -483,12 +495,15 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
         window = set_windows(served.work, envs, open_now=True)
         if spec_change is not None:
             spec_change(served.work)
-        if spec_change is not None or any(e.windows for e in envs):
-            synth(served.work)
+        without_addons(served.work)
+        synth(served.work)
         point_at(served, repo_url)
         changed = ", the spec changed" if spec_change is not None else ""
         head = served.push(
-            served.commit(f"test: serve from the loopback git server, sync windows open{changed}"), "main"
+            served.commit(
+                f"test: serve from the loopback git server, no add-ons, sync windows open{changed}"
+            ),
+            "main",
         )
         windowed = sorted({e.name for e in envs if e.windows})
         log(
@@ -528,10 +543,17 @@ def sync_options(obj: dict[str, Any]) -> list[str]:
     return str((obj["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")).replace(" ", "").split(",")
 
 
-def gate(work: Path, env: str) -> subprocess.CompletedProcess[str]:
-    """`make check`'s command (python -m policy_check) on a clone's dist/, for one environment."""
-    with tempfile.TemporaryDirectory() as reports:
-        command = [sys.executable, "-m", "policy_check", "--reports", reports, "--dist", str(work / "dist")]
+def gate(served: GitServer, env: str) -> subprocess.CompletedProcess[str]:
+    """`make check`'s command (python -m policy_check) on the work clone's dist/, for one environment, as the
+    real repository holds it: the loopback URL point_at wrote is put back (the gate tells this repository's
+    sources from the add-ons' upstream ones by the spec's repoUrl)."""
+    repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
+    with tempfile.TemporaryDirectory() as reports, tempfile.TemporaryDirectory() as copy:
+        dist = Path(copy) / "dist"
+        shutil.copytree(served.work / "dist", dist)
+        for path in sorted((dist / "argocd").glob("*.yaml")):
+            path.write_text(path.read_text(encoding="utf-8").replace(served.url, repo_url), encoding="utf-8")
+        command = [sys.executable, "-m", "policy_check", "--reports", reports, "--dist", str(dist)]
         return subprocess.run(
             [*command, "--env", env], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300
         )

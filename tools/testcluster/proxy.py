@@ -8,7 +8,7 @@ destination in dist/argocd/ is rewritten, and every one resolves.
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import socketserver
 import threading
@@ -32,20 +32,26 @@ def _target(url: str) -> tuple[str, int]:
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
-    sockets = [a, b]
-    while True:
-        readable, _, broken = select.select(sockets, [], sockets, 300)
-        if broken or not readable:
-            return
-        for s in readable:
-            try:
-                data = s.recv(65536)
-                if data:
-                    (b if s is a else a).sendall(data)
-            except OSError:  # one side hung up (a watch ended, a client stopped): close the tunnel
+    # A selector (epoll), not select(): Argo CD watches every resource type of every cluster through this
+    # proxy, hundreds of tunnels once the add-ons' CRDs exist, and select() refuses descriptors past 1024.
+    with selectors.DefaultSelector() as selector:
+        selector.register(a, selectors.EVENT_READ)
+        selector.register(b, selectors.EVENT_READ)
+        while True:
+            events = selector.select(300)
+            if not events:
                 return
-            if not data:
-                return
+            for key, _ in events:
+                s = key.fileobj
+                assert isinstance(s, socket.socket)
+                try:
+                    data = s.recv(65536)
+                    if data:
+                        (b if s is a else a).sendall(data)
+                except OSError:  # one side hung up (a watch ended, a client stopped): close the tunnel
+                    return
+                if not data:
+                    return
 
 
 def _handler(routes: dict[tuple[str, int], tuple[str, int]]) -> type[socketserver.BaseRequestHandler]:
