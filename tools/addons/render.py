@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from addons.errors import AddonError
-from addons.upstream import Module, Upstream, external_secrets_crds, upstream_of
+from addons.upstream import Module, Upstream, copy_writable, upstream_of
 from testcluster.apply import load_all
 
 HOOK = "helm.sh/hook"
@@ -110,9 +110,7 @@ def _helm(
     module: Module,
 ) -> list[dict[str, Any]]:
     chart = tmp / "chart"
-    shutil.copytree(module_dir / up.folder, chart)
-    for p in [chart, *chart.rglob("*")]:
-        p.chmod(p.stat().st_mode | 0o200)
+    copy_writable(module_dir / up.folder, chart)
     if up.package is not None:
         up.package(chart, version, versions, module)
     helm = source.get("helm") or {}
@@ -135,9 +133,9 @@ def _helm(
         "--include-crds",  # Argo CD's default (helm.skipCrds: false)
     ]
     docs = _load(_run(command, f"helm template of {up.repo_url} {version}"))
-    if up.module_key == "EXTERNAL_SECRETS":  # the CRDs its release templates into the chart
+    if up.added_by_release is not None:
         chart_values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
-        docs += external_secrets_crds(module_dir, release, namespace, _merged(chart_values, values))
+        docs += up.added_by_release(module_dir, release, namespace, _merged(chart_values, values))
     return docs
 
 
@@ -148,11 +146,9 @@ def _kustomize(
     top = up.folder.split("/", 1)[0]
     copy = tmp / "src"
     if top == ".":
-        shutil.copytree(module_dir, copy, ignore=shutil.ignore_patterns(".git"))
+        copy_writable(module_dir, copy, ignore=shutil.ignore_patterns(".git"))
     else:
-        shutil.copytree(module_dir / top, copy / top)
-    for p in [copy, *copy.rglob("*")]:
-        p.chmod(p.stat().st_mode | 0o200)
+        copy_writable(module_dir / top, copy / top)
     where = copy / up.folder
     kustomize = source.get("kustomize") or {}
     edits = [["edit", "set", "image", image] for image in kustomize.get("images") or []]

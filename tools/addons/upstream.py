@@ -38,6 +38,9 @@ class Upstream:
     path: str | None = None
     #: (chart copy, the Application's version, versions.env, module lookup): the release's packaging steps
     package: Callable[[Path, str, dict[str, str], Module], None] | None = None
+    #: (module folder, release name, namespace, the chart's values with the Application's): objects the
+    #: release adds to the chart's render (External Secrets' CRDs, templated in at release time)
+    added_by_release: Callable[[Path, str, str, dict[str, Any]], list[dict[str, Any]]] | None = None
 
 
 def _edit_chart(chart: Path, **fields: Any) -> dict[str, Any]:
@@ -94,8 +97,7 @@ def _kyverno(chart: Path, version: str, versions: dict[str, str], module: Module
         raise AddonError(f"{kyverno_go_mod} requires no github.com/kyverno/api: cannot find kyverno-api")
     api = module("github.com/kyverno/api", found.group(1)) / "charts" / "kyverno-api"
     wanted = next(d for d in meta["dependencies"] if d["name"] == "kyverno-api")
-    shutil.copytree(api, chart / "charts" / "kyverno-api")
-    _writable(chart / "charts" / "kyverno-api")
+    copy_writable(api, chart / "charts" / "kyverno-api")
     _edit_chart(chart / "charts" / "kyverno-api", version=wanted["version"])
     _drop_dependencies(chart, meta, {"openreports", "reports-server"})
 
@@ -106,78 +108,11 @@ def _drop_dependencies(chart: Path, meta: dict[str, Any], names: set[str]) -> No
     (chart / "Chart.lock").unlink(missing_ok=True)
 
 
-def _writable(folder: Path) -> None:
-    for p in [folder, *folder.rglob("*")]:
+def copy_writable(src: Path, dst: Path, *, ignore: Callable[..., Any] | None = None) -> None:
+    """A copy out of the Go module cache (read-only there) that the release's steps and kustomize may edit."""
+    shutil.copytree(src, dst, ignore=ignore)
+    for p in [dst, *dst.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o200)
-
-
-UPSTREAMS = (
-    Upstream(
-        "https://charts.jetstack.io",
-        "CERT_MANAGER_VERSION",
-        "CERT_MANAGER",
-        "deploy/charts/cert-manager",
-        "helm",
-        chart="cert-manager",
-        package=_cert_manager,
-    ),
-    Upstream(
-        "oci://registry-1.docker.io/envoyproxy/gateway-helm",
-        "ENVOY_GATEWAY_VERSION",
-        "ENVOY_GATEWAY",
-        "charts/gateway-helm",
-        "helm",
-        path=".",
-        package=_envoy_gateway,
-    ),
-    Upstream(
-        "https://charts.external-secrets.io",
-        "EXTERNAL_SECRETS_CHART_VERSION",
-        "EXTERNAL_SECRETS",
-        "deploy/charts/external-secrets",
-        "helm",
-        chart="external-secrets",
-        package=_external_secrets,
-    ),
-    Upstream(
-        "https://kyverno.github.io/kyverno/",
-        "KYVERNO_CHART_VERSION",
-        "KYVERNO",
-        "charts/kyverno",
-        "helm",
-        chart="kyverno",
-        package=_kyverno,
-    ),
-    Upstream(
-        "https://github.com/kedacore/keda.git",
-        "KEDA_VERSION",
-        "KEDA",
-        "config/default",
-        "kustomize",
-        path="config/default",
-    ),
-    Upstream(
-        "https://github.com/prometheus-operator/prometheus-operator.git",
-        "PROMETHEUS_OPERATOR_VERSION",
-        "PROMETHEUS_OPERATOR",
-        ".",
-        "kustomize",
-        path=".",
-    ),
-)
-
-
-def upstream_of(source: dict[str, Any]) -> Upstream:
-    """The project release an Application's source names."""
-    for up in UPSTREAMS:
-        same = source.get("repoURL") == up.repo_url and source.get("chart") == up.chart
-        if same and (up.path is None or source.get("path") == up.path):
-            return up
-    known = ", ".join(f"{u.repo_url} {u.chart or u.path}" for u in UPSTREAMS)
-    raise AddonError(
-        f"source {source.get('repoURL')} {source.get('chart') or source.get('path')} is no add-on release "
-        f"this repository knows how to render; known: {known}"
-    )
 
 
 def external_secrets_crds(
@@ -219,3 +154,73 @@ def external_secrets_crds(
                 service["namespace"] = namespace
         out.append(crd)
     return out
+
+
+UPSTREAMS = (
+    Upstream(
+        "https://charts.jetstack.io",
+        "CERT_MANAGER_VERSION",
+        "CERT_MANAGER",
+        "deploy/charts/cert-manager",
+        "helm",
+        chart="cert-manager",
+        package=_cert_manager,
+    ),
+    Upstream(
+        "oci://registry-1.docker.io/envoyproxy/gateway-helm",
+        "ENVOY_GATEWAY_VERSION",
+        "ENVOY_GATEWAY",
+        "charts/gateway-helm",
+        "helm",
+        path=".",
+        package=_envoy_gateway,
+    ),
+    Upstream(
+        "https://charts.external-secrets.io",
+        "EXTERNAL_SECRETS_CHART_VERSION",
+        "EXTERNAL_SECRETS",
+        "deploy/charts/external-secrets",
+        "helm",
+        chart="external-secrets",
+        package=_external_secrets,
+        added_by_release=external_secrets_crds,
+    ),
+    Upstream(
+        "https://kyverno.github.io/kyverno/",
+        "KYVERNO_CHART_VERSION",
+        "KYVERNO",
+        "charts/kyverno",
+        "helm",
+        chart="kyverno",
+        package=_kyverno,
+    ),
+    Upstream(
+        "https://github.com/kedacore/keda.git",
+        "KEDA_VERSION",
+        "KEDA",
+        "config/default",
+        "kustomize",
+        path="config/default",
+    ),
+    Upstream(
+        "https://github.com/prometheus-operator/prometheus-operator.git",
+        "PROMETHEUS_OPERATOR_VERSION",
+        "PROMETHEUS_OPERATOR",
+        ".",
+        "kustomize",
+        path=".",
+    ),
+)
+
+
+def upstream_of(source: dict[str, Any]) -> Upstream:
+    """The project release an Application's source names."""
+    for up in UPSTREAMS:
+        same = source.get("repoURL") == up.repo_url and source.get("chart") == up.chart
+        if same and (up.path is None or source.get("path") == up.path):
+            return up
+    known = ", ".join(f"{u.repo_url} {u.chart or u.path}" for u in UPSTREAMS)
+    raise AddonError(
+        f"source {source.get('repoURL')} {source.get('chart') or source.get('path')} is no add-on release "
+        f"this repository knows how to render; known: {known}"
+    )
