@@ -120,10 +120,15 @@ def _kyverno_values(platform: Platform) -> dict[str, Any]:
     # The waivers become PolicyExceptions in dist/cluster-policies/ (POLICIES_NAMESPACE): Kyverno honours
     # exceptions only where this feature is on, and only from that namespace.
     exceptions = {"enabled": True, "namespace": POLICIES_NAMESPACE}
-    # Its kyverno-api subchart (the policies.kyverno.io CRDs) renders `labels: {}` by default; the apiserver
-    # stores no empty map, so Argo CD's server-side diff would call those CRDs OutOfSync forever.
-    api_labels = {"app.kubernetes.io/part-of": "kyverno"}
-    return {"features": {"policyExceptions": exceptions}, "kyverno-api": {"labels": api_labels}}
+    # Its kyverno-api subchart (the policies.kyverno.io CRDs) renders `labels: {}` and `annotations: {}` by
+    # default; the apiserver stores no empty map, so Argo CD would call those CRDs OutOfSync forever (seen in
+    # make argocd-test). Both get a value that means something: the CRDs are never deleted by Argo CD, even
+    # if someone turns pruning on (deleting one deletes every policy of its kind, cluster-wide).
+    api = {
+        "labels": {"app.kubernetes.io/part-of": "kyverno"},
+        "annotations": {"argocd.argoproj.io/sync-options": "Delete=false"},
+    }
+    return {"features": {"policyExceptions": exceptions}, "kyverno-api": api}
 
 
 def _uses_keda(env: Environment) -> bool:

@@ -46,18 +46,23 @@ from testcluster.argocd_sync import (
     gate,
     operation,
     platform_spec,
-    point_at,
     refreshed_since,
+    serve,
     set_windows,
     sync_options,
     synced_healthy,
     synced_keeping,
-    synth,
 )
 from testcluster.gitserver import git
+from testcluster.kubeapi import ApiError
 from tests.support import clusters
 
 pytestmark = pytest.mark.argocd
+
+#: Five operators' installs (about 200 objects, 67 CRDs) synced on this 2-core machine took about 200 s alone.
+ADDONS_TIMEOUT_S = 480.0
+#: Argo CD's resource tracking (the default method, annotation): "<application>:<group>/<kind>:<ns>/<name>".
+TRACKING_ID = "argocd.argoproj.io/tracking-id"
 
 
 @dataclass
@@ -108,15 +113,15 @@ def found() -> Found:
     return Found()
 
 
-def test_the_waves_gate_holds_the_environments_while_the_cluster_policies_fail(
+def test_the_root_syncs_the_addons_first_and_they_install_what_the_environments_use(
     s: Scenario, found: Found
 ) -> None:
-    """The bootstrap, then the root's waves gate for real.
+    """The bootstrap, then the root's first wave: the add-ons of the cluster Argo CD runs in.
 
-    The cluster Argo CD runs in lacks one CRD that dist/cluster-policies/ (the root's wave -1) uses, so that
-    Application's sync fails. Its retry policy tries again with backoff; meanwhile its health is not Healthy,
-    and the root (through argocd-cm's Application health check) waits on it before creating the environments
-    (wave 0): none exists while it fails."""
+    Each add-on Application syncs from the mirror of its pinned render at its own targetRevision and becomes
+    Healthy (its operator's Deployments available) before the root creates anything of a later wave: no
+    cluster-policies or environment Application exists until then. The custom kinds the cluster's folders use
+    are then served by CRDs that Argo CD applied for an add-on (the harness installed none of them)."""
     kube, apps, served = s.kube, s.apps, s.served
     # The bootstrap a person does once: the argocd-cm patch (`kubectl apply` merges its keys into the
     # install's argocd-cm), then the root Application.
@@ -128,6 +133,79 @@ def test_the_waves_gate_holds_the_environments_while_the_cluster_policies_fail(
     root = found.root = str(root_doc["metadata"]["name"])
     s.log(f"applied the argocd-cm patch ({len(cm['data'])} health checks) and the root Application {root}")
 
+    addons = sorted(s.mirror.applications)
+    later = {"dist/cluster-policies", *(f"dist/{e.folder}" for e in s.envs)}
+    deadline = time.monotonic() + ADDONS_TIMEOUT_S
+    while True:
+        s.alive()
+        early = [str(a["metadata"]["name"]) for a in kube.list(*APP, argocd.NAMESPACE)
+                 if a["spec"].get("source", {}).get("path") in later]  # fmt: skip
+        current = {name: apps.get(name) for name in addons}
+        done = {n: a for n, a in current.items() if a is not None and synced_healthy()(a)}
+        assert not early, (
+            f"the root created {early} while the add-ons were not all Healthy: "
+            f"{sorted(set(addons) - set(done))} were not"
+        )
+        if len(done) == len(addons):
+            break
+        assert time.monotonic() < deadline, (
+            f"the add-ons did not all sync and become Healthy in {ADDONS_TIMEOUT_S:.0f} s: "
+            + " || ".join(apps.describe(n) for n in addons if n not in done)
+        )
+        time.sleep(1.0)
+    for name, app in done.items():
+        compared = app["status"]["sync"].get("comparedTo", {}).get("source", {})
+        assert (compared.get("repoURL"), compared.get("targetRevision")) == (
+            s.mirror.url,
+            s.mirror.applications[name],
+        ), f"{name} synced {compared}, not its pinned revision {s.mirror.applications[name]} of the mirror"
+    finished = max(str(operation(a).get("finishedAt")) for a in done.values())
+    s.log(
+        f"the add-ons synced and became Healthy, each at its pinned revision, by {finished}: "
+        + ", ".join(f"{n}@{s.mirror.applications[n]}" for n in addons)
+    )
+
+    tracked = {  # CRD (group, kind) -> the Application Argo CD applied it for
+        (str(c["spec"]["group"]), str(c["spec"]["names"]["kind"])): str(
+            (c["metadata"].get("annotations") or {}).get(TRACKING_ID, "")
+        ).partition(":")[0]
+        for c in kube.list("apiextensions.k8s.io/v1", "CustomResourceDefinition", None)
+    }
+    folders = ["cluster-policies", *(e.folder for e in s.envs if e.server == IN_CLUSTER)]
+    used = {
+        (str(m.obj["apiVersion"]), str(m.obj["kind"]))
+        for folder in folders
+        for m in load_folder(served.work / "dist" / folder)
+    }
+    unserved = []
+    for api_version, kind in sorted(used):
+        if (api_version.rpartition("/")[0], kind) != LATE_KIND:
+            try:
+                kube.resource(api_version, kind)
+            except ApiError:
+                unserved.append(f"{kind} ({api_version})")
+    assert not unserved, f"kinds the in-cluster folders use that the cluster does not serve: {unserved}"
+    groups = {(v.rpartition("/")[0], kind) for v, kind in used}
+    custom = sorted(k for k in groups if k in tracked and k[0] != "argoproj.io")
+    assert custom, f"the in-cluster folders {folders} use no custom kind: nothing to check"
+    untracked = [f"{k[1]}.{k[0]} ({tracked[k] or 'untracked'})" for k in custom if tracked[k] not in addons]
+    assert not untracked, f"CRDs the in-cluster folders use, not installed by an add-on: {untracked}"
+    s.log(
+        f"the {len(custom)} custom kinds {', '.join(k[1] for k in custom)} that {', '.join(folders)} use are "
+        f"served by CRDs Argo CD applied for the add-ons"
+    )
+
+
+def test_the_waves_gate_holds_the_environments_while_the_cluster_policies_fail(
+    s: Scenario, found: Found
+) -> None:
+    """The root's waves gate for real.
+
+    The cluster Argo CD runs in lacks one CRD that dist/cluster-policies/ (the root's wave -1) uses (the
+    mirror withholds it from Kyverno's add-on), so that Application's sync fails. Its retry policy tries again
+    with backoff; meanwhile its health is not Healthy, and the root (through argocd-cm's Application health
+    check) waits on it before creating the environments (wave 0): none exists while it fails."""
+    kube, apps, root = s.kube, s.apps, found.root
     envs = {f"dist/{e.folder}" for e in s.envs}
     deadline = time.monotonic() + s.timeout_s
     while True:
@@ -297,11 +375,9 @@ def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_ba
 def test_adding_then_removing_a_service_prunes_it_and_keeps_its_claims(s: Scenario, found: Found) -> None:
     """Test-only branch: add a service (commit B), sync; remove it (commit C), sync: pruned, PVCs kept."""
     apps, served = s.apps, s.served
-    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
     git(served.work, "checkout", "-q", "-b", "test/remove-service")
     add_service(served.work, EXTRA_SERVICE)
-    synth(served.work)
-    point_at(served, repo_url)
+    serve(served, s.mirror)
     added = served.commit(f"test: add a service {EXTRA_SERVICE}")
     before = git(served.work, "rev-parse", "HEAD~1")
     new_files = git(
@@ -484,10 +560,8 @@ def test_a_closed_sync_window_refuses_a_manual_sync(s: Scenario, found: Found) -
     if not windowed:
         pytest.skip("no environment has sync windows in the spec: nothing to refuse")
     apps, served = s.apps, s.served
-    repo_url = platform_spec(served.work)["argocd"]["repoUrl"]
     window = set_windows(served.work, s.envs, open_now=False)
-    synth(served.work)
-    point_at(served, repo_url)
+    serve(served, s.mirror)
     head = served.push(served.commit("test: close the sync windows"), "main")
     apps.refresh(found.root)
     apps.wait(

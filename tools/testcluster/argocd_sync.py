@@ -9,8 +9,9 @@ and sync modes, read by `spec_environments`) and from the manifests' own annotat
 
 The changes made to what is served: the repository URL in dist/argocd/ points at the loopback server
 (Applications' repoURL and, so that the project check still applies, the AppProject's sourceRepos entry for
-the same URL), and the served spec turns the platform's add-ons off (`infrastructure.enabled: false`, see
-`without_addons`). Destinations are not rewritten: cluster Secrets keep their URLs (testcluster.argocd).
+the same URL), and the add-ons of the cluster Argo CD runs in come from a mirror of their renders on the same
+server (testcluster.addon_mirror; the other clusters' add-ons are not served, and the harness installs those
+clusters' CRDs itself). Destinations are not rewritten: cluster Secrets keep their URLs (testcluster.argocd).
 
 Where no operator runs here (External Secrets, KEDA, ingress and Gateway controllers, a volume provisioner),
 testcluster.standins writes the status the operator would; Deployments, StatefulSets and Pods get theirs from
@@ -40,6 +41,7 @@ import httpx
 import yaml
 
 from testcluster import argocd, processes, standins
+from testcluster.addon_mirror import Mirror, mirror_addons, point_addons_at
 from testcluster.apply import install_crds, kinds_in, load_folder
 from testcluster.controlplane import ControlPlane, control_plane
 from testcluster.errors import ClusterTestError
@@ -131,6 +133,17 @@ def point_at(server: GitServer, repo_url: str) -> None:
             path.write_text(text.replace(repo_url, server.url), encoding="utf-8")
 
 
+def serve(served: GitServer, mirror: Mirror | None) -> None:
+    """Synthesize the work clone's dist/ (the spec as it is now), keep a copy of it for the gate, and point
+    it at the loopback servers: this repository's URL (point_at) and, given the mirror, the add-ons."""
+    synth(served.work)
+    shutil.rmtree(synthesized(served), ignore_errors=True)
+    shutil.copytree(served.work / "dist", synthesized(served))
+    point_at(served, platform_spec(served.work)["argocd"]["repoUrl"])
+    if mirror is not None:
+        point_addons_at(served.work, mirror)
+
+
 def synth(work: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "main.py"], cwd=work, capture_output=True, text=True, check=False, timeout=300
@@ -138,17 +151,6 @@ def synth(work: Path) -> None:
     if proc.returncode != 0:
         tail = [line for line in proc.stderr.splitlines() if not line.startswith("b'")][-3:]
         raise ClusterTestError(f"synth in the test clone failed: {' | '.join(tail)}")
-
-
-def without_addons(work: Path) -> None:
-    """The served spec installs no add-on (dist/infrastructure/): their Applications read the projects' chart
-    repositories and git tags, which this machine cannot reach, so the harness installs the CRDs itself
-    (install_crds) as the add-ons would. The add-ons are rendered from their pinned modules and checked by
-    the cluster test and tests/tools/addons/ instead."""
-    path = work / "overlays" / "platform.yaml"
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    spec["infrastructure"] = {**(spec.get("infrastructure") or {}), "enabled": False}
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
 
 def set_windows(work: Path, envs: list[Env], *, open_now: bool) -> str:
@@ -399,6 +401,7 @@ class Scenario:
     log: Log
     alive: Callable[[], None]
     envs: list[Env]
+    mirror: Mirror
     timeout_s: float = 180.0
     scaled: dict[str, tuple[str, int]] = field(default_factory=dict)  # env -> (Deployment, replicas) set
 
@@ -452,7 +455,6 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
         if spec_change is not None:
             spec_change(Path(spec))
         envs = spec_environments(Path(spec))
-    repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
     # One control plane per destination cluster: Argo CD runs against the in-cluster one. Clusters are kept
     # apart because dist/cluster-policies/ goes to every cluster: on one apiserver two Applications would own
     # the same ClusterPolicies and undo each other's sync.
@@ -476,8 +478,9 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
             plane = stack.enter_context(control_plane(keep=keep))
             planes.append(plane)
             kube = Kube(stack.enter_context(plane.client()))
-            # The cluster Argo CD runs in gets one CRD late (the waves-gate scenario installs it).
-            crds = install_crds(kube, kinds - {LATE_KIND} if server == IN_CLUSTER else kinds)
+            # The cluster Argo CD runs in gets its CRDs from its add-ons (below); the harness stands in for
+            # the other clusters' add-ons.
+            crds = 0 if server == IN_CLUSTER else install_crds(kube, kinds)
             nodes = start_nodes(plane, kube)
             kubes[server], tokens[server], urls[server] = kube, plane.token, plane.url
             log(
@@ -495,15 +498,22 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
         window = set_windows(served.work, envs, open_now=True)
         if spec_change is not None:
             spec_change(served.work)
-        without_addons(served.work)
-        synth(served.work)
-        point_at(served, repo_url)
+        serve(served, None)
+        # The add-ons of the cluster Argo CD runs in, from the mirror; one CRD that dist/cluster-policies/
+        # uses is in none of them yet (the waves-gate scenario installs it late). Argo CD's own CRDs
+        # (Application, AppProject) come with its install; the harness installs those.
+        mirror = mirror_addons(served, cluster_name(IN_CLUSTER), withheld={LATE_KIND})
+        point_addons_at(served.work, mirror)
+        crds = install_crds(kubes[IN_CLUSTER], kinds - mirror.kinds - {LATE_KIND})
         changed = ", the spec changed" if spec_change is not None else ""
         head = served.push(
-            served.commit(
-                f"test: serve from the loopback git server, no add-ons, sync windows open{changed}"
-            ),
+            served.commit(f"test: loopback git server, add-ons mirrored, windows open{changed}"),
             "main",
+        )
+        pinned = ", ".join(f"{a}@{t}" for a, t in sorted(mirror.applications.items()))
+        log(
+            f"add-on mirror {mirror.url}: {pinned} ({len(mirror.kinds)} CRDs, {mirror.left_out} objects left "
+            f"out); {crds} other CRDs installed in {cluster_name(IN_CLUSTER)}"
         )
         windowed = sorted({e.name for e in envs if e.windows})
         log(
@@ -529,7 +539,7 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
         watcher = Kube(stack.enter_context(home.client(timeout=60.0)))
         recorder = stack.enter_context(SyncRecorder(watcher))
         apps = Apps(kubes[IN_CLUSTER], log, recorder)
-        yield Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs)
+        yield Scenario(kubes[IN_CLUSTER], kubes, apps, served, log, alive, envs, mirror)
 
 
 def operation(app: dict[str, Any] | None) -> dict[str, Any]:
@@ -543,16 +553,21 @@ def sync_options(obj: dict[str, Any]) -> list[str]:
     return str((obj["metadata"].get("annotations") or {}).get(SYNC_OPTIONS, "")).replace(" ", "").split(",")
 
 
+def synthesized(served: GitServer) -> Path:
+    """dist/ as the served commit's synth wrote it, before the harness pointed it at the loopback servers."""
+    return served.work.parent / "dist-synthesized"
+
+
 def gate(served: GitServer, env: str) -> subprocess.CompletedProcess[str]:
     """`make check`'s command (python -m policy_check) on the work clone's dist/, for one environment, as the
-    real repository holds it: the loopback URL point_at wrote is put back (the gate tells this repository's
-    sources from the add-ons' upstream ones by the spec's repoUrl)."""
-    repo_url = platform_spec(REPO_ROOT)["argocd"]["repoUrl"]
+    real repository holds it: Argo CD's folders (dist/argocd/, dist/infrastructure/) as synthesized, before
+    the harness pointed them at the loopback git server and the add-on mirror."""
     with tempfile.TemporaryDirectory() as reports, tempfile.TemporaryDirectory() as copy:
         dist = Path(copy) / "dist"
         shutil.copytree(served.work / "dist", dist)
-        for path in sorted((dist / "argocd").glob("*.yaml")):
-            path.write_text(path.read_text(encoding="utf-8").replace(served.url, repo_url), encoding="utf-8")
+        for folder in ("argocd", "infrastructure"):
+            shutil.rmtree(dist / folder, ignore_errors=True)
+            shutil.copytree(synthesized(served) / folder, dist / folder)
         command = [sys.executable, "-m", "policy_check", "--reports", reports, "--dist", str(dist)]
         return subprocess.run(
             [*command, "--env", env], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300

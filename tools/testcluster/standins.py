@@ -66,17 +66,26 @@ class StandIns:
     acted: list[str] = field(default_factory=list)  # what was done, for the report
     # Where the volumes' folders are made (a real node mounts them); None: volumes are never mounted (kwok).
     volume_root: Path | None = None
+    # (apiVersion, kind) whose CRD was not served yet -> when to ask again
+    _unserved: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def _in_scope(self, obj: dict[str, Any]) -> bool:
         return str(obj["metadata"].get("namespace")) in self.namespaces
 
     def _list(self, api_version: str, kind: str) -> list[dict[str, Any]]:
-        """The objects of one kind in the namespaces in scope (ones not created yet are skipped)."""
+        """The objects of one kind in the namespaces in scope (namespaces not created yet, and kinds whose CRD
+        an add-on has not installed yet, are skipped)."""
         found: list[dict[str, Any]] = []
+        now = time.monotonic()
+        if self._unserved.get((api_version, kind), 0.0) > now:
+            return found
         for namespace in sorted(self.namespaces):
             try:
                 found += self.kube.list(api_version, kind, namespace)
             except ApiError as exc:
+                if "serves no" in str(exc):  # asked again in 5 s (each miss re-reads discovery)
+                    self._unserved[(api_version, kind)] = now + 5.0
+                    return found
                 if "NotFound" not in str(exc) and "not found" not in str(exc):
                     raise
         return found
