@@ -69,7 +69,7 @@ cluster-test: setup .tools/k8s.stamp .tools/renderers.stamp redis models image #
 	$(PY) -m testcluster
 
 .PHONY: argocd-test
-argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health): tests/argocd/, in order
+argocd-test: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp ## Argo CD itself syncs this repository on a test control plane (app-of-apps, waves, prune, health): tests/argocd/, in order
 	$(PY) -m pytest -m argocd -s tests/argocd
 
 .PHONY: node-test

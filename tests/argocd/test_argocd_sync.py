@@ -54,15 +54,15 @@ from testcluster.argocd_sync import (
     synced_keeping,
 )
 from testcluster.gitserver import git
-from testcluster.kubeapi import ApiError
+from testcluster.kubeapi import FIELD_MANAGER, ApiError
 from tests.support import clusters
 
 pytestmark = pytest.mark.argocd
 
 #: Five operators' installs (about 200 objects, 67 CRDs) synced on this 2-core machine took about 200 s alone.
 ADDONS_TIMEOUT_S = 480.0
-#: Argo CD's resource tracking (the default method, annotation): "<application>:<group>/<kind>:<ns>/<name>".
-TRACKING_ID = "argocd.argoproj.io/tracking-id"
+#: The field manager of Argo CD's server-side apply (the harness applies as testcluster.kubeapi's).
+ARGOCD_MANAGER = "argocd-controller"
 
 
 @dataclass
@@ -165,12 +165,20 @@ def test_the_root_syncs_the_addons_first_and_they_install_what_the_environments_
         + ", ".join(f"{n}@{s.mirror.applications[n]}" for n in addons)
     )
 
-    tracked = {  # CRD (group, kind) -> the Application Argo CD applied it for
-        (str(c["spec"]["group"]), str(c["spec"]["names"]["kind"])): str(
-            (c["metadata"].get("annotations") or {}).get(TRACKING_ID, "")
-        ).partition(":")[0]
-        for c in kube.list("apiextensions.k8s.io/v1", "CustomResourceDefinition", None)
+    # Which add-on each CRD belongs to, from Argo CD's own status of the add-on Applications, and who applied
+    # it, from the live CRD's managed fields (the harness applies as FIELD_MANAGER).
+    owner = {
+        str(r["name"]): name
+        for name, app in done.items()
+        for r in app["status"].get("resources", [])
+        if r.get("kind") == "CustomResourceDefinition"
     }
+    tracked = {}  # (group, kind) of every live CRD -> (its add-on, applied by Argo CD alone, field managers)
+    for c in kube.list("apiextensions.k8s.io/v1", "CustomResourceDefinition", None):
+        managers = sorted({str(f.get("manager")) for f in c["metadata"].get("managedFields", [])})
+        by = owner.get(str(c["metadata"]["name"]), "no add-on")
+        applied = ARGOCD_MANAGER in managers and FIELD_MANAGER not in managers
+        tracked[(str(c["spec"]["group"]), str(c["spec"]["names"]["kind"]))] = (by, applied, managers)
     folders = ["cluster-policies", *(e.folder for e in s.envs if e.server == IN_CLUSTER)]
     used = {
         (str(m.obj["apiVersion"]), str(m.obj["kind"]))
@@ -188,7 +196,9 @@ def test_the_root_syncs_the_addons_first_and_they_install_what_the_environments_
     groups = {(v.rpartition("/")[0], kind) for v, kind in used}
     custom = sorted(k for k in groups if k in tracked and k[0] != "argoproj.io")
     assert custom, f"the in-cluster folders {folders} use no custom kind: nothing to check"
-    untracked = [f"{k[1]}.{k[0]} ({tracked[k] or 'untracked'})" for k in custom if tracked[k] not in addons]
+    untracked = [
+        f"{k[1]}.{k[0]} ({tracked[k]})" for k in custom if not tracked[k][1] or tracked[k][0] == "no add-on"
+    ]
     assert not untracked, f"CRDs the in-cluster folders use, not installed by an add-on: {untracked}"
     s.log(
         f"the {len(custom)} custom kinds {', '.join(k[1] for k in custom)} that {', '.join(folders)} use are "
