@@ -142,7 +142,7 @@ def point_addons_at(work: Path, mirror: Mirror) -> None:
             revision = str(app["spec"]["source"]["targetRevision"])
             if revision != mirror.applications[name]:
                 raise AssertionError(
-                    f"{name} now reads {revision}; the mirror has {mirror.applications[name]}"
+                    f"{name} reads {revision}; the mirror has {mirror.applications[name]}"
                 )
             app["spec"]["source"] = {"repoURL": mirror.url, "path": name, "targetRevision": revision}
             projects.add(str(app["spec"]["project"]))
