@@ -108,6 +108,20 @@ def test_every_add_on_runs_its_pinned_release(rendered: dict[str, list[Rendered]
             assert not [i for i in images if i.endswith((":main", ":latest"))], (r.application, images)
 
 
+def test_no_add_on_object_carries_an_empty_metadata_map(rendered: dict[str, list[Rendered]]) -> None:
+    """The apiserver stores no empty `labels: {}` or `annotations: {}`, so Argo CD's diff would call an object
+    that declares one OutOfSync forever (Kyverno's kyverno-api subchart did, until its values set both)."""
+    empty = [
+        f"{cluster}: {r.application}: {o['kind']} {o['metadata'].get('name')} {key}"
+        for cluster, renders in rendered.items()
+        for r in renders
+        for o in [*r.objects, *r.hooks]
+        for key in ("labels", "annotations")
+        if key in o["metadata"] and not o["metadata"][key]
+    ]
+    assert not empty, f"objects Argo CD would never see in sync: {empty[:5]} ({len(empty)} in all)"
+
+
 def test_kyverno_runs_with_the_policy_exceptions_the_waivers_need(
     rendered: dict[str, list[Rendered]],
 ) -> None:
