@@ -22,6 +22,7 @@ keda=$(dir "$KEDA_MODULE" "$KEDA_VERSION")
 prom=$(dir "$PROMETHEUS_OPERATOR_MODULE" "$PROMETHEUS_OPERATOR_VERSION")
 argocd=$(dir "$ARGOCD_MODULE" "$ARGOCD_VERSION")
 kserve=$(dir "$KSERVE_MODULE" "$KSERVE_VERSION")
+istio=$(dir "$ISTIO_API_MODULE" "$ISTIO_API_VERSION")
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -39,6 +40,18 @@ cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.
 # Both Argo CD kinds are in API group argoproj.io: one file, so cdk8s import makes one module for the group.
 { cat "$argocd/manifests/crds/application-crd.yaml"; printf -- '---\n'; cat "$argocd/manifests/crds/appproject-crd.yaml"; } \
   > "$staged/argoproj.io.yaml"
+# PeerAuthentication and AuthorizationPolicy (API group security.istio.io) share istio.io/api's one generated
+# file with every other Istio CRD: only their two documents are staged (as written there, split at `---`), so
+# cdk8s import makes classes for what `mesh: istio` uses and none for the rest of Istio's API.
+awk -v want="authorizationpolicies.security.istio.io peerauthentications.security.istio.io" '
+  BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
+  function flush() { if (name in keep) { printf "%s%s", (kept++ ? "---\n" : ""), doc } doc = ""; name = "" }
+  /^---$/ { flush(); next }
+  name == "" && /^  name: / { name = $2 }  # the first one is metadata.name (spec.names is `  names:`)
+  { doc = doc $0 "\n" }
+  END { flush(); if (kept != n) { print "found " kept + 0 " of the " n " CRDs: " want > "/dev/stderr"; exit 1 } }
+' "$istio/kubernetes/customresourcedefinitions.gen.yaml" > "$staged/security.istio.io.yaml" \
+  || die "$ISTIO_API_MODULE@$ISTIO_API_VERSION: kubernetes/customresourcedefinitions.gen.yaml lacks the security CRDs"
 chmod u+w "$staged"/*.yaml
 cp "$root/cdk8s.yaml" "$scratch/"
 mkdir -p "$scratch/imports/mlplatform_crds"

@@ -76,6 +76,8 @@ NAMESPACED_KINDS = (
 )
 #: Added to the AppProject only where an environment has `runtime: kserve` (only the kinds we ship).
 KSERVE_KINDS = (("serving.kserve.io", "InferenceService"),)
+#: Added only where an environment has `mesh: istio`.
+MESH_KINDS = (("security.istio.io", "AuthorizationPolicy"), ("security.istio.io", "PeerAuthentication"))
 
 
 AUTOMATED = argo.ApplicationSpecSyncPolicyAutomated(prune=True, self_heal=True)
@@ -104,6 +106,7 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
     """Only this repository, only the environments' namespaces (and Kyverno's), only the kinds we ship."""
     servers = sorted({e.server for e in envs})
     kserve = any(e.overlay.runtime == "kserve" for e in envs)
+    mesh = any(e.overlay.mesh == "istio" for e in envs)
     destinations = [(e.server, e.namespace) for e in envs]
     destinations += [(s, POLICIES_NAMESPACE) for s in servers]
     windows = [
@@ -129,7 +132,9 @@ def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProject
         ],
         namespace_resource_whitelist=[
             argo.AppProjectSpecNamespaceResourceWhitelist(group=g, kind=k)
-            for g, k in sorted({*NAMESPACED_KINDS, *(KSERVE_KINDS if kserve else ())})
+            for g, k in sorted(
+                {*NAMESPACED_KINDS, *(KSERVE_KINDS if kserve else ()), *(MESH_KINDS if mesh else ())}
+            )
         ],
         sync_windows=windows or None,
     )

@@ -4,10 +4,11 @@ construct of `components/` the narrow props it needs, in sync-wave order."""
 from __future__ import annotations
 
 from constructs import Construct
-from mlplatform import network
+from mlplatform import mesh, network
 from mlplatform.components.base import PlatformChart
 from mlplatform.components.inference import InferenceService, ServiceProps
 from mlplatform.components.jobs import JobWorker
+from mlplatform.components.mesh import MeshPolicies
 from mlplatform.components.namespace import NamespaceBaseline
 from mlplatform.components.network_policies import NetworkPolicies
 from mlplatform.components.redis import RedisStatefulSet, cache_store, jobs_store
@@ -21,9 +22,15 @@ class EnvironmentChart(PlatformChart):
     def __init__(self, scope: Construct, id: str, *, env: Environment) -> None:
         super().__init__(scope, id)
         namespace, platform, store = env.namespace, env.platform.name, env.overlay.secret_store
-        NamespaceBaseline(self, "namespace", namespace=namespace, platform=platform, quota=env.overlay.quota)
+        on_mesh = env.overlay.mesh == "istio"
+        NamespaceBaseline(
+            self, "namespace", namespace=namespace, platform=platform, quota=env.overlay.quota, mesh=on_mesh
+        )
         policies = network.policies(env)
         NetworkPolicies(self, "network", namespace=namespace, platform=platform, policies=policies)
+        if on_mesh:
+            authorizations = mesh.authorizations(env)
+            MeshPolicies(self, "mesh", namespace=namespace, platform=platform, authorizations=authorizations)
         cache = cache_store(redis=env.platform.redis, over=env.overlay.redis)
         RedisStatefulSet(
             self, "redis", store=cache, namespace=namespace, platform=platform, secret_store=store

@@ -9,6 +9,7 @@ construct paths.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,6 +85,27 @@ def allow_from(target: str, source: str) -> str:
     return f"allow-{target}-from-{source}"
 
 
+#: The mesh's namespace-wide objects: Istio applies a PeerAuthentication named `default` to the whole
+#: namespace, and an AuthorizationPolicy with an empty spec allows nothing (the deny-all the ALLOWs sit on).
+MESH_MTLS = "default"
+MESH_DENY_ALL = "deny-all"
+ALLOW_ISTIOD = "allow-istiod"
+#: The namespace label that has Istio inject its sidecar into every pod.
+MESH_INJECTION = {"istio-injection": "enabled"}
+
+
+def service_account_of(component: str, services: Iterable[str]) -> str:
+    """The ServiceAccount a component's pods run as: a service's versions as the service's, its job worker
+    as the worker's; the cache and the jobs Redis as their own name."""
+    for service in services:
+        svc = ServiceNames(service)
+        if component == service:
+            return svc.service_account
+        if component == svc.worker:
+            return svc.worker_service_account
+    return component
+
+
 def allow_model_sources(service: str) -> str:
     """The NetworkPolicy that lets `service` fetch models from OCI registries or https:// URLs (443)."""
     return f"allow-{service}-to-model-sources"
@@ -143,6 +165,11 @@ class ServiceNames:
     def service_account(self) -> str:
         """The ServiceAccount both versions' pods run as."""
         return self.service
+
+    @property
+    def worker_service_account(self) -> str:
+        """The ServiceAccount the job worker's pods run as (an identity apart from the API's)."""
+        return self.worker
 
     @property
     def api_keys(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from mlplatform import names
 from mlplatform.runtime_contract import GRPC_PORT
 from mlplatform.schema import Environment
+from mlplatform.schema.platform import Connection
 
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
 DNS_NAMESPACE = "kube-system"
@@ -62,6 +63,10 @@ class Port:
 
 KUBE_DNS = Peer(DNS_POD_LABELS, DNS_NAMESPACE)
 DNS_PORTS = (Port(53, "UDP"), Port(53, "TCP"))
+#: On an Istio mesh every sidecar keeps one connection to the control plane (istiod, its standard labels in
+#: istio-system): configuration (xDS) and workload certificates, on 15012.
+ISTIOD = Peer({"app": "istiod"}, "istio-system")
+ISTIOD_PORTS = (Port(15012),)
 #: Where model sources (an OCI registry, an https:// URL) are: any public address on 443. Private, shared
 #: (CGNAT), loopback and link-local ranges are excepted: they hold the cluster's pods and services and the
 #: cloud metadata endpoint, which a model fetch has no business reaching.
@@ -112,18 +117,34 @@ def peer_of(env: Environment, component: str) -> Peer:
     return Peer(names.select(component))
 
 
-def planned_rules(env: Environment) -> list[Rule]:
-    """Every allow rule of the environment, in a stable order."""
+def rendered_connections(env: Environment) -> list[tuple[Connection, tuple[Port, ...]]]:
+    """The spec's connections that exist in the environment, each with the target's ports it may use."""
     platform = env.platform
-    rules = [Rule(names.ALLOW_DNS, {}, "egress", KUBE_DNS, DNS_PORTS)]
-    external = set(platform.peers)
     absent = set() if env.overlay.jobs.enabled else platform.job_components()
+    found = []
     for conn in platform.connections:
         if {conn.source, conn.target} & absent:
             continue  # jobs are off here: no jobs Redis, no workers
         ports: tuple[Port, ...] = (Port(platform.port_of(conn.target)[1]),)
         if conn.grpc and env.serves_grpc(conn.target):  # only the connections that ask for it
             ports += (Port(GRPC_PORT),)
+        found.append((conn, ports))
+    return found
+
+
+def redis_replication_ports(env: Environment) -> tuple[Port, ...]:
+    """Where the overlay runs several Redis replicas, they replicate from redis-0 on the redis port."""
+    return (Port(env.platform.port_of(names.REDIS)[1]),) if env.overlay.redis.replicas > 1 else ()
+
+
+def planned_rules(env: Environment) -> list[Rule]:
+    """Every allow rule of the environment, in a stable order."""
+    platform = env.platform
+    rules = [Rule(names.ALLOW_DNS, {}, "egress", KUBE_DNS, DNS_PORTS)]
+    if env.overlay.mesh == "istio":
+        rules.append(Rule(names.ALLOW_ISTIOD, {}, "egress", ISTIOD, ISTIOD_PORTS))
+    external = set(platform.peers)
+    for conn, ports in rendered_connections(env):
         if conn.source not in external:
             own, peer = names.select(conn.source), peer_of(env, conn.target)
             rules.append(Rule(names.allow_to(conn.source, conn.target), own, "egress", peer, ports))
@@ -138,9 +159,8 @@ def planned_rules(env: Environment) -> list[Rule]:
                 rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
     for name in sorted(platform.services):
         rules += jwks_rules(env, name)
-    if env.overlay.redis.replicas > 1:
-        # replicas replicate from redis-0: redis pods talk to each other on the redis port
-        ports = (Port(platform.port_of(names.REDIS)[1]),)
+    ports = redis_replication_ports(env)
+    if ports:
         own, peer = names.select(names.REDIS), peer_of(env, names.REDIS)
         rules.append(Rule(names.REDIS_REPLICATION, own, "egress", peer, ports))
         rules.append(Rule(names.REDIS_REPLICATION, own, "ingress", peer, ports))

@@ -138,6 +138,11 @@ FEATURES = (
         volumes=frozenset({"projected"}),
     ),
     Feature("runtime: kserve", lambda o, _s: o.get("runtime") == "kserve", frozenset({"InferenceService"})),
+    Feature(
+        "mesh: istio",
+        lambda o, _s: o.get("mesh") == "istio",
+        frozenset({"PeerAuthentication", "AuthorizationPolicy"}),
+    ),
 )
 #: Kinds no field of the spec produces, with why they stay out (shown when one is refused).
 NEVER = {

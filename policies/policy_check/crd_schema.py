@@ -69,6 +69,7 @@ SOURCES = (
         frozenset({"kyverno.io", "policies.kyverno.io", "reports.kyverno.io", "wgpolicyk8s.io"}),
     ),
     Source("KSERVE", "config/crd/full", frozenset({"serving.kserve.io"})),
+    Source("ISTIO_API", "kubernetes", frozenset({"security.istio.io"})),
 )
 
 

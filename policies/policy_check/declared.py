@@ -30,6 +30,13 @@ KUBE_DNS = {
     "podLabels": {"k8s-app": "kube-dns"},
     "ports": [{"port": 53, "protocol": "UDP", "name": ""}, {"port": 53, "protocol": "TCP", "name": ""}],
 }
+#: On an Istio mesh, every sidecar connects to the control plane (istiod, its standard labels in
+#: istio-system) for configuration and certificates, on 15012.
+ISTIOD = {
+    "namespace": "istio-system",
+    "podLabels": {"app": "istiod"},
+    "ports": [{"port": 15012, "protocol": "TCP", "name": ""}],
+}
 EVERY_POD = "*"
 #: Components that exist only where an overlay sets `jobs.enabled: true` (issue 14): the jobs Redis and each
 #: service's job worker, `<service>-worker` (the naming rule of overlays/platform.yaml's connections).
@@ -142,6 +149,8 @@ def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None
         if not isinstance(peer, dict) or "namespace" not in peer or "podLabels" not in peer:
             raise SpecError(f"{where}: peers.{name}: needs namespace and podLabels")
         peers[name] = {"namespace": peer["namespace"], "podLabels": peer["podLabels"], "ports": []}
+        if peer.get("serviceAccount"):  # its identity on a mesh
+            peers[name]["serviceAccount"] = str(peer["serviceAccount"])
     peers["kube-dns"] = KUBE_DNS
     jobs_on = bool((overlay.get("jobs") or {}).get("enabled", False))
     services = [str(s) for s in platform.get("services") or {}]
@@ -159,6 +168,11 @@ def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None
         connections.append({"from": "redis", "to": "redis", "why": why})
     why = "every pod resolves names through the cluster DNS"
     connections.append({"from": EVERY_POD, "to": "kube-dns", "why": why})
+    mesh = str(overlay.get("mesh", "none"))
+    if mesh == "istio":
+        peers["istiod"] = ISTIOD
+        why = f"overlays/{env}.yaml mesh is istio: sidecars get configuration and certificates from istiod"
+        connections.append({"from": EVERY_POD, "to": "istiod", "why": why})
     for service, why in _fetching_services(overlays, platform, overlay, env):
         connections.append({"from": service, "to": MODEL_SOURCES, "why": why})
         if jobs_on:  # the service's job worker loads the same models
@@ -174,6 +188,7 @@ def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None
         "peers": peers,
         "external": external,
         "connections": connections,
+        "mesh": mesh,
         # what may exist at all: kinds, Service types, repositories, volumes, ports (policy_check.allowlist)
         "allowlist": allowlist.for_environment(overlays, env, platform, overlay),
     }

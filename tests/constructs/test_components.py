@@ -57,11 +57,11 @@ def test_every_pod_is_restricted_pinned_and_bounded(objects: dict[str, list[dict
             for c in pod["containers"]:
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c), f"{env}/{name}"
         accounts = [o for o in objects[env] if o["kind"] == "ServiceAccount"]
-        # one per pod identity: redis, inference, and jobs-redis where jobs are on (the workers run as the
-        # service's own); cdk8s-plus L2: no token mounted, kept
+        # one per pod identity: redis, inference, and where jobs are on jobs-redis and the worker (its own
+        # identity, apart from the API's: a mesh authorizes by it); cdk8s-plus L2: no token mounted, kept
         used = {pod["serviceAccountName"] for _, pod in _pod_specs(objects[env])}
         assert {a["metadata"]["name"] for a in accounts} == used
-        assert len(accounts) == (3 if env == "stage" else 2)
+        assert len(accounts) == (4 if env == "stage" else 2)
         for account in accounts:
             assert account["automountServiceAccountToken"] is False, account["metadata"]["name"]
 

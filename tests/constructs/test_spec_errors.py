@@ -208,6 +208,23 @@ CASES = [
         "namespace",
         ("'ingress-nginx'", "peer 'ingress-controller'", "allowed"),
     ),
+    # a mesh the platform does not render, and a mesh whose peers have no identity on it
+    Case(
+        "mesh-unknown",
+        _r("stage.yaml", "namespace: mlplatform-stage\n", "namespace: mlplatform-stage\nmesh: linkerd\n"),
+        "stage.yaml",
+        "mesh: linkerd",
+        "mesh",
+        ("'linkerd'", "istio"),
+    ),
+    Case(
+        "mesh-peers-without-identity",
+        _r("stage.yaml", "namespace: mlplatform-stage\n", "namespace: mlplatform-stage\nmesh: istio\n"),
+        "stage.yaml",
+        "mesh: istio",
+        "mesh",
+        ("peers ingress-controller, keda-operator, metrics-scraper", "serviceAccount", "or none"),
+    ),
     # two environments may not share (cluster, namespace) or a host
     Case(
         "same-cluster-and-namespace",

@@ -141,9 +141,7 @@ def point_addons_at(work: Path, mirror: Mirror) -> None:
                 )
             revision = str(app["spec"]["source"]["targetRevision"])
             if revision != mirror.applications[name]:
-                raise AssertionError(
-                    f"{name} reads {revision}; the mirror has {mirror.applications[name]}"
-                )
+                raise AssertionError(f"{name} reads {revision}; the mirror has {mirror.applications[name]}")
             app["spec"]["source"] = {"repoURL": mirror.url, "path": name, "targetRevision": revision}
             projects.add(str(app["spec"]["project"]))
         path.write_text(yaml.dump_all(docs, Dumper=_DUMPER, sort_keys=False), encoding="utf-8")

@@ -93,6 +93,15 @@ CRD_SOURCES: tuple[CrdSource, ...] = (
         ("config/crd/full",),
         "InferenceService: each service with `runtime: kserve` (the CRD only: no KServe controller runs)",
     ),
+    # istio.io/api keeps every Istio CRD (15, of four API groups) in one multi-document file, the only file of
+    # kubernetes/; install_crds applies only the (group, kind) pairs dist/ uses, so the rest stay out.
+    CrdSource(
+        "Istio",
+        "ISTIO_API_MODULE",
+        "ISTIO_API_VERSION",
+        ("kubernetes",),
+        "PeerAuthentication, AuthorizationPolicy: environments with `mesh: istio`",
+    ),
     CrdSource(
         "Kyverno",
         "KYVERNO_MODULE",
@@ -116,7 +125,11 @@ def module_dir(module: str, version: str) -> Path:
 
 
 def crd_files(source: CrdSource) -> list[Path]:
-    """Every CRD manifest of one source, sorted (kustomization.yaml files are Kustomize's, not CRDs)."""
+    """Every CRD manifest of one source, sorted (kustomization.yaml files are Kustomize's, not CRDs).
+
+    A file may hold several CRDs (Istio's one file holds them all): callers read each with load_all and pick
+    the CustomResourceDefinition documents by (group, kind).
+    """
     root = module_dir(source.module, source.version)
     files: list[Path] = []
     for folder in source.folders:

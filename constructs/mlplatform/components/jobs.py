@@ -21,7 +21,7 @@ from mlplatform_crds.sh import keda
 
 from constructs import Construct
 from mlplatform import names
-from mlplatform.components.base import WAVE_SERVICES, Meta, port
+from mlplatform.components.base import WAVE_SERVICES, Meta, port, service_account
 from mlplatform.components.monitoring import service_monitor
 from mlplatform.components.pods import PodProps, pod_template
 from mlplatform.components.settings import SettingsProps, worker_settings
@@ -96,6 +96,7 @@ class JobWorker(Construct):
         worker = svc.worker
         common = names.common(platform=pod.platform, name=worker, component="worker")
         meta = Meta(namespace=namespace, labels=common, wave=WAVE_SERVICES)
+        service_account(self, meta=meta, name=svc.worker_service_account)
         kplus.ConfigMap(self, "config", metadata=meta.api(svc.worker_config), data=worker_settings(settings))
         selector = k8s.LabelSelector(match_labels=pod.selector)
         strategy = k8s.DeploymentStrategy(

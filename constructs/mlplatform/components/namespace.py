@@ -47,12 +47,17 @@ def quota_hard(quota: Quota) -> dict[str, str]:
 
 
 class NamespaceBaseline(Construct):
-    """Namespace (restricted PSA, pinned to v1.33), ResourceQuota and LimitRange of one environment."""
+    """Namespace (restricted PSA, pinned to v1.33), ResourceQuota and LimitRange of one environment. `mesh`:
+    the namespace also has Istio inject its sidecar into every pod (istio-cni keeps them restricted)."""
 
-    def __init__(self, scope: Construct, id: str, *, namespace: str, platform: str, quota: Quota) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, namespace: str, platform: str, quota: Quota, mesh: bool = False
+    ) -> None:
         super().__init__(scope, id)
         common = names.common(platform=platform, name=platform, component="namespace")
         managed = {names.MANAGED_NAMESPACE: names.MANAGED_NAMESPACE_VALUE}
+        if mesh:
+            managed |= names.MESH_INJECTION
         kplus.Namespace(
             self,
             "namespace",

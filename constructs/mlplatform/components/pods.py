@@ -203,6 +203,13 @@ def _spread(props: PodProps, match: dict[str, str]) -> list[k8s.TopologySpreadCo
     ]
 
 
+def _service_account(props: PodProps) -> str:
+    """The service's versions run as the service's ServiceAccount, its job worker as its own: two identities
+    (an Istio mesh authorizes each connection by the caller's)."""
+    svc = names.ServiceNames(props.version.service)
+    return svc.worker_service_account if props.worker else svc.service_account
+
+
 def _tolerations(gpu: Gpu | None) -> list[k8s.Toleration] | None:
     if gpu is None:
         return None
@@ -238,7 +245,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         )
         volumes, mounts, init = volumes + extra.volumes, mounts + extra.mounts, [*init, extra.init]
     spec = k8s.PodSpec(
-        service_account_name=names.ServiceNames(props.version.service).service_account,
+        service_account_name=_service_account(props),
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),

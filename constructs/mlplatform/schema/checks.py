@@ -192,6 +192,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
                 f"allowed: {choices(platform.peers)}",
             )
         )
+    problems += _mesh_identities(platform, overlay, source)
     routes = [(s.host, s.path, n) for n, s in sorted(overlay.services.items())]
     for host, path, name in routes:
         others = [n for h, p, n in routes if (h, p) == (host, path) and n != name]
@@ -294,6 +295,37 @@ def _kserve_routes(overlay: Overlay, source: Source) -> list[Problem]:
                     f"{svc.path!r}, but KServe's HTTPRoute serves the whole host; allowed: /",
                 )
             )
+    return problems
+
+
+def _mesh_identities(platform: Platform, overlay: Overlay, source: Source) -> list[Problem]:
+    """On a mesh, a connection from a peer is authorized by the peer's ServiceAccount: it must be known (where
+    the overlay moves the peer, from the overlay's entry; otherwise from platform.yaml's)."""
+    if overlay.mesh == "none":
+        return []
+    absent = set() if overlay.jobs.enabled else platform.job_components()
+    sources = sorted({c.source for c in platform.connections if not {c.source, c.target} & absent})
+    problems, unnamed = [], []
+    for name in (n for n in sources if n in platform.peers):
+        here = overlay.peers.get(name)
+        if here is not None and here.service_account is None:
+            problems.append(
+                source.problem(
+                    ("peers", name),
+                    f"no serviceAccount, but mesh is {overlay.mesh} and {name!r} opens connections; allowed: "
+                    "the ServiceAccount its pods run as (its identity on the mesh)",
+                )
+            )
+        elif here is None and platform.peers[name].service_account is None:
+            unnamed.append(name)
+    if unnamed:
+        problems.append(
+            source.problem(
+                ("mesh",),
+                f"{overlay.mesh}, but peers {', '.join(unnamed)} have no serviceAccount (mesh identity); "
+                f"allowed: peers.<name>.serviceAccount in {PLATFORM_FILE}, or none",
+            )
+        )
     return problems
 
 

@@ -522,10 +522,11 @@ class Quotas(Strict):
 
 
 class PeerOverride(Strict):
-    """Where a peer declared in platform.yaml runs in this environment."""
+    """Where a peer declared in platform.yaml runs in this environment (and as which ServiceAccount)."""
 
     namespace: DnsLabel
     pod_labels: dict[str, str] = Field(min_length=1)
+    service_account: DnsLabel | None = None
 
 
 class Overlay(Strict):
@@ -534,10 +535,16 @@ class Overlay(Strict):
     `runtime`: `deployment` (default) renders each service as Deployments and Services; `kserve` renders each
     version as a KServe InferenceService (serving.kserve.io/v1beta1) in Standard (RawDeployment) mode, for
     clusters that run the KServe controller (README "Which runtime when").
+
+    `mesh`: `none` (default), or `istio`: the namespace joins the cluster's Istio mesh (sidecars injected,
+    istio-cni required), mTLS is STRICT, and on top of a deny-all each declared connection gets one
+    AuthorizationPolicy (principal from the source's ServiceAccount, ports from the spec); the NetworkPolicies
+    stay as the second layer (README "Service mesh").
     """
 
     namespace: DnsLabel
     runtime: Literal["deployment", "kserve"] = "deployment"
+    mesh: Literal["none", "istio"] = "none"
     #: the one cluster the environment runs on; or `clusters`: several, each with its own folder
     #: dist/<env>/<cluster>/ and Application (one of the two)
     cluster: Cluster | None = None

@@ -86,10 +86,15 @@ class Infrastructure(Strict):
 
 
 class Peer(Strict):
-    """A workload outside the platform's namespaces (ingress controller, metrics scraper)."""
+    """A workload outside the platform's namespaces (ingress controller, metrics scraper).
+
+    `serviceAccount`: the ServiceAccount it runs as, its identity on a service mesh; required where an
+    environment with `mesh: istio` renders a connection from it (its AuthorizationPolicy names the principal).
+    """
 
     namespace: DnsLabel
     pod_labels: dict[str, str] = Field(min_length=1)
+    service_account: DnsLabel | None = None
 
 
 def _version_from_number(value: Any) -> Any:

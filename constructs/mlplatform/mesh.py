@@ -1,0 +1,78 @@
+"""Who may talk to whom on an Istio mesh (`mesh: istio`): the AuthorizationPolicies of an environment,
+computed from the spec.
+
+Each connection the environment renders (network.rendered_connections, the same list its NetworkPolicies
+come from) gets one ALLOW policy on the target's pods: from the source's mTLS identity (the principal of the
+ServiceAccount its pods run as), to the target ports the connection may use. The namespace also gets an
+AuthorizationPolicy with an empty spec, which allows nothing: whatever no ALLOW names is denied. Redis
+replicas replicating from each other (more than one replica) is a connection too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlplatform import names
+from mlplatform.network import redis_replication_ports, rendered_connections
+from mlplatform.schema import Environment
+
+#: Istio's default trust domain: principals are `<trust domain>/ns/<namespace>/sa/<service account>`.
+TRUST_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """One ALLOW: the target's pods, the source's principal, the ports."""
+
+    name: str
+    source: str
+    target: str
+    selector: dict[str, str]
+    principal: str
+    ports: tuple[int, ...]
+
+
+def principal(namespace: str, service_account: str) -> str:
+    return f"{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}"
+
+
+def identity_of(env: Environment, component: str) -> str:
+    """The principal a component's pods present: a peer's declared ServiceAccount in its namespace, or the
+    ServiceAccount the platform runs the component as (spec checks require the peer's on a mesh)."""
+    peers = env.platform.peers | env.overlay.peers
+    if component in peers:
+        peer = peers[component]
+        if peer.service_account is None:
+            raise ValueError(f"peer {component!r} has no serviceAccount")  # schema.checks refuses it first
+        return principal(peer.namespace, peer.service_account)
+    return principal(env.namespace, names.service_account_of(component, env.platform.services))
+
+
+def authorizations(env: Environment) -> list[Authorization]:
+    """Every ALLOW of a mesh environment, in connection order ([] off the mesh)."""
+    if env.overlay.mesh != "istio":
+        return []
+    found = [
+        Authorization(
+            name=names.allow_from(conn.target, conn.source),
+            source=conn.source,
+            target=conn.target,
+            selector=names.select(conn.target),
+            principal=identity_of(env, conn.source),
+            ports=tuple(p.port for p in ports),
+        )
+        for conn, ports in rendered_connections(env)
+    ]
+    replication = redis_replication_ports(env)
+    if replication:
+        found.append(
+            Authorization(
+                name=names.REDIS_REPLICATION,
+                source=names.REDIS,
+                target=names.REDIS,
+                selector=names.select(names.REDIS),
+                principal=identity_of(env, names.REDIS),
+                ports=tuple(p.port for p in replication),
+            )
+        )
+    return found
