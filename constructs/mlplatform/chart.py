@@ -38,6 +38,8 @@ class EnvironmentChart(PlatformChart):
         AsyncJobs(self, "jobs", env=env)
         for name in env.platform.services:
             InferenceService(self, f"service-{name}", props=service_props(env, name))
+        if on_mesh:
+            mesh.size_sidecars(self)
 
 
 class AsyncJobs(Construct):

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlplatform.mesh import authorizations
-from mlplatform.runtime_contract import GRPC_PORT, INFERENCE_PORT, REDIS_PORT
+import yaml
 
-from .conftest import env_of
+from mlplatform.mesh import SIDECAR_RESOURCES, authorizations
+from mlplatform.runtime_contract import GRPC_PORT, INFERENCE_PORT, REDIS_PORT
+from mlplatform.synth import synthesize
+
+from .conftest import REPO_ROOT, env_of
 
 
 def _on_mesh(root: Path, edit_yaml: Any, env: str) -> None:
@@ -18,7 +21,13 @@ def _on_mesh(root: Path, edit_yaml: Any, env: str) -> None:
             peer["serviceAccount"] = f"{name}-sa"
 
     edit_yaml(root / "overlays" / "platform.yaml", platform)
-    edit_yaml(root / "overlays" / f"{env}.yaml", lambda data: data.update(mesh="istio"))
+
+    def overlay(data: dict[str, Any]) -> None:
+        data["mesh"] = "istio"
+        for name, peer in (data.get("peers") or {}).items():  # where the overlay moves a peer
+            peer["serviceAccount"] = f"{name}-here"
+
+    edit_yaml(root / "overlays" / f"{env}.yaml", overlay)
 
 
 def test_off_the_mesh_there_is_no_authorization(spec_copy: Path) -> None:
@@ -52,3 +61,28 @@ def test_jobs_off_renders_no_jobs_authorization(spec_copy: Path, edit_yaml: Any)
         ("metrics-scraper", "inference"),
         ("inference", "redis"),
     }
+
+
+def test_every_pod_on_the_mesh_sizes_its_sidecar_and_keeps_its_own_annotations(
+    spec_copy: Path, edit_yaml: Any, tmp_path: Path
+) -> None:
+    """prod: its services' pods already carry the access policy's hash, which must stay."""
+    _on_mesh(spec_copy, edit_yaml, "prod")
+    out, off = tmp_path / "mesh", tmp_path / "off"
+    synthesize(spec_copy, out=out)
+    synthesize(REPO_ROOT, out=off)
+
+    def templates(dist: Path) -> dict[str, dict[str, str]]:
+        docs = (yaml.safe_load(p.read_text()) for p in sorted((dist / "prod").glob("*.yaml")))
+        return {
+            f"{d['kind']} {d['metadata']['name']}": d["spec"]["template"]["metadata"].get("annotations") or {}
+            for d in docs
+            if d["kind"] in ("Deployment", "StatefulSet")
+        }
+
+    mesh, before = templates(out), templates(off)
+    assert sorted(mesh) == sorted(before) and len(mesh) >= 3, mesh  # inference, its canary, redis
+    assert any(before.values()), "no pod of prod carries an annotation of its own: nothing to keep"
+    for name, found in mesh.items():
+        assert SIDECAR_RESOURCES.items() <= found.items(), name
+        assert before[name].items() <= found.items(), name

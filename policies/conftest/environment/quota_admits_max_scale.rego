@@ -89,10 +89,41 @@ per_pod(w, _, "persistentvolumeclaims") := count(object.get(w.obj.spec, "volumeC
 
 per_pod(w, _, "requests.storage") := sum([lib.quantity(object.get(t, ["spec", "resources", "requests", "storage"], 0)) | some t in object.get(w.obj.spec, "volumeClaimTemplates", [])])
 
-per_pod(w, defaults, key) := lib.pod_resource(lib.pod_spec(w.obj), defaults, kind, res) if {
+per_pod(w, defaults, key) := lib.pod_resource(lib.pod_spec(w.obj), defaults, kind, res) + sidecar(w, defaults, kind, res) if {
 	not key in {"pods", "persistentvolumeclaims", "requests.storage"}
 	[kind, res] := quota_resource(key)
 }
+
+# On an Istio mesh (`mesh: istio`) every pod of the namespace also runs the injected sidecar: sized by the pod's
+# sidecar.istio.io/proxy* annotations, else Istio's defaults; its ephemeral storage, which Istio leaves unset,
+# from the namespace's LimitRange defaults.
+sidecar_annotation := {
+	["requests", "cpu"]: "sidecar.istio.io/proxyCPU",
+	["limits", "cpu"]: "sidecar.istio.io/proxyCPULimit",
+	["requests", "memory"]: "sidecar.istio.io/proxyMemory",
+	["limits", "memory"]: "sidecar.istio.io/proxyMemoryLimit",
+}
+
+istio_default := {["requests", "cpu"]: "100m", ["limits", "cpu"]: "2000m", ["requests", "memory"]: "128Mi", ["limits", "memory"]: "1024Mi"}
+
+pod_annotations(w) := object.get(w.obj, ["metadata", "annotations"], {}) if w.obj.kind == "InferenceService"
+
+pod_annotations(w) := object.get(w.obj, ["spec", "template", "metadata", "annotations"], {}) if w.obj.kind != "InferenceService"
+
+injected(w) if {
+	mesh_on
+	lib.namespace_of(w.obj) == spec.namespace
+	object.get(pod_annotations(w), "sidecar.istio.io/inject", "true") != "false"
+}
+
+default sidecar(_, _, _, _) := 0
+
+sidecar(w, _, kind, res) := lib.quantity(object.get(pod_annotations(w), sidecar_annotation[[kind, res]], istio_default[[kind, res]])) if {
+	injected(w)
+	sidecar_annotation[[kind, res]]
+}
+
+sidecar(w, defaults, kind, "ephemeral-storage") := lib.quantity(object.get(defaults, [kind, "ephemeral-storage"], 0)) if injected(w)
 
 quota_resource(key) := ["requests", trim_prefix(key, "requests.")] if {
 	startswith(key, "requests.")
@@ -126,7 +157,9 @@ unit_of("persistentvolumeclaims") := "count"
 #   spec.replicas, canaries included (they are Deployments of their own), plus the rollout surge of each
 #   Deployment (strategy.rollingUpdate.maxSurge, default 25%, rounded up; none for Recreate), because a sync can
 #   roll every Deployment at its peak. Checked for requests and limits alike (cpu, memory, ephemeral-storage,
-#   extended resources), pods, persistentvolumeclaims and requests.storage. Why: past the quota the apiserver
+#   extended resources), pods, persistentvolumeclaims and requests.storage; on an Istio mesh each pod's injected
+#   sidecar counts too (its sidecar.istio.io/proxy* annotations, else Istio's defaults of 100m/128Mi requested and
+#   2 CPUs/1Gi limits). Why: past the quota the apiserver
 #   refuses the extra pods ("exceeded quota"), exactly when the load is highest. Quotas with scopes or a
 #   scopeSelector count only some pods and are left out.
 # custom:

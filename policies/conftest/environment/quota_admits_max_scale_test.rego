@@ -59,3 +59,24 @@ test_load_signal_scaled_object_counts_at_its_max if {
 	contains(f.msg, "pods: at maximum scale the namespace needs 15, the quota allows 14")
 	contains(f.msg, "12 (ScaledObject inference max) + 3 surge")
 }
+
+# On the mesh each pod's sidecar counts: sized by its annotations, else by Istio's defaults.
+mesh_quota(hard) := {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": "ml-test"}, "spec": {"hard": hard}}
+
+mesh_sized := object.union(fixtures.deployment, {"spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "template": {"metadata": {"annotations": {"sidecar.istio.io/proxyCPULimit": "500m"}}}}})
+
+mesh_quota_findings(objs, s) := {f.msg | some f in findings with input as fixtures.combined(objs) with data.mlplatform.spec as s; f.rule == "quota-admits-max-scale"}
+
+test_the_sidecar_counts_on_the_mesh if {
+	# 2 pods x (1 CPU of the app + 0.5 of the sidecar) = 3 CPUs: 2.5 is too little on the mesh, enough off it
+	count(mesh_quota_findings([mesh_sized, mesh_quota({"limits.cpu": "2500m"})], {"namespace": "ml-test", "mesh": "istio"})) == 1
+	count(mesh_quota_findings([mesh_sized, mesh_quota({"limits.cpu": "3"})], {"namespace": "ml-test", "mesh": "istio"})) == 0
+	count(mesh_quota_findings([mesh_sized, mesh_quota({"limits.cpu": "2500m"})], {"namespace": "ml-test", "mesh": "none"})) == 0
+}
+
+test_an_unsized_sidecar_counts_at_istios_default_limit if {
+	unsized := object.union(fixtures.deployment, {"spec": {"replicas": 1, "strategy": {"type": "Recreate"}}})
+	# 1 CPU of the app + Istio's default 2 CPUs limit for the sidecar
+	some msg in mesh_quota_findings([unsized, mesh_quota({"limits.cpu": "2"})], {"namespace": "ml-test", "mesh": "istio"})
+	contains(msg, "needs 3")
+}

@@ -36,6 +36,29 @@ IDENTITIES = {
 GATEWAY_IDENTITY = "public-istio"  # prod's Gateway, an Istio gateway deployment in gateway-system
 
 
+#: Room for one sidecar per pod the quota allows, at the size the mesh's pods ask for (their sidecar.istio.io
+#: annotations: 100m/500m CPU, 128Mi/256Mi memory; ephemeral storage from the LimitRange, 64Mi/256Mi).
+SIDECAR = {
+    "requestsCpu": 0.1,
+    "limitsCpu": 0.5,
+    "requestsMemory": 128,
+    "limitsMemory": 256,
+    "requestsEphemeralStorage": 64,
+    "limitsEphemeralStorage": 256,
+}
+
+
+def _with_sidecars(quota: dict[str, Any]) -> dict[str, Any]:
+    out = dict(quota)
+    for key, each in SIDECAR.items():
+        extra = each * int(quota["pods"])
+        if key.endswith("Cpu"):
+            out[key] = f"{float(quota[key]) + extra:g}"
+        else:
+            out[key] = f"{int(str(quota[key]).removesuffix('Gi')) * 1024 + int(extra)}Mi"
+    return out
+
+
 def _overlay(spec: Path, env: str) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((spec / "overlays" / f"{env}.yaml").read_text())
     return data
@@ -56,6 +79,7 @@ def mesh_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for mesh_env, env in ENVS.items():
         data = _overlay(root, env)
         data.update(mesh="istio", namespace=f"{data['namespace']}-mesh")
+        data["quota"] = _with_sidecars(data["quota"])
         for name, peer in (data.get("peers") or {}).items():  # prod moves the ingress peer to its Gateway
             peer["serviceAccount"] = GATEWAY_IDENTITY if name == "ingress-controller" else IDENTITIES[name]
         for service in data["services"].values():
@@ -196,6 +220,21 @@ def test_held_out_mutants_are_stopped_by_their_rule(
     found = _gate(mesh_spec, dist, "mstage", tmp_path)
     hits = [f for f in found if f.startswith(f"{rule}: ") and (names in f or names == "allow-all")]
     assert hits, found
+
+
+def test_a_quota_without_room_for_the_sidecars_is_refused(
+    mesh_spec: Path, mesh_dist: Path, tmp_path: Path
+) -> None:
+    """stage's own quota (sized for its containers alone): at peak the sidecars no longer fit."""
+    committed = yaml.safe_load((REPO / "overlays" / "stage.yaml").read_text())["quota"]
+
+    def own_quota(doc: dict[str, Any]) -> dict[str, Any]:
+        if doc["kind"] == "ResourceQuota":
+            doc["spec"]["hard"]["limits.cpu"] = str(committed["limitsCpu"])
+        return doc
+
+    found = _gate(mesh_spec, _mutate(mesh_dist, "mstage", tmp_path, own_quota), "mstage", tmp_path)
+    assert [f for f in found if f.startswith("quota-admits-max-scale: ") and "limits.cpu" in f], found
 
 
 def test_the_mesh_render_is_admitted(kube: Kube, mesh_dist: Path) -> None:
