@@ -168,6 +168,21 @@ def test_one_allow_per_declared_connection_on_a_deny_all_with_strict_mtls(
     assert istiod and istiod[0]["spec"]["egress"][0]["ports"] == [{"port": 15012, "protocol": "TCP"}]
 
 
+def test_the_environments_project_allows_the_mesh_kinds(mesh_dist: Path) -> None:
+    """Argo CD syncs only the kinds the AppProject lists: the mesh's, since an environment uses them."""
+    name = yaml.safe_load((REPO / "overlays" / "platform.yaml").read_text())["argocd"]["project"]
+    (project,) = [
+        d for d in _docs(mesh_dist, "argocd") if d["kind"] == "AppProject" and d["metadata"]["name"] == name
+    ]
+    allowed = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
+    used = {(str(d["apiVersion"]).split("/")[0], d["kind"]) for env in ENVS for d in _docs(mesh_dist, env)}
+    assert {
+        ("security.istio.io", "AuthorizationPolicy"),
+        ("security.istio.io", "PeerAuthentication"),
+    } <= allowed
+    assert {k for k in used if k[0] == "security.istio.io"} <= allowed
+
+
 @pytest.mark.parametrize("env", sorted(ENVS))
 def test_the_mesh_render_passes_the_gate(mesh_spec: Path, mesh_dist: Path, env: str, tmp_path: Path) -> None:
     assert _gate(mesh_spec, mesh_dist, env, tmp_path) == []
