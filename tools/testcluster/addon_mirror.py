@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from addons.collect import INFRASTRUCTURE, render_all
+from addons.collect import INFRASTRUCTURE, applications, render_all
 from testcluster.apply import load_all
 from testcluster.gitserver import GitServer, git
 
@@ -78,7 +78,6 @@ def _allow_source(work: Path, project: str, url: str) -> None:
 def mirror_addons(served: GitServer, cluster: str, *, withheld: set[tuple[str, str]]) -> Mirror:
     """Render `cluster`'s add-ons from served.work/dist/ and push them to <server>/addons.git, a tag per
     targetRevision. `point_addons_at` then points the served dist/ at the mirror."""
-    folder, _ = _folders(served.work, cluster)
     url = served.url.rsplit("/", 1)[0] + f"/{NAME}.git"
     renders = render_all(served.work / "dist")[cluster]
     work = served.bare.parent.parent / f"{NAME}-work"
@@ -105,7 +104,7 @@ def mirror_addons(served: GitServer, cluster: str, *, withheld: set[tuple[str, s
     git(work, "commit", "-q", "-m", f"{cluster}'s add-ons as rendered from their pinned modules")
     tags = {
         str(app["metadata"]["name"]): str(app["spec"]["source"]["targetRevision"])
-        for app in _applications(folder)
+        for app in applications(served.work / "dist")[cluster]
     }
     if set(tags) != {r.application for r in renders}:
         raise AssertionError(f"rendered {sorted(r.application for r in renders)}, served {sorted(tags)}")
@@ -115,15 +114,6 @@ def mirror_addons(served: GitServer, cluster: str, *, withheld: set[tuple[str, s
     git(served.bare.parent, "init", "-q", "--bare", "--initial-branch=main", str(bare))
     git(work, "push", "-q", "--tags", str(bare), "main:refs/heads/main")
     return Mirror(url, cluster, tags, frozenset(kinds), left_out)
-
-
-def _applications(folder: Path) -> list[dict[str, Any]]:
-    return [
-        d
-        for path in sorted(folder.glob("*.yaml"))
-        for d in load_all(path.read_text(encoding="utf-8"))
-        if d and d.get("kind") == "Application"
-    ]
 
 
 def point_addons_at(work: Path, mirror: Mirror) -> None:
