@@ -46,6 +46,11 @@ test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp .t
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
 	$(PY) -O main.py
 
+.PHONY: helm
+helm: synth .tools/renderers.stamp ## The platform as a Helm chart (dist/helm/<platform>/, written by the synth): check that `helm template -f values-<env>.yaml` gives dist/<env>/ object by object and `helm lint --strict` is clean, then package it into build/helm/ (version + commit)
+	$(PY) -m helmchart check
+	$(PY) -m helmchart package --out build/helm
+
 .PHONY: check
 check: $(VENV)/.installed .tools/kyverno.stamp .tools/conftest.stamp ## Run Kyverno and conftest over every environment in dist/
 	$(PY) -m policy_check --reports $(REPORTS)

@@ -12,6 +12,7 @@ from mlplatform import cluster_policies, jsii_structs, signing_policy
 from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart, retry
 from mlplatform.chart import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
+from mlplatform.helm import render_chart
 from mlplatform.infrastructure import (
     INFRASTRUCTURE_DIR,
     InfrastructureChart,
@@ -114,6 +115,8 @@ def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool
         files: dict[str, str | bytes] = dict(render_environment(env))
         files[DIAGRAM_FILE] = architecture_markdown(env)
         folders[env.folder] = files
+    if not only:  # the chart holds every environment (a partial synth leaves dist/helm/ as it was)
+        folders.update(render_chart(envs, folders))
     versions = load_versions()
     folders[ARGOCD_DIR] = dict(render_argocd(envs, versions))
     folders.update(render_infrastructure(envs, versions))

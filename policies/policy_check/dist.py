@@ -14,7 +14,9 @@ ARGOCD = "argocd"
 CLUSTER_POLICIES = "cluster-policies"
 #: dist/infrastructure/<cluster>/: the add-ons' Argo CD Applications, checked like dist/argocd/.
 INFRASTRUCTURE = "infrastructure"
-NOT_ENVIRONMENTS = frozenset({ARGOCD, CLUSTER_POLICIES, INFRASTRUCTURE})
+#: dist/helm/<platform>/: the same environments as one Helm chart (checked by `make helm`: it renders dist/).
+HELM = "helm"
+NOT_ENVIRONMENTS = frozenset({ARGOCD, CLUSTER_POLICIES, INFRASTRUCTURE, HELM})
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 

@@ -13,6 +13,7 @@ import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from mlplatform.helm import HELM_DIR
 from mlplatform.schema import Environment, load_environment
 from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import Rendered, render
@@ -26,6 +27,11 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def is_chart(folder: str) -> bool:
+    """dist/helm/<platform>/ and its templates/: the environments as a Helm chart."""
+    return folder.split("/", 1)[0] == HELM_DIR
+
+
 @pytest.fixture(scope="session")
 def rendered() -> Rendered:
     return render(REPO_ROOT)
@@ -33,9 +39,12 @@ def rendered() -> Rendered:
 
 @pytest.fixture(scope="session")
 def objects(rendered: Rendered) -> dict[str, list[dict[str, Any]]]:
-    """folder -> parsed objects, for every YAML file under dist/ as freshly rendered."""
+    """folder -> parsed objects, for every YAML file under dist/ as freshly rendered (but the Helm chart's:
+    templates and values, not objects; tests/tools/helmchart/ renders them)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for folder, files in rendered.folders.items():
+        if is_chart(folder):
+            continue
         out[folder] = [yaml.safe_load(content) for name, content in files.items() if name.endswith(".yaml")]
     return out
 

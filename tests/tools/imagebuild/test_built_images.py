@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = ROOT / "build" / "images"
-NOT_ENVIRONMENTS = {"argocd", "cluster-policies"}
+NOT_ENVIRONMENTS = {"argocd", "cluster-policies", "helm"}
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 

@@ -1,0 +1,6 @@
+"""The platform as a Helm chart (dist/helm/<platform>/), made from the constructs' output for every
+environment."""
+
+from mlplatform.helm.chart import HELM_DIR, chart_folder, render_chart, values_key, values_name
+
+__all__ = ["HELM_DIR", "chart_folder", "render_chart", "values_key", "values_name"]
