@@ -33,6 +33,7 @@ from mlplatform.components.base import WAVE_ANNOTATION, Meta, PlatformChart
 from mlplatform.infrastructure import INFRASTRUCTURE_DIR, addons_of, clusters, source_repos
 from mlplatform.names import IN_CLUSTER, POLICIES_NAMESPACE
 from mlplatform.schema import Environment
+from mlplatform.schema.overlay import KSERVE_RUNTIMES
 from mlplatform.schema.platform import Platform
 
 ARGOCD_DIR = "argocd"
@@ -105,7 +106,7 @@ def _source(platform: Platform, folder: str) -> argo.ApplicationSpecSource:
 def project_spec(platform: Platform, envs: list[Environment]) -> argo.AppProjectSpec:
     """Only this repository, only the environments' namespaces (and Kyverno's), only the kinds we ship."""
     servers = sorted({e.server for e in envs})
-    kserve = any(e.overlay.runtime == "kserve" for e in envs)
+    kserve = any(e.overlay.runtime in KSERVE_RUNTIMES for e in envs)
     mesh = any(e.overlay.mesh == "istio" for e in envs)
     destinations = [(e.server, e.namespace) for e in envs]
     destinations += [(s, POLICIES_NAMESPACE) for s in servers]

@@ -14,6 +14,7 @@ from mlplatform.components.network_policies import NetworkPolicies
 from mlplatform.components.redis import RedisStatefulSet, cache_store, jobs_store
 from mlplatform.components.settings import SettingsProps
 from mlplatform.schema import Environment
+from mlplatform.schema.overlay import KSERVE_RUNTIMES
 
 
 class EnvironmentChart(PlatformChart):
@@ -108,7 +109,8 @@ def service_props(env: Environment, name: str) -> ServiceProps:
         overlay=overlay,
         settings=settings,
         routing=env.overlay.routing,
-        kserve=env.overlay.runtime == "kserve",
+        kserve=env.overlay.runtime in KSERVE_RUNTIMES,
+        serverless=env.overlay.runtime == "kserve-serverless",
         jobs=env.overlay.jobs.enabled,
         topology_spread=env.overlay.features.topology_spread,
         remote=remote,

@@ -41,7 +41,9 @@ def _nodes(env: Environment) -> list[str]:
             if scaling
             else f"{over.replicas} replica(s)"
         )
-        kind = "<br/>KServe InferenceService" if overlay.runtime == "kserve" else ""
+        kind = {"kserve": "<br/>KServe InferenceService", "kserve-serverless": "<br/>KServe Serverless"}.get(
+            overlay.runtime, ""
+        )
         lines.append(f'    {_node(name)}["{name}<br/>{_models(svc.models)}<br/>{scale}{kind}"]')
         if over.canary:
             canary = names.ServiceNames(name).canary.name

@@ -5,7 +5,8 @@ Each connection the environment renders (network.rendered_connections, the same 
 come from) gets one ALLOW policy on the target's pods: from the source's mTLS identity (the principal of the
 ServiceAccount its pods run as), to the target ports the connection may use. The namespace also gets an
 AuthorizationPolicy with an empty spec, which allows nothing: whatever no ALLOW names is denied. Redis
-replicas replicating from each other (more than one replica) is a connection too.
+replicas replicating from each other (more than one replica) is a connection too, and so, on Knative
+(`runtime: kserve-serverless`), are its activator and autoscaler reaching each service's queue-proxy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import cdk8s
 
 from mlplatform import names
-from mlplatform.network import redis_replication_ports, rendered_connections
+from mlplatform.network import KNATIVE_CALLERS, redis_replication_ports, rendered_connections, serverless
 from mlplatform.schema import Environment
 
 #: Istio's default trust domain: principals are `<trust domain>/ns/<namespace>/sa/<service account>`.
@@ -80,6 +81,18 @@ def authorizations(env: Environment) -> list[Authorization]:
         )
         for conn, ports in rendered_connections(env)
     ]
+    for service in sorted(env.platform.services) if serverless(env) else ():
+        found += [
+            Authorization(
+                name=names.allow_from(service, caller.name),
+                source=caller.name,
+                target=service,
+                selector=names.select(service),
+                principal=principal(caller.peer.namespace or "", caller.service_account),
+                ports=tuple(p.port for p in caller.ports),
+            )
+            for caller in KNATIVE_CALLERS
+        ]
     replication = redis_replication_ports(env)
     if replication:
         found.append(

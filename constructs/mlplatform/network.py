@@ -67,6 +67,36 @@ DNS_PORTS = (Port(53, "UDP"), Port(53, "TCP"))
 #: istio-system): configuration (xDS) and workload certificates, on 15012.
 ISTIOD = Peer({"app": "istiod"}, "istio-system")
 ISTIOD_PORTS = (Port(15012),)
+#: Knative's data path (`runtime: kserve-serverless`; knative.dev/serving pkg/apis/networking, the pinned
+#: module): requests reach a pod through its queue-proxy sidecar on 8012, which hands them to the container,
+#: from Knative's ingress or from its activator (which holds requests while a service is at zero); the
+#: autoscaler reads each pod's load from queue-proxy on 9090. Their standard labels in knative-serving.
+QUEUE_PROXY_PORTS = (Port(8012),)
+QUEUE_PROXY_METRICS_PORTS = (Port(9090),)
+
+
+@dataclass(frozen=True, slots=True)
+class KnativeCaller:
+    """A Knative component that reaches every serverless pod: the name its rules carry, its pods, the
+    queue-proxy ports it uses, and its ServiceAccount (its identity on a mesh; config/core/deployments/)."""
+
+    name: str
+    peer: Peer
+    ports: tuple[Port, ...]
+    service_account: str
+
+
+KNATIVE_CALLERS = (
+    KnativeCaller(
+        "knative-activator", Peer({"app": "activator"}, "knative-serving"), QUEUE_PROXY_PORTS, "activator"
+    ),
+    KnativeCaller(
+        "knative-autoscaler",
+        Peer({"app": "autoscaler"}, "knative-serving"),
+        QUEUE_PROXY_METRICS_PORTS,
+        "controller",
+    ),
+)
 #: Where model sources (an OCI registry, an https:// URL) are: any public address on 443. Private, shared
 #: (CGNAT), loopback and link-local ranges are excepted: they hold the cluster's pods and services and the
 #: cloud metadata endpoint, which a model fetch has no business reaching.
@@ -126,10 +156,17 @@ def rendered_connections(env: Environment) -> list[tuple[Connection, tuple[Port,
         if {conn.source, conn.target} & absent:
             continue  # jobs are off here: no jobs Redis, no workers
         ports: tuple[Port, ...] = (Port(platform.port_of(conn.target)[1]),)
-        if conn.grpc and env.serves_grpc(conn.target):  # only the connections that ask for it
+        if serverless(env) and conn.target in platform.services:
+            ports = QUEUE_PROXY_PORTS  # Knative's queue-proxy takes the requests (HTTP only)
+        elif conn.grpc and env.serves_grpc(conn.target):  # only the connections that ask for it
             ports += (Port(GRPC_PORT),)
         found.append((conn, ports))
     return found
+
+
+def serverless(env: Environment) -> bool:
+    """Knative runs the services' pods (`runtime: kserve-serverless`)."""
+    return env.overlay.runtime == "kserve-serverless"
 
 
 def redis_replication_ports(env: Environment) -> tuple[Port, ...]:
@@ -159,6 +196,10 @@ def planned_rules(env: Environment) -> list[Rule]:
                 rules += [Rule(policy, own, "egress", peer, HTTPS_PORTS) for peer in MODEL_SOURCE_PEERS]
     for name in sorted(platform.services):
         rules += jwks_rules(env, name)
+    for name in sorted(platform.services) if serverless(env) else ():
+        for caller in KNATIVE_CALLERS:
+            policy = names.allow_from(name, caller.name)
+            rules.append(Rule(policy, names.select(name), "ingress", caller.peer, caller.ports))
     ports = redis_replication_ports(env)
     if ports:
         own, peer = names.select(names.REDIS), peer_of(env, names.REDIS)

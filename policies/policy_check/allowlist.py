@@ -32,6 +32,9 @@ CATALOG_FILE = Path(CATALOG_PATH)
 INFERENCE_PORTS = ({"name": "http", "port": 8080, "protocol": "TCP"},)
 #: A service's API pods also serve the Open Inference Protocol over gRPC (platform.yaml services.<name>.grpc)
 SERVICE_PORTS = (*INFERENCE_PORTS, {"name": "grpc", "port": 8081, "protocol": "TCP"})
+#: On Knative (runtime: kserve-serverless) the API's one port carries Knative's name for HTTP/1, and no gRPC:
+#: Knative accepts a serving port named only http1 or h2c (knative.dev/serving pkg/apis/serving).
+KNATIVE_SERVICE_PORTS = ({"name": "http1", "port": 8080, "protocol": "TCP"},)
 REDIS_PORTS = ({"name": "redis", "port": 6379, "protocol": "TCP"},)
 #: The only Service type the spec produces: services are reached in the cluster, and from outside only
 #: through the overlay's route (an Ingress or an HTTPRoute that terminates TLS).
@@ -139,6 +142,11 @@ FEATURES = (
     ),
     Feature("runtime: kserve", lambda o, _s: o.get("runtime") == "kserve", frozenset({"InferenceService"})),
     Feature(
+        "runtime: kserve-serverless",
+        lambda o, _s: o.get("runtime") == "kserve-serverless",
+        frozenset({"InferenceService"}),
+    ),
+    Feature(
         "mesh: istio",
         lambda o, _s: o.get("mesh") == "istio",
         frozenset({"PeerAuthentication", "AuthorizationPolicy"}),
@@ -207,10 +215,12 @@ def for_environment(
             parts.append((f"{name}{WORKER_SUFFIX}", COMPONENTS["worker"]))
     if jobs:
         parts.append((JOBS_REDIS, COMPONENTS["redis"]))
+    knative = overlay.get("runtime") == "kserve-serverless"
     for name, component in parts:
         kinds |= component.kinds
         volumes |= component.volumes
-        ports[name] = [dict(p) for p in component.ports]
+        own = KNATIVE_SERVICE_PORTS if knative and component is COMPONENTS["service"] else component.ports
+        ports[name] = [dict(p) for p in own]
     hints = {kind: f"no field of the spec produces a {kind} ({why})" for kind, why in NEVER.items()}
     for feature in FEATURES:
         if feature.on(overlay, services):

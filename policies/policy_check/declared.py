@@ -42,6 +42,24 @@ EVERY_POD = "*"
 #: service's job worker, `<service>-worker` (the naming rule of overlays/platform.yaml's connections).
 JOBS_REDIS = "jobs-redis"
 WORKER_SUFFIX = "-worker"
+#: `runtime: kserve-serverless`: Knative's activator (requests, while a service is at zero) and autoscaler
+#: (each pod's load) reach every service's pods, through the queue-proxy Knative adds to each; their standard
+#: labels in knative-serving.
+#: Their ServiceAccounts (config/core/deployments/ of knative.dev/serving) are their identities on a mesh.
+KNATIVE = {
+    "knative-activator": {
+        "namespace": "knative-serving",
+        "podLabels": {"app": "activator"},
+        "ports": [],
+        "serviceAccount": "activator",
+    },
+    "knative-autoscaler": {
+        "namespace": "knative-serving",
+        "podLabels": {"app": "autoscaler"},
+        "ports": [],
+        "serviceAccount": "controller",
+    },
+}
 #: The OIDC issuer's JWKS by URL: the overlay names its addresses and port (the one port allowed).
 JWKS_PORT = 443
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when present
@@ -173,6 +191,13 @@ def for_environment(overlays: Path, folder: str, platform: dict[str, Any] | None
         peers["istiod"] = ISTIOD
         why = f"overlays/{env}.yaml mesh is istio: sidecars get configuration and certificates from istiod"
         connections.append({"from": EVERY_POD, "to": "istiod", "why": why})
+    if str(overlay.get("runtime", "deployment")) == "kserve-serverless":
+        for name, peer in KNATIVE.items():
+            peers[name] = peer
+            why = f"overlays/{env}.yaml runtime is kserve-serverless: Knative's {name} reaches its pods"
+            port = {"port": "queue-proxy-metrics"} if name == "knative-autoscaler" else {}  # its load, only
+            for service in services:
+                connections.append({"from": name, "to": service, "why": why, **port})
     for service, why in _fetching_services(overlays, platform, overlay, env):
         connections.append({"from": service, "to": MODEL_SOURCES, "why": why})
         if jobs_on:  # the service's job worker loads the same models

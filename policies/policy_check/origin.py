@@ -32,6 +32,7 @@ RULE_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "quota-admits-max-scale": (("autoscaling",), ("replicas",), ("resources",)),
     "redis-maxmemory-headroom": (("maxmemory",), ("resources",)),
     "ingress-tls": (("host",),),
+    "knative-canary-percent": (("canary", "weight"),),
 }
 #: Kinds that the environment-wide settings make.
 ENVIRONMENT_FIELDS = {

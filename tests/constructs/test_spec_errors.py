@@ -225,6 +225,35 @@ CASES = [
         "mesh",
         ("peers ingress-controller, keda-operator, metrics-scraper", "serviceAccount", "or none"),
     ),
+    # Knative's runtime: its own route and autoscaler, and scale to zero only there
+    Case(
+        "serverless-without-kserve-route",
+        _r(
+            "stage.yaml",
+            "namespace: mlplatform-stage\n",
+            "namespace: mlplatform-stage\nruntime: kserve-serverless\n",
+        ),
+        "stage.yaml",
+        "routing:",
+        "routing",
+        ("runtime kserve-serverless", "allowed: routing kind Gateway with madeBy kserve"),
+    ),
+    Case(
+        "knative-engine-without-serverless",
+        _r("stage.yaml", "engine: hpa", "engine: knative\n      signal: inFlight"),
+        "stage.yaml",
+        "engine: knative",
+        "services.inference.autoscaling.engine",
+        ("knative with runtime 'deployment'", "allowed: hpa or keda"),
+    ),
+    Case(
+        "scale-to-zero-without-knative",
+        _r("stage.yaml", "minReplicas: 2", "minReplicas: 0"),
+        "stage.yaml",
+        "minReplicas: 0",
+        "services.inference.autoscaling.minReplicas",
+        ("0, but engine 'hpa' cannot scale to zero", "allowed: minReplicas >= 1, or engine knative"),
+    ),
     # two environments may not share (cluster, namespace) or a host
     Case(
         "same-cluster-and-namespace",

@@ -250,7 +250,7 @@ def container_spec(
     )
 
 
-def _probe_once(
+def probe_once(
     probe: dict[str, Any], container: dict[str, Any], running: sandbox.Running, net: sandbox.Network
 ) -> bool:
     timeout = float(probe.get("timeoutSeconds", 1))
@@ -302,9 +302,14 @@ def grpc_ready(container: dict[str, Any], net: sandbox.Network, pod: Pod) -> str
 
 
 def wait_ready(
-    container: dict[str, Any], running: sandbox.Running, net: sandbox.Network, pod: Pod
+    container: dict[str, Any],
+    running: sandbox.Running,
+    net: sandbox.Network,
+    pod: Pod,
+    *,
+    poll_s: float = 0.5,
 ) -> str | None:
-    """None once the readiness probe passes; otherwise why not."""
+    """None once the readiness probe passes (tried every `poll_s`); otherwise why not."""
     probe = container.get("readinessProbe")
     if probe is None:
         return f"{pod.label}: container {container['name']} has no readinessProbe to pass"
@@ -319,14 +324,14 @@ def wait_ready(
         if running.popen.poll() is not None:
             code = running.popen.returncode
             return f"{pod.label}: container {container['name']} exited with code {code}: {running.tail()}"
-        if _probe_once(probe, container, running, net):
+        if probe_once(probe, container, running, net):
             return None
-        time.sleep(0.5)
+        time.sleep(poll_s)
     return f"{pod.label}: container {container['name']} not ready after {budget:.0f} s: {running.tail()}"
 
 
 def boot_pod(
-    pod: Pod, objects: Objects, work: Path, net: sandbox.Network
+    pod: Pod, objects: Objects, work: Path, net: sandbox.Network, *, poll_s: float = 0.5
 ) -> tuple[list[sandbox.Running], str | None]:
     volumes = _volumes(pod, objects, work)
     for init in pod.spec.get("initContainers") or []:
@@ -342,7 +347,7 @@ def boot_pod(
     for container in pod.spec["containers"]:
         running = sandbox.start(container_spec(pod, container, objects, work, volumes), net, work)
         started.append(running)
-        problem = wait_ready(container, running, net, pod) or grpc_ready(container, net, pod)
+        problem = wait_ready(container, running, net, pod, poll_s=poll_s) or grpc_ready(container, net, pod)
         if problem:
             return started, problem
     return started, None
@@ -403,12 +408,16 @@ class Environment:
     booted: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def boot(self, deployment: Manifest) -> tuple[list[sandbox.Running], str | None]:
-        """One pod of a Deployment, as its template says; the caller stops what it returns."""
+    def boot(
+        self, deployment: Manifest, *, poll_s: float = 0.5, pod_name: str = "boot"
+    ) -> tuple[list[sandbox.Running], str | None]:
+        """One pod of a Deployment, as its template says (readiness tried every `poll_s`), named
+        `<deployment>-<pod_name>` (its volumes' folder: one name per pod booted); the caller stops what it
+        returns."""
         name = str(deployment.obj["metadata"]["name"])
         template = deployment.obj["spec"]["template"]["spec"]
-        pod = Pod(f"{name}-boot", self.namespace, deployment.label, template)
-        return boot_pod(pod, self.objects, self.work, self.net)
+        pod = Pod(f"{name}-{pod_name}", self.namespace, deployment.label, template)
+        return boot_pod(pod, self.objects, self.work, self.net, poll_s=poll_s)
 
 
 def inference_deployments(objects: Objects) -> list[Manifest]:

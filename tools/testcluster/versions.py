@@ -93,6 +93,14 @@ CRD_SOURCES: tuple[CrdSource, ...] = (
         ("config/crd/full",),
         "InferenceService: each service with `runtime: kserve` (the CRD only: no KServe controller runs)",
     ),
+    CrdSource(
+        "Knative Serving",
+        "KNATIVE_SERVING_MODULE",
+        "KNATIVE_SERVING_VERSION",
+        ("config/core/300-resources",),
+        "Service, Configuration, Revision, Route: what KServe makes of each service with `runtime: "
+        "kserve-serverless` (installed beside KServe's CRD in its test; no Knative controller runs)",
+    ),
     # istio.io/api keeps every Istio CRD (15, of four API groups) in one multi-document file, the only file of
     # kubernetes/; install_crds applies only the (group, kind) pairs dist/ uses, so the rest stay out.
     CrdSource(

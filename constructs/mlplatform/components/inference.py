@@ -76,8 +76,10 @@ class ServiceProps:
     #: The stable version's settings (the canary's differ in their models only).
     settings: SettingsProps
     routing: IngressRouting | GatewayRouting
-    #: The runtime is KServe's (`runtime: kserve`), not Deployments.
+    #: The runtime is KServe's (`runtime: kserve` or `kserve-serverless`), not Deployments.
     kserve: bool
+    #: ... and on Knative (`runtime: kserve-serverless`): one Serverless InferenceService per service.
+    serverless: bool = False
     #: The overlay enables jobs: the pods mount the jobs Redis's password.
     jobs: bool
     topology_spread: bool
@@ -113,11 +115,63 @@ class ServiceProps:
             topology_spread=self.topology_spread,
             jobs=self.jobs,
             metrics_token=self.scraped,
+            knative=self.serverless,
         )
+
+    def canary_pod(self) -> PodProps:
+        """The canary version's pods: the stable version's, with the canary's image and models."""
+        canary = self.overlay.canary
+        if canary is None:
+            raise ValueError(f"{self.name}: no canary")
+        return replace(
+            self.stable_pod(),
+            version=names.ServiceNames(self.name).canary,
+            image=f"{self.spec.image}@{canary.image_digest}",
+            remote=self.canary_remote,
+        )
+
+    def canary_settings(self) -> SettingsProps:
+        """The canary version's settings: the stable version's, with the canary's models."""
+        canary = self.overlay.canary
+        if canary is None:
+            raise ValueError(f"{self.name}: no canary")
+        return replace(self.settings, models=tuple(canary.models))
 
     def worker_pod(self) -> PodProps:
         """The job worker's pods: the stable version's image and models, the jobs Redis, no gRPC or token."""
-        return replace(self.stable_pod(), grpc=False, metrics_token=False, jobs=True, worker=True)
+        worker = replace(self.stable_pod(), grpc=False, metrics_token=False, jobs=True, worker=True)
+        return replace(worker, knative=False)  # a Deployment of ours, whatever the runtime
+
+
+def version_config(scope: Construct, *, meta: Meta, pod: PodProps, settings: SettingsProps) -> None:
+    """One version's ConfigMap of settings, and of its access policy where it has an identity."""
+    version = pod.version
+    kplus.ConfigMap(
+        scope, f"{version.track}-config", metadata=meta.api(version.config), data=api_settings(settings)
+    )
+    if pod.overlay.identity is not None:
+        identity.version_config(scope, meta=meta, version=version, identity=pod.overlay.identity)
+
+
+def serverless_versions(scope: Construct, *, meta: Meta, props: ServiceProps) -> None:
+    """`runtime: kserve-serverless`: each version's ConfigMaps (the revision that keeps the rest of the
+    traffic still reads the stable version's) and one InferenceService running the latest version: the
+    canary's pods while there is a canary, with its weight as KServe's canaryTrafficPercent."""
+    overlay = props.overlay
+    latest = props.stable_pod()
+    version_config(scope, meta=meta, pod=latest, settings=props.settings)
+    if overlay.canary is not None:
+        latest = props.canary_pod()
+        version_config(scope, meta=meta, pod=latest, settings=props.canary_settings())
+    kserve.serverless_service(
+        scope,
+        meta=meta,
+        version=names.ServiceNames(props.name).stable,
+        template=pod_template(latest),
+        replicas=overlay.replicas,
+        autoscaling=overlay.autoscaling,
+        canary_percent=overlay.canary.weight if overlay.canary is not None else None,
+    )
 
 
 def service_version(
@@ -139,10 +193,7 @@ def service_version(
     """
     version = pod.version
     track = version.track
-    data = api_settings(settings)
-    kplus.ConfigMap(scope, f"{track}-config", metadata=meta.api(version.config), data=data)
-    if pod.overlay.identity is not None:
-        identity.version_config(scope, meta=meta, version=version, identity=pod.overlay.identity)
+    version_config(scope, meta=meta, pod=pod, settings=settings)
     if kserve_cluster_local is not None:
         kserve.inference_service(
             scope,
@@ -206,7 +257,7 @@ class InferenceService(Construct):
 
     def __init__(self, scope: Construct, id: str, *, props: ServiceProps) -> None:
         super().__init__(scope, id)
-        service, spec, overlay = props.name, props.spec, props.overlay
+        service, overlay = props.name, props.overlay
         svc = names.ServiceNames(service)
         common = names.common(platform=props.platform, name=service, component="inference")
         meta = Meta(namespace=props.namespace, labels=common, wave=WAVE_SERVICES)
@@ -215,15 +266,18 @@ class InferenceService(Construct):
         stable = props.stable_pod()
         replicas = overlay.replicas if overlay.autoscaling is None else None
         cluster_local = props.routing.made_by != "kserve" if props.kserve else None
-        service_version(
-            self,
-            meta=meta,
-            pod=stable,
-            settings=props.settings,
-            replicas=replicas,
-            autoscaling=overlay.autoscaling,
-            kserve_cluster_local=cluster_local,
-        )
+        if props.serverless:
+            serverless_versions(self, meta=meta, props=props)
+        else:
+            service_version(
+                self,
+                meta=meta,
+                pod=stable,
+                settings=props.settings,
+                replicas=replicas,
+                autoscaling=overlay.autoscaling,
+                kserve_cluster_local=cluster_local,
+            )
         budget = k8s.PodDisruptionBudgetSpec(
             max_unavailable=port(1),
             selector=k8s.LabelSelector(match_labels=svc.stable.selector),
@@ -245,21 +299,13 @@ class InferenceService(Construct):
             service_monitor(
                 self, meta=meta, name=service, namespace=props.namespace, token_secret=svc.metrics_token
             )
-        if overlay.canary is not None:
-            canary = overlay.canary
-            pod = replace(
-                stable,
-                version=svc.canary,
-                image=f"{spec.image}@{canary.image_digest}",
-                remote=props.canary_remote,
-            )
-            settings = replace(props.settings, models=tuple(canary.models))
+        if overlay.canary is not None and not props.serverless:  # Knative's revisions are its canary
             service_version(
                 self,
                 meta=meta,
-                pod=pod,
-                settings=settings,
-                replicas=canary.replicas,
+                pod=props.canary_pod(),
+                settings=props.canary_settings(),
+                replicas=overlay.canary.replicas,
                 kserve_cluster_local=cluster_local,
             )
         route(

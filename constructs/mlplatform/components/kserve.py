@@ -1,4 +1,5 @@
-"""The KServe runtime (`runtime: kserve`): each version of a service as a KServe InferenceService.
+"""The KServe runtimes: each version of a service as a KServe InferenceService (`runtime: kserve`), or each
+service as one Serverless InferenceService on Knative (`runtime: kserve-serverless`, `serverless_service`).
 
 Standard deployment mode (KServe's RawDeployment: a plain Deployment, Service and HPA or KEDA ScaledObject
 made by the KServe controller, no Knative). The predictor is a custom container running our image: the pod
@@ -29,6 +30,7 @@ from cdk8s_plus_33 import k8s
 
 from constructs import Construct
 from mlplatform.components.base import Meta
+from mlplatform.schema.overlay import KNATIVE_METRIC_OF
 
 if TYPE_CHECKING:
     from mlplatform import names
@@ -37,6 +39,24 @@ if TYPE_CHECKING:
 #: KServe's annotations and label (pkg/constants in the pinned module).
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 RAW_DEPLOYMENT = "RawDeployment"  # "Standard" in KServe's docs
+SERVERLESS = "Serverless"
+#: Knative's annotations (knative.dev/serving pkg/apis/autoscaling and pkg/apis/serving, the pinned module;
+#: tests/tools/testcluster/test_serverless_environment.py reads them there). KServe writes min-scale,
+#: max-scale and the metric from the predictor's minReplicas, maxReplicas and scaleMetric; the target (a
+#: decimal: KServe's scaleTarget is a whole number) and the scale-down delay go as annotations.
+KNATIVE_TARGET = "autoscaling.knative.dev/target"
+KNATIVE_SCALE_DOWN_DELAY = "autoscaling.knative.dev/scale-down-delay"
+QUEUE_SIDECAR = "queue.sidecar.serving.knative.dev/"
+#: Knative's queue-proxy sidecar in every pod, sized (Knative's default is a 25m CPU request and nothing else,
+#: which a LimitRange would then fill in) so the quota gate counts what runs: requests and limits.
+QUEUE_PROXY_RESOURCES = {
+    "cpu-resource-request": "25m",
+    "cpu-resource-limit": "500m",
+    "memory-resource-request": "64Mi",
+    "memory-resource-limit": "256Mi",
+    "ephemeral-storage-resource-request": "64Mi",
+    "ephemeral-storage-resource-limit": "256Mi",
+}
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 VISIBILITY = "networking.kserve.io/visibility"
 CLUSTER_LOCAL = "cluster-local"
@@ -105,6 +125,66 @@ def _scaling(
     return "keda", bounds | {"auto_scaling": scaling}
 
 
+def _from_template(
+    serving: Any, template: k8s.PodTemplateSpec
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str] | None]:
+    """The predictor's pod fields (as KServe's classes), labels and annotations, from a pod template."""
+    spec_fields = getattr(template.spec, "_values", {})
+    predictor = {f: _convert(serving, PREDICTOR + _pascal(f), v) for f, v in spec_fields.items()}
+    metadata = getattr(template.metadata, "_values", {})
+    return predictor, metadata.get("labels", {}), metadata.get("annotations")
+
+
+def _knative_scaling(
+    serving: Any, replicas: int | None, autoscaling: Autoscaling | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The predictor's replica fields and Knative's annotations (`engine: knative`, or a fixed count)."""
+    if autoscaling is None:
+        count = replicas or 1
+        return {"min_replicas": count, "max_replicas": count}, {}
+    metric = getattr(
+        serving.InferenceServiceSpecPredictorScaleMetric, KNATIVE_METRIC_OF[autoscaling.signal].upper()
+    )
+    fields = {
+        "min_replicas": autoscaling.min_replicas,
+        "max_replicas": autoscaling.max_replicas,
+        "scale_metric": metric,
+    }
+    annotations = {KNATIVE_TARGET: f"{autoscaling.target:g}"}
+    if autoscaling.scale_down_delay is not None:
+        annotations[KNATIVE_SCALE_DOWN_DELAY] = autoscaling.scale_down_delay
+    return fields, annotations
+
+
+def serverless_service(
+    scope: Construct,
+    *,
+    meta: Meta,
+    version: names.Version,
+    template: k8s.PodTemplateSpec,
+    replicas: int | None,
+    autoscaling: Autoscaling | None,
+    canary_percent: int | None,
+) -> None:
+    """A service as one Serverless InferenceService: Knative makes a revision of `template` (the latest
+    version's pods, `pods.pod_template` with `knative` on), scales it between the bounds (to zero where
+    minReplicas is 0) and, with `canary_percent`, sends that share to it and the rest to the last revision
+    that took all the traffic (KServe's canaryTrafficPercent). KServe makes the route (`routing.madeBy`)."""
+    serving = _serving()
+    predictor, labels, pod_annotations = _from_template(serving, template)
+    scaling, knative = _knative_scaling(serving, replicas, autoscaling)
+    queue = {QUEUE_SIDECAR + key: value for key, value in QUEUE_PROXY_RESOURCES.items()}
+    annotations = dict(sorted(((pod_annotations or {}) | knative | queue).items()))
+    canary = {} if canary_percent is None else {"canary_traffic_percent": canary_percent}
+    spec = serving.InferenceServiceSpec(
+        predictor=serving.InferenceServiceSpecPredictor(
+            **predictor, **scaling, **canary, labels=labels, annotations=annotations
+        )
+    )
+    metadata = meta.api(version.name, annotations={DEPLOYMENT_MODE: SERVERLESS})
+    serving.InferenceService(scope, "serverless-inference-service", metadata=metadata, spec=spec)
+
+
 def inference_service(
     scope: Construct,
     *,
@@ -118,10 +198,7 @@ def inference_service(
     """One version (stable or canary) as an InferenceService running `template` (`pods.pod_template`'s);
     KServe makes its Deployment, Service and scaler. `cluster_local`: KServe makes no route of its own."""
     serving = _serving()
-    spec_fields = getattr(template.spec, "_values", {})
-    predictor = {f: _convert(serving, PREDICTOR + _pascal(f), v) for f, v in spec_fields.items()}
-    labels = getattr(template.metadata, "_values", {}).get("labels", {})
-    pod_annotations = getattr(template.metadata, "_values", {}).get("annotations")
+    predictor, labels, pod_annotations = _from_template(serving, template)
     autoscaler, scaling = _scaling(serving, replicas, autoscaling)
     strategy = k8s.DeploymentStrategy(
         type="RollingUpdate",

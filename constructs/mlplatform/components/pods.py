@@ -95,6 +95,8 @@ class PodProps:
     worker: bool = False
     #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
     metrics_token: bool = False
+    #: Knative runs the pods (`runtime: kserve-serverless`): its port and probe rules, no grace period.
+    knative: bool = False
 
     @property
     def name_label(self) -> str:
@@ -106,10 +108,19 @@ class PodProps:
         return names.select(self.name_label) if self.worker else self.version.selector
 
 
-def http_probe(path: str, budget: tuple[int, int, int]) -> k8s.Probe:
+#: Knative accepts a serving port only named `http1` (HTTP/1) or `h2c`, and a probe of the user container only
+#: on that port (knative.dev/serving pkg/apis/serving/k8s_validation.go): its queue-proxy runs the probes.
+KNATIVE_HTTP_PORT_NAME = "http1"
+
+
+def http_port_name(props: PodProps) -> str:
+    return KNATIVE_HTTP_PORT_NAME if props.knative else HTTP_PORT_NAME
+
+
+def http_probe(path: str, budget: tuple[int, int, int], *, port_name: str = HTTP_PORT_NAME) -> k8s.Probe:
     period, failures, timeout = budget
     return k8s.Probe(
-        http_get=k8s.HttpGetAction(path=path, port=port(HTTP_PORT_NAME), scheme="HTTP"),
+        http_get=k8s.HttpGetAction(path=path, port=port(port_name), scheme="HTTP"),
         period_seconds=period,
         failure_threshold=failures,
         timeout_seconds=timeout,
@@ -158,18 +169,19 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         image_pull_policy="IfNotPresent",
         command=list(WORKER_COMMAND) if props.worker else None,
         ports=[
-            tcp_port(HTTP_PORT_NAME, INFERENCE_PORT),
+            tcp_port(http_port_name(props), INFERENCE_PORT),
             *([tcp_port(GRPC_PORT_NAME, GRPC_PORT)] if props.grpc else []),
         ],
         env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
         resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
         security_context=container_security_context(APP_UID),
-        startup_probe=http_probe(READY_PATH, STARTUP_PROBE),
-        readiness_probe=http_probe(READY_PATH, READINESS_PROBE),
-        liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE),
-        # The API keeps serving while the endpoint goes away (a job worker has no endpoint to wait for).
+        startup_probe=http_probe(READY_PATH, STARTUP_PROBE, port_name=http_port_name(props)),
+        readiness_probe=http_probe(READY_PATH, READINESS_PROBE, port_name=http_port_name(props)),
+        liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE, port_name=http_port_name(props)),
+        # The API keeps serving while the endpoint goes away (a job worker has no endpoint to wait for; on
+        # Knative its queue-proxy drains the pod, and Knative refuses a lifecycle: its Container field mask).
         lifecycle=None
-        if props.worker
+        if props.worker or props.knative
         else k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=PRE_STOP_SECONDS))),
         volume_mounts=mounts,
     )
@@ -249,7 +261,8 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=pod_security_context(APP_UID),
-        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
+        # Knative sets it from the revision's timeout and refuses ours (its PodSpec field mask)
+        termination_grace_period_seconds=None if props.knative else TERMINATION_GRACE_SECONDS,
         init_containers=init or None,
         containers=[_container(props, mounts)],
         volumes=volumes,

@@ -13,7 +13,7 @@ from mlplatform.names import JOBS_REDIS, WORKER_SUFFIX
 from mlplatform.schema.catalog import CATALOG_FILE, Catalog
 from mlplatform.schema.common import DNS_LABEL_PATTERN
 from mlplatform.schema.errors import FieldPath, Problem, choices, did_you_mean
-from mlplatform.schema.overlay import GatewayRouting, Overlay, ServiceOverlay
+from mlplatform.schema.overlay import KSERVE_RUNTIMES, GatewayRouting, Overlay, ServiceOverlay
 from mlplatform.schema.platform import Model, Platform
 from mlplatform.schema.source import Source
 
@@ -130,6 +130,7 @@ def overlay_against_platform(platform: Platform, overlay: Overlay, source: Sourc
             source.problem(("services",), f"{name}: missing; every service of {PLATFORM_FILE} needs an entry")
         )
     problems += _kserve_routes(overlay, source)
+    problems += _serverless(overlay, source)
     problems += _grpc_routes(platform, overlay, source)
     for name, svc in sorted(overlay.services.items()):
         if svc.canary is not None and not isinstance(overlay.routing, GatewayRouting):
@@ -210,8 +211,8 @@ def _load_signal(overlay: Overlay, name: str, svc: ServiceOverlay, source: Sourc
     """A load signal reads the service's metrics from Prometheus: something must scrape them, and the
     ScaledObject must be ours (with `runtime: kserve` the controller makes the autoscaler, on CPU)."""
     scaling = svc.autoscaling
-    if scaling is None or scaling.signal == "cpu":
-        return []
+    if scaling is None or scaling.signal == "cpu" or scaling.engine == "knative":
+        return []  # Knative's queue-proxy measures the load itself (_serverless)
     where = ("services", name, "autoscaling", "signal")
     if overlay.runtime != "deployment":
         why = (
@@ -254,6 +255,42 @@ def _grpc_routes(platform: Platform, overlay: Overlay, source: Source) -> list[P
     return problems
 
 
+def _serverless(overlay: Overlay, source: Source) -> list[Problem]:
+    """`runtime: kserve-serverless` and Knative's autoscaler go together, and Knative makes the route.
+
+    Knative's ingress routes to the revisions and its activator holds requests while a service is at zero, so
+    the route is KServe's (`routing.madeBy: kserve` on a Gateway); our Ingress or HTTPRoute could only point
+    at the per-revision Services Knative makes. The canary is KServe's `canaryTrafficPercent` over the two
+    latest revisions, which Knative scales by themselves (no `canary.replicas`).
+    """
+    serverless = overlay.runtime == "kserve-serverless"
+    problems = []
+    for name, svc in sorted(overlay.services.items()):
+        engine = svc.autoscaling.engine if svc.autoscaling is not None else None
+        where = ("services", name, "autoscaling", "engine")
+        if engine == "knative" and not serverless:
+            why = f"knative with runtime {overlay.runtime!r}; allowed: hpa or keda (knative: serverless)"
+            problems.append(source.problem(where, why))
+        if serverless and engine not in (None, "knative"):
+            why = (
+                f"{engine!r} with runtime kserve-serverless (Knative scales the revisions); allowed: knative"
+            )
+            problems.append(source.problem(where, why))
+        if serverless and svc.canary is not None and "replicas" in svc.canary.model_fields_set:
+            why = "set, but Knative scales each revision (runtime kserve-serverless); allowed: leave it out"
+            problems.append(source.problem(("services", name, "canary", "replicas"), why))
+    if not serverless:
+        return problems
+    routing = overlay.routing
+    if not isinstance(routing, GatewayRouting) or routing.made_by != "kserve":
+        why = (
+            "runtime kserve-serverless: Knative's ingress routes to its revisions (no route of ours); "
+            "allowed: routing kind Gateway with madeBy kserve"
+        )
+        problems.append(source.problem(("routing",), why))
+    return problems
+
+
 def _kserve_routes(overlay: Overlay, source: Source) -> list[Problem]:
     """`routing.madeBy: kserve`: only with `runtime: kserve`, no canary, hosts as KServe's domain template.
 
@@ -264,14 +301,15 @@ def _kserve_routes(overlay: Overlay, source: Source) -> list[Problem]:
     routing = overlay.routing
     if not isinstance(routing, GatewayRouting) or routing.made_by != "kserve":
         return []
-    if overlay.runtime != "kserve":
+    if overlay.runtime not in KSERVE_RUNTIMES:
         why = (
-            "'kserve' needs runtime: kserve (KServe's controller makes that route); allowed: madeBy platform"
+            "'kserve' needs runtime: kserve or kserve-serverless (KServe's controller makes that route); "
+            "allowed: madeBy platform"
         )
         return [source.problem(("routing", "madeBy"), why)]
     problems = []
     for name, svc in sorted(overlay.services.items()):
-        if svc.canary is not None:
+        if svc.canary is not None and overlay.runtime == "kserve":
             problems.append(
                 source.problem(
                     ("services", name, "canary"),

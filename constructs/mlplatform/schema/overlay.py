@@ -20,6 +20,7 @@ from mlplatform.schema.common import (
     Resources,
     Strict,
     matching,
+    seconds,
 )
 from mlplatform.schema.errors import FieldPath, FieldProblems
 from mlplatform.schema.identity import Identity
@@ -259,13 +260,25 @@ _TARGET_OF: dict[str, str] = {
 }
 
 
-class Autoscaling(Strict):
-    """HPA (autoscaling/v2) or KEDA ScaledObject; either owns the replica count. `signal` picks what it
-    scales on; the load signals read Prometheus, so they need `engine: keda` (an HPA would need a custom
-    metrics adapter, which this platform does not install) and a ServiceMonitor (schema/checks.py)."""
+Runtime = Literal["deployment", "kserve", "kserve-serverless"]
+#: The runtimes whose workloads are KServe InferenceServices (RawDeployment, Serverless).
+KSERVE_RUNTIMES = ("kserve", "kserve-serverless")
+#: Knative's KPA metric for each load signal (`engine: knative`): requests in flight are its concurrency.
+KNATIVE_METRIC_OF: dict[str, str] = {"inFlight": "concurrency", "requestRate": "rps"}
+#: Knative refuses a scale-down delay over an hour (its autoscaler's validation).
+MAX_SCALE_DOWN_DELAY_S = 3600
 
-    engine: Literal["hpa", "keda"] = "hpa"
-    min_replicas: int = Field(ge=1)
+
+class Autoscaling(Strict):
+    """HPA (autoscaling/v2), KEDA ScaledObject, or Knative's autoscaler (KPA); each owns the replica count.
+    `signal` picks what it scales on; the load signals read Prometheus under `engine: keda` (an HPA would
+    need a custom metrics adapter, which this platform does not install; schema/checks.py asks a
+    ServiceMonitor). `engine: knative` is `runtime: kserve-serverless`'s: Knative's queue-proxy measures the
+    load itself (concurrency for `inFlight`, rps for `requestRate`), `minReplicas: 0` scales to zero, and
+    `scaleDownDelay` holds the last pods that long after the load is gone (a cold start saved)."""
+
+    engine: Literal["hpa", "keda", "knative"] = "hpa"
+    min_replicas: int = Field(ge=0)
     max_replicas: int = Field(ge=1)
     signal: Signal = "cpu"
     target_cpu_utilization: int = Field(default=DEFAULT_TARGET_CPU_UTILIZATION, ge=1, le=100)
@@ -281,11 +294,40 @@ class Autoscaling(Strict):
             "(no trailing /)",
         ),
     ] = DEFAULT_PROMETHEUS_ADDRESS
+    #: Knative's `autoscaling.knative.dev/scale-down-delay` (engine knative): at most 1h, Knative's bound.
+    scale_down_delay: Duration | None = None
 
     @property
     def target(self) -> float:
         """The target of the chosen signal."""
         return float(getattr(self, _TARGET_OF[self.signal]))
+
+    def _knative(self) -> list[tuple[FieldPath, str]]:
+        problems: list[tuple[FieldPath, str]] = []
+        if self.signal not in KNATIVE_METRIC_OF:
+            problems.append(
+                (
+                    ("signal",),
+                    f"{self.signal!r} with engine knative (Knative scales on CPU only through its HPA class, "
+                    "which cannot scale to zero); allowed: inFlight or requestRate",
+                )
+            )
+        if self.scale_down_delay is not None and seconds(self.scale_down_delay) > MAX_SCALE_DOWN_DELAY_S:
+            problems.append(
+                (
+                    ("scaleDownDelay",),
+                    f"{self.scale_down_delay!r} is longer than Knative allows; allowed: at most 1h",
+                )
+            )
+        if "prometheus_address" in self.model_fields_set:
+            problems.append(
+                (
+                    ("prometheusAddress",),
+                    "set, but engine knative reads the load from its queue-proxy, not Prometheus; "
+                    "allowed: with engine keda",
+                )
+            )
+        return problems
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
@@ -297,6 +339,20 @@ class Autoscaling(Strict):
                     f"{self.max_replicas} is below minReplicas ({self.min_replicas}); "
                     "allowed: maxReplicas >= minReplicas",
                 )
+            )
+        if self.min_replicas == 0 and self.engine != "knative":
+            problems.append(
+                (
+                    ("minReplicas",),
+                    f"0, but engine {self.engine!r} cannot scale to zero; allowed: minReplicas >= 1, or "
+                    "engine knative (runtime kserve-serverless)",
+                )
+            )
+        if self.engine == "knative":
+            problems += self._knative()
+        elif self.scale_down_delay is not None:
+            problems.append(
+                (("scaleDownDelay",), f"set, but engine is {self.engine!r}; allowed: with engine knative")
             )
         if self.signal != "cpu" and self.engine == "hpa":
             problems.append(
@@ -312,7 +368,11 @@ class Autoscaling(Strict):
                 problems.append(
                     ((name,), f"set, but signal is {self.signal!r}; allowed: {name} with signal {signal!r}")
                 )
-        if "prometheus_address" in self.model_fields_set and self.signal == "cpu":
+        if (
+            "prometheus_address" in self.model_fields_set
+            and self.signal == "cpu"
+            and self.engine != "knative"
+        ):
             problems.append(
                 (
                     ("prometheusAddress",),
@@ -534,7 +594,9 @@ class Overlay(Strict):
 
     `runtime`: `deployment` (default) renders each service as Deployments and Services; `kserve` renders each
     version as a KServe InferenceService (serving.kserve.io/v1beta1) in Standard (RawDeployment) mode, for
-    clusters that run the KServe controller (README "Which runtime when").
+    clusters that run the KServe controller; `kserve-serverless` renders each service as one Serverless
+    InferenceService (Knative: scale to zero, the canary as `canaryTrafficPercent`), for clusters that also
+    run Knative Serving (README "Which runtime when").
 
     `mesh`: `none` (default), or `istio`: the namespace joins the cluster's Istio mesh (sidecars injected,
     istio-cni required), mTLS is STRICT, and on top of a deny-all each declared connection gets one
@@ -543,7 +605,7 @@ class Overlay(Strict):
     """
 
     namespace: DnsLabel
-    runtime: Literal["deployment", "kserve"] = "deployment"
+    runtime: Runtime = "deployment"
     mesh: Literal["none", "istio"] = "none"
     #: the one cluster the environment runs on; or `clusters`: several, each with its own folder
     #: dist/<env>/<cluster>/ and Application (one of the two)

@@ -25,10 +25,28 @@ ns_labels(n) := object.union(labels, {"kubernetes.io/metadata.name": n}) if {
 	labels := [object.get(d.obj, ["metadata", "labels"], {}) | some by_name in lib.named.Namespace; some d in by_name[n]][0]
 } else := {"kubernetes.io/metadata.name": n}
 
+pod_ports(obj) := knative_ports if knative_pods(obj)
+
 pod_ports(obj) := [{"port": p.containerPort, "protocol": object.get(p, "protocol", "TCP"), "name": object.get(p, "name", "")} |
 	some c in lib.containers(lib.pod_spec(obj))
 	some p in object.get(c, "ports", [])
+] if not knative_pods(obj)
+
+# Knative puts its queue-proxy in front of every pod of a Serverless InferenceService: requests arrive on 8012
+# and it hands them to the container over the pod's loopback; Knative's autoscaler reads each pod's load on 9090
+# (knative.dev/serving pkg/networking/constants.go, BackendHTTPPort and AutoscalingQueueMetricsPort). Those are
+# the ports the network sees; the metrics port only for a connection that names it (`port`, connection_uses).
+knative_ports := [
+	{"port": 8012, "protocol": "TCP", "name": "queue-proxy"},
+	{"port": 9090, "protocol": "TCP", "name": knative_metrics_port},
 ]
+
+knative_metrics_port := "queue-proxy-metrics"
+
+knative_pods(obj) if {
+	obj.kind == "InferenceService"
+	object.get(obj, ["metadata", "annotations", "serving.kserve.io/deploymentMode"], "") == "Serverless"
+}
 
 witness(id, namespace, ours) := {"id": id, "ours": ours, "outside": false, "namespace": namespace, "ns_labels": ns_labels(namespace), "labels": {}, "component": "", "ports": []}
 
@@ -369,6 +387,27 @@ declared_flow(src, dst, cp) if {
 	[from, dst.component] in connection_pairs
 	serves(dst, cp)
 	not grpc_port(dst, cp)
+	not named_port(dst, cp, knative_metrics_port)
+}
+
+# A connection that names a port (declared.py: Knative's autoscaler, on queue-proxy's metrics port) uses only it.
+declared_flow(src, dst, cp) if {
+	dst.component != ""
+	some from in connection_froms(src)
+	some name in port_triples[[from, dst.component]]
+	named_port(dst, cp, name)
+}
+
+named_port(dst, cp, name) if {
+	some p in dst.ports
+	p.port == cp.port
+	p.protocol == cp.protocol
+	p.name == name
+}
+
+port_triples[[c.from, c.to]] contains c.port if {
+	some c in spec.connections
+	c.port
 }
 
 # The gRPC port (the port the pods name `grpc`) only on a connection that says `grpc: true`.
@@ -399,7 +438,7 @@ declared_flow(src, dst, cp) if {
 	p.protocol == cp.protocol
 }
 
-connection_pairs := {[c.from, c.to] | some c in spec.connections}
+connection_pairs := {[c.from, c.to] | some c in spec.connections; not c.port}
 
 # The `from` of the connections that start at src (connects(c, src)): its component, and "*" for ours.
 connection_froms(src) := {src.component, "*"} if src.ours
@@ -476,13 +515,20 @@ declared_blocked contains [c, src_id, dst_id, p] if {
 	not allowed(src_id, dst_id, p)
 }
 
-# A connection uses every port of its target but the gRPC one, which it uses where it says `grpc: true`.
-connection_uses(_, p) if p.name != "grpc"
+# A connection uses every port of its target but the gRPC one, which it uses where it says `grpc: true`, and
+# Knative's metrics port; a connection that names a port (`port`) uses that one only.
+connection_uses(c, p) if {
+	not c.port
+	not p.name in {"grpc", knative_metrics_port}
+}
 
 connection_uses(c, p) if {
+	not c.port
 	p.name == "grpc"
 	object.get(c, "grpc", false) == true
 }
+
+connection_uses(c, p) if c.port == p.name
 
 declared_blocked contains [c, src_id, dst_id, p] if {
 	spec != null

@@ -34,6 +34,14 @@ pod_spec(obj) := obj.spec.jobTemplate.spec.template.spec if obj.kind == "CronJob
 
 pod_spec(obj) := obj.spec.predictor if obj.kind == "InferenceService"
 
+# How KServe runs an InferenceService (annotation serving.kserve.io/deploymentMode): Serverless is Knative (a
+# Knative Service, its revisions and their autoscaler); anything else, the annotation absent included, is this
+# platform's RawDeployment (a Deployment of KServe's).
+kserve_serverless(obj) if {
+	obj.kind == "InferenceService"
+	object.get(obj, ["metadata", "annotations", "serving.kserve.io/deploymentMode"], "") == "Serverless"
+}
+
 pod_labels(obj) := object.get(obj, ["metadata", "labels"], {}) if obj.kind == "Pod"
 
 pod_labels(obj) := object.get(obj, ["spec", "template", "metadata", "labels"], {}) if obj.kind in pod_template_kinds

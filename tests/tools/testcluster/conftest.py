@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlplatform.schema.catalog import CATALOG_FILE
 from policy_check import __main__ as gate_cli
 from policy_check import declared, runner
 from policy_check.findings import Finding
@@ -92,3 +93,17 @@ def gate_findings(
         overlays=overlays,
     )
     return outcome.findings
+
+
+def env_findings(spec: Path, dist: Path, env: str, tmp_path: Path) -> list[str]:
+    """`rule: message` of each finding of `make check`'s engine for `env` (as `spec`'s overlays declare)."""
+    found = gate_findings(dist, spec / "overlays", [env], tmp_path, only_env=env)
+    return [f"{f.rule}: {f.message}" for f in found if f.environment == env]
+
+
+def spec_copy(root: Path) -> Path:
+    """This checkout's overlays/ and model catalog under `root`: a spec a test may change and synthesize."""
+    shutil.copytree(REPO / "overlays", root / "overlays")
+    (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
+    shutil.copy(REPO / CATALOG_FILE, root / CATALOG_FILE)
+    return root

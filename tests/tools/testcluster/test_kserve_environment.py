@@ -30,7 +30,7 @@ from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
 from testcluster.versions import module_dir, pinned
 
-from .conftest import REPO, first, gate_findings, write_env
+from .conftest import REPO, env_findings, first, write_env
 
 ENVS = ("kprod", "kstage", "kgw")
 
@@ -82,17 +82,11 @@ def kserve_dist(kserve_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def _gate(spec: Path, dist: Path, env: str, tmp_path: Path) -> list[str]:
-    """`rule: message` of each finding of `make check`'s engine for `env` (as `spec`'s overlays declare)."""
-    found = gate_findings(dist, spec / "overlays", [env], tmp_path, only_env=env)
-    return [f"{f.rule}: {f.message}" for f in found if f.environment == env]
-
-
 @pytest.mark.parametrize("env", ENVS)
 def test_the_kserve_render_passes_the_gate(
     kserve_spec: Path, kserve_dist: Path, env: str, tmp_path: Path
 ) -> None:
-    assert _gate(kserve_spec, kserve_dist, env, tmp_path) == []
+    assert env_findings(kserve_spec, kserve_dist, env, tmp_path) == []
 
 
 def test_kserves_own_route_replaces_ours(kserve_dist: Path) -> None:
@@ -128,7 +122,7 @@ def test_one_way_into_each_inference_service(
     if label:
         labels["networking.kserve.io/visibility"] = label
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    found = _gate(kserve_spec, dist, env, tmp_path)
+    found = env_findings(kserve_spec, dist, env, tmp_path)
     assert [f for f in found if f.startswith("inferenceservice-one-route: ") and name in f], found
 
 

@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplatform.schema.catalog import CATALOG_FILE
 from mlplatform.synth import synthesize
 from testcluster.apply import expected_warnings, install_crds, kinds_in, load_folder
 from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
 
-from .conftest import REPO, gate_findings
+from .conftest import REPO, env_findings, spec_copy
 
 ENVS = {"mstage": "stage", "mprod": "prod"}
 #: The peers' ServiceAccounts (their identity on the mesh), as their usual installs name them.
@@ -68,9 +67,7 @@ def _overlay(spec: Path, env: str) -> dict[str, Any]:
 def mesh_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """overlays/ with stage and prod on the mesh (mstage, mprod), each in its own namespace."""
     root = tmp_path_factory.mktemp("mesh-spec")
-    shutil.copytree(REPO / "overlays", root / "overlays")
-    (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
-    shutil.copy(REPO / CATALOG_FILE, root / CATALOG_FILE)
+    spec_copy(root)
     platform_path = root / "overlays" / "platform.yaml"
     platform = yaml.safe_load(platform_path.read_text())
     for name, account in IDENTITIES.items():
@@ -116,11 +113,6 @@ def _declared(spec: Path, env: str) -> set[tuple[str, str]]:
     if overlay["redis"].get("replicas", 1) > 1:
         edges.add(("redis", "redis"))
     return edges
-
-
-def _gate(spec: Path, dist: Path, env: str, tmp_path: Path) -> list[str]:
-    found = gate_findings(dist, spec / "overlays", [env], tmp_path, only_env=env)
-    return [f"{f.rule}: {f.message}" for f in found if f.environment == env]
 
 
 @pytest.mark.parametrize("env", sorted(ENVS))
@@ -185,7 +177,7 @@ def test_the_environments_project_allows_the_mesh_kinds(mesh_dist: Path) -> None
 
 @pytest.mark.parametrize("env", sorted(ENVS))
 def test_the_mesh_render_passes_the_gate(mesh_spec: Path, mesh_dist: Path, env: str, tmp_path: Path) -> None:
-    assert _gate(mesh_spec, mesh_dist, env, tmp_path) == []
+    assert env_findings(mesh_spec, mesh_dist, env, tmp_path) == []
 
 
 def _mutate(dist: Path, env: str, tmp_path: Path, change: Any) -> Path:
@@ -232,7 +224,7 @@ def test_held_out_mutants_are_stopped_by_their_rule(
     mesh_spec: Path, mesh_dist: Path, tmp_path: Path, mutant: Any, rule: str, names: str
 ) -> None:
     dist = _mutate(mesh_dist, "mstage", tmp_path, mutant)
-    found = _gate(mesh_spec, dist, "mstage", tmp_path)
+    found = env_findings(mesh_spec, dist, "mstage", tmp_path)
     hits = [f for f in found if f.startswith(f"{rule}: ") and (names in f or names == "allow-all")]
     assert hits, found
 
@@ -248,7 +240,7 @@ def test_a_quota_without_room_for_the_sidecars_is_refused(
             doc["spec"]["hard"]["limits.cpu"] = str(committed["limitsCpu"])
         return doc
 
-    found = _gate(mesh_spec, _mutate(mesh_dist, "mstage", tmp_path, own_quota), "mstage", tmp_path)
+    found = env_findings(mesh_spec, _mutate(mesh_dist, "mstage", tmp_path, own_quota), "mstage", tmp_path)
     assert [f for f in found if f.startswith("quota-admits-max-scale: ") and "limits.cpu" in f], found
 
 
