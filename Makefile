@@ -40,7 +40,7 @@ fresh-check: ## Clone HEAD into a temporary folder with empty tool, Go, pip and 
 setup: prereqs $(VENV)/.installed $(GRPC_STUBS) .tools/kyverno.stamp .tools/conftest.stamp node_modules/.installed ## Install what the main job needs: the virtualenv, Kyverno, conftest, the cdk8s CLI (idempotent)
 
 .PHONY: test-setup
-test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp .tools/registry.stamp .tools/supplychain.stamp .tools/node.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, helm and kustomize (the add-ons' renders), the OCI registry, cosign and syft, the node (containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, kube-network-policies), redis-server
+test-setup: setup .tools/k8s.stamp .tools/argocd.stamp .tools/renderers.stamp .tools/registry.stamp .tools/supplychain.stamp .tools/node.stamp .tools/knative.stamp redis ## Also install what the tests need: the control plane, Argo CD and kwok, helm and kustomize (the add-ons' renders and the chart's check), the OCI registry, cosign and syft, the node (containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, kube-network-policies), Knative's validation, redis-server
 
 .PHONY: synth
 synth: $(VENV)/.installed ## Synthesize dist/<env>/ for every environment (python -O main.py)
@@ -187,6 +187,11 @@ $(GRPC_STUBS): $(GRPC_PROTO) $(VENV)/.installed
 # cluster, Argo CD and policy tests (tools/addons/; make test, not plain make).
 .tools/renderers.stamp: tools/versions.env tools/renderers/go.mod tools/renderers/go.sum tools/setup/renderers.sh tools/setup/lib.sh
 	@tools/setup/renderers.sh
+	@touch $@
+
+# knative-validate: Knative Serving's own validation of the serverless render (tests/tools/testcluster/).
+.tools/knative.stamp: tools/versions.env tools/knative/go.mod tools/knative/go.sum tools/knative/main.go tools/setup/knative-tool.sh tools/setup/lib.sh
+	@tools/setup/knative-tool.sh
 	@touch $@
 
 # The OCI registry the model-fetch tests pull from (tests/apps/inference/inference_service/fetch/test_fetch_oci.py).

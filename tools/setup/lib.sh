@@ -33,6 +33,12 @@ output_has() {
 # DIR/.NAME.lock; a waiting setup says so), each build writes a temporary file of its own in DIR and renames it
 # into place (atomic), and a setup that got the lock after another one built the tool takes that binary when it
 # reports the pinned version.
+# built_from MODULE VERSION BINARY: the Go binary was built with MODULE at VERSION (its build info).
+built_from() {
+  local out; out=$(go version -m "$3" 2>/dev/null) || return 1
+  grep -qE "^[[:space:]]+(dep|mod)[[:space:]]+$1[[:space:]]+$2([[:space:]]|$)" <<<"$out"
+}
+
 cached_tool() {
   local name=$1 dir=$2 check=$3 build=$4
   local final="$dir/$name" lock tmp start

@@ -38,11 +38,6 @@ grep -q "sigs.k8s.io/kube-network-policies $netpol" "$root/tools/netpol/go.mod" 
   || die "tools/netpol/go.mod does not require sigs.k8s.io/kube-network-policies $netpol (tools/versions.env); run: cd tools/netpol && go get sigs.k8s.io/kube-network-policies@$netpol"
 
 # The module version a Go binary was built from (`go version -m`), for the tools that print no version.
-built_from() { # built_from MODULE VERSION BINARY
-  local out; out=$(go version -m "$3" 2>/dev/null) || return 1
-  grep -qE "^[[:space:]]+(dep|mod)[[:space:]]+$1[[:space:]]+$2([[:space:]]|$)" <<<"$out"
-}
-
 ver="k8s.io/component-base/version"
 minor=${k8s#v1.}; minor=${minor%%.*}
 k8s_ldflags="-s -w -X $ver.gitVersion=$k8s -X $ver.gitMajor=1 -X $ver.gitMinor=$minor -X $ver.gitTreeState=clean"

@@ -109,11 +109,12 @@ def resources(requirements: dict[str, dict[str, str]]) -> k8s.ResourceRequiremen
 SECCOMP = k8s.SeccompProfile(type="RuntimeDefault")
 
 
-def pod_security_context(uid: int) -> k8s.PodSecurityContext:
-    """Pod-level restricted settings: fixed non-root UID/GID, fsGroup for volumes, seccomp RuntimeDefault."""
+def pod_security_context(uid: int, *, knative: bool = False) -> k8s.PodSecurityContext:
+    """Pod-level restricted settings: fixed non-root UID/GID, fsGroup for volumes, seccomp RuntimeDefault.
+    `knative`: without fsGroupChangePolicy, which Knative's pod security context mask refuses."""
     return k8s.PodSecurityContext(
         fs_group=uid,
-        fs_group_change_policy="OnRootMismatch",
+        fs_group_change_policy=None if knative else "OnRootMismatch",
         run_as_group=uid,
         run_as_non_root=True,
         run_as_user=uid,
@@ -121,12 +122,13 @@ def pod_security_context(uid: int) -> k8s.PodSecurityContext:
     )
 
 
-def container_security_context(uid: int) -> k8s.SecurityContext:
-    """Container-level restricted settings (Pod Security Standard `restricted`, plus a read-only root)."""
+def container_security_context(uid: int, *, knative: bool = False) -> k8s.SecurityContext:
+    """Container-level restricted settings (Pod Security Standard `restricted`, plus a read-only root).
+    `knative`: `privileged` left unset (false all the same), which Knative's container mask refuses to see."""
     return k8s.SecurityContext(
         allow_privilege_escalation=False,
         capabilities=k8s.Capabilities(drop=["ALL"]),
-        privileged=False,
+        privileged=None if knative else False,
         read_only_root_filesystem=True,
         run_as_group=uid,
         run_as_non_root=True,

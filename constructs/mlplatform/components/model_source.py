@@ -54,6 +54,7 @@ def fetched(
     uid: int,
     init_resources: dict[str, dict[str, str]],
     cache_volume: str | None = None,
+    knative: bool = False,
 ) -> Fetched:
     """The volumes, init container and mounts for the given (model, source) pairs (at least one).
 
@@ -97,7 +98,7 @@ def fetched(
         image_pull_policy="IfNotPresent",
         command=[*contract.FETCH_COMMAND, "--dest", FETCH_DIR, *entries],
         resources=resources(init_resources),
-        security_context=container_security_context(uid),
+        security_context=container_security_context(uid, knative=knative),
         volume_mounts=init_mounts,
     )
     return Fetched(volumes=volumes, init=init, mounts=mounts)

@@ -174,7 +174,7 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         ],
         env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
         resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
-        security_context=container_security_context(APP_UID),
+        security_context=container_security_context(APP_UID, knative=props.knative),
         startup_probe=http_probe(READY_PATH, STARTUP_PROBE, port_name=http_port_name(props)),
         readiness_probe=http_probe(READY_PATH, READINESS_PROBE, port_name=http_port_name(props)),
         liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE, port_name=http_port_name(props)),
@@ -187,7 +187,7 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
     )
 
 
-def model_fetch(delivery: PvcModels) -> k8s.Container:
+def model_fetch(delivery: PvcModels, *, knative: bool = False) -> k8s.Container:
     """Init container: copy the models out of the pinned model image into the cache PVC, once per digest."""
     marker = f"{MODEL_FETCH_DIR}/.complete-{delivery.image.rsplit(':', 1)[1][:12]}"
     copy = f"cp -R {delivery.path}/. {MODEL_FETCH_DIR}/ && touch {marker}"
@@ -198,7 +198,7 @@ def model_fetch(delivery: PvcModels) -> k8s.Container:
         image_pull_policy="IfNotPresent",
         command=["sh", "-c", script],
         resources=resources(INIT_RESOURCES),
-        security_context=container_security_context(APP_UID),
+        security_context=container_security_context(APP_UID, knative=knative),
         volume_mounts=[k8s.VolumeMount(name=MODEL_CACHE_VOLUME, mount_path=MODEL_FETCH_DIR)],
     )
 
@@ -243,7 +243,7 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
     volumes, mounts = _storage(props)
     delivery, gpu = props.overlay.model_delivery, props.overlay.gpu
     pvc = delivery if delivery.source == "pvc" else None
-    init = [model_fetch(pvc)] if pvc is not None else []
+    init = [model_fetch(pvc, knative=props.knative)] if pvc is not None else []
     if props.remote:
         extra = fetched(
             sources=props.remote,
@@ -254,13 +254,14 @@ def pod_template(props: PodProps) -> k8s.PodTemplateSpec:
             uid=APP_UID,
             init_resources=INIT_RESOURCES,
             cache_volume=MODEL_CACHE_VOLUME if pvc is not None else None,
+            knative=props.knative,
         )
         volumes, mounts, init = volumes + extra.volumes, mounts + extra.mounts, [*init, extra.init]
     spec = k8s.PodSpec(
         service_account_name=_service_account(props),
         automount_service_account_token=False,
         enable_service_links=False,
-        security_context=pod_security_context(APP_UID),
+        security_context=pod_security_context(APP_UID, knative=props.knative),
         # Knative sets it from the revision's timeout and refuses ours (its PodSpec field mask)
         termination_grace_period_seconds=None if props.knative else TERMINATION_GRACE_SECONDS,
         init_containers=init or None,

@@ -26,7 +26,9 @@ import pytest
 import yaml
 
 from mlplatform.components import kserve
+from mlplatform.network import KNATIVE_CALLERS
 from mlplatform.synth import synthesize
+from testcluster import knative
 from testcluster.apply import expected_warnings, install_crds, kinds_in
 from testcluster.kubeapi import Kube
 from testcluster.run import check_environment
@@ -316,73 +318,89 @@ def test_the_serverless_render_is_admitted(kube: Kube, serverless_dist: Path) ->
         assert conditions.get("Established") == "True", kind
 
 
+def _readme_features() -> dict[str, str]:
+    """The config-features flags README's Knative row asks of the cluster."""
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Knative Serving"))
+    return dict(re.findall(r"`([\w.-]+): (enabled)`", row))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_knative_admits_what_kserve_makes_of_it_with_the_readmes_flags(
+    serverless_dist: Path, env: str
+) -> None:
+    """Knative's own validation (its webhook's code, at the pinned version) of the Knative Service KServe
+    makes of each InferenceService, with exactly the flags README's table asks for: no error."""
+    isvc = _named(_docs(serverless_dist, env), "InferenceService", "inference")
+    service = knative.knative_service(isvc)
+    verdicts = knative.validate([service], _readme_features())
+    assert verdicts == {f"{service['metadata']['namespace']}/inference-predictor": "ok"}, verdicts
+
+
+def _without_flag(flag: str) -> Callable[[dict[str, Any]], dict[str, str]]:
+    return lambda _: {k: v for k, v in _readme_features().items() if k != flag}
+
+
+def _grace_period(service: dict[str, Any]) -> dict[str, str]:
+    service["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 45
+    return _readme_features()
+
+
+def _port_named_http(service: dict[str, Any]) -> dict[str, str]:
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    container["ports"][0]["name"] = "http"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        container[probe]["httpGet"]["port"] = "http"
+    return _readme_features()
+
+
+def _pre_stop(service: dict[str, Any]) -> dict[str, str]:
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": 10}}}
+    return _readme_features()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_without_flag("kubernetes.podspec-securitycontext"), "securityContext"),
+        (_without_flag("kubernetes.podspec-init-containers"), "initContainers"),
+        (_without_flag("kubernetes.podspec-persistent-volume-write"), "persistent volume"),
+        (_grace_period, "terminationGracePeriodSeconds"),
+        (_port_named_http, "name"),
+        (_pre_stop, "lifecycle"),
+    ],
+    ids=[
+        "no securitycontext flag",
+        "no init-containers flag",
+        "no volume-write flag",
+        "a grace period",
+        "port http",
+        "a preStop hook",
+    ],
+)
+def test_what_the_render_leaves_out_knative_would_refuse(
+    serverless_dist: Path, change: Callable[[dict[str, Any]], dict[str, str]], field: str
+) -> None:
+    """The held-out versions of what the render does for Knative: each is refused by Knative's validation,
+    naming the field (stage: it has the init container and the restricted security context)."""
+    service = knative.knative_service(
+        _named(_docs(serverless_dist, "sstage"), "InferenceService", "inference")
+    )
+    features = change(service)
+    (verdict,) = knative.validate([service], features).values()
+    assert verdict != "ok"
+    assert field in verdict, verdict
+
+
 def _knative() -> Path:
     return module_dir(pinned("KNATIVE_SERVING_MODULE"), pinned("KNATIVE_SERVING_VERSION"))
 
 
-def _go_fields(source: str, function: str) -> tuple[set[str], dict[str, str]]:
-    """The fields a Knative field mask copies unconditionally, and those it copies behind a feature flag
-    (field -> the flag's Go name), read from `func <function>` of pkg/apis/serving/fieldmask.go."""
-    body = source[source.index(f"func {function}(") :].split("\nfunc ", 1)[0]
-    body = body.split("// Disallowed", 1)[0]
-    gated: dict[str, str] = {}
-    for flag, block in re.findall(r"if cfg\.Features\.(\w+) != config\.Disabled \{(.*?)\}", body, re.S):
-        for field in re.findall(r"out\.(\w+) = in\.", block):
-            gated.setdefault(field, flag)  # the first flag that lets it through whole
-    always = set(re.findall(r"out\.(\w+) = in\.", body)) - set(gated)
-    return always, gated
-
-
-def _json_name(go: str) -> str:
-    return go[0].lower() + go[1:]
-
-
-def test_what_the_render_assumes_of_knative_holds_in_the_pinned_module(serverless_dist: Path) -> None:
-    """Field masks, feature flags, annotations and ports, read from Knative Serving's own source at the
-    pinned version (not from our code); the flags the render needs are those README's table asks for."""
+def test_what_the_render_assumes_of_knative_holds_in_the_pinned_module() -> None:
+    """Annotations, ports and the callers' labels and identities, read from Knative Serving's own source at
+    the pinned version (not from our code); what it admits is knative-validate's (above)."""
     root = _knative()
-    masks = (root / "pkg" / "apis" / "serving" / "fieldmask.go").read_text()
-    pod_always, pod_gated = _go_fields(masks, "PodSpecMask")
-    container_always, _ = _go_fields(masks, "ContainerMask")
-    volume_always, volume_gated = _go_fields(masks, "VolumeSourceMask")
-    features = (root / "pkg" / "apis" / "config" / "features.go").read_text()
-    named = dict(re.findall(r'(Feature\w+)\s*=\s*"([\w.-]+)"', features))  # FeatureX = "kubernetes.x"
-    flag_key = {
-        go: named.get(key, key.strip('"'))
-        for key, go in re.findall(r'asFlag\(("[\w.-]+"|\w+),\s*&nc\.(\w+)\)', features)
-    }
-    needed = set()
-    for env in ENVS:
-        predictor = _named(_docs(serverless_dist, env), "InferenceService", "inference")["spec"]["predictor"]
-        pod_fields = set(predictor) - {
-            # KServe's own fields of the predictor (ComponentExtensionSpec), not the pod's
-            "minReplicas",
-            "maxReplicas",
-            "scaleMetric",
-            "scaleTarget",
-            "canaryTrafficPercent",
-            "annotations",
-            "labels",
-        }
-        by_json = {_json_name(f): f for f in pod_always | set(pod_gated)}
-        for field in sorted(pod_fields):
-            assert field in by_json, f"{env}: Knative's PodSpec mask drops {field}"
-            go = by_json[field]
-            if go in pod_gated:
-                needed.add(flag_key[pod_gated[go]])
-        for container in [*predictor.get("initContainers", []), *predictor["containers"]]:
-            allowed = {_json_name(f) for f in container_always}
-            assert set(container) <= allowed, f"{env}: {set(container) - allowed}"
-        volume_sources = {_json_name(f): f for f in volume_always | set(volume_gated)}
-        for volume in predictor["volumes"]:
-            (source,) = set(volume) - {"name"}
-            assert source in volume_sources, f"{env}: Knative's volume mask drops {source}"
-            if volume_sources[source] in volume_gated:
-                needed.add(flag_key[volume_gated[volume_sources[source]]])
-    readme = (REPO / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| Knative Serving"))
-    for flag in sorted(needed):
-        assert f"{flag}: enabled" in row, f"README's Knative row does not ask for {flag}"
     register = (root / "pkg" / "apis" / "serving" / "register.go").read_text()
     for key in kserve.QUEUE_PROXY_RESOURCES:
         assert f'"queue.sidecar." + GroupName + "/{key}"' in register, key
@@ -394,6 +412,9 @@ def test_what_the_render_assumes_of_knative_holds_in_the_pinned_module(serverles
     assert re.search(r"AutoscalingQueueMetricsPort\s*=\s*9090\b", constants)
     validation = (root / "pkg" / "apis" / "serving" / "k8s_validation.go").read_text()
     assert '"http1",' in validation and "Probe port must match container port" in validation
-    for name, app in (("activator", "activator"), ("autoscaler", "autoscaler")):
-        deployment = (root / "config" / "core" / "deployments" / f"{name}.yaml").read_text()
-        assert f"app: {app}" in deployment and "namespace: knative-serving" in deployment
+    for caller in KNATIVE_CALLERS:  # the NetworkPolicies' and AuthorizationPolicies' view of them
+        deployment = (
+            root / "config" / "core" / "deployments" / f"{caller.peer.pod_labels['app']}.yaml"
+        ).read_text()
+        assert f"namespace: {caller.peer.namespace}" in deployment
+        assert f"serviceAccountName: {caller.service_account}" in deployment
