@@ -338,6 +338,57 @@ def test_each_environment_synced_in_wave_order(s: Scenario) -> None:
         _sync_order(s, env, first)
 
 
+def test_the_chart_renders_what_the_folder_synced(s: Scenario) -> None:
+    """The same environment from the Helm chart: an Application whose source is dist/helm/<platform>/ with the
+    environment's values file, beside the folder's (same project and destination). Argo CD renders the chart
+    with helm and compares it with what the folder's Application synced: Synced, the same objects. It never
+    syncs (no automated policy) and has no finalizer, so deleting it afterwards leaves the objects alone."""
+    env = next(e for e in s.envs if e.name == "dev")
+    folder_app = s.apps.get(s.env_app(env))
+    assert folder_app is not None
+    name = f"{folder_app['metadata']['name']}-chart"
+    source = folder_app["spec"]["source"]
+    chart = {
+        "apiVersion": APP[0],
+        "kind": APP[1],
+        "metadata": {"name": name, "namespace": argocd.NAMESPACE},
+        "spec": {
+            "project": folder_app["spec"]["project"],
+            "destination": folder_app["spec"]["destination"],
+            "source": {
+                "repoURL": source["repoURL"],
+                "targetRevision": source["targetRevision"],
+                "path": f"dist/helm/{platform_spec(s.served.work)['name']}",
+                "helm": {"valueFiles": [f"values-{env.folder.replace('/', '-')}.yaml"]},
+            },
+        },
+    }
+    s.kube.apply(chart)
+    try:
+
+        def compared(app: dict[str, Any]) -> bool:
+            status = app.get("status", {})
+            return status.get("sourceType") == "Helm" and status.get("sync", {}).get("status") in (
+                "Synced",
+                "OutOfSync",
+            )
+
+        app = s.apps.wait([name], compared, "the chart's Application compared", s.timeout_s, s.alive)[name]
+        assert app["status"]["sync"]["status"] == "Synced", s.apps.describe(name)
+        assert app["status"]["sync"]["revision"] == folder_app["status"]["sync"]["revision"]
+
+        def objects(a: dict[str, Any]) -> set[tuple[str, str, str]]:
+            return {(r["kind"], r.get("namespace", ""), r["name"]) for r in a["status"]["resources"]}
+
+        assert objects(app) == objects(folder_app)
+        s.log(
+            f"{name}: the chart's {len(objects(app))} objects are Synced with what dist/{env.folder}/ synced"
+        )
+    finally:
+        s.kube.delete(*APP, argocd.NAMESPACE, name)
+    assert s.apps.get(s.env_app(env)) is not None
+
+
 def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_back(s: Scenario) -> None:
     """An autoscaler changes replicas: the app stays Synced. The control: a Deployment whose replicas git does
     set, with no autoscaler, is put back by Argo CD's self-heal when scaled, so the diff does see replica
