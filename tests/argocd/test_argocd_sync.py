@@ -344,55 +344,65 @@ def test_each_environment_synced_in_wave_order(s: Scenario) -> None:
         _sync_order(s, env, first)
 
 
-def test_the_chart_renders_what_the_folder_synced(s: Scenario) -> None:
-    """The same environment from the Helm chart: an Application whose source is dist/helm/<platform>/ with the
-    environment's values file, beside the folder's (same project and destination). Argo CD renders the chart
-    with helm and compares it with what the folder's Application synced: Synced, the same objects. It never
-    syncs (no automated policy) and has no finalizer, so deleting it afterwards leaves the objects alone."""
+def test_argocd_deploys_the_chart_as_it_deploys_the_folder(s: Scenario) -> None:
+    """The same environment from the Helm chart: an Application whose source is dist/helm/<platform>/ with
+    dev's values file, its namespace set through a Helm parameter (`dev.spec.namespace`) so it does not share
+    the folder's objects, in a project of its own that allows only that namespace. Argo CD renders the chart
+    with helm, syncs it and finds it Synced and Healthy, with the objects the folder's Application has (by
+    kind and name). Removed afterwards with its namespace and project (no finalizer: nothing else touched)."""
     env = next(e for e in s.envs if e.name == "dev")
     folder_app = s.apps.get(s.env_app(env))
     assert folder_app is not None
     name = f"{folder_app['metadata']['name']}-chart"
+    namespace = f"{env.namespace}-chart"
+    projects = s.served.work / "dist" / "argocd"
+    project = yaml.safe_load((projects / f"appproject-{folder_app['spec']['project']}.yaml").read_text())
+    project["metadata"] = {"name": name, "namespace": argocd.NAMESPACE}
+    project["spec"]["destinations"] = [{"server": env.server, "namespace": namespace}]
+    project["spec"].pop("syncWindows", None)
     source = folder_app["spec"]["source"]
     chart = {
         "apiVersion": APP[0],
         "kind": APP[1],
         "metadata": {"name": name, "namespace": argocd.NAMESPACE},
         "spec": {
-            "project": folder_app["spec"]["project"],
-            "destination": folder_app["spec"]["destination"],
+            "project": name,
+            "destination": {"server": env.server, "namespace": namespace},
             "source": {
                 "repoURL": source["repoURL"],
                 "targetRevision": source["targetRevision"],
                 "path": f"dist/helm/{platform_spec(s.served.work)['name']}",
-                "helm": {"valueFiles": [f"values-{env.folder.replace('/', '-')}.yaml"]},
+                "helm": {
+                    "valueFiles": [f"values-{env.folder.replace('/', '-')}.yaml"],
+                    "parameters": [{"name": f"{env.folder}.spec.namespace", "value": namespace}],
+                },
             },
+            "syncPolicy": folder_app["spec"]["syncPolicy"],
         },
     }
-    s.kube.apply(chart)
+    for doc in (project, chart):
+        result = s.kube.apply(doc)
+        assert result.ok, f"applying {doc['kind']} {name}: {result.message}"
     try:
-
-        def compared(app: dict[str, Any]) -> bool:
-            status = app.get("status", {})
-            return status.get("sourceType") == "Helm" and status.get("sync", {}).get("status") in (
-                "Synced",
-                "OutOfSync",
-            )
-
-        app = s.apps.wait([name], compared, "the chart's Application compared", s.timeout_s, s.alive)[name]
-        assert app["status"]["sync"]["status"] == "Synced", s.apps.describe(name)
+        app = s.apps.wait([name], synced_healthy(), "the chart's Application synced", s.timeout_s, s.alive)[
+            name
+        ]
+        assert app["status"]["sourceType"] == "Helm"
         assert app["status"]["sync"]["revision"] == folder_app["status"]["sync"]["revision"]
 
-        def objects(a: dict[str, Any]) -> set[tuple[str, str, str]]:
-            return {(r["kind"], r.get("namespace", ""), r["name"]) for r in a["status"]["resources"]}
+        def objects(a: dict[str, Any]) -> set[tuple[str, str]]:
+            return {(r["kind"], r["name"]) for r in a["status"]["resources"]}
 
-        assert objects(app) == objects(folder_app)
-        s.log(
-            f"{name}: the chart's {len(objects(app))} objects are Synced with what dist/{env.folder}/ synced"
-        )
+        folder_objects = {(k, n.replace(env.namespace, namespace)) for k, n in objects(folder_app)}
+        assert objects(app) == folder_objects
+        live = s.kube.list("apps/v1", "Deployment", namespace)
+        assert {d["metadata"]["name"] for d in live} == {n for k, n in folder_objects if k == "Deployment"}
+        s.log(f"{name}: Argo CD synced the chart's {len(objects(app))} objects into {namespace}, Healthy")
     finally:
         s.kube.delete(*APP, argocd.NAMESPACE, name)
-    assert s.apps.get(s.env_app(env)) is not None
+        s.kube.delete("v1", "Namespace", None, namespace)
+        s.kube.delete(*PROJECT, argocd.NAMESPACE, name)
+    assert synced_healthy()(s.apps.get(s.env_app(env)) or {}), "the folder's Application was disturbed"
 
 
 def test_an_autoscaler_keeps_the_app_synced_and_self_heal_puts_fixed_replicas_back(s: Scenario) -> None:
