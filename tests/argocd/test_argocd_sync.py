@@ -32,6 +32,7 @@ from testcluster.apply import WAVE, install_crds, load_folder
 from testcluster.argocd_sync import (
     APP,
     ARGOCD_CM,
+    CHART_SUFFIX,
     EXTRA_SERVICE,
     FINALIZER,
     IN_CLUSTER,
@@ -354,7 +355,7 @@ def test_argocd_deploys_the_chart_as_it_deploys_the_folder(s: Scenario) -> None:
     folder_app = s.apps.get(s.env_app(env))
     assert folder_app is not None
     name = f"{folder_app['metadata']['name']}-chart"
-    namespace = f"{env.namespace}-chart"
+    namespace = env.namespace + CHART_SUFFIX
     projects = s.served.work / "dist" / "argocd"
     project = yaml.safe_load((projects / f"appproject-{folder_app['spec']['project']}.yaml").read_text())
     project["metadata"] = {"name": name, "namespace": argocd.NAMESPACE}

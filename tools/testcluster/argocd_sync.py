@@ -52,6 +52,8 @@ from testcluster.proxy import cluster_proxy
 from testcluster.versions import REPO_ROOT
 
 APP = ("argoproj.io/v1alpha1", "Application")
+#: The namespace an environment's Helm chart is deployed into by the chart scenario: `<namespace><suffix>`.
+CHART_SUFFIX = "-chart"
 PROJECT = ("argoproj.io/v1alpha1", "AppProject")
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 FINALIZER = "resources-finalizer.argocd.argoproj.io/foreground"
@@ -487,7 +489,11 @@ def boot(keep: bool = False, spec_change: Callable[[Path], None] | None = None) 
                 f"{cluster_name(server)}: control plane at {plane.url} ({plane.workdir}), {crds} CRDs, "
                 f"{len(nodes)} nodes"
             )
-            managed = {e.namespace for e in envs if e.server == server} | {"kyverno"}
+            # each environment's namespace, the one its chart is deployed into (CHART_SUFFIX), and Kyverno's
+            managed = {
+                n for e in envs if e.server == server for n in (e.namespace, e.namespace + CHART_SUFFIX)
+            }
+            managed |= {"kyverno"}
             helper = Kube(stack.enter_context(plane.client()))
             loops.append(stack.enter_context(standins.StandInLoop(standins.StandIns(helper, managed))))
         # On the way out, signal every process of every plane at once; each plane's stop() then only waits.
