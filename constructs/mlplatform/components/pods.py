@@ -95,7 +95,8 @@ class PodProps:
     worker: bool = False
     #: Mount the scraper's /metrics token (a ServiceMonitor scrapes the service).
     metrics_token: bool = False
-    #: Knative runs the pods (`runtime: kserve-serverless`): its port and probe rules, no grace period.
+    #: Knative runs the pods (`runtime: kserve-serverless`): what its validation refuses is left out (a grace
+    #: period, a preStop hook, `privileged`, `fsGroupChangePolicy`) and the port is named as it requires.
     knative: bool = False
 
     @property
@@ -160,6 +161,7 @@ def _storage(props: PodProps) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
 
 
 def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
+    serving_port = http_port_name(props)
     gpu = props.overlay.gpu
     extra = {gpu.resource_name: str(gpu.count)} if gpu else None
     config = names.ServiceNames(props.version.service).worker_config if props.worker else props.version.config
@@ -169,15 +171,15 @@ def _container(props: PodProps, mounts: list[k8s.VolumeMount]) -> k8s.Container:
         image_pull_policy="IfNotPresent",
         command=list(WORKER_COMMAND) if props.worker else None,
         ports=[
-            tcp_port(http_port_name(props), INFERENCE_PORT),
+            tcp_port(serving_port, INFERENCE_PORT),
             *([tcp_port(GRPC_PORT_NAME, GRPC_PORT)] if props.grpc else []),
         ],
         env_from=[k8s.EnvFromSource(config_map_ref=k8s.ConfigMapEnvSource(name=config))],
         resources=resources(props.overlay.resources.as_k8s(extra_requests=extra)),
         security_context=container_security_context(APP_UID, knative=props.knative),
-        startup_probe=http_probe(READY_PATH, STARTUP_PROBE, port_name=http_port_name(props)),
-        readiness_probe=http_probe(READY_PATH, READINESS_PROBE, port_name=http_port_name(props)),
-        liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE, port_name=http_port_name(props)),
+        startup_probe=http_probe(READY_PATH, STARTUP_PROBE, port_name=serving_port),
+        readiness_probe=http_probe(READY_PATH, READINESS_PROBE, port_name=serving_port),
+        liveness_probe=http_probe(LIVE_PATH, LIVENESS_PROBE, port_name=serving_port),
         # The API keeps serving while the endpoint goes away (a job worker has no endpoint to wait for; on
         # Knative its queue-proxy drains the pod, and Knative refuses a lifecycle: its Container field mask).
         lifecycle=None
