@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT / "constructs"))
 
 from spec_growth import make_spec  # noqa: E402
 
+from mlplatform.schema import list_environments  # noqa: E402
 from mlplatform.synth import synthesize  # noqa: E402
 
 IMPORTED = time.perf_counter()
@@ -76,11 +77,14 @@ class Timing:
         return f"{self.wall:.3f} s wall, {self.cpu:.3f} s CPU"
 
 
-def timed_synth(repo_root: Path, out: Path) -> Timing:
+def timed_synth(repo_root: Path, out: Path, *, without_chart: bool = False) -> Timing:
+    """Median of REPEATS synths; `without_chart`: every environment named (`--env`), which skips the Helm
+    chart and its renderings of every combination of the feature switches."""
+    only = list_environments(repo_root) if without_chart else None
     walls, cpus = [], []
     for _ in range(REPEATS):
         wall, cpu = time.perf_counter(), cpu_seconds()
-        synthesize(repo_root, out=out)
+        synthesize(repo_root, out=out, only=only)
         walls.append(time.perf_counter() - wall)
         cpus.append(cpu_seconds() - cpu)
     return Timing(statistics.median(walls), statistics.median(cpus))
@@ -112,21 +116,29 @@ def main() -> None:
         print(f"reference platform, all environments: first synth {cold:.3f} s")
         warm = timed_synth(REPO_ROOT, out)
         print(f"reference platform, all environments: warm synth {warm} ({files} files)")
+        bare = timed_synth(REPO_ROOT, Path(tmp) / "bare", without_chart=True)
+        print(f"reference platform, all environments, without the Helm chart: warm synth {bare}")
         results: dict[int, Timing] = {}
+        without: dict[int, Timing] = {}
         for n in sizes:
             root = Path(tmp) / f"spec-{n}"
             make_spec(root, n)
             shutil.copytree(REPO_ROOT / "policies", root / "policies", dirs_exist_ok=True)
             results[n] = timed_synth(root, Path(tmp) / f"out-{n}")
             files = sum(1 for p in (Path(tmp) / f"out-{n}").rglob("*") if p.is_file())
-            print(f"{n:4d} services x 3 environments: warm synth {results[n]} ({files} files)")
-        first, last = results[sizes[0]], results[sizes[-1]]
-        added = sizes[-1] - sizes[0]
-        wall, cpu = (last.wall - first.wall) / added, (last.cpu - first.cpu) / added
-        print(
-            f"per added service (all environments, {sizes[0]} -> {sizes[-1]}): "
-            f"{wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU"
-        )
+            without[n] = timed_synth(root, Path(tmp) / f"bare-{n}", without_chart=True)
+            print(
+                f"{n:4d} services x 3 environments: warm synth {results[n]} ({files} files); "
+                f"without the Helm chart {without[n]}"
+            )
+        for label, timings in (("", results), (", without the Helm chart", without)):
+            first, last = timings[sizes[0]], timings[sizes[-1]]
+            added = sizes[-1] - sizes[0]
+            wall, cpu = (last.wall - first.wall) / added, (last.cpu - first.cpu) / added
+            print(
+                f"per added service (all environments{label}, {sizes[0]} -> {sizes[-1]}): "
+                f"{wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU"
+            )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from mlplatform import cluster_policies, jsii_structs, signing_policy
 from mlplatform.argocd import ARGOCD_DIR, POLICIES_DIR, ArgoCdChart, retry
 from mlplatform.chart import EnvironmentChart
 from mlplatform.diagram import architecture_markdown
-from mlplatform.helm import render_chart
+from mlplatform.helm import SWITCHES, Variant, render_chart, spec_values, switches_of
 from mlplatform.infrastructure import (
     INFRASTRUCTURE_DIR,
     InfrastructureChart,
@@ -21,9 +22,10 @@ from mlplatform.infrastructure import (
     load_versions,
 )
 from mlplatform.output import manifest_files, write_tree
-from mlplatform.schema import Environment
+from mlplatform.schema import Environment, SpecError
 from mlplatform.schema import load_all as load_spec
 from mlplatform.schema.signing import OVERLAYS_DIR, public_key_pem
+from mlplatform.schema.source import Source
 
 DIAGRAM_FILE = "ARCHITECTURE.md"
 
@@ -45,6 +47,33 @@ def render_environment(env: Environment) -> dict[str, str]:
     app = cdk8s.App()
     EnvironmentChart(app, env.name, env=env)
     return manifest_files(app.synth_yaml())
+
+
+def render_switched(repo_root: Path, envs: list[Environment]) -> dict[str, list[Variant]]:
+    """Per environment folder, every other combination of the feature switches (mlplatform.helm.SWITCHES)
+    as the synth renders it, validated as if the overlay set them, or the synth's refusal: the chart's
+    values hold them all, so flipping a switch in the values gives what the synth would."""
+    found: dict[str, list[Variant]] = {env.folder: [] for env in envs}
+    sources: dict[str, Source] = {}
+    for name in sorted({env.name for env in envs}):
+        placed = [env for env in envs if env.name == name]
+        for switches in itertools.product((False, True), repeat=len(SWITCHES)):
+            wanted = [env for env in placed if switches_of(env) != switches]
+            if not wanted:
+                continue
+            try:
+                switched = {name: dict(zip(SWITCHES, switches, strict=True))}
+                loaded = load_spec(repo_root, switched=switched, sources=sources)
+            except SpecError as err:
+                for env in wanted:
+                    found[env.folder].append(Variant(switches, refused="; ".join(err.lines)))
+                continue
+            by_folder = {env.folder: env for env in loaded}
+            for env in wanted:
+                variant = by_folder[env.folder]
+                files: dict[str, str | bytes] = dict(render_environment(variant))
+                found[env.folder].append(Variant(switches, spec=spec_values(variant), files=files))
+    return found
 
 
 def render_argocd(envs: list[Environment], versions: dict[str, str]) -> dict[str, str]:
@@ -116,7 +145,7 @@ def render(repo_root: Path, *, only: list[str] | None = None, lean_structs: bool
         files[DIAGRAM_FILE] = architecture_markdown(env)
         folders[env.folder] = files
     if not only:  # the chart holds every environment (a partial synth leaves dist/helm/ as it was)
-        folders.update(render_chart(envs, folders))
+        folders.update(render_chart(envs, folders, render_switched(repo_root, envs)))
     versions = load_versions()
     folders[ARGOCD_DIR] = dict(render_argocd(envs, versions))
     folders.update(render_infrastructure(envs, versions))

@@ -66,11 +66,22 @@ def test_a_key_only_some_environments_have_renders_under_a_condition() -> None:
     entry = _entry(node, "spec", "volumes")
     assert entry.condition == "/spec/volumes"
     assert computed.by_environment == {"prod": {"/spec/volumes": True}}
-    text = template("statefulset-redis", node)
+    text = template("statefulset-redis", node, "mlplatform")
     assert '{{- if hasKey $o "/spec/volumes" }}' in text
     assert isinstance(node, Mapping_)
 
 
 def test_a_string_that_looks_like_a_template_is_printed_by_the_template() -> None:
     node, _ = _plan({"data": {"t": "{{ .Values.x }}"}}, {"data": {"t": "{{ .Values.x }}"}})
-    assert '"t": {{ "{{ .Values.x }}" | toJson }}' in template("configmap-t", node)
+    assert '"t": {{ "{{ .Values.x }}" | toJson }}' in template("configmap-t", node, "mlplatform")
+
+
+def test_renderings_that_share_an_object_and_a_spec_each_get_its_computed_values() -> None:
+    shared = {"spec": {"replicas": 1, "volumes": [{"name": "tmp"}]}}
+    specs = {"dev": SPECS["dev"], "dev switched": SPECS["dev"], "prod": SPECS["prod"]}
+    computed = Computed()
+    rendered = {"dev": shared, "dev switched": shared, "prod": {"spec": {"replicas": 3}}}
+    node = plan_object("statefulset-redis", rendered, specs, computed)
+    assert _entry(node, "spec", "volumes").condition == "/spec/volumes"
+    marked = {"/spec/volumes": True}
+    assert computed.by_environment == {"dev": marked, "dev switched": marked}

@@ -884,6 +884,24 @@ def test_load_environment_reports_its_own_file(root: Path) -> None:
     ]
 
 
+def test_switched_fields_are_validated_as_if_the_overlay_set_them(root: Path) -> None:
+    """What the Helm chart's combinations of feature switches rest on (mlplatform.synth.render_switched)."""
+    written = (root / "overlays" / "dev.yaml").read_text()
+    envs = load_all(root, switched={"dev": {("features", "topologySpread"): True}})
+    dev = next(e for e in envs if e.name == "dev")
+    assert dev.overlay.features.topology_spread is True
+    assert (
+        next(e for e in envs if e.name == "stage").overlay.features
+        == load_environment("stage", repo_root=root).overlay.features
+    )
+    assert (root / "overlays" / "dev.yaml").read_text() == written
+    with pytest.raises(SpecError) as info:  # dev has no jobs Redis: a field it never wrote, at line 1
+        load_all(root, switched={"dev": {("jobs", "enabled"): True}}, sources={})
+    assert info.value.lines == [
+        "overlays/dev.yaml:1: jobs.redis: missing, but enabled is true; allowed: the jobs Redis's settings"
+    ]
+
+
 def test_failed_synth_leaves_dist_untouched(root: Path) -> None:
     out = root / "dist"
     (out / "dev").mkdir(parents=True)

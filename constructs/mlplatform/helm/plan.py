@@ -20,6 +20,7 @@ exactly: `make helm` and the tests check it object by object.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -79,6 +80,8 @@ class Spec:
 
     paths: dict[str, list[Path]] = field(default_factory=dict)
     strings: list[tuple[Path, str]] = field(default_factory=list)
+    #: string -> the fields found inside it (_embedded), as computed once
+    embedded: dict[str, set[Candidate]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, dumped: Mapping[str, Any]) -> Spec:
@@ -103,9 +106,21 @@ class Computed:
 
 
 def plan_object(name: str, rendered: dict[str, Any], specs: dict[str, Spec], computed: Computed) -> Node:
-    """The template of object `name` from each environment's copy of it (environment -> object)."""
+    """The template of object `name` from each environment's copy of it (environment -> object).
+
+    Renderings that share both the object and the Spec (the same Python objects: an object a switch does
+    not change) are planned once, and what is computed for one is put for each."""
     words = set(_words(name))
-    return _plan(rendered, (), specs, computed, words)
+    groups: dict[tuple[int, int], list[str]] = {}
+    for key, obj in rendered.items():
+        groups.setdefault((id(obj), id(specs[key])), []).append(key)
+    planned = Computed()
+    node = _plan({keys[0]: rendered[keys[0]] for keys in groups.values()}, (), specs, planned, words)
+    for keys in groups.values():
+        for key in keys:
+            for pointer, value in planned.by_environment.get(keys[0], {}).items():
+                computed.put(key, pointer, value)
+    return node
 
 
 def _plan(
@@ -171,8 +186,12 @@ def _match(
     # a number or a short string the same everywhere: only from a spec field of the same name (`replicas`)
     same_name = not evident
 
+    canonical: dict[int, str] = {}  # renderings share their values' objects: each is written once
+
     def exactly(env: str, value: Any) -> set[Candidate]:
-        paths = specs[env].paths.get(_canonical(value), [])
+        if id(value) not in canonical:
+            canonical[id(value)] = _canonical(value)
+        paths = specs[env].paths.get(canonical[id(value)], [])
         return {(p, "", "") for p in paths if not same_name or p[-1] == key}
 
     exact = _agreed(values, exactly)
@@ -195,6 +214,12 @@ def _agreed(values: dict[str, Any], found: Callable[[str, Any], set[Candidate]])
 
 
 def _embedded(value: str, spec: Spec) -> set[Candidate]:
+    if value not in spec.embedded:
+        spec.embedded[value] = _embedded_in(value, spec)
+    return spec.embedded[value]
+
+
+def _embedded_in(value: str, spec: Spec) -> set[Candidate]:
     found = set()
     for path, text in spec.strings:
         if text != value and value.count(text) == 1:
@@ -214,7 +239,7 @@ def _distinctive(text: str) -> bool:
 def _best(candidates: set[Candidate], words: set[str]) -> Candidate | None:
     if len(candidates) == 1:
         return next(iter(candidates))
-    scored = sorted(((len(words & set(_path_words(c[0]))), c) for c in candidates), key=lambda s: -s[0])
+    scored = sorted(((len(words & _path_words(c[0])), c) for c in candidates), key=lambda s: -s[0])
     if scored[0][0] > scored[1][0]:
         return scored[0][1]
     return None
@@ -255,7 +280,6 @@ def _words(text: str) -> Iterator[str]:
         yield from (w.lower() for w in _WORD.findall(part))
 
 
-def _path_words(path: Path) -> Iterator[str]:
-    for p in path:
-        if isinstance(p, str):
-            yield from _words(p)
+@functools.cache
+def _path_words(path: Path) -> frozenset[str]:
+    return frozenset(w for p in path if isinstance(p, str) for w in _words(p))

@@ -6,9 +6,11 @@ every file before it fails, so one run reports every broken file.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from mlplatform.schema.catalog import CATALOG_FILE, Catalog, ImageSource, Remote
 from mlplatform.schema.common import ALLOWED_BY_PATTERN
 from mlplatform.schema.errors import (
     MAX_LINE,
+    FieldPath,
     FieldProblems,
     Problem,
     SpecError,
@@ -128,16 +131,26 @@ def load_environment(env: str, *, repo_root: Path, platform: Platform | None = N
     return placed[0]
 
 
-def load_all(repo_root: Path) -> list[Environment]:
+def load_all(
+    repo_root: Path,
+    *,
+    switched: Mapping[str, Mapping[FieldPath, Any]] | None = None,
+    sources: dict[str, Source] | None = None,
+) -> list[Environment]:
     """Every environment, validated together: every file, then the environments against each other.
 
+    `switched`: environment -> field path -> value, set in that overlay as if written there (the Helm chart
+    renders each environment with its feature switches flipped; mlplatform.synth.render_switched).
+    `sources`: files already parsed (path -> Source), for callers that load the same files several times;
+    files parsed here are added.
     Raises one SpecError with every problem of every file.
     """
     problems: list[Problem] = _stray_files(repo_root)
-    catalog = _catalog(repo_root, problems)
-    platform = _platform(repo_root, catalog, problems)
+    catalog = _catalog(repo_root, problems, sources)
+    platform = _platform(repo_root, catalog, problems, sources)
     loaded = [
-        _environment(repo_root, env, platform, catalog, problems) for env in list_environments(repo_root)
+        _environment(repo_root, env, platform, catalog, problems, (switched or {}).get(env, {}), sources)
+        for env in list_environments(repo_root)
     ]
     problems += checks.across_environments(loaded)
     if not loaded:
@@ -187,8 +200,13 @@ def _stray_files(repo_root: Path) -> list[Problem]:
     return problems
 
 
-def _platform(repo_root: Path, catalog: Catalog | None, problems: list[Problem]) -> Platform | None:
-    source = _read(repo_root, f"{OVERLAYS_DIR}/{PLATFORM_FILE}")
+def _platform(
+    repo_root: Path,
+    catalog: Catalog | None,
+    problems: list[Problem],
+    sources: dict[str, Source] | None = None,
+) -> Platform | None:
+    source = _read(repo_root, f"{OVERLAYS_DIR}/{PLATFORM_FILE}", sources)
     platform = _validate(source, Platform, problems)
     if platform is not None and catalog is not None:
         problems += checks.platform_models(platform, source, catalog)
@@ -201,19 +219,32 @@ def _platform(repo_root: Path, catalog: Catalog | None, problems: list[Problem])
     return platform
 
 
-def _catalog(repo_root: Path, problems: list[Problem]) -> Catalog | None:
+def _catalog(
+    repo_root: Path, problems: list[Problem], sources: dict[str, Source] | None = None
+) -> Catalog | None:
     if not (repo_root / CATALOG_FILE).is_file():
         problems.append(
             Problem(CATALOG_FILE, 1, "", "missing: the model build writes it; allowed: run `make models`")
         )
         return None
-    return _validate(_read(repo_root, CATALOG_FILE), Catalog, problems)
+    return _validate(_read(repo_root, CATALOG_FILE, sources), Catalog, problems)
 
 
 def _environment(
-    repo_root: Path, env: str, platform: Platform | None, catalog: Catalog | None, problems: list[Problem]
+    repo_root: Path,
+    env: str,
+    platform: Platform | None,
+    catalog: Catalog | None,
+    problems: list[Problem],
+    switched: Mapping[FieldPath, Any] | None = None,
+    sources: dict[str, Source] | None = None,
 ) -> checks.Loaded:
-    source = _read(repo_root, f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}")
+    source = _read(repo_root, f"{OVERLAYS_DIR}/{env}{OVERLAY_SUFFIX}", sources)
+    if switched and isinstance(source.data, dict):
+        source.data = _with_fields(source.data, switched)
+        for path in switched:  # a field not written in the file is shown at its closest written parent
+            for depth in range(1, len(path) + 1):
+                source.lines.setdefault(path[:depth], source.line_of(path[: depth - 1]))
     problems += checks.environment_name(env, source.file, platform)
     overlay = _validate(source, Overlay, problems)
     if overlay is not None:
@@ -227,6 +258,20 @@ def _environment(
     return loaded
 
 
+def _with_fields(data: dict[Any, Any], fields: Mapping[FieldPath, Any]) -> dict[Any, Any]:
+    """A copy of a file's data with each field path set to its value (missing mappings on the way added)."""
+    data = copy.deepcopy(data)
+    for path, value in fields.items():
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return data
+
+
 def _files(repo_root: Path, loaded: checks.Loaded, problems: list[Problem]) -> dict[str, str]:
     """The files under overlays/ that the overlay names (JWKS ConfigMaps); their problems are added."""
     if loaded.overlay is None:
@@ -236,8 +281,15 @@ def _files(repo_root: Path, loaded: checks.Loaded, problems: list[Problem]) -> d
     return files
 
 
-def _read(repo_root: Path, relative: str) -> Source:
-    return read(repo_root / relative, shown_as=relative)
+def _read(repo_root: Path, relative: str, sources: dict[str, Source] | None = None) -> Source:
+    """The file parsed; from `sources` where it is there (a copy whose lines and problems may change: the
+    data is shared, and nothing changes it)."""
+    if sources is None:
+        return read(repo_root / relative, shown_as=relative)
+    if relative not in sources:
+        sources[relative] = read(repo_root / relative, shown_as=relative)
+    found = sources[relative]
+    return dataclasses.replace(found, lines=dict(found.lines), problems=list(found.problems))
 
 
 def _validate(source: Source, model: type[M], problems: list[Problem]) -> M | None:

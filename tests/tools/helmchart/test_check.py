@@ -1,12 +1,15 @@
 """The chart under dist/helm/ against dist/ itself, with the pinned helm (tools/helmchart).
 
 `helm template` with each environment's values gives that environment's objects exactly; a value of the spec
-set through Helm renders what the synth renders for the same overlay change; and values the synth refuses,
-Helm refuses too (values.schema.json).
+set through Helm renders what the synth renders for the same overlay change; a feature switch flipped through
+Helm adds and removes what the synth does for the same overlay change, in every combination, and a
+combination the synth refuses Helm refuses with the synth's reason; and values the synth refuses, Helm
+refuses too (values.schema.json).
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -58,12 +61,12 @@ def test_an_object_the_chart_does_not_give_back_is_named(helm: Path, tmp_path: P
     assert problems["prod"] == ("extra Service/mlplatform-prod/redis",)
 
 
-def _spec_copy(root: Path, change: Callable[[dict[str, Any]], None]) -> Path:
-    """overlays/ and the model catalog, with stage's overlay changed."""
+def _spec_copy(root: Path, change: Callable[[dict[str, Any]], None], env: str = "stage") -> Path:
+    """overlays/ and the model catalog, with one environment's overlay changed."""
     shutil.copytree(REPO / "overlays", root / "overlays")
     (root / Path(CATALOG_FILE).parent).mkdir(parents=True)
     shutil.copy(REPO / CATALOG_FILE, root / CATALOG_FILE)
-    path = root / "overlays" / "stage.yaml"
+    path = root / "overlays" / f"{env}.yaml"
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -96,6 +99,66 @@ def test_spec_values_set_through_helm_render_what_the_synth_renders(helm: Path, 
     chart = chart_of(DIST)
     sets = [arg for dotted, value in changes.items() for arg in ("--set", f"stage.spec.{dotted}={value}")]
     assert compare(want, template(helm, chart, chart / "values-stage.yaml", *sets)) == []
+
+
+#: The overlay's feature switches, as its README names them (the chart's values hold every combination).
+SWITCHES = ("features.serviceMonitor", "features.topologySpread", "jobs.enabled")
+
+
+def _switches(env: str) -> tuple[bool, ...]:
+    data = yaml.safe_load((REPO / "overlays" / f"{env}.yaml").read_text())
+    found = []
+    for dotted in SWITCHES:
+        node: Any = data
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        found.append(bool(node))
+    return tuple(found)
+
+
+FLIPPED = [
+    (env, combo)
+    for env in ("dev", "prod", "stage")
+    for combo in itertools.product((False, True), repeat=len(SWITCHES))
+    if combo != _switches(env)
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "combo"),
+    FLIPPED,
+    ids=[f"{e}-" + "".join("1" if on else "0" for on in c) for e, c in FLIPPED],
+)
+def test_feature_switches_set_through_helm_render_what_the_synth_renders(
+    helm: Path, tmp_path: Path, env: str, combo: tuple[bool, ...]
+) -> None:
+    def change(data: dict[str, Any]) -> None:
+        for dotted, on in zip(SWITCHES, combo, strict=True):
+            *parents, last = dotted.split(".")
+            node = data
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = on
+
+    spec = _spec_copy(tmp_path / "spec", change, env)
+    chart = chart_of(DIST)
+    sets = [
+        a
+        for d, on in zip(SWITCHES, combo, strict=True)
+        for a in ("--set", f"{env}.spec.{d}={str(on).lower()}")
+    ]
+    try:
+        synthesize(spec, out=tmp_path / "dist", only=[env])
+    except SpecError as refused:
+        with pytest.raises(Exception, match="the synth refuses these switches") as helm_refused:
+            template(helm, chart, chart / f"values-{env}.yaml", *sets)
+        file, _line, problem = refused.lines[0].split(":", 2)  # the line: where the test wrote the switch
+        assert f"{file}:" in str(helm_refused.value)
+        assert problem.strip() in str(helm_refused.value)
+        return
+    want = expected(tmp_path / "dist" / env)
+    assert want != expected(DIST / env)
+    assert compare(want, template(helm, chart, chart / f"values-{env}.yaml", *sets)) == []
 
 
 REFUSED = {
