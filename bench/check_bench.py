@@ -144,6 +144,11 @@ def findings_of(sarif: dict[str, Any]) -> list[tuple[str, str]]:
     )
 
 
+def _data_file(folder: Path, name: str) -> Path:
+    """Where one dist/ folder's conftest data goes (a folder such as infrastructure/<cluster> flattened)."""
+    return folder / f"{name.replace('/', '--')}.json"
+
+
 def engine_breakdown(spec: Path, rules: str | None) -> None:
     """The gate's steps one after the other, each timed on its own (this tree's code)."""
     tools = cli.tools_at(REPO / ".tools" / "bin")
@@ -170,13 +175,13 @@ def engine_breakdown(spec: Path, rules: str | None) -> None:
         dist_paths = sorted(f"dist/{p.name}" for p in dist_dir.iterdir() if p.is_dir())
         for n in folders:
             data = runner.conftest_data(n, loaded[n], specs.get(n), (dist_paths, repo_url), [])
-            (Path(tmp) / f"{n}.json").write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+            _data_file(Path(tmp), n).write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
 
         def conftest(policies: Path) -> None:
             t = engines.Tools(tools.kyverno, tools.conftest, tools.kyverno_policies, policies)
             for n in folders:
                 engines.conftest_findings(
-                    engines.start_conftest(t, loaded[n], Path(tmp) / f"{n}.json"), loaded[n], n
+                    engines.start_conftest(t, loaded[n], _data_file(Path(tmp), n)), loaded[n], n
                 )
 
         cost, _ = timed(lambda: conftest(tools.conftest_policies))
