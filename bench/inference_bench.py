@@ -8,6 +8,8 @@ Servers, all started at once, each one process pinned to core 0 (`taskset -c 0`)
           also given as a ratio to it;
 - bare-grpc: a bare grpcio asyncio servicer + onnxruntime (bench/bare_grpc_server.py): the gRPC reference,
           what grpcio in Python does at best here (every gRPC figure is also given as a ratio to it);
+- bare-grpc-sync: the same servicer on grpcio's thread-pool server (`--sync`): what grpcio does without an
+          event loop (the service's gRPC shares REST's loop, so this is a lead, not a peer);
 - ours:   this service as deployed (`python -m inference_service`: one uvicorn worker, API keys on, the JSON
           access log on, written to a file, metrics on, the Redis tier on);
 - kserve: KServe 0.21.0's ModelServer serving the same model.onnx through V2, over REST and over its gRPC
@@ -285,18 +287,20 @@ def start_bare() -> Server:
     return Server(name="bare", port=port, proc=proc)
 
 
-def start_bare_grpc() -> Server:
+def start_bare_grpc(*, sync: bool = False) -> Server:
+    """bench/bare_grpc_server.py on grpcio's asyncio server, or (`sync`) on its thread-pool server."""
     port = free_port()
     args = [
         sys.executable,
         str(BENCH / "bare_grpc_server.py"),
         str(port),
         str(MODELS / TABULAR / "1/model.onnx"),
+        TABULAR,
+        *(["--sync"] if sync else []),
     ]
-    proc = subprocess.Popen(
-        _pinned(SERVER_CORE, [*args, TABULAR]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return Server(name="bare-grpc", port=0, proc=proc, grpc_port=port)  # gRPC only
+    proc = subprocess.Popen(_pinned(SERVER_CORE, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = "bare-grpc-sync" if sync else "bare-grpc"
+    return Server(name=name, port=0, proc=proc, grpc_port=port)  # gRPC only
 
 
 def start_kserve() -> Server:
@@ -390,10 +394,10 @@ def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool, grpc: bo
     v2path = f"/v2/models/{TABULAR}/infer"
     if "bare" in servers:
         out.append(Workload("bare v2 miss", "bare", TABULAR, v2path, False, v2_tabular))
-    if grpc and "bare-grpc" in servers:
-        out.append(
-            Workload("bare grpc miss", "bare-grpc", TABULAR, MODEL_INFER, False, grpc_tabular, grpc=True)
-        )
+    for bare in ("bare-grpc", "bare-grpc-sync"):
+        if grpc and bare in servers:
+            key = bare.replace("bare-grpc", "bare grpc") + " miss"
+            out.append(Workload(key, bare, TABULAR, MODEL_INFER, False, grpc_tabular, grpc=True))
     for name in servers:
         if name.startswith("ours"):
             out.append(Workload(f"{name} v2 hit", name, TABULAR, v2path, True, v2_tabular))
@@ -658,7 +662,7 @@ def _ratio(value: float, ref: Cell | None) -> str:
 
 def _peers(key: str) -> tuple[str, str]:
     """The bare and KServe cells a workload is compared with: the gRPC ones for gRPC, V2 REST otherwise."""
-    api = "grpc" if " grpc " in key else "v2"
+    api = "grpc" if " grpc " in key or " grpc-" in key else "v2"
     return f"bare {api} miss", f"kserve {api} miss"
 
 
@@ -754,14 +758,21 @@ def grpc_targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
         if cell is None or not cell.samples:
             continue
         rps = cell.median("rps")
-        for peer, goal in ((f"{name} v2 miss", 1.0), ("kserve grpc miss", 3.0), ("bare grpc miss", 0.0)):
+        peers = (
+            (f"{name} v2 miss", 1.0),
+            ("kserve grpc miss", 3.0),
+            ("bare grpc miss", 0.0),
+            ("bare grpc-sync miss", 0.0),
+        )
+        for peer, goal in peers:
             ref = cells.get((peer, 16))
             if ref is None or not ref.samples:
                 continue
             if not goal:  # the reference: what grpcio itself allows, for reading the two above
                 lines.append(
                     f"{name} grpc miss c=16: {rps / ref.median('rps'):.2f}x {peer}'s "
-                    f"{ref.median('rps'):,.0f} req/s (a bare grpcio servicer; no target), server CPU "
+                    f"{ref.median('rps'):,.0f} req/s (a bare grpcio servicer, {peer.split()[1]}; no target), "
+                    f"server CPU "
                     f"{cell.median('cpu_us'):.0f} us/req against {ref.median('cpu_us'):.0f}"
                 )
                 continue
@@ -1055,6 +1066,7 @@ def main() -> int:
         servers["bare"] = start_bare()
         if not args.skip_grpc:
             servers["bare-grpc"] = start_bare_grpc()
+            servers["bare-grpc-sync"] = start_bare_grpc(sync=True)
         servers["ours"] = start_ours("ours", redis.url)
         for spec in args.variant:
             name, ref, extra = parse_variant(spec)
@@ -1069,7 +1081,7 @@ def main() -> int:
                 try:
                     _wait_grpc(s)
                 except TimeoutError:
-                    if s.name in ("ours", "kserve", "bare-grpc"):
+                    if s.name in ("ours", "kserve", "bare-grpc", "bare-grpc-sync"):
                         raise
                     print(f"== {s.name}: no gRPC server (a ref from before it?); REST only", flush=True)
                     s.grpc_port = None
