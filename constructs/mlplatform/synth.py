@@ -54,11 +54,12 @@ def render_switched(repo_root: Path, envs: list[Environment]) -> dict[str, list[
     as the synth renders it, validated as if the overlay set them, or the synth's refusal: the chart's
     values hold them all, so flipping a switch in the values gives what the synth would."""
     found: dict[str, list[Variant]] = {env.folder: [] for env in envs}
-    sources: dict[str, Source] = {}
+    actual = {env.folder: switches_of(env) for env in envs}
+    sources: dict[str, Source] = {}  # every combination reads the same files: each is parsed once
     for name in sorted({env.name for env in envs}):
         placed = [env for env in envs if env.name == name]
         for switches in itertools.product((False, True), repeat=len(SWITCHES)):
-            wanted = [env for env in placed if switches_of(env) != switches]
+            wanted = [env for env in placed if actual[env.folder] != switches]
             if not wanted:
                 continue
             try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +94,12 @@ def render_chart(
     """dist/helm/<platform>/ and its templates/ folder: folder -> file name -> content. `variants`: per
     environment folder, every other combination of the switches as the synth renders it."""
     platform = envs[0].platform.name
-    every = {
-        env.folder: [*_rendered(env, folders[env.folder]), *variants.get(env.folder, [])] for env in envs
+    every = {  # each environment's renderings, its own switches first, then by switches
+        env.folder: [
+            Variant(switches=switches_of(env), spec=spec_values(env), files=folders[env.folder]),
+            *sorted(variants.get(env.folder, []), key=lambda v: v.switches),
+        ]
+        for env in envs
     }
     # one rendering per environment and combination the synth accepts: "<folder> <switch key>"
     parsed: dict[str | bytes, Any] = {}  # the combinations share most files: each text is parsed once
@@ -132,23 +135,20 @@ def render_chart(
     }
     for env in envs:
         shared: dict[str, Any] = {}  # the same entry in several combinations: written once, then aliased
+        by_switches = sorted(every[env.folder], key=lambda v: v.switches)
         own = {
             "environment": values_key(env),
             values_key(env): {
                 "spec": spec_values(env),
                 "objects": {
                     switch_key(v.switches): {
-                        name: shared.setdefault(_canonical(name, entry), entry)
+                        name: shared.setdefault(_entry_key(name, entry), entry)
                         for name, entry in objects[_rendering(env.folder, v)].items()
                     }
-                    for v in sorted(every[env.folder], key=lambda v: v.switches)
+                    for v in by_switches
                     if v.files is not None
                 },
-                "refused": {
-                    switch_key(v.switches): v.refused
-                    for v in sorted(every[env.folder], key=lambda v: v.switches)
-                    if v.refused is not None
-                },
+                "refused": {switch_key(v.switches): v.refused for v in by_switches if v.refused is not None},
             },
         }
         body = _dump(own)
@@ -169,15 +169,11 @@ def render_chart(
     return chart
 
 
-def _rendered(env: Environment, files: dict[str, str | bytes]) -> Iterator[Variant]:
-    yield Variant(switches=switches_of(env), spec=spec_values(env), files=files)
-
-
 def _rendering(folder: str, variant: Variant) -> str:
     return f"{folder} {switch_key(variant.switches)}"
 
 
-def _canonical(name: str, entry: Any) -> str:
+def _entry_key(name: str, entry: Any) -> str:
     return name + json.dumps(entry, sort_keys=True)
 
 
