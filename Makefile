@@ -131,8 +131,9 @@ bench: setup redis models bench-tools ## Run the benchmarks (bench/*_bench.py) a
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b; done
 
 .PHONY: bench-tools
-bench-tools: .tools/ghz.stamp ## The load generators `make bench` drives out of process: wrk (Debian's), ghz (built from tools/ghz/)
+bench-tools: .tools/ghz.stamp ## The load generators `make bench` drives out of process: wrk and h2load (Debian's), ghz (built from tools/ghz/)
 	@tools/setup/wrk.sh
+	@tools/setup/h2load.sh
 
 .PHONY: clean
 clean: ## Remove build outputs and reports (keeps the toolchain)

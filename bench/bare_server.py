@@ -20,6 +20,17 @@ import uvicorn
 _JSON = [(b"content-type", b"application/json")]
 
 
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
 def make_app(model_path: str, name: str) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -34,13 +45,7 @@ def make_app(model_path: str, name: str) -> Any:
         if scope["method"] == "GET":  # readiness, for the bench's wait
             body = b'{"ready":true}'
         else:
-            chunks = []
-            more = True
-            while more:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                more = message.get("more_body", False)
-            item = orjson.loads(b"".join(chunks))["inputs"][0]
+            item = orjson.loads(await read_body(receive))["inputs"][0]
             x = np.asarray(item["data"], dtype=np.float32).reshape(item["shape"])
             results = session.run(None, {input_name: x})
             body = orjson.dumps(

