@@ -5,9 +5,9 @@
 The same ModelInfer work as bench/bare_grpc_server.py (its Servicer.infer), served by connect-python's ASGI
 application, which speaks the gRPC protocol (and Connect's and gRPC-Web's) over any ASGI server, with the
 google.protobuf codecs (the service's generated messages) and no compression: what a maintained library,
-not hand-written framing (bench/bare_pyvoy_server.py's grpc_app), costs on the same Envoy. The endpoints are
+not hand-written framing (bench/bare_asgi_server.py's grpc_app), costs on the same Envoy. The endpoints are
 written out here as connect-python's generator would write them for these two methods. inference_bench's
-start_pyvoy runs it in build/pyvoy-venv, where PYVOY_PINS installs connectrpc.
+start_pyvoy runs it in build/asgi-venv, where ASGI_PINS installs connectrpc.
 """
 
 from __future__ import annotations

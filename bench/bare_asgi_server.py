@@ -1,20 +1,20 @@
-"""The bare servers on another HTTP stack: ASGI apps for pyvoy, which embeds Python in Envoy.
+"""The bare servers on other HTTP stacks: ASGI apps for pyvoy, which embeds Python in Envoy, and hypercorn.
 
-    BARE_MODEL=MODEL.onnx BARE_NAME=NAME pyvoy --port PORT --worker-threads 1 bare_pyvoy_server:grpc_app
+    BARE_MODEL=MODEL.onnx BARE_NAME=NAME pyvoy --port PORT --worker-threads 1 bare_asgi_server:grpc_app
 
 - `grpc_app`: the ModelInfer work of bench/bare_grpc_server.py (its Servicer.infer: typed FP32 contents in,
   typed contents out) as a plain ASGI app: the gRPC framing (a 5-byte length prefix, `grpc-status` in the
   HTTP/2 trailers) by hand, HTTP/2 by Envoy. pyvoy's ASGI server carries trailers, which gRPC needs
   (uvicorn has no HTTP/2; granian sends no trailers; hypercorn's HTTP/2 is pure Python). No auth, no
-  validation, no compression, no error statuses: what an ASGI gRPC servicer can do at best here when Envoy,
-  not grpcio, speaks HTTP/2.
+  validation, no compression, no error statuses: what an ASGI gRPC servicer can do at best here when Envoy
+  (or hypercorn), not grpcio, speaks HTTP/2.
 - `rest_app`: bench/bare_server.py's V2 JSON app, unchanged: what the same stack does for REST.
 - `hybrid_app`: `grpc_app`, and from its lifespan `rest_app` on uvicorn (httptools) on BARE_REST_PORT, in the
   same process and on the same event loop (pyvoy's): gRPC by Envoy, REST by uvicorn, as a service could
   serve both.
 
-The benches install pyvoy into a virtualenv of its own (build/pyvoy-venv) and run this module there with
-.venv's packages on the path (inference_bench.start_pyvoy).
+The benches install pyvoy and hypercorn into a virtualenv of their own (build/asgi-venv) and run this module
+there with .venv's packages on the path (inference_bench.asgi_env).
 """
 
 from __future__ import annotations
