@@ -590,7 +590,7 @@ def wrk(server: Server, workload: Workload, concurrency: int, seconds: float) ->
         "wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "5s",
         "-s", str(BENCH / "wrk_load.lua"), f"http://127.0.0.1:{server.port}",
     ]  # fmt: skip
-    cpu, client, wall = _run_load(server, args, env)
+    cpu, client, wall, _ = _run_load(server, args, env)
     result = json.loads(out.read_text())
     out.unlink()
     errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
@@ -614,14 +614,14 @@ def _children_cpu_seconds() -> float:
 
 def _run_load(
     server: Server, args: list[str], env: dict[str, str] | None = None
-) -> tuple[float, float, float]:
-    """Runs a load generator on the load core; returns the server's CPU seconds, the generator's, and the wall
-    time."""
+) -> tuple[float, float, float, str]:
+    """Runs a load generator on the load core; returns the server's CPU seconds, the generator's, the wall
+    time and what the generator printed."""
     started = time.perf_counter()
     cpu_before, client_before = _tree_cpu_seconds(server.pid), _children_cpu_seconds()
-    subprocess.run(_pinned(LOAD_CORE, args), env=env, check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run(_pinned(LOAD_CORE, args), env=env, check=True, capture_output=True, text=True).stdout
     cpu = _tree_cpu_seconds(server.pid) - cpu_before
-    return cpu, _children_cpu_seconds() - client_before, time.perf_counter() - started
+    return cpu, _children_cpu_seconds() - client_before, time.perf_counter() - started, out
 
 
 def ghz(server: Server, workload: Workload, concurrency: int, seconds: float) -> Sample:
@@ -636,7 +636,7 @@ def ghz(server: Server, workload: Workload, concurrency: int, seconds: float) ->
     ]  # fmt: skip
     if server.api_key:
         args += ["-m", json.dumps({"authorization": f"Bearer {server.api_key}"})]
-    cpu, client, wall = _run_load(server, [*args, f"127.0.0.1:{server.grpc_port}"])
+    cpu, client, wall, _ = _run_load(server, [*args, f"127.0.0.1:{server.grpc_port}"])
     result = json.loads(out.read_text())
     out.unlink()
     data.unlink()

@@ -42,18 +42,16 @@ import grpc
 import orjson
 from inference_bench import (  # the servers and the measuring of inference_bench itself, not copies
     ASGI_VENV,
-    LOAD_CORE,
     MODEL_INFER,
     ROOT,
     SCRATCH,
     SERVER_CORE,
     TABULAR,
     Server,
-    _children_cpu_seconds,
     _pinned,
+    _run_load,
     _stop,
     _tabular_row,
-    _tree_cpu_seconds,
     _wait_grpc,
     _wait_http,
     alone,
@@ -125,15 +123,7 @@ def h2load(server: Server, protocol: str, body: dict[str, Path], requests: int) 
     else:
         url = f"http://127.0.0.1:{server.port}/v2/models/{TABULAR}/infer"
         args = ["--h1", "-d", str(body["rest"]), "-H", "content-type: application/json", url]
-    command = _pinned(LOAD_CORE, ["h2load", "-n", str(requests), "-c", "16", "-m", "1", *args])
-    before, client_before, started = (
-        _tree_cpu_seconds(server.pid),
-        _children_cpu_seconds(),
-        time.perf_counter(),
-    )
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    wall = time.perf_counter() - started
-    cpu, client = _tree_cpu_seconds(server.pid) - before, _children_cpu_seconds() - client_before
+    cpu, client, wall, out = _run_load(server, ["h2load", "-n", str(requests), "-c", "16", "-m", "1", *args])
     finished, done, codes, mean = (p.search(out) for p in (_FINISHED, _DONE, _CODES, _MEAN))
     if not (finished and done and codes and mean):
         raise RuntimeError(f"h2load's output not understood:\n{out}")
