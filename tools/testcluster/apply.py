@@ -70,22 +70,35 @@ def load_folder(folder: Path) -> list[Manifest]:
     return found
 
 
+def wave_of(m: Manifest) -> int:
+    """The manifest's Argo CD sync wave (0 when it names none)."""
+    annotations = m.obj.get("metadata", {}).get("annotations") or {}
+    try:
+        return int(annotations.get(WAVE, "0"))
+    except ValueError:
+        raise ClusterTestError(f"{m.label}: {WAVE} must be an integer, got {annotations[WAVE]!r}") from None
+
+
 def sync_order(manifests: list[Manifest]) -> list[Manifest]:
     """Argo CD's order: wave, then kind (gitops-engine's list; custom resources last), then name."""
     kinds = gitops_engine_kind_order()  # read once per process (cached)
     order = {kind: i - len(kinds) for i, kind in enumerate(kinds)}
 
     def key(m: Manifest) -> tuple[int, int, str]:
-        annotations = m.obj.get("metadata", {}).get("annotations") or {}
-        try:
-            wave = int(annotations.get(WAVE, "0"))
-        except ValueError:
-            raise ClusterTestError(
-                f"{m.label}: {WAVE} must be an integer, got {annotations[WAVE]!r}"
-            ) from None
-        return (wave, order.get(str(m.obj.get("kind")), 0), str(m.obj["metadata"].get("name")))
+        return (wave_of(m), order.get(str(m.obj.get("kind")), 0), str(m.obj["metadata"].get("name")))
 
     return sorted(manifests, key=key)
+
+
+def sync_waves(manifests: list[Manifest]) -> list[list[Manifest]]:
+    """The manifests in sync_order, split into their waves (Argo CD applies a wave only once every resource
+    of the waves before it is healthy)."""
+    waves: list[list[Manifest]] = []
+    for m in sync_order(manifests):
+        if not waves or wave_of(waves[-1][0]) != wave_of(m):
+            waves.append([])
+        waves[-1].append(m)
+    return waves
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """`python -m testcluster.node_run [--env ENV ...] [--keep]`: the node test (make node-test).
 
 A control plane with kube-scheduler and one real node (testcluster.node): each environment of dist/ is applied
-in Argo CD's order with the operator stand-ins of the Argo CD test (testcluster.standins), its pods pull the
-images `make image` built by the digests dist/ names, and the test waits until every pod is Ready as the
-kubelet reports it. Then, from a client pod with the ingress controller's identity (namespace ingress-nginx,
-pod label app.kubernetes.io/name=ingress-nginx: the peer every environment's NetworkPolicy admits), through
-the Service's cluster DNS name: an inference request answered as onnxruntime answers it here, the same request
-answered from Redis by a fresh pod (the first pod deleted: its local cache goes with it), and, where the
-environment has a worker, a job submitted and its result read back. Then the NetworkPolicy matrix, observed
-from inside the pods and compared with the flows the spec declares, and, in stage, its three mutants
-(testcluster.node_matrix); then the faults (testcluster.node_faults): the Redis container SIGKILLed under
-load, and an inference pod deleted mid-load.
+in Argo CD's order with the operator stand-ins of the Argo CD test (testcluster.standins), a wave once the
+waves before it are healthy; its pods pull the images `make image` built by the digests dist/ names, and the
+test waits until every pod is Ready as the kubelet reports it. Then, from a client pod with the ingress
+controller's identity (namespace ingress-nginx, pod label app.kubernetes.io/name=ingress-nginx: the peer every
+environment's NetworkPolicy admits), through the Service's cluster DNS name: an inference request answered as
+onnxruntime answers it here, the same request answered from Redis by a fresh pod (the first pod deleted: its
+local cache goes with it), and, where the environment has a worker, a job submitted and its result read back.
+Then the NetworkPolicy matrix, observed from inside the pods and compared with the flows the spec declares,
+and, in stage, its three mutants (testcluster.node_matrix); then the faults (testcluster.node_faults): the
+Redis container SIGKILLed under load, and an inference pod deleted mid-load.
 
 Node capacity: one 2-CPU node cannot hold every environment's requests, so CPU and memory *requests* of every
 pod template are divided by REQUEST_SCALE (printed); limits, images, security contexts, env, args, probes and
@@ -33,7 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from policy_check import declared
-from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, sync_order
+from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, sync_order, sync_waves
 from testcluster.controlplane import control_plane
 from testcluster.errors import ClusterTestError
 from testcluster.kubeapi import ApiError, Kube
@@ -114,14 +114,21 @@ class Environment:
         return [m.obj for m in self.manifests if m.obj.get("kind") == kind]
 
 
-def apply_environment(kube: Kube, folder: Path) -> Environment:
+def apply_environment(kube: Kube, folder: Path, n: Node) -> Environment:
+    """Apply the environment wave by wave, as Argo CD syncs it: a wave starts once the waves before it are
+    healthy (claims Bound, workloads Ready). Applying everything at once would start the Deployments while
+    their claim is still unbound; kube-scheduler then parks their pods as unschedulable and may not retry
+    them for up to five minutes after the claim binds (seen in CI: stage's inference pods, 300 s)."""
     manifests = sync_order(load_folder(folder))
     namespace = next(m.obj["metadata"]["name"] for m in manifests if m.obj["kind"] == "Namespace")
-    for manifest in manifests:
-        applied = kube.apply(scale_requests(manifest.obj))
-        if not applied.ok:
-            raise ClusterTestError(f"{manifest.label}: rejected: {applied.message}")
-    return Environment(name=folder.name, namespace=namespace, manifests=manifests)
+    env = Environment(name=folder.name, namespace=namespace, manifests=manifests)
+    for wave in sync_waves(manifests):
+        for manifest in wave:
+            applied = kube.apply(scale_requests(manifest.obj))
+            if not applied.ok:
+                raise ClusterTestError(f"{manifest.label}: rejected: {applied.message}")
+        wait_ready(kube, env, n)
+    return env
 
 
 def _pod_problems(kube: Kube, namespace: str) -> list[str]:
@@ -442,8 +449,8 @@ def run_environments(args: argparse.Namespace, folders: list[Path]) -> list[str]
             with StandInLoop(standins) as loop:
                 for folder in folders:
                     started = time.monotonic()
-                    env = apply_environment(kube, folder)
                     try:
+                        env = apply_environment(kube, folder, n)
                         pods = wait_ready(kube, env, n)
                     except ClusterTestError as exc:  # a stand-in that kept failing explains a timeout
                         raise ClusterTestError(

@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 import yaml
 
+from testcluster.apply import load_folder, sync_order, sync_waves, wave_of
 from testcluster.hoststate import HostState
 from testcluster.node import LOCK, _pids_naming
-from testcluster.node_run import REQUEST_SCALE, quantity, scale_requests
+from testcluster.node_run import ENVIRONMENTS, REQUEST_SCALE, pod_spec, quantity, scale_requests
 
 REPO = Path(__file__).resolve().parents[3]
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "kube-network-policies")
@@ -62,6 +63,28 @@ def test_only_cpu_and_memory_requests_are_scaled(path: str) -> None:
         after["resources"]["requests"] = before["resources"]["requests"]
     assert restored == original
     assert original == _load(REPO / path)  # the input is not modified
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_waves_keep_sync_order_and_bind_claims_before_their_pods(env: str) -> None:
+    """The node test applies a wave only once the waves before it are healthy. The waves, joined, are Argo
+    CD's order, each wave number once, ascending; and every claim a pod template mounts comes in an earlier
+    wave than the workload (else its pods reach kube-scheduler before the claim is bound, and may wait five
+    minutes for a retry)."""
+    manifests = load_folder(REPO / "dist" / env)
+    waves = sync_waves(manifests)
+    assert [m for wave in waves for m in wave] == sync_order(manifests)
+    numbers = [wave_of(wave[0]) for wave in waves]
+    assert numbers == sorted(set(numbers))
+    assert all(wave_of(m) == wave_of(wave[0]) for wave in waves for m in wave)
+    claim_wave = {
+        m.obj["metadata"]["name"]: wave_of(m) for m in manifests if m.obj["kind"] == "PersistentVolumeClaim"
+    }
+    for m in manifests:
+        for volume in (pod_spec(m.obj) or {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim is not None:
+                assert claim_wave[claim] < wave_of(m), f"{m.label}: claim {claim} is not in an earlier wave"
 
 
 @contextlib.contextmanager
