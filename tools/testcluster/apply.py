@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from dataclasses import dataclass, field
@@ -93,12 +94,7 @@ def sync_order(manifests: list[Manifest]) -> list[Manifest]:
 def sync_waves(manifests: list[Manifest]) -> list[list[Manifest]]:
     """The manifests in sync_order, split into their waves (Argo CD applies a wave only once every resource
     of the waves before it is healthy)."""
-    waves: list[list[Manifest]] = []
-    for m in sync_order(manifests):
-        if not waves or wave_of(waves[-1][0]) != wave_of(m):
-            waves.append([])
-        waves[-1].append(m)
-    return waves
+    return [list(wave) for _, wave in itertools.groupby(sync_order(manifests), key=wave_of)]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from policy_check import declared
-from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, sync_order, sync_waves
+from testcluster.apply import Manifest, install_crds, kinds_in, load_folder, sync_waves
 from testcluster.controlplane import control_plane
 from testcluster.errors import ClusterTestError
 from testcluster.kubeapi import ApiError, Kube
@@ -116,18 +116,21 @@ class Environment:
 
 def apply_environment(kube: Kube, folder: Path, n: Node) -> Environment:
     """Apply the environment wave by wave, as Argo CD syncs it: a wave starts once the waves before it are
-    healthy (claims Bound, workloads Ready). Applying everything at once would start the Deployments while
-    their claim is still unbound; kube-scheduler then parks their pods as unschedulable and may not retry
-    them for up to five minutes after the claim binds (seen in CI: stage's inference pods, 300 s)."""
-    manifests = sync_order(load_folder(folder))
+    healthy (claims Bound, workloads Ready); the caller waits for the last one. Applying everything at once
+    would start the Deployments while their claim is still unbound; kube-scheduler then parks their pods as
+    unschedulable and may not retry them for up to five minutes after the claim binds (seen in CI: stage's
+    inference pods, 300 s)."""
+    waves = sync_waves(load_folder(folder))
+    manifests = [m for wave in waves for m in wave]
     namespace = next(m.obj["metadata"]["name"] for m in manifests if m.obj["kind"] == "Namespace")
     env = Environment(name=folder.name, namespace=namespace, manifests=manifests)
-    for wave in sync_waves(manifests):
+    for i, wave in enumerate(waves):
+        if i:
+            wait_ready(kube, env, n)
         for manifest in wave:
             applied = kube.apply(scale_requests(manifest.obj))
             if not applied.ok:
                 raise ClusterTestError(f"{manifest.label}: rejected: {applied.message}")
-        wait_ready(kube, env, n)
     return env
 
 
